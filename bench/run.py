@@ -1,0 +1,128 @@
+"""Benchmarks of the gateway foundation, each printed beside a baseline measured in the same run.
+
+1. The daemon's footprint: `edge run` on a simulated greenhouse with N sensors (default 40 at 10 s) for S seconds
+   (default 60): peak RSS and CPU share of one core, against a bare Python interpreter sleeping for the same time.
+   Targets: RSS <= 60 MB, CPU <= 2 %.
+2. Buffer append throughput: `Buffer.append_readings` in rounds of N readings (one transaction each) against raw
+   `sqlite3.executemany` into the same schema with the same pragmas and the same transaction size.
+   Target: >= 0.5x raw.
+
+Usage:  .venv/bin/python bench/run.py [--seconds 60] [--sensors 40] [--rows 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from edge.gateway.buffer import MIGRATIONS, Buffer, NewReading, _connect
+
+
+def gateway_config(directory: Path, sensors: int) -> Path:
+    lines = ["gateway: {id: bench}", "hardware: {backend: simulated}", "clock: {trust: synced}",
+             f"buffer: {{path: {directory / 'buffer.db'}}}", "log: {level: warning}", "sensors:"]
+    for i in range(sensors):
+        lines += [f"  - id: s{i:02d}", "    type: simulated", "    measures: [temperature]", "    interval: 10s"]
+    path = directory / "bench.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def watch(cmd: list[str], seconds: float) -> tuple[float, float]:
+    """Run ``cmd`` for ``seconds``; return (peak RSS in MB, CPU share of one core in %) over the whole run."""
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    began = time.monotonic()
+    cpu = proc.cpu_times()
+    try:
+        while proc.poll() is None and time.monotonic() - began < seconds + 30:
+            try:
+                peak = max(peak, proc.memory_info().rss)
+                cpu = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        err = proc.communicate()[1]
+    wall = time.monotonic() - began
+    if proc.returncode not in (0, -15):
+        sys.exit(f"{cmd[:4]} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return peak / 2**20, 100 * (cpu.user + cpu.system) / wall
+
+
+def bench_daemon(seconds: float, sensors: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = gateway_config(Path(tmp), sensors)
+        rss, cpu = watch([sys.executable, "-m", "edge", "run", "-c", str(config), "--for", f"{int(seconds)}s"],
+                         seconds)
+        buffer = Buffer.reader(Path(tmp) / "buffer.db")
+        stored = buffer.counts()["total"]
+        buffer.close()
+    base_rss, base_cpu = watch([sys.executable, "-c", f"import time; time.sleep({seconds})"], seconds)
+    print(f"daemon, {sensors} simulated sensors at 10s for {seconds:g}s ({stored} readings stored):")
+    print(f"  peak RSS   {rss:6.1f} MB   bare python {base_rss:5.1f} MB   ratio {rss / base_rss:4.1f}x"
+          f"   target <= 60 MB: {'ok' if rss <= 60 else 'MISSED'}")
+    print(f"  CPU        {cpu:6.2f} %    bare python {base_cpu:5.2f} %                 "
+          f"   target <= 2 % of one core: {'ok' if cpu <= 2 else 'MISSED'}")
+
+
+def rows(n: int) -> list[NewReading]:
+    return [NewReading(ts=1.7e9 + i, sensor=f"s{i % 40:02d}", quantity="temperature", value=20.0 + (i % 97) / 10,
+                       unit="°C") for i in range(n)]
+
+
+def bench_append(total: int, round_size: int) -> None:
+    data = rows(total)
+    batches = [data[i:i + round_size] for i in range(0, total, round_size)]
+    with tempfile.TemporaryDirectory() as tmp:
+        buffer, _ = Buffer.open(Path(tmp) / "buffer.db", now=time.time(), boot_id="bench")
+        began = time.perf_counter()
+        for batch in batches:
+            buffer.append_readings(batch)
+        ours = total / (time.perf_counter() - began)
+        buffer.close()
+
+        conn = _connect(Path(tmp) / "raw.db")  # same pragmas: WAL, synchronous=FULL
+        for statement in filter(str.strip, MIGRATIONS[0][2].split(";")):
+            conn.execute(statement)
+        seq = 0
+        began = time.perf_counter()
+        for batch in batches:
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO readings (epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, "
+                "boot_id, mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(1, seq + i + 1, r.ts, r.sensor, r.quantity, r.value, r.unit, r.quality, r.reason, r.clock,
+                  r.boot_id, r.mono) for i, r in enumerate(batch)])
+            conn.execute("COMMIT")
+            seq += len(batch)
+        raw = total / (time.perf_counter() - began)
+        conn.close()
+    print(f"buffer append, {total} readings in rounds of {round_size} (one transaction each, WAL, synchronous=FULL):")
+    print(f"  Buffer.append_readings {ours:10,.0f} readings/s   raw executemany {raw:10,.0f} readings/s   "
+          f"ratio {ours / raw:4.2f}x   target >= 0.5x: {'ok' if ours / raw >= 0.5 else 'MISSED'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--sensors", type=int, default=40)
+    parser.add_argument("--rows", type=int, default=200_000)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, sqlite {sqlite3.sqlite_version}")
+    bench_append(args.rows, args.sensors)
+    bench_daemon(args.seconds, args.sensors)
+
+
+if __name__ == "__main__":
+    main()

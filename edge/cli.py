@@ -1,0 +1,239 @@
+"""The ``edge`` command: thin shells over the library that turn errors into one clear line each."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from edge import __version__
+from edge.durations import parse_duration
+from edge.errors import ConfigError, EdgeError
+
+EXIT_CONFIG = 2
+
+config_option = click.option(
+    "-c", "--config", "config_path", envvar="EDGE_CONFIG", type=click.Path(dir_okay=False),
+    help="Gateway config file (default: $EDGE_CONFIG, else the embedded simulated-greenhouse demo).",
+)
+
+
+def _load(config_path: str | None):
+    from edge.config import load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _duration(_ctx, _param, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _setup_logging(level: str) -> None:
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if sys.stderr.isatty():
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge")
+def main() -> None:
+    """Smart-greenhouse edge service: gateway daemon and tools."""
+
+
+@main.command()
+@config_option
+def check(config_path: str | None) -> None:
+    """Validate a config file without touching hardware.
+
+    Exit 0 when valid; exit 2 with one line per problem (FILE:LINE: key.path: message).
+
+    Example: edge check -c /etc/edge/gateway.yaml
+    """
+    config = _load(config_path)
+    click.echo(f"{config.source}: ok (gateway {config.gateway.id}, {len(config.sensors)} sensors, "
+               f"{len(config.actuators)} actuators, {config.hardware.backend} backend)")
+
+
+@main.command()
+@config_option
+@click.option("--for", "duration", callback=_duration, metavar="DURATION",
+              help="Stop cleanly after this long (10s, 5m, 2h); default: run until SIGTERM/SIGINT.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Override the config's log.level.")
+def run(config_path: str | None, duration: float | None, log_level: str | None) -> None:
+    """Run the gateway daemon in the foreground (logs to stderr, for journald).
+
+    Without -c it runs the embedded simulated greenhouse, buffering under ./var/.
+
+    Example: edge run -c config/demo.yaml --for 1m
+    """
+    from edge.gateway.daemon import Daemon
+
+    config = _load(config_path)
+    _setup_logging(log_level or config.log.level)
+    try:
+        sys.exit(Daemon(config).run(duration))
+    except EdgeError as exc:
+        logging.getLogger("edge").error("%s", exc)
+        sys.exit(1)
+
+
+def _open_reader(config):
+    from edge.gateway.buffer import Buffer
+
+    try:
+        return Buffer.reader(config.buffer.path)
+    except EdgeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def status_report(config, now: float | None = None) -> dict[str, Any]:
+    """What ``edge status --json`` prints: a contract for scripts and monitoring."""
+    from edge.gateway.clock import Clock
+
+    now = time.time() if now is None else now
+    buffer = _open_reader(config)
+    try:
+        readings = buffer.counts("readings")
+        events = buffer.counts("events")
+        latest = buffer.latest(s.id for s in config.sensors)
+        epochs = buffer.epochs()
+    finally:
+        buffer.close()
+    oldest = readings.pop("oldest_pending_ts")
+    sensors = {}
+    for sensor in config.sensors:
+        rows = latest.get(sensor.id, [])
+        last_ts = rows[0]["ts"] if rows else None
+        sensors[sensor.id] = {
+            "last_ts": _iso(last_ts),
+            "age_s": None if last_ts is None else round(now - last_ts, 1),
+            "quantities": {r["quantity"]: {"value": r["value"], "unit": r["unit"], "quality": r["quality"],
+                                           "reason": r["reason"]} for r in rows},
+        }
+    current = epochs[-1] if epochs else {}
+    return {
+        "gateway": {"id": config.gateway.id, "name": config.gateway.name},
+        "epoch": current.get("epoch"),
+        "epoch_started": _iso(current.get("started_ts")),
+        "daemon": "stopped" if current.get("stopped_ts") else "running (or stopped uncleanly)",
+        "clock": {"synced": Clock(config.clock.trust).is_synced(), "trust": config.clock.trust},
+        "buffer": {
+            "path": str(config.buffer.path), **readings,
+            "oldest_pending": _iso(oldest),
+            "oldest_pending_age_s": None if oldest is None else round(now - oldest, 1),
+            "events_pending": events["pending"],
+        },
+        "sensors": sensors,
+    }
+
+
+def _format_value(q: dict[str, Any]) -> str:
+    if q["quality"] == "error":
+        return f"error ({q['reason']})"
+    text = f"{q['value']:g} {q['unit']}"
+    return text if q["quality"] == "good" else f"{text} [{q['quality']}]"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys: gateway, epoch, clock, buffer, "
+              "sensors).")
+def status(config_path: str | None, as_json: bool) -> None:
+    """Show the gateway's state from its buffer; works while the daemon runs.
+
+    Example: edge status -c /etc/edge/gateway.yaml --json
+    """
+    report = status_report(_load(config_path))
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    gw, buf, clock = report["gateway"], report["buffer"], report["clock"]
+    click.echo(f"gateway  {gw['id']}" + (f" ({gw['name']})" if gw["name"] else ""))
+    click.echo(f"epoch    {report['epoch']} since {report['epoch_started']}, daemon {report['daemon']}")
+    click.echo(f"clock    {'synced' if clock['synced'] else 'NOT synced (readings are flagged)'}")
+    click.echo(f"buffer   {buf['path']}: {buf['total']} readings, {buf['pending']} pending, "
+               f"{buf['acknowledged']} acknowledged; oldest pending {_age(buf['oldest_pending_age_s'])}; "
+               f"{buf['events_pending']} events pending")
+    click.echo("sensors")
+    for sensor_id, info in report["sensors"].items():
+        values = ", ".join(f"{q} {_format_value(v)}" for q, v in info["quantities"].items()) or "no readings yet"
+        click.echo(f"  {sensor_id:<16} {values}  ({_age(info['age_s'])})")
+
+
+READING_COLUMNS = ["ts", "epoch", "seq", "sensor", "quantity", "value", "unit", "quality", "reason", "clock"]
+
+
+@main.command()
+@config_option
+@click.option("--sensor", "sensor_ids", multiple=True, metavar="ID", help="Only this sensor (repeatable).")
+@click.option("--since", default="1h", show_default=True, callback=_duration, metavar="DURATION",
+              help="How far back to look (10m, 2h, 7d).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def readings(config_path: str | None, sensor_ids: tuple[str, ...], since: float, fmt: str) -> None:
+    """Print buffered readings (UTC timestamps); works while the daemon runs.
+
+    Example: edge readings -c /etc/edge/gateway.yaml --sensor air --since 2h --format csv > air.csv
+    """
+    config = _load(config_path)
+    known = [s.id for s in config.sensors]
+    unknown = [s for s in sensor_ids if s not in known]
+    if unknown:
+        raise click.BadParameter(f"unknown sensor {unknown[0]!r} (sensors: {', '.join(known)})",
+                                 param_hint="--sensor")
+    buffer = _open_reader(config)
+    try:
+        rows = ({**r, "ts": _iso(r["ts"])} for r in buffer.readings(sensor_ids or known, time.time() - since))
+        _print_rows(rows, fmt)
+    finally:
+        buffer.close()
+
+
+def _print_rows(rows, fmt: str) -> None:
+    out = click.get_text_stream("stdout")
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(READING_COLUMNS)
+        for row in rows:
+            writer.writerow([row[c] for c in READING_COLUMNS])
+    elif fmt == "json":
+        click.echo(json.dumps([{c: row[c] for c in READING_COLUMNS} for row in rows], ensure_ascii=False, indent=1))
+    else:
+        click.echo(f"{'time (UTC)':<24} {'sensor':<16} {'quantity':<14} {'value':>10} {'unit':<5} quality")
+        for row in rows:
+            value = "" if row["value"] is None else f"{row['value']:g}"
+            note = row["quality"] + (f" ({row['reason']})" if row["reason"] else "")
+            click.echo(f"{row['ts']:<24} {row['sensor']:<16} {row['quantity']:<14} {value:>10} {row['unit']:<5} "
+                       f"{note}")

@@ -1,0 +1,353 @@
+"""YAML configuration -> validated, typed models. Every problem names ``FILE:LINE: key.path: message``.
+
+Loading happens in three steps:
+
+1. YAML is composed into nodes so every key keeps its line; duplicate keys are refused; ``${VAR}`` and
+   ``${VAR:-default}`` in string values are replaced from the environment.
+2. Each sensor and actuator is validated by its driver's own config model (looked up by ``type:`` in the hardware
+   registry, which imports only the driver modules the file uses), then the rest of the document.
+3. Cross-references are checked: unique ids, references to known sensors and quantities.
+
+All problems are collected, not just the first, and raised together as one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from edge.durations import Duration
+from edge.errors import ConfigError
+from edge.gateway import hardware
+from edge.gateway.hardware.base import ActuatorConfig, Identifier, SensorConfig, SensorInput, StrictModel
+
+Loc = tuple[str | int, ...]
+
+#: Where the embedded demo configuration lives (``config/demo.yaml`` is the same file).
+DEMO_CONFIG = Path(__file__).parent / "gateway" / "demo.yaml"
+
+
+# --------------------------------------------------------------------------------------------------------- models
+
+
+class GatewayIdentity(StrictModel):
+    id: Identifier = Field(description="unique gateway id; appears in MQTT topics and in the data center")
+    name: str | None = Field(default=None, description="human name of the greenhouse")
+    latitude: float = Field(default=33.487, ge=-90, le=90, description="for sunrise/sunset and the simulation")
+    longitude: float = Field(default=48.356, ge=-180, le=180)
+    timezone: str = Field(default="Asia/Tehran", description="IANA time zone of the greenhouse")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (for example Asia/Tehran)") from None
+        return value
+
+
+class HardwareConfig(StrictModel):
+    backend: Literal["simulated", "gpio"] = Field(
+        default="simulated", description="simulated: the greenhouse model on mock pins; gpio: real pins"
+    )
+    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = Field(
+        default=None, description="gpiozero pin factory for backend gpio; null lets gpiozero choose (lgpio on a Pi 5)"
+    )
+    #: A ``sim.SimulationConfig`` (validated by the simulation module itself); None unless the backend is simulated.
+    simulation: Any = None
+
+
+class ClockConfig(StrictModel):
+    trust: Literal["auto", "synced", "unsynced"] = Field(
+        default="auto",
+        description="auto: trust the wall clock once systemd-timesyncd (or the kernel) says it is synced",
+    )
+
+
+class BufferConfig(StrictModel):
+    path: Path = Field(default=Path("/var/lib/edge/buffer.db"), description="SQLite file; relative to the cwd")
+    retention: Duration = Field(default=7 * 86400.0, description="how long acknowledged readings are kept locally")
+
+
+class LogConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class GatewayConfig(StrictModel):
+    """One greenhouse gateway: identity, hardware, sensors, actuators, buffer."""
+
+    gateway: GatewayIdentity
+    hardware: HardwareConfig = HardwareConfig()
+    clock: ClockConfig = ClockConfig()
+    buffer: BufferConfig = BufferConfig()
+    log: LogConfig = LogConfig()
+    sensors: list[SensorConfig] = Field(default_factory=list)
+    actuators: list[ActuatorConfig] = Field(default_factory=list)
+    source: str = Field(default="<memory>", exclude=True)
+
+    def sensor(self, sensor_id: str) -> SensorConfig:
+        for sensor in self.sensors:
+            if sensor.id == sensor_id:
+                return sensor
+        raise KeyError(sensor_id)
+
+
+# ------------------------------------------------------------------------------------------- YAML with line numbers
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Document:
+    """Plain data from YAML plus the line of every key path, and the problems found while reading it."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.lines: dict[Loc, int] = {}
+        self.problems: list[tuple[int, str]] = []
+
+    def problem(self, loc: Loc, message: str) -> None:
+        self.problems.append((self.line_of(loc), f"{self.source}:{self.line_of(loc)}: {render_loc(loc)}: {message}"))
+
+    def line_of(self, loc: Loc) -> int:
+        """The line of ``loc``, or of its nearest ancestor that is in the file (for missing keys)."""
+        loc = tuple(loc)
+        while loc and loc not in self.lines:
+            loc = loc[:-1]
+        return self.lines.get(loc, 1)
+
+
+def render_loc(loc: Loc) -> str:
+    """``('sensors', 1, 'interval')`` -> ``sensors[1].interval``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _read_yaml(text: str, doc: _Document, env: Mapping[str, str]) -> Any:
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        reason = getattr(exc, "problem", None) or str(exc)
+        doc.problems.append((line, f"{doc.source}:{line}: yaml: {reason}"))
+        return None
+    finally:
+        loader.dispose()
+    if root is None:
+        return {}
+    return _convert(root, (), doc, env, loader)
+
+
+def _convert(node: yaml.Node, loc: Loc, doc: _Document, env: Mapping[str, str], loader: yaml.SafeLoader) -> Any:
+    doc.lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node)
+            child, line = loc + (key,), key_node.start_mark.line + 1
+            if key in result:
+                doc.problems.append((line, f"{doc.source}:{line}: {render_loc(child)}: "
+                                           f"duplicate key (first on line {doc.lines[child]})"))
+                continue
+            doc.lines[child] = line
+            result[key] = _convert(value_node, child, doc, env, loader)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, loc + (i,), doc, env, loader) for i, item in enumerate(node.value)]
+    value = loader.construct_object(node)
+    if isinstance(value, str) and "${" in value:
+        value = _substitute(value, loc, doc, env)
+    return value
+
+
+def _substitute(text: str, loc: Loc, doc: _Document, env: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                doc.problem(loc, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+                return ""
+            return default
+        return value
+
+    return _ENV.sub(replace, text)
+
+
+# ----------------------------------------------------------------------------------------------------- validation
+
+
+def _friendly(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "missing required key"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    return message
+
+
+def _data_loc(data: Any, loc: Loc, kind: str) -> Loc:
+    """Drop pydantic's type tags (``'int'``, ``'function-after[...]'``) so the path names keys in the file."""
+    out: list[str | int] = []
+    here = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(here, dict) and part in here:
+            out.append(part)
+            here = here[part]
+        elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
+            out.append(part)
+            here = here[part]
+        elif last and kind in ("missing", "extra_forbidden") and isinstance(part, str):
+            out.append(part)
+    return tuple(out)
+
+
+def _report(exc: ValidationError, data: Any, prefix: Loc, doc: _Document) -> None:
+    seen: set[Loc] = set()
+    for error in exc.errors():
+        loc = prefix + _data_loc(data, tuple(error["loc"]), error["type"])
+        if loc in seen:
+            continue  # one message per key: a union reports once per branch
+        seen.add(loc)
+        doc.problem(loc, _friendly(error))
+
+
+def _validate_part(model: Any, data: Any, loc: Loc, doc: _Document) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        _report(exc, data, loc, doc)
+        return None
+
+
+def _validate_devices(items: Any, section: str, lookup: Any, doc: _Document) -> tuple[list[Any], set[str]]:
+    """Validate each item with its driver's model; return ``(loc, config)`` pairs and the ids of invalid items."""
+    if items is None:
+        return [], set()
+    if not isinstance(items, list):
+        doc.problem((section,), "must be a list")
+        return [], set()
+    validated, invalid = [], set()
+    for index, item in enumerate(items):
+        loc: Loc = (section, index)
+        if not isinstance(item, dict):
+            doc.problem(loc, "must be a mapping with at least id and type")
+            continue
+        config = _validate_device(item, loc, lookup, doc)
+        if config is not None:
+            validated.append((loc, config))
+        elif isinstance(item.get("id"), str):
+            invalid.add(item["id"])
+    return validated, invalid
+
+
+def _validate_device(item: dict[str, Any], loc: Loc, lookup: Any, doc: _Document) -> Any:
+    type_name = item.get("type")
+    if not isinstance(type_name, str):
+        doc.problem(loc + ("type",), "missing required key" if type_name is None else "must be a string")
+        return None
+    try:
+        driver = lookup(type_name)
+    except KeyError as exc:
+        doc.problem(loc + ("type",), exc.args[0])
+        return None
+    return _validate_part(driver.Config, item, loc, doc)
+
+
+def _check_references(parts: dict[str, list[tuple[Loc, Any]]], invalid: set[str], doc: _Document) -> None:
+    """Ids are unique across sensors and actuators; references name a known sensor and a quantity it measures.
+
+    References to a sensor that is itself invalid or duplicated are not reported again.
+    """
+    first_seen: dict[str, Loc] = {}
+    unsure = set(invalid)
+    for section in ("sensors", "actuators"):
+        for loc, item in parts[section]:
+            if item.id in first_seen:
+                doc.problem(loc + ("id",), f"duplicate id {item.id!r} (also {render_loc(first_seen[item.id])})")
+                unsure.add(item.id)
+            else:
+                first_seen[item.id] = loc
+    measures = {item.id: set(item.quantities()) for _, item in parts["sensors"]}
+    for loc, item in parts["actuators"]:
+        _check_input(item.feedback, loc + ("feedback",), measures, unsure, doc)
+
+
+def _check_input(ref: SensorInput | None, loc: Loc, measures: dict[str, set[str]], unsure: set[str],
+                 doc: _Document) -> None:
+    if ref is None or ref.sensor in unsure:
+        return
+    if ref.sensor not in measures:
+        known = ", ".join(sorted(measures)) or "none configured"
+        doc.problem(loc + ("sensor",), f"unknown sensor {ref.sensor!r} (sensors: {known})")
+    elif ref.quantity not in measures[ref.sensor]:
+        doc.problem(loc + ("quantity",), f"sensor {ref.sensor!r} does not measure {ref.quantity}")
+
+
+def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Validate YAML text into a :class:`GatewayConfig`, or raise :class:`ConfigError` listing every problem."""
+    doc = _Document(source)
+    data = _read_yaml(text, doc, os.environ if env is None else env)
+    if data is not None and not isinstance(data, dict):
+        doc.problem((), "the file must be a mapping of sections (gateway, hardware, sensors, ...)")
+    if doc.problems or not isinstance(data, dict):
+        raise ConfigError([message for _, message in sorted(doc.problems)])
+
+    body = dict(data)
+    sensors, invalid_sensors = _validate_devices(body.pop("sensors", None), "sensors", hardware.sensor_driver, doc)
+    actuators, invalid_actuators = _validate_devices(
+        body.pop("actuators", None), "actuators", hardware.actuator_driver, doc)
+    parts = {"sensors": sensors, "actuators": actuators}
+    hardware_section = body.get("hardware")
+    if isinstance(hardware_section, dict):
+        hardware_section = dict(hardware_section)
+        simulation = hardware_section.pop("simulation", None)
+        if hardware_section.get("backend", "simulated") == "simulated":
+            from edge.gateway.hardware.sim import SimulationConfig
+
+            hardware_section["simulation"] = _validate_part(
+                SimulationConfig, simulation or {}, ("hardware", "simulation"), doc
+            )
+        elif simulation is not None:
+            doc.problem(("hardware", "simulation"), "only allowed with backend: simulated")
+        body["hardware"] = hardware_section
+    elif hardware_section is None:
+        from edge.gateway.hardware.sim import SimulationConfig
+
+        body["hardware"] = {"simulation": SimulationConfig()}
+
+    _check_references(parts, invalid_sensors | invalid_actuators, doc)
+    body["sensors"] = [item for _, item in parts["sensors"]]
+    body["actuators"] = [item for _, item in parts["actuators"]]
+    config = _validate_part(GatewayConfig, body, (), doc)
+    if doc.problems or config is None:
+        raise ConfigError([message for _, message in sorted(doc.problems)])
+    return config.model_copy(update={"source": source})
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Load and validate a config file; ``None`` loads the embedded simulated-greenhouse demo."""
+    file = Path(path) if path is not None else DEMO_CONFIG
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{file}: cannot read: {reason}"]) from None
+    return parse_config(text, str(file), env)

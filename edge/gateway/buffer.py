@@ -1,0 +1,384 @@
+"""The local SQLite buffer: the gateway's outbox and its memory across restarts and power cuts.
+
+Every reading gets a key ``(epoch, seq)``. ``epoch`` grows at every daemon start and is committed (fsynced, with
+``synchronous=FULL``) before the first reading, so a power cut that rolls back the last commits can never make a new
+reading reuse a key the data center already holds. ``seq`` is allocated per stream (``readings``, ``events``) and
+epoch inside the transaction that stores the rows, from a counter table, so deleting acknowledged rows never frees a
+``seq`` for reuse.
+
+Rows leave the pending set only through :meth:`Buffer.ack` (the data center's acknowledgement, after its commit), and
+leave the file only through :meth:`Buffer.prune` once acknowledged and older than the retention.
+
+Each thread gets its own connection (WAL mode: readers never block the writer); writes in this process are
+serialised by a lock so they never wait on SQLite's busy handler.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from edge import __version__
+from edge.errors import BufferUnavailable
+
+log = logging.getLogger(__name__)
+
+STREAMS = ("readings", "events")
+
+#: Clock state of a reading's timestamp.
+CLOCK_UNSYNCED, CLOCK_SYNCED, CLOCK_CORRECTED = 0, 1, 2
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "initial schema",
+        """
+        CREATE TABLE epochs (
+            epoch      INTEGER PRIMARY KEY,
+            started_ts REAL NOT NULL,
+            boot_id    TEXT NOT NULL,
+            version    TEXT NOT NULL,
+            stopped_ts REAL              -- NULL while running, or after an unclean stop
+        );
+        CREATE TABLE counters (
+            stream   TEXT NOT NULL,
+            epoch    INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL,
+            PRIMARY KEY (stream, epoch)
+        ) WITHOUT ROWID;
+        CREATE TABLE readings (
+            epoch    INTEGER NOT NULL,
+            seq      INTEGER NOT NULL,
+            ts       REAL NOT NULL,      -- UTC seconds since 1970, taken at the sensor
+            sensor   TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            value    REAL,               -- NULL when quality is 'error'
+            unit     TEXT NOT NULL,
+            quality  TEXT NOT NULL,      -- good | error | implausible
+            reason   TEXT,
+            clock    INTEGER NOT NULL,   -- 0 unsynced, 1 synced, 2 corrected after sync
+            boot_id  TEXT,               -- set while the clock is unsynced, to correct ts later
+            mono     REAL,
+            acked    INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (epoch, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX readings_pending ON readings (epoch, seq) WHERE acked = 0;
+        CREATE INDEX readings_sensor_ts ON readings (sensor, ts);
+        CREATE TABLE events (
+            epoch  INTEGER NOT NULL,
+            seq    INTEGER NOT NULL,
+            ts     REAL NOT NULL,
+            kind   TEXT NOT NULL,        -- e.g. daemon.start, buffer.corrupt, actuator.change
+            source TEXT NOT NULL,        -- what raised it: a sensor or actuator id, 'daemon', 'buffer'
+            data   TEXT NOT NULL,        -- JSON object
+            acked  INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (epoch, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX events_pending ON events (epoch, seq) WHERE acked = 0;
+        """,
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewReading:
+    """A reading as the sampler hands it over: the buffer adds ``epoch`` and ``seq``."""
+
+    ts: float
+    sensor: str
+    quantity: str
+    value: float | None
+    unit: str
+    quality: str = "good"
+    reason: str | None = None
+    clock: int = CLOCK_SYNCED
+    boot_id: str | None = None
+    mono: float | None = None
+
+
+@dataclass(frozen=True)
+class OpenReport:
+    """What happened when the buffer was opened: for the daemon's log and events."""
+
+    epoch: int
+    previous_epoch_clean: bool | None  # None on a fresh buffer
+    corrupt_moved_to: Path | None = None
+    corrupt_reason: str | None = None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _quick_check(path: Path) -> str | None:
+    """``None`` if the file is healthy (or absent), else the reason it is not."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            rows = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if rows == ["ok"] else "; ".join(rows[:5])
+
+
+class Buffer:
+    """The SQLite outbox. Use :meth:`open` in the daemon; :meth:`reader` for the CLI beside a running daemon."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.epoch: int | None = None
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ opening and closing
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, now: float, boot_id: str) -> tuple["Buffer", OpenReport]:
+        """Check, migrate and start a new epoch. A corrupt file is moved aside (kept) and a fresh one started."""
+        buffer = cls(path)
+        buffer.path.parent.mkdir(parents=True, exist_ok=True)
+        reason = _quick_check(buffer.path)
+        moved_to = buffer._move_aside(now) if reason else None
+        if moved_to:
+            log.error("buffer %s failed its integrity check (%s); moved to %s, starting a fresh buffer",
+                      buffer.path, reason, moved_to)
+        buffer.migrate()
+        previous_clean = buffer._start_epoch(now, boot_id)
+        if moved_to:
+            buffer.append_event("buffer.corrupt", "buffer", {"moved_to": str(moved_to), "reason": reason}, ts=now)
+        return buffer, OpenReport(buffer.epoch, previous_clean, moved_to, reason)
+
+    @classmethod
+    def reader(cls, path: str | os.PathLike[str]) -> "Buffer":
+        """Open an existing buffer for queries only (no epoch, no migration): safe while the daemon runs."""
+        buffer = cls(path)
+        if not buffer.path.exists():
+            raise BufferUnavailable(f"no buffer at {buffer.path} (has the gateway run yet?)")
+        try:
+            buffer.epoch = buffer.current_epoch()
+        except sqlite3.DatabaseError as exc:
+            raise BufferUnavailable(f"cannot read buffer {buffer.path}: {exc}") from None
+        return buffer
+
+    def _move_aside(self, now: float) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(f"{self.path}{suffix}")
+            if part.exists():
+                part.rename(Path(f"{target}{suffix}"))
+        return target
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (one per thread, as SQLite in WAL mode likes it)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            conn = _connect(self.path)
+            with self._connections_lock:
+                self._connections.append(conn)
+            db = self._local.db = sqlite_utils.Database(conn)
+        return db
+
+    def migrate(self) -> list[int]:
+        """Apply missing schema migrations, each in its own transaction; return the versions applied."""
+        db = self.db
+        applied = []
+        with self._write_lock:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ts REAL NOT NULL)"
+            )
+            done = {row["version"] for row in db.query("SELECT version FROM schema_migrations")}
+            for version, name, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                with db.atomic():
+                    for statement in filter(str.strip, sql.split(";")):
+                        db.execute(statement)
+                    db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, time.time()))
+                applied.append(version)
+        if applied:
+            log.info("buffer %s: applied schema migrations %s", self.path, applied)
+        return applied
+
+    def _start_epoch(self, now: float, boot_id: str) -> bool | None:
+        db = self.db
+        with self._write_lock, db.atomic():
+            last = db.execute("SELECT epoch, stopped_ts FROM epochs ORDER BY epoch DESC LIMIT 1").fetchone()
+            self.epoch = (last[0] if last else 0) + 1
+            db.execute("INSERT INTO epochs (epoch, started_ts, boot_id, version) VALUES (?, ?, ?, ?)",
+                       (self.epoch, now, boot_id, __version__))
+            for stream in STREAMS:
+                db.execute("INSERT INTO counters VALUES (?, ?, 0)", (stream, self.epoch))
+        # synchronous=FULL: the epoch is on disk before the first reading of it is taken.
+        return None if last is None else last[1] is not None
+
+    def mark_clean_stop(self, now: float) -> None:
+        with self._write_lock:
+            self.db.execute("UPDATE epochs SET stopped_ts = ? WHERE epoch = ?", (now, self.epoch))
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # --------------------------------------------------------------------------------------------------- appending
+
+    def _allocate(self, db: sqlite_utils.Database, stream: str, count: int) -> int:
+        """Reserve ``count`` seqs in the open transaction; return the first."""
+        row = db.execute(
+            "UPDATE counters SET last_seq = last_seq + ? WHERE stream = ? AND epoch = ? RETURNING last_seq",
+            (count, stream, self.epoch),
+        ).fetchone()
+        if row is None:
+            raise BufferUnavailable(f"buffer {self.path} has no epoch started (use Buffer.open)")
+        return row[0] - count + 1
+
+    def append_readings(self, readings: Sequence[NewReading]) -> tuple[int, int] | None:
+        """Store readings in one transaction; return the ``(first, last)`` seq given to them."""
+        if not readings:
+            return None
+        db = self.db
+        with self._write_lock, db.atomic():
+            first = self._allocate(db, "readings", len(readings))
+            db.conn.executemany(
+                "INSERT INTO readings (epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, "
+                "boot_id, mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (self.epoch, first + i, r.ts, r.sensor, r.quantity, r.value, r.unit, r.quality, r.reason,
+                     r.clock, r.boot_id, r.mono)
+                    for i, r in enumerate(readings)
+                ],
+            )
+        return first, first + len(readings) - 1
+
+    def append_event(self, kind: str, source: str, data: dict[str, Any] | None = None, *, ts: float) -> int:
+        """Store one event (never dropped for space); return its seq."""
+        db = self.db
+        with self._write_lock, db.atomic():
+            seq = self._allocate(db, "events", 1)
+            db.execute(
+                "INSERT INTO events (epoch, seq, ts, kind, source, data) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.epoch, seq, ts, kind, source, json.dumps(data or {}, ensure_ascii=False, sort_keys=True)),
+            )
+        return seq
+
+    def correct_clock(self, boot_id: str, boot_wall_time: float) -> int:
+        """Once the clock syncs, re-time this boot's unsynced, unacknowledged readings from monotonic time.
+
+        ``boot_wall_time`` is the true wall time at monotonic zero (``wall - monotonic`` read right after sync).
+        """
+        with self._write_lock:
+            cursor = self.db.execute(
+                "UPDATE readings SET ts = ? + mono, clock = ? "
+                "WHERE clock = ? AND boot_id = ? AND acked = 0 AND mono IS NOT NULL",
+                (boot_wall_time, CLOCK_CORRECTED, CLOCK_UNSYNCED, boot_id),
+            )
+        return cursor.rowcount
+
+    # ------------------------------------------------------------------------------------- the sync transaction API
+
+    def pending(self, stream: str = "readings", limit: int = 500,
+                after: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """Unacknowledged rows, oldest ``(epoch, seq)`` first, optionally strictly after a key."""
+        _check_stream(stream)
+        epoch, seq = after or (0, 0)
+        return list(self.db.query(
+            f"SELECT * FROM {stream} WHERE acked = 0 AND (epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
+            (epoch, seq, limit),
+        ))
+
+    def ack(self, stream: str, epoch: int, first: int, last: int) -> int:
+        """Mark ``first..last`` of ``epoch`` acknowledged (idempotent); return how many rows changed."""
+        _check_stream(stream)
+        with self._write_lock:
+            cursor = self.db.execute(
+                f"UPDATE {stream} SET acked = 1 WHERE epoch = ? AND seq BETWEEN ? AND ? AND acked = 0",
+                (epoch, first, last),
+            )
+        return cursor.rowcount
+
+    def prune(self, older_than: float) -> int:
+        """Delete acknowledged rows (readings and events) older than ``older_than``; pending rows always stay."""
+        with self._write_lock:
+            deleted = 0
+            for stream in STREAMS:
+                deleted += self.db.execute(
+                    f"DELETE FROM {stream} WHERE acked = 1 AND ts < ?", (older_than,)
+                ).rowcount
+        return deleted
+
+    # ---------------------------------------------------------------------------------------------------- queries
+
+    def current_epoch(self) -> int | None:
+        row = self.db.execute("SELECT MAX(epoch) FROM epochs").fetchone()
+        return row[0] if row else None
+
+    def counts(self, stream: str = "readings") -> dict[str, Any]:
+        _check_stream(stream)
+        row = self.db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(acked = 0), 0), MIN(CASE WHEN acked = 0 THEN ts END) FROM {stream}"
+        ).fetchone()
+        total, pending, oldest = row
+        return {"total": total, "pending": pending, "acknowledged": total - pending, "oldest_pending_ts": oldest}
+
+    def latest(self, sensors: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """The most recent reading of each quantity of each sensor (uses the (sensor, ts) index)."""
+        result: dict[str, list[dict[str, Any]]] = {}
+        for sensor in sensors:
+            rows = self.db.query(
+                "SELECT * FROM readings WHERE sensor = ? AND ts = (SELECT MAX(ts) FROM readings WHERE sensor = ?) "
+                "ORDER BY quantity",
+                (sensor, sensor),
+            )
+            result[sensor] = list(rows)
+        return result
+
+    def readings(self, sensors: Iterable[str], since: float) -> Iterator[dict[str, Any]]:
+        """Readings of ``sensors`` taken at or after ``since``, in time order."""
+        sensors = list(sensors)
+        if not sensors:
+            return iter(())
+        marks = ", ".join("?" for _ in sensors)
+        return self.db.query(
+            f"SELECT * FROM readings WHERE sensor IN ({marks}) AND ts >= ? ORDER BY ts, epoch, seq",
+            (*sensors, since),
+        )
+
+    def events(self, since: float = 0.0) -> Iterator[dict[str, Any]]:
+        return self.db.query("SELECT * FROM events WHERE ts >= ? ORDER BY epoch, seq", (since,))
+
+    def epochs(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM epochs ORDER BY epoch"))
+
+
+def _check_stream(stream: str) -> None:
+    if stream not in STREAMS:
+        raise ValueError(f"unknown stream {stream!r} (streams: {', '.join(STREAMS)})")

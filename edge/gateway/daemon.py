@@ -1,0 +1,122 @@
+"""The composition root of the gateway: build every part from the config, wire them, run, stop safely.
+
+No logic lives here: each part is built and handed what it needs. The order matters and is the point of this file:
+the buffer's new epoch is on disk before any reading; actuators are off before anything can switch them; on stop the
+scheduler finishes its running jobs, outputs go to their safe state and the buffer records a clean stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import datetime, timezone
+
+from edge import __version__
+from edge.config import GatewayConfig
+from edge.gateway.buffer import Buffer
+from edge.gateway.clock import Clock
+from edge.gateway.hardware import Hardware, open_hardware
+from edge.gateway.notify import sd_notify, watchdog_interval
+from edge.gateway.sampler import Sampler, SensorSlot
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL = 3600.0
+
+
+class Daemon:
+    def __init__(self, config: GatewayConfig, clock: Clock | None = None):
+        self.config = config
+        self.clock = clock or Clock(config.clock.trust)
+        self.stopping = threading.Event()
+        self.buffer: Buffer | None = None
+        self.hardware: Hardware | None = None
+        self.sampler: Sampler | None = None
+        self.scheduler = None
+
+    # ----------------------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        cfg = self.config
+        now = self.clock.time()
+        self.buffer, report = Buffer.open(cfg.buffer.path, now=now, boot_id=self.clock.boot_id)
+        previous = {None: "none", True: "clean", False: "unclean"}[report.previous_epoch_clean]
+        self.buffer.append_event("daemon.start", "daemon", {
+            "version": __version__, "epoch": report.epoch, "previous_stop": previous,
+            "clock_synced": self.clock.is_synced(),
+        }, ts=now)
+        if previous == "unclean":
+            log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
+
+        self.hardware = open_hardware(cfg, self.clock)
+        self.hardware.safe_state()
+        slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
+        self.sampler = Sampler(slots, self.buffer, self.clock)
+
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc, executors={
+            "default": {"type": "threadpool", "max_workers": 4}})
+        self.sampler.schedule(self.scheduler)
+        self.scheduler.add_job(self.maintain, "interval", seconds=MAINTENANCE_INTERVAL, id="maintenance",
+                               next_run_time=datetime.now(timezone.utc), coalesce=True, max_instances=1)
+        ping = watchdog_interval()
+        if ping:
+            self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog", coalesce=True)
+        self.scheduler.start()
+        log.info("gateway %s started: epoch %d, %d sensors, %d actuators, %s backend, buffer %s",
+                 cfg.gateway.id, report.epoch, len(cfg.sensors), len(cfg.actuators), cfg.hardware.backend,
+                 cfg.buffer.path)
+        sd_notify(f"READY=1\nSTATUS=epoch {report.epoch}, sampling {len(cfg.sensors)} sensors")
+
+    def stop(self, reason: str) -> None:
+        sd_notify("STOPPING=1")
+        log.info("stopping (%s)", reason)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # running rounds finish and commit
+        if self.hardware is not None:
+            self.hardware.safe_state()
+            self.hardware.close()
+        if self.buffer is not None:
+            now = self.clock.time()
+            self.buffer.append_event("daemon.stop", "daemon", {"reason": reason}, ts=now)
+            self.buffer.mark_clean_stop(now)
+            self.buffer.close()
+        log.info("stopped cleanly")
+
+    def run(self, duration: float | None = None) -> int:
+        """Run in the foreground until SIGTERM/SIGINT or until ``duration`` seconds have passed."""
+        reason = {"value": "duration elapsed"}
+
+        def on_signal(signum, _frame):
+            reason["value"] = signal.Signals(signum).name
+            self.stopping.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            try:
+                self.start()
+                self.stopping.wait(duration)
+            finally:
+                self.stop(reason["value"] if self.stopping.is_set() else "duration elapsed")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    # --------------------------------------------------------------------------------------------------- jobs
+
+    def maintain(self) -> None:
+        """Hourly: drop acknowledged rows past the retention."""
+        cutoff = self.clock.time() - self.config.buffer.retention
+        deleted = self.buffer.prune(cutoff)
+        if deleted:
+            log.info("pruned %d acknowledged rows older than the retention", deleted)
+
+    def watchdog(self) -> None:
+        """Ping systemd's watchdog only while every sampling group keeps its pace."""
+        if self.sampler.healthy():
+            sd_notify("WATCHDOG=1")
+        else:
+            log.warning("sampling has stalled; withholding the watchdog ping so systemd restarts the daemon")

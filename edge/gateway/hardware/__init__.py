@@ -1,0 +1,115 @@
+"""The hardware boundary: the only package that imports hardware libraries, and only when a config uses them.
+
+The registry maps a config ``type:`` to ``module:Class``. Importing this package imports no driver module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SENSOR_TYPES: dict[str, str] = {
+    "simulated": "edge.gateway.hardware.sim:SimulatedSensor",
+}
+
+ACTUATOR_TYPES: dict[str, str] = {
+    "relay": "edge.gateway.hardware.gpio:Relay",
+    "pwm": "edge.gateway.hardware.gpio:PwmOutput",
+}
+
+
+def _load(table: dict[str, str], kind: str, type_name: str) -> Any:
+    try:
+        target = table[type_name]
+    except KeyError:
+        known = ", ".join(sorted(table))
+        raise KeyError(f"unknown {kind} type {type_name!r} (known: {known})") from None
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def sensor_driver(type_name: str) -> Any:
+    """The driver class for a sensor ``type:``; its ``Config`` attribute is the config model."""
+    return _load(SENSOR_TYPES, "sensor", type_name)
+
+
+def actuator_driver(type_name: str) -> Any:
+    """The driver class for an actuator ``type:``; its ``Config`` attribute is the config model."""
+    return _load(ACTUATOR_TYPES, "actuator", type_name)
+
+
+PIN_FACTORIES: dict[str, str] = {
+    "lgpio": "gpiozero.pins.lgpio:LGPIOFactory",
+    "rpigpio": "gpiozero.pins.rpigpio:RPiGPIOFactory",
+    "pigpio": "gpiozero.pins.pigpio:PiGPIOFactory",
+    "native": "gpiozero.pins.native:NativeFactory",
+    "mock": "gpiozero.pins.mock:MockFactory",
+}
+
+
+@dataclass
+class Hardware:
+    """Every opened sensor and actuator of one config, and the simulation behind them when there is one."""
+
+    sensors: dict[str, Any] = field(default_factory=dict)
+    actuators: dict[str, Any] = field(default_factory=dict)
+    simulation: Any = None
+    pin_factory: Any = None
+
+    def safe_state(self) -> list[str]:
+        """Drive every actuator to its safe state; return the ids that failed (each is logged)."""
+        failed = []
+        for actuator in self.actuators.values():
+            try:
+                actuator.safe_state()
+            except Exception:
+                log.exception("actuator %s could not be driven to its safe state", actuator.id)
+                failed.append(actuator.id)
+        return failed
+
+    def close(self) -> None:
+        for device in (*self.actuators.values(), *self.sensors.values()):
+            try:
+                device.close()
+            except Exception:
+                log.exception("closing %s failed", device.id)
+
+
+def _pin_factory(backend: str, name: str | None) -> Any:
+    if backend == "simulated":
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+        return MockFactory(pin_class=MockPWMPin)
+    if name is None:
+        return None  # gpiozero picks the best factory for this board
+    module_name, _, class_name = PIN_FACTORIES[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+def open_hardware(config: Any, clock: Any) -> Hardware:
+    """Open the actuators (off) and sensors of a validated ``GatewayConfig``. Imports only the drivers it uses."""
+    from edge.gateway.hardware.base import HardwareContext
+
+    hw = Hardware(pin_factory=_pin_factory(config.hardware.backend, config.hardware.pin_factory))
+    if config.hardware.backend == "simulated":
+        from edge.gateway.hardware.sim import GreenhouseModel
+
+        hw.simulation = GreenhouseModel(config.hardware.simulation, clock, latitude=config.gateway.latitude,
+                                        longitude=config.gateway.longitude)
+    ctx = HardwareContext(clock=clock, pin_factory=hw.pin_factory, simulation=hw.simulation)
+    try:
+        for cfg in config.actuators:
+            hw.actuators[cfg.id] = actuator_driver(cfg.type).from_config(cfg, ctx)
+            if hw.simulation is not None:
+                hw.simulation.attach(hw.actuators[cfg.id])
+        for cfg in config.sensors:
+            hw.sensors[cfg.id] = sensor_driver(cfg.type).from_config(cfg, ctx)
+    except Exception:
+        hw.safe_state()
+        hw.close()
+        raise
+    return hw

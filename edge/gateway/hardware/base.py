@@ -1,0 +1,159 @@
+"""What every sensor and actuator driver looks like, and the shapes they exchange.
+
+Nothing here imports a hardware library. Driver modules define their config model beside the driver (a subclass of
+:class:`SensorConfig` or :class:`ActuatorConfig`) and a ``from_config(cfg, ctx)`` constructor; the registry in
+``edge.gateway.hardware`` maps a config ``type:`` to the driver, importing its module only when a config uses it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from edge.durations import Duration
+
+Quality = Literal["good", "error", "implausible"]
+
+#: Canonical unit of each quantity. A driver converts to these before it returns a sample.
+UNITS: dict[str, str] = {
+    "temperature": "°C",
+    "humidity": "%",
+    "soil_moisture": "%",
+    "light": "lx",
+    "co2": "ppm",
+    "pressure": "hPa",
+    "flow": "l/min",
+    "level": "bool",
+}
+
+#: Physically possible range of each quantity in a greenhouse. Values outside are flagged ``implausible``.
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "temperature": (-40.0, 80.0),
+    "humidity": (0.0, 100.0),
+    "soil_moisture": (0.0, 100.0),
+    "light": (0.0, 200_000.0),
+    "co2": (0.0, 10_000.0),
+    "pressure": (300.0, 1_100.0),
+    "flow": (0.0, 1_000.0),
+    "level": (0.0, 1.0),
+}
+
+Quantity = Literal["temperature", "humidity", "soil_moisture", "light", "co2", "pressure", "flow", "level"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One quantity as a driver read it. A failed read has ``quality="error"``, no value and a reason."""
+
+    quantity: str
+    value: float | None
+    unit: str
+    quality: Quality = "good"
+    reason: str | None = None
+
+    @classmethod
+    def error(cls, quantity: str, reason: str) -> "Sample":
+        return cls(quantity, None, UNITS.get(quantity, ""), "error", reason)
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _check_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"invalid id {value!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return value
+
+
+#: An id as used in config, MQTT topics, events and the CLI.
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SensorConfig(StrictModel):
+    """Keys every sensor has; a driver's config subclasses this and fixes ``type`` to a literal."""
+
+    id: Identifier
+    type: str
+    name: str | None = None
+    interval: Duration = Field(default=10.0, description="how often the sensor is read")
+    #: Override the plausible range of a quantity, e.g. ``{temperature: [-10, 60]}``.
+    plausible: dict[Quantity, tuple[float, float]] = Field(default_factory=dict)
+
+    def quantities(self) -> tuple[str, ...]:  # pragma: no cover - every driver overrides
+        raise NotImplementedError
+
+
+class SensorInput(StrictModel):
+    """A reference to one quantity of a configured sensor; ``edge check`` refuses references to unknown sensors."""
+
+    sensor: Identifier
+    quantity: Quantity
+
+
+ActuatorKind = Literal["fan", "heater", "pump", "vent", "light", "co2", "mister", "other"]
+
+
+class ActuatorConfig(StrictModel):
+    """Keys every actuator has; a driver's config subclasses this and fixes ``type`` to a literal."""
+
+    id: Identifier
+    type: str
+    kind: ActuatorKind
+    name: str | None = None
+    zone: str | None = Field(default=None, description="irrigation zone a pump waters")
+    feedback: SensorInput | None = Field(
+        default=None,
+        description="a sensor quantity that shows this actuator working (a pump's flow meter, a fan's air "
+        "temperature); alert rules use it to detect an actuator that does not respond",
+    )
+
+
+@runtime_checkable
+class Sensor(Protocol):
+    id: str
+
+    def quantities(self) -> tuple[str, ...]: ...
+
+    def read(self) -> list[Sample]:
+        """Read every quantity once. Must not raise: a failure is a ``Sample.error``."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Actuator(Protocol):
+    id: str
+    kind: str
+    zone: str | None
+
+    @property
+    def value(self) -> float:
+        """Current output, 0.0 (off) .. 1.0 (fully on)."""
+
+    def apply(self, value: float) -> None: ...
+
+    def safe_state(self) -> None:
+        """Drive the output to its safe state (off). Idempotent; never raises for a healthy pin."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class HardwareContext:
+    """What drivers need from outside: injected so that tests and the simulation supply fakes."""
+
+    clock: Any
+    pin_factory: Any = None
+    simulation: Any = None  # a sim.GreenhouseModel when the backend is ``simulated``
+    extras: dict[str, Any] = field(default_factory=dict)

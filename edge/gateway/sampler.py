@@ -1,0 +1,119 @@
+"""Polls every sensor on its own interval, judges what it read, and stores each round in one transaction.
+
+Sensors with the same interval form one group, read by one scheduler job: a *sampling round*. Every reading is
+timestamped right after its sensor answered (UTC), flagged when the wall clock is not yet synced, and checked against
+the physically possible range of its quantity. A failed read becomes ``quality="error"`` with no value: never a copy
+of the last good value.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from edge.gateway.buffer import CLOCK_SYNCED, CLOCK_UNSYNCED, Buffer, NewReading
+from edge.gateway.hardware.base import PLAUSIBLE, Sample, Sensor
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Sequence[NewReading]], None]
+
+
+def judge(sample: Sample, limits: tuple[float, float] | None) -> Sample:
+    """Flag a sample whose value is missing, not a number, or outside ``limits``. Pure."""
+    if sample.quality == "error":
+        return sample if sample.value is None else Sample.error(sample.quantity, sample.reason or "read failed")
+    if sample.value is None or not math.isfinite(sample.value):
+        return Sample.error(sample.quantity, sample.reason or f"sensor returned no usable value ({sample.value})")
+    if limits is not None and not limits[0] <= sample.value <= limits[1]:
+        reason = f"{sample.value:g} {sample.unit} outside the possible range {limits[0]:g}..{limits[1]:g}"
+        return Sample(sample.quantity, sample.value, sample.unit, "implausible", sample.reason or reason)
+    return sample
+
+
+@dataclass
+class SensorSlot:
+    """A configured sensor and what the sampler needs to know about it."""
+
+    sensor: Sensor
+    interval: float
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def limit(self, quantity: str) -> tuple[float, float] | None:
+        return self.limits.get(quantity, PLAUSIBLE.get(quantity))
+
+
+class Sampler:
+    def __init__(self, slots: Iterable[SensorSlot], buffer: Buffer, clock, listeners: Iterable[Listener] = ()):
+        self.buffer = buffer
+        self.clock = clock
+        self.listeners = list(listeners)
+        self.groups: dict[float, list[SensorSlot]] = {}
+        for slot in slots:
+            self.groups.setdefault(slot.interval, []).append(slot)
+        self.last_round: dict[float, float] = {}  # interval -> monotonic time the last round finished
+        self._clock_synced = clock.is_synced()
+
+    def schedule(self, scheduler, start: float | None = None) -> None:
+        """Add one job per interval to an APScheduler scheduler; the first round runs at once."""
+        from datetime import datetime, timezone
+
+        first = datetime.fromtimestamp(start if start is not None else self.clock.time(), timezone.utc)
+        for interval in sorted(self.groups):
+            scheduler.add_job(
+                self.run_round, "interval", seconds=interval, args=[interval], id=f"sample-{interval:g}s",
+                name=f"sample sensors every {interval:g}s", next_run_time=first, max_instances=1, coalesce=True,
+                misfire_grace_time=max(1, int(interval)),
+            )
+
+    def read_slot(self, slot: SensorSlot) -> list[NewReading]:
+        """Read one sensor; whatever it does, return one reading per quantity."""
+        try:
+            samples = slot.sensor.read()
+        except Exception as exc:  # a driver must not raise; if one does, the round goes on
+            log.warning("sensor %s raised %s: %s", slot.sensor.id, type(exc).__name__, exc)
+            samples = [Sample.error(q, f"driver raised {type(exc).__name__}: {exc}") for q in slot.sensor.quantities()]
+        ts, mono = self.clock.time(), self.clock.monotonic()
+        synced = self._clock_synced
+        readings = []
+        for sample in samples:
+            sample = judge(sample, slot.limit(sample.quantity))
+            readings.append(NewReading(
+                ts=round(ts, 3), sensor=slot.sensor.id, quantity=sample.quantity, value=sample.value,
+                unit=sample.unit, quality=sample.quality, reason=sample.reason,
+                clock=CLOCK_SYNCED if synced else CLOCK_UNSYNCED,
+                boot_id=None if synced else self.clock.boot_id, mono=None if synced else round(mono, 3),
+            ))
+        return readings
+
+    def run_round(self, interval: float) -> list[NewReading]:
+        """Read every sensor of one interval group and store them all in one transaction."""
+        self._check_clock()
+        readings: list[NewReading] = []
+        for slot in self.groups[interval]:
+            readings.extend(self.read_slot(slot))
+        self.buffer.append_readings(readings)
+        self.last_round[interval] = self.clock.monotonic()
+        for listener in self.listeners:
+            try:
+                listener(readings)
+            except Exception:
+                log.exception("reading listener %r failed", listener)
+        return readings
+
+    def _check_clock(self) -> None:
+        """When the wall clock syncs, re-time this boot's readings that were taken before."""
+        if self._clock_synced or not self.clock.is_synced():
+            return
+        self._clock_synced = True
+        boot_wall = self.clock.time() - self.clock.monotonic()
+        fixed = self.buffer.correct_clock(self.clock.boot_id, boot_wall)
+        self.buffer.append_event("clock.synced", "clock", {"corrected_readings": fixed}, ts=self.clock.time())
+        log.info("wall clock synced; corrected the timestamps of %d readings taken before", fixed)
+
+    def healthy(self, grace: float = 1.0) -> bool:
+        """True while every group has completed a round within twice its interval (for the systemd watchdog)."""
+        now = self.clock.monotonic()
+        return all(now - self.last_round.get(interval, -math.inf) <= 2 * interval + grace for interval in self.groups)

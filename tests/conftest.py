@@ -1,0 +1,92 @@
+"""Shared fixtures: gateway config files in a temporary directory, and a running `edge run` daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SMALL_GATEWAY = """\
+gateway:
+  id: gh-test
+hardware:
+  backend: simulated
+buffer:
+  path: {buffer}
+clock:
+  trust: synced
+sensors:
+  - id: air
+    type: simulated
+    measures: [temperature, humidity]
+    interval: 1s
+  - id: soil
+    type: simulated
+    measures: [soil_moisture]
+    zone: bed-1
+    interval: 2s
+actuators:
+  - id: fan
+    type: pwm
+    kind: fan
+    pin: 18
+  - id: pump
+    type: relay
+    kind: pump
+    zone: bed-1
+    pin: 27
+"""
+
+
+@pytest.fixture
+def gateway_config(tmp_path) -> Path:
+    """A small simulated gateway sampling every second, buffering under tmp_path."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(SMALL_GATEWAY.format(buffer=tmp_path / "buffer.db"))
+    return path
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value (the wait is bounded, not a guess at speed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge", "run", "-c", str(config), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+        )
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def start_daemon():
+    started: list[DaemonProcess] = []
+
+    def start(config: Path, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
+        daemon = DaemonProcess(config, *args, env=env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.communicate()

@@ -1,0 +1,183 @@
+"""The SQLite buffer: keys that are never reused, acks that are the only way out, and a corrupt file kept aside."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from edge.gateway.buffer import CLOCK_CORRECTED, CLOCK_UNSYNCED, MIGRATIONS, Buffer, NewReading
+
+T0 = 1_752_562_800.0
+
+
+def reading(i: int = 0, sensor: str = "air", **kw) -> NewReading:
+    return NewReading(ts=T0 + i, sensor=sensor, quantity="temperature", value=20.0 + i, unit="°C", **kw)
+
+
+@pytest.fixture
+def buffer_path(tmp_path):
+    return tmp_path / "var" / "buffer.db"
+
+
+@pytest.fixture
+def fresh_buffer(buffer_path):
+    buffer, _ = Buffer.open(buffer_path, now=T0, boot_id="boot-1")
+    yield buffer
+    buffer.close()
+
+
+def test_every_start_gets_a_new_epoch_and_seq_restarts(buffer_path):
+    epochs = []
+    for start in range(3):
+        buffer, report = Buffer.open(buffer_path, now=T0 + start, boot_id="b")
+        assert buffer.append_readings([reading(0), reading(1)]) == (1, 2)
+        epochs.append(report.epoch)
+        buffer.close()
+    assert epochs == [1, 2, 3]
+
+
+def test_seq_is_contiguous_and_increasing_across_appends(fresh_buffer):
+    assert fresh_buffer.append_readings([reading(i) for i in range(3)]) == (1, 3)
+    assert fresh_buffer.append_readings([reading(3)]) == (4, 4)
+    seqs = [row["seq"] for row in fresh_buffer.pending(limit=100)]
+    assert seqs == [1, 2, 3, 4]
+
+
+def test_acked_and_pruned_rows_never_free_their_seq(fresh_buffer):
+    fresh_buffer.append_readings([reading(i) for i in range(5)])
+    assert fresh_buffer.ack("readings", fresh_buffer.epoch, 1, 5) == 5
+    assert fresh_buffer.prune(older_than=T0 + 100) == 5
+    assert fresh_buffer.counts()["total"] == 0
+    assert fresh_buffer.append_readings([reading(9)]) == (6, 6)
+
+
+def test_a_rolled_back_append_allocates_nothing(fresh_buffer):
+    bad = NewReading(ts=T0, sensor=None, quantity="t", value=1.0, unit="°C")  # NOT NULL violation
+    with pytest.raises(sqlite3.IntegrityError):
+        fresh_buffer.append_readings([reading(0), bad])
+    assert fresh_buffer.counts()["total"] == 0
+    assert fresh_buffer.append_readings([reading(1)]) == (1, 1)
+
+
+def test_only_an_ack_removes_rows_from_pending(fresh_buffer):
+    fresh_buffer.append_readings([reading(i) for i in range(10)])
+    assert len(fresh_buffer.pending(limit=100)) == 10
+    assert fresh_buffer.ack("readings", fresh_buffer.epoch, 3, 6) == 4
+    assert fresh_buffer.ack("readings", fresh_buffer.epoch, 3, 6) == 0  # idempotent
+    assert [r["seq"] for r in fresh_buffer.pending(limit=100)] == [1, 2, 7, 8, 9, 10]
+    assert fresh_buffer.counts() == {"total": 10, "pending": 6, "acknowledged": 4, "oldest_pending_ts": T0}
+    # pruning before the retention keeps even acknowledged rows; pending rows are never pruned
+    assert fresh_buffer.prune(older_than=T0) == 0
+    assert fresh_buffer.prune(older_than=T0 + 100) == 4
+    assert fresh_buffer.counts()["total"] == 6
+
+
+def test_pending_pages_through_epochs_in_key_order(buffer_path):
+    for start in range(2):
+        buffer, _ = Buffer.open(buffer_path, now=T0, boot_id="b")
+        buffer.append_readings([reading(i) for i in range(3)])
+        buffer.close()
+    buffer = Buffer.reader(buffer_path)
+    first = buffer.pending(limit=4)
+    rest = buffer.pending(limit=4, after=(first[-1]["epoch"], first[-1]["seq"]))
+    assert [(r["epoch"], r["seq"]) for r in first + rest] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+
+
+def test_events_have_their_own_sequence(fresh_buffer):
+    assert fresh_buffer.append_event("daemon.start", "daemon", {"x": 1}, ts=T0) == 1
+    fresh_buffer.append_readings([reading(0)])
+    assert fresh_buffer.append_event("actuator.change", "fan", {"on": True}, ts=T0) == 2
+    assert [e["kind"] for e in fresh_buffer.events()] == ["daemon.start", "actuator.change"]
+    with pytest.raises(ValueError, match="unknown stream 'bogus'"):
+        fresh_buffer.pending("bogus")
+
+
+def test_a_clean_stop_is_remembered_and_an_unclean_one_reported(buffer_path):
+    buffer, report = Buffer.open(buffer_path, now=T0, boot_id="b")
+    assert report.previous_epoch_clean is None
+    buffer.mark_clean_stop(T0 + 1)
+    buffer.close()
+    buffer, report = Buffer.open(buffer_path, now=T0, boot_id="b")
+    assert report.previous_epoch_clean is True
+    buffer.close()  # no clean-stop mark: as after kill -9 or a power cut
+    buffer, report = Buffer.open(buffer_path, now=T0, boot_id="b")
+    assert report.previous_epoch_clean is False
+    buffer.close()
+
+
+def test_migrations_are_tracked_and_applied_once(buffer_path):
+    buffer, _ = Buffer.open(buffer_path, now=T0, boot_id="b")
+    assert buffer.migrate() == []
+    versions = [r["version"] for r in buffer.db.query("SELECT version FROM schema_migrations")]
+    assert versions == [v for v, _, _ in MIGRATIONS]
+    buffer.close()
+
+
+def test_pragmas_are_wal_and_full_sync(fresh_buffer):
+    conn = fresh_buffer.db.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_corrupt_buffer_is_moved_aside_kept_and_reported(buffer_path):
+    buffer, _ = Buffer.open(buffer_path, now=T0, boot_id="b")
+    buffer.append_readings([reading(i) for i in range(50)])
+    buffer.close()
+    original = buffer_path.read_bytes()
+    with open(buffer_path, "r+b") as f:  # scribble over the middle of the file, as a dying SD card does
+        f.seek(4096)
+        f.write(b"\xde\xad\xbe\xef" * 2048)
+
+    buffer, report = Buffer.open(buffer_path, now=T0 + 60, boot_id="b")
+    assert report.corrupt_moved_to is not None and report.corrupt_moved_to.exists()
+    assert report.corrupt_moved_to.read_bytes()[:4096] == original[:4096]
+    assert report.epoch == 1 and buffer.counts()["total"] == 0
+    [event] = list(buffer.events())
+    assert event["kind"] == "buffer.corrupt" and str(report.corrupt_moved_to) in event["data"]
+    buffer.close()
+
+
+def test_a_file_that_is_not_sqlite_is_moved_aside(buffer_path):
+    buffer_path.parent.mkdir(parents=True)
+    buffer_path.write_bytes(b"this is not a database" * 100)
+    buffer, report = Buffer.open(buffer_path, now=T0, boot_id="b")
+    assert report.corrupt_moved_to.read_bytes().startswith(b"this is not a database")
+    assert "not a database" in report.corrupt_reason
+    buffer.close()
+
+
+def test_unsynced_readings_are_retimed_from_monotonic_time_once_the_clock_syncs(fresh_buffer):
+    wrong = T0 - 86400 * 30  # fake-hwclock's stale time
+    fresh_buffer.append_readings([
+        NewReading(ts=wrong, sensor="air", quantity="temperature", value=20.0, unit="°C",
+                   clock=CLOCK_UNSYNCED, boot_id="boot-1", mono=100.0),
+        NewReading(ts=wrong, sensor="air", quantity="temperature", value=20.0, unit="°C",
+                   clock=CLOCK_UNSYNCED, boot_id="other-boot", mono=100.0),
+    ])
+    assert fresh_buffer.correct_clock("boot-1", boot_wall_time=T0) == 1
+    rows = fresh_buffer.pending()
+    assert (rows[0]["ts"], rows[0]["clock"]) == (T0 + 100.0, CLOCK_CORRECTED)
+    assert (rows[1]["ts"], rows[1]["clock"]) == (wrong, CLOCK_UNSYNCED)  # another boot's monotonic time is useless
+
+
+def test_threads_append_concurrently_without_losing_or_reusing_seqs(fresh_buffer):
+    def work():
+        for i in range(20):
+            fresh_buffer.append_readings([reading(i), reading(i)])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seqs = [r["seq"] for r in fresh_buffer.pending(limit=1000)]
+    assert seqs == list(range(1, 161))
+
+
+def test_reader_refuses_a_missing_buffer_with_a_clear_error(tmp_path):
+    from edge.errors import BufferUnavailable
+
+    with pytest.raises(BufferUnavailable, match="no buffer at .*has the gateway run yet"):
+        Buffer.reader(tmp_path / "none.db")

@@ -1,0 +1,110 @@
+"""`edge run` as a real process: epochs across kill -9, a clean stop on SIGTERM, and systemd notifications."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import time
+
+import pytest
+
+from conftest import wait_until
+from edge.gateway.buffer import Buffer
+
+pytestmark = pytest.mark.slow
+
+
+def keys(buffer_path) -> set[tuple[int, int]]:
+    try:
+        buffer = Buffer.reader(buffer_path)
+    except Exception:
+        return set()
+    try:
+        return {(r["epoch"], r["seq"]) for r in buffer.pending(limit=1_000_000)}
+    finally:
+        buffer.close()
+
+
+def events(buffer_path) -> list[dict]:
+    buffer = Buffer.reader(buffer_path)
+    try:
+        return [{**e, "data": json.loads(e["data"])} for e in buffer.events()]
+    finally:
+        buffer.close()
+
+
+def test_kill_9_then_restart_gives_a_new_epoch_and_keeps_every_committed_reading(
+        gateway_config, tmp_path, start_daemon):
+    buffer_path = tmp_path / "buffer.db"
+    first = start_daemon(gateway_config)
+    wait_until(lambda: len(keys(buffer_path)) >= 9, what="readings from the first run")
+    committed = keys(buffer_path)
+    first.proc.kill()  # SIGKILL: no cleanup at all
+    first.proc.communicate()
+
+    second = start_daemon(gateway_config)
+    wait_until(lambda: any(epoch == 2 for epoch, _ in keys(buffer_path)), what="readings of epoch 2")
+    assert second.stop()[0] == 0
+
+    after = keys(buffer_path)
+    assert committed <= after
+    assert {epoch for epoch, _ in committed} == {1}
+    assert max(seq for epoch, seq in after if epoch == 2) >= 1
+    with sqlite3.connect(buffer_path) as conn:
+        assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    starts = [e["data"] for e in events(buffer_path) if e["kind"] == "daemon.start"]
+    assert [s["previous_stop"] for s in starts] == ["none", "unclean"]
+
+
+def test_sigterm_stops_within_5_seconds_with_everything_committed(gateway_config, tmp_path, start_daemon):
+    buffer_path = tmp_path / "buffer.db"
+    daemon = start_daemon(gateway_config)
+    wait_until(lambda: len(keys(buffer_path)) >= 3, what="first readings")
+    began = time.monotonic()
+    code, err = daemon.stop(signal.SIGTERM)
+    assert time.monotonic() - began < 5
+    assert code == 0, err
+    assert "stopped cleanly" in err
+    buffer = Buffer.reader(buffer_path)
+    [epoch] = buffer.epochs()
+    assert epoch["stopped_ts"] is not None
+    buffer.close()
+    assert events(buffer_path)[-1]["data"] == {"reason": "SIGTERM"}
+
+
+def test_run_for_stops_by_itself(gateway_config, start_daemon):
+    daemon = start_daemon(gateway_config, "--for", "2s")
+    _, err = daemon.proc.communicate(timeout=60)
+    assert daemon.proc.returncode == 0, err
+    assert "stopping (duration elapsed)" in err
+
+
+def test_systemd_is_told_ready_watchdog_and_stopping(gateway_config, tmp_path, start_daemon):
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(30)
+        daemon = start_daemon(gateway_config, env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
+        messages: list[str] = []
+        wait_until(lambda: messages.append(sock.recv(4096).decode()) or any("WATCHDOG=1" in m for m in messages),
+                   what="a watchdog ping")
+        assert messages[0].startswith("READY=1\nSTATUS=epoch 1")
+        assert daemon.stop()[0] == 0
+        sock.settimeout(1)
+        try:
+            while True:
+                messages.append(sock.recv(4096).decode())
+        except TimeoutError:
+            pass
+    assert messages[-1] == "STOPPING=1"
+
+
+def test_a_bad_config_stops_run_before_anything_starts(tmp_path, start_daemon):
+    path = tmp_path / "bad.yaml"
+    path.write_text("gateway: {id: x}\nsensors: 3\n")
+    daemon = start_daemon(path)
+    _, err = daemon.proc.communicate(timeout=60)
+    assert daemon.proc.returncode == 2
+    assert err.strip() == f"{path}:2: sensors: must be a list"
