@@ -121,6 +121,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         events = buffer.counts("events")
         latest = buffer.latest(s.id for s in config.sensors)
         epochs = buffer.epochs()
+        running = buffer.owned_by_a_running_daemon()
     finally:
         buffer.close()
     oldest = readings.pop("oldest_pending_ts")
@@ -139,7 +140,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         "gateway": {"id": config.gateway.id, "name": config.gateway.name},
         "epoch": current.get("epoch"),
         "epoch_started": _iso(current.get("started_ts")),
-        "daemon": "stopped" if current.get("stopped_ts") else "running (or stopped uncleanly)",
+        "daemon": "running" if running else ("stopped" if current.get("stopped_ts") else "stopped uncleanly"),
         "clock": {"synced": Clock(config.clock.trust).is_synced(), "trust": config.clock.trust},
         "buffer": {
             "path": str(config.buffer.path), **readings,

@@ -108,3 +108,18 @@ def test_a_bad_config_stops_run_before_anything_starts(tmp_path, start_daemon):
     _, err = daemon.proc.communicate(timeout=60)
     assert daemon.proc.returncode == 2
     assert err.strip() == f"{path}:2: sensors: must be a list"
+
+
+def test_a_second_daemon_on_the_same_buffer_is_refused_and_the_first_keeps_running(
+        gateway_config, tmp_path, start_daemon):
+    buffer_path = tmp_path / "buffer.db"
+    first = start_daemon(gateway_config)
+    wait_until(lambda: len(keys(buffer_path)) >= 3, what="first readings")
+    second = start_daemon(gateway_config)
+    _, err = second.proc.communicate(timeout=60)
+    assert second.proc.returncode == 1
+    assert f"buffer {buffer_path} is in use by another edge process (pid {first.proc.pid})" in err
+    before = len(keys(buffer_path))
+    wait_until(lambda: len(keys(buffer_path)) > before, what="the first daemon to go on sampling")
+    assert first.stop()[0] == 0
+    assert [e["epoch"] for e in Buffer.reader(buffer_path).epochs()] == [1]

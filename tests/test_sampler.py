@@ -178,3 +178,12 @@ def test_health_needs_every_group_to_keep_its_pace(sampler, clock):
     assert sampler.healthy()
     clock.advance(25)
     assert not sampler.healthy()  # the 10 s group is late; the 1 m group is not
+
+
+def test_each_round_is_logged_in_one_line_at_debug_level(sampler, greenhouse, caplog):
+    greenhouse.inject_fault("air", "dropout")
+    with caplog.at_level("DEBUG", logger="edge.gateway.sampler"):
+        sampler.run_round(10.0)
+    [line] = caplog.messages
+    assert line.startswith("round 10s stored seq (1, 3): air temperature error (simulated dropout")
+    assert "; light light " in line and line.endswith(" lx")

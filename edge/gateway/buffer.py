@@ -15,6 +15,7 @@ serialised by a lock so they never wait on SQLite's busy handler.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -149,6 +150,7 @@ class Buffer:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._owner_lock = None  # the open lock file while this process owns the buffer
 
     # ------------------------------------------------------------------------------------------ opening and closing
 
@@ -157,6 +159,7 @@ class Buffer:
         """Check, migrate and start a new epoch. A corrupt file is moved aside (kept) and a fresh one started."""
         buffer = cls(path)
         buffer.path.parent.mkdir(parents=True, exist_ok=True)
+        buffer._take_owner_lock()
         reason = _quick_check(buffer.path)
         moved_to = buffer._move_aside(now) if reason else None
         if moved_to:
@@ -179,6 +182,39 @@ class Buffer:
         except sqlite3.DatabaseError as exc:
             raise BufferUnavailable(f"cannot read buffer {buffer.path}: {exc}") from None
         return buffer
+
+    @property
+    def lock_path(self) -> Path:
+        return Path(f"{self.path}.lock")
+
+    def _take_owner_lock(self) -> None:
+        """One daemon per buffer: a second ``edge run`` on the same file (say, beside systemd's) is refused."""
+        handle = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise BufferUnavailable(f"buffer {self.path} is in use by another edge process (pid {holder})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._owner_lock = handle
+
+    def owned_by_a_running_daemon(self) -> bool:
+        """True while some process holds the buffer's owner lock (the kernel drops it when that process dies)."""
+        try:
+            with open(self.lock_path) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return False
+        except FileNotFoundError:
+            return False
 
     def _move_aside(self, now: float) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
@@ -248,6 +284,9 @@ class Buffer:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+        if self._owner_lock is not None:
+            self._owner_lock.close()  # releases the flock
+            self._owner_lock = None
 
     # --------------------------------------------------------------------------------------------------- appending
 

@@ -97,9 +97,11 @@ class Daemon:
         try:
             try:
                 self.start()
-                self.stopping.wait(duration)
-            finally:
-                self.stop(reason["value"] if self.stopping.is_set() else "duration elapsed")
+            except Exception as exc:
+                self.stop(f"start failed: {exc}")
+                raise
+            self.stopping.wait(duration)
+            self.stop(reason["value"] if self.stopping.is_set() else "duration elapsed")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -33,6 +33,14 @@ def judge(sample: Sample, limits: tuple[float, float] | None) -> Sample:
     return sample
 
 
+def describe(reading: NewReading) -> str:
+    """``air temperature 24.1 °C`` or ``air temperature error (reason)``, for logs."""
+    if reading.quality == "error":
+        return f"{reading.sensor} {reading.quantity} error ({reading.reason})"
+    flag = "" if reading.quality == "good" else f" [{reading.quality}]"
+    return f"{reading.sensor} {reading.quantity} {reading.value:g} {reading.unit}{flag}"
+
+
 @dataclass
 class SensorSlot:
     """A configured sensor and what the sampler needs to know about it."""
@@ -94,8 +102,10 @@ class Sampler:
         readings: list[NewReading] = []
         for slot in self.groups[interval]:
             readings.extend(self.read_slot(slot))
-        self.buffer.append_readings(readings)
+        seqs = self.buffer.append_readings(readings)
         self.last_round[interval] = self.clock.monotonic()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("round %gs stored seq %s: %s", interval, seqs, "; ".join(map(describe, readings)))
         for listener in self.listeners:
             try:
                 listener(readings)

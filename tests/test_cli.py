@@ -1,0 +1,101 @@
+"""`edge status` and `edge readings` read the buffer beside a running daemon."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def edge(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=60)
+
+
+def status_json(config) -> dict:
+    proc = edge("status", "-c", str(config), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def running(gateway_config, start_daemon):
+    daemon = start_daemon(gateway_config)
+    wait_until(lambda: edge("status", "-c", str(gateway_config), "--json").returncode == 0
+               and status_json(gateway_config)["buffer"]["total"] >= 6, what="the daemon's first readings")
+    yield gateway_config
+    assert daemon.stop()[0] == 0
+
+
+def test_status_json_is_a_stable_contract_while_the_daemon_runs(running):
+    report = status_json(running)
+    assert {"gateway", "epoch", "clock", "buffer", "sensors"} <= set(report)
+    assert report["gateway"]["id"] == "gh-test"
+    assert report["epoch"] == 1
+    assert report["daemon"] == "running"
+    assert report["clock"] == {"synced": True, "trust": "synced"}
+    buffer = report["buffer"]
+    assert buffer["total"] == buffer["pending"] + buffer["acknowledged"] and buffer["acknowledged"] == 0
+    assert buffer["oldest_pending_age_s"] >= 0
+    assert set(report["sensors"]) == {"air", "soil"}
+    air = report["sensors"]["air"]
+    assert set(air["quantities"]) == {"temperature", "humidity"}
+    assert air["quantities"]["temperature"]["quality"] == "good"
+    assert air["quantities"]["temperature"]["unit"] == "°C"
+    assert 0 <= air["age_s"] < 60
+
+
+def test_status_prints_a_readable_summary(running):
+    proc = edge("status", "-c", str(running))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("gateway  gh-test\nepoch    1 since ")
+    assert "air              " in proc.stdout and "temperature" in proc.stdout
+
+
+def test_readings_as_csv_json_and_table_agree(running):
+    as_csv = list(csv.DictReader(io.StringIO(edge("readings", "-c", str(running), "--sensor", "air",
+                                                   "--format", "csv").stdout)))
+    assert as_csv and {row["sensor"] for row in as_csv} == {"air"}
+    assert list(as_csv[0]) == ["ts", "epoch", "seq", "sensor", "quantity", "value", "unit", "quality", "reason",
+                               "clock"]
+    assert as_csv[0]["ts"].endswith("+00:00")
+    as_json = json.loads(edge("readings", "-c", str(running), "--sensor", "air", "--format", "json").stdout)
+    keys = {(r["epoch"], r["seq"]) for r in as_json}
+    assert {(int(r["epoch"]), int(r["seq"])) for r in as_csv} <= keys
+    table = edge("readings", "-c", str(running)).stdout.splitlines()
+    assert table[0].startswith("time (UTC)") and any(" soil " in line for line in table[1:])
+
+
+def test_readings_refuses_an_unknown_sensor(running):
+    proc = edge("readings", "-c", str(running), "--sensor", "nope")
+    assert proc.returncode == 2
+    assert "unknown sensor 'nope' (sensors: air, soil)" in proc.stderr
+
+
+def test_status_before_the_first_run_says_so(gateway_config):
+    proc = edge("status", "-c", str(gateway_config))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: no buffer at ") and "Traceback" not in proc.stderr
+
+
+def test_a_bad_duration_on_the_command_line_is_refused(gateway_config):
+    proc = edge("readings", "-c", str(gateway_config), "--since", "yesterday")
+    assert proc.returncode == 2
+    assert "invalid duration 'yesterday'" in proc.stderr
+
+
+def test_status_tells_a_clean_stop_from_a_crash(gateway_config, start_daemon):
+    for stop_signal, expected in ((signal.SIGTERM, "stopped"), (signal.SIGKILL, "stopped uncleanly")):
+        daemon = start_daemon(gateway_config)
+        wait_until(lambda: edge("status", "-c", str(gateway_config), "--json").returncode == 0
+                   and status_json(gateway_config)["daemon"] == "running", what="the daemon to run")
+        daemon.stop(stop_signal)
+        assert status_json(gateway_config)["daemon"] == expected
