@@ -112,6 +112,12 @@ def test_migrations_are_tracked_and_applied_once(buffer_path):
     assert buffer.migrate() == []
     versions = [r["version"] for r in buffer.db.query("SELECT version FROM schema_migrations")]
     assert versions == [v for v, _, _ in MIGRATIONS]
+    other = [(1, "widgets", "CREATE TABLE widgets (id INTEGER PRIMARY KEY)")]
+    assert buffer.migrate("widgets", other) == [1]
+    assert buffer.migrate("widgets", other) == []
+    with buffer.transaction() as db:
+        db.execute("INSERT INTO widgets VALUES (7)")
+    assert buffer.db.execute("SELECT id FROM widgets").fetchall() == [(7,)]
     buffer.close()
 
 

@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,31 +241,44 @@ class Buffer:
             db = self._local.db = sqlite_utils.Database(conn)
         return db
 
-    def migrate(self) -> list[int]:
-        """Apply missing schema migrations, each in its own transaction; return the versions applied."""
+    def migrate(self, component: str = "buffer",
+                migrations: Sequence[tuple[int, str, str]] = MIGRATIONS) -> list[int]:
+        """Apply a component's missing schema migrations, each in its own transaction; return the versions applied.
+
+        Other parts of the gateway (alerts, control) keep their tables in this file under their own ``component``
+        name, so one file holds the gateway's whole state and one backup saves it.
+        """
         db = self.db
         applied = []
         with self._write_lock:
             db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ts REAL NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, "
+                "name TEXT NOT NULL, applied_ts REAL NOT NULL, PRIMARY KEY (component, version))"
             )
-            done = {row["version"] for row in db.query("SELECT version FROM schema_migrations")}
-            for version, name, sql in MIGRATIONS:
+            done = {row["version"] for row in
+                    db.query("SELECT version FROM schema_migrations WHERE component = ?", (component,))}
+            for version, name, sql in migrations:
                 if version in done:
                     continue
                 with db.atomic():
                     for statement in filter(str.strip, sql.split(";")):
                         db.execute(statement)
-                    db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, time.time()))
+                    db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
+                               (component, version, name, time.time()))
                 applied.append(version)
         if applied:
-            log.info("buffer %s: applied schema migrations %s", self.path, applied)
+            log.info("buffer %s: applied %s schema migrations %s", self.path, component, applied)
         return applied
 
-    def _start_epoch(self, now: float, boot_id: str) -> bool | None:
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction on this thread's connection, serialised with every other write of this process."""
         db = self.db
         with self._write_lock, db.atomic():
+            yield db
+
+    def _start_epoch(self, now: float, boot_id: str) -> bool | None:
+        with self.transaction() as db:
             last = db.execute("SELECT epoch, stopped_ts FROM epochs ORDER BY epoch DESC LIMIT 1").fetchone()
             self.epoch = (last[0] if last else 0) + 1
             db.execute("INSERT INTO epochs (epoch, started_ts, boot_id, version) VALUES (?, ?, ?, ?)",
@@ -304,8 +318,7 @@ class Buffer:
         """Store readings in one transaction; return the ``(first, last)`` seq given to them."""
         if not readings:
             return None
-        db = self.db
-        with self._write_lock, db.atomic():
+        with self.transaction() as db:
             first = self._allocate(db, "readings", len(readings))
             db.conn.executemany(
                 "INSERT INTO readings (epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, "
@@ -320,8 +333,7 @@ class Buffer:
 
     def append_event(self, kind: str, source: str, data: dict[str, Any] | None = None, *, ts: float) -> int:
         """Store one event (never dropped for space); return its seq."""
-        db = self.db
-        with self._write_lock, db.atomic():
+        with self.transaction() as db:
             seq = self._allocate(db, "events", 1)
             db.execute(
                 "INSERT INTO events (epoch, seq, ts, kind, source, data) VALUES (?, ?, ?, ?, ?, ?)",
