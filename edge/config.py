@@ -16,17 +16,19 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from edge.durations import Duration
 from edge.errors import ConfigError
 from edge.gateway import hardware
-from edge.gateway.hardware.base import ActuatorConfig, Identifier, SensorConfig, SensorInput, StrictModel
+from edge.gateway.hardware.base import (ActuatorConfig, ActuatorId, Identifier, SensorConfig, SensorInput,
+                                       StrictModel)
 
 Loc = tuple[str | int, ...]
 
@@ -271,34 +273,75 @@ def _validate_device(item: dict[str, Any], loc: Loc, lookup: Any, doc: _Document
     return _validate_part(driver.Config, item, loc, doc)
 
 
-def _check_references(parts: dict[str, list[tuple[Loc, Any]]], invalid: set[str], doc: _Document) -> None:
-    """Ids are unique across sensors and actuators; references name a known sensor and a quantity it measures.
-
-    References to a sensor that is itself invalid or duplicated are not reported again.
-    """
+def _check_unique_ids(parts: dict[str, list[tuple[Loc, Any]]], doc: _Document) -> set[str]:
+    """Ids are unique across sensors and actuators; return the ids given more than once."""
     first_seen: dict[str, Loc] = {}
-    unsure = set(invalid)
+    repeated = set()
     for section in ("sensors", "actuators"):
         for loc, item in parts[section]:
             if item.id in first_seen:
                 doc.problem(loc + ("id",), f"duplicate id {item.id!r} (also {render_loc(first_seen[item.id])})")
-                unsure.add(item.id)
+                repeated.add(item.id)
             else:
                 first_seen[item.id] = loc
-    measures = {item.id: set(item.quantities()) for _, item in parts["sensors"]}
-    for loc, item in parts["actuators"]:
-        _check_input(item.feedback, loc + ("feedback",), measures, unsure, doc)
+    return repeated
 
 
-def _check_input(ref: SensorInput | None, loc: Loc, measures: dict[str, set[str]], unsure: set[str],
-                 doc: _Document) -> None:
-    if ref is None or ref.sensor in unsure:
-        return
-    if ref.sensor not in measures:
-        known = ", ".join(sorted(measures)) or "none configured"
-        doc.problem(loc + ("sensor",), f"unknown sensor {ref.sensor!r} (sensors: {known})")
-    elif ref.quantity not in measures[ref.sensor]:
-        doc.problem(loc + ("quantity",), f"sensor {ref.sensor!r} does not measure {ref.quantity}")
+def _find_refs(value: Any, loc: Loc) -> Iterator[tuple[Loc, SensorInput | ActuatorId]]:
+    """Every reference (:class:`SensorInput`, :class:`ActuatorId`) inside a validated config value, with its path."""
+    if isinstance(value, (SensorInput, ActuatorId)):
+        yield loc, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _find_refs(getattr(value, name), loc + (name,))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _find_refs(item, loc + (index,))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _find_refs(item, loc + (key,))
+
+
+@dataclass
+class _Known:
+    measures: dict[str, set[str]]  # sensor id -> quantities
+    actuators: set[str]
+    unsure: set[str]  # ids that are invalid or duplicated: references to them are not reported again
+
+
+def _check_refs(refs: Iterable[tuple[Loc, SensorInput | ActuatorId]], known: _Known, doc: _Document) -> None:
+    """Each reference names a known actuator, or a known sensor and a quantity it measures."""
+    for loc, ref in refs:
+        if isinstance(ref, ActuatorId):
+            if ref not in known.actuators and ref not in known.unsure:
+                listed = ", ".join(sorted(known.actuators)) or "none configured"
+                doc.problem(loc, f"unknown actuator {str(ref)!r} (actuators: {listed})")
+            continue
+        measures = known.measures
+        if ref.sensor in known.unsure:
+            continue
+        if ref.sensor not in measures:
+            known = ", ".join(sorted(measures)) or "none configured"
+            doc.problem(loc + ("sensor",), f"unknown sensor {ref.sensor!r} (sensors: {known})")
+        elif ref.quantity not in measures[ref.sensor]:
+            doc.problem(loc + ("quantity",), f"sensor {ref.sensor!r} does not measure {ref.quantity}")
+
+
+def _validate_hardware(section: Any, doc: _Document) -> Any:
+    """Validate ``hardware.simulation`` with the simulation's own model, and only for the simulated backend."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        return section  # GatewayConfig's validation reports it
+    section = dict(section)
+    simulation = section.pop("simulation", None)
+    if section.get("backend", "simulated") == "simulated":
+        from edge.gateway.hardware.sim import SimulationConfig
+
+        section["simulation"] = _validate_part(SimulationConfig, simulation or {}, ("hardware", "simulation"), doc)
+    elif simulation is not None:
+        doc.problem(("hardware", "simulation"), "only allowed with backend: simulated")
+    return section
 
 
 def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -315,28 +358,22 @@ def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | N
     actuators, invalid_actuators = _validate_devices(
         body.pop("actuators", None), "actuators", hardware.actuator_driver, doc)
     parts = {"sensors": sensors, "actuators": actuators}
-    hardware_section = body.get("hardware")
-    if isinstance(hardware_section, dict):
-        hardware_section = dict(hardware_section)
-        simulation = hardware_section.pop("simulation", None)
-        if hardware_section.get("backend", "simulated") == "simulated":
-            from edge.gateway.hardware.sim import SimulationConfig
+    body["hardware"] = _validate_hardware(body.get("hardware"), doc)
 
-            hardware_section["simulation"] = _validate_part(
-                SimulationConfig, simulation or {}, ("hardware", "simulation"), doc
-            )
-        elif simulation is not None:
-            doc.problem(("hardware", "simulation"), "only allowed with backend: simulated")
-        body["hardware"] = hardware_section
-    elif hardware_section is None:
-        from edge.gateway.hardware.sim import SimulationConfig
-
-        body["hardware"] = {"simulation": SimulationConfig()}
-
-    _check_references(parts, invalid_sensors | invalid_actuators, doc)
+    known = _Known(
+        measures={item.id: set(item.quantities()) for _, item in parts["sensors"]},
+        actuators={item.id for _, item in parts["actuators"]},
+        unsure=invalid_sensors | invalid_actuators | _check_unique_ids(parts, doc),
+    )
+    for section in ("sensors", "actuators"):
+        for loc, item in parts[section]:
+            _check_refs(_find_refs(item, loc), known, doc)
     body["sensors"] = [item for _, item in parts["sensors"]]
     body["actuators"] = [item for _, item in parts["actuators"]]
     config = _validate_part(GatewayConfig, body, (), doc)
+    if config is not None:
+        for name in GatewayConfig.model_fields.keys() - {"sensors", "actuators"}:
+            _check_refs(_find_refs(getattr(config, name), (name,)), known, doc)
     if doc.problems or config is None:
         raise ConfigError([message for _, message in sorted(doc.problems)])
     return config.model_copy(update={"source": source})

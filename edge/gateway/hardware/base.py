@@ -101,6 +101,14 @@ class SensorInput(StrictModel):
     quantity: Quantity
 
 
+class ActuatorId(str):
+    """An id that must name a configured actuator (made by the ``ActuatorRef`` field type)."""
+
+
+#: A config field naming an actuator; ``edge check`` refuses ids no actuator has.
+ActuatorRef = Annotated[Identifier, AfterValidator(ActuatorId)]
+
+
 ActuatorKind = Literal["fan", "heater", "pump", "vent", "light", "co2", "mister", "other"]
 
 
