@@ -317,13 +317,12 @@ def _check_refs(refs: Iterable[tuple[Loc, SensorInput | ActuatorId]], known: _Kn
                 listed = ", ".join(sorted(known.actuators)) or "none configured"
                 doc.problem(loc, f"unknown actuator {str(ref)!r} (actuators: {listed})")
             continue
-        measures = known.measures
         if ref.sensor in known.unsure:
             continue
-        if ref.sensor not in measures:
-            known = ", ".join(sorted(measures)) or "none configured"
-            doc.problem(loc + ("sensor",), f"unknown sensor {ref.sensor!r} (sensors: {known})")
-        elif ref.quantity not in measures[ref.sensor]:
+        if ref.sensor not in known.measures:
+            listed = ", ".join(sorted(known.measures)) or "none configured"
+            doc.problem(loc + ("sensor",), f"unknown sensor {ref.sensor!r} (sensors: {listed})")
+        elif ref.quantity not in known.measures[ref.sensor]:
             doc.problem(loc + ("quantity",), f"sensor {ref.sensor!r} does not measure {ref.quantity}")
 
 
