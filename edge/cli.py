@@ -110,9 +110,13 @@ def _open_reader(config):
         sys.exit(1)
 
 
+_NEVER_SWITCHED = {"value": 0.0, "reason": "never switched", "since": None, "until": None}
+
+
 def status_report(config, now: float | None = None) -> dict[str, Any]:
     """What ``edge status --json`` prints: a contract for scripts and monitoring."""
     from edge.gateway.clock import Clock
+    from edge.gateway.control.supervisor import describe_state
 
     now = time.time() if now is None else now
     buffer = _open_reader(config)
@@ -122,6 +126,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         latest = buffer.latest(s.id for s in config.sensors)
         epochs = buffer.epochs()
         running = buffer.owned_by_a_running_daemon()
+        actuator_rows = buffer.control_state()
     finally:
         buffer.close()
     oldest = readings.pop("oldest_pending_ts")
@@ -149,6 +154,8 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
             "events_pending": events["pending"],
         },
         "sensors": sensors,
+        "actuators": {a.id: describe_state(a.id, actuator_rows.get(a.id, _NEVER_SWITCHED), now)
+                      for a in config.actuators},
     }
 
 
@@ -192,6 +199,24 @@ def status(config_path: str | None, as_json: bool) -> None:
     for sensor_id, info in report["sensors"].items():
         values = ", ".join(f"{q} {_format_value(v)}" for q, v in info["quantities"].items()) or "no readings yet"
         click.echo(f"  {sensor_id:<16} {values}  ({_age(info['age_s'])})")
+    click.echo("actuators")
+    for actuator_id, info in report["actuators"].items():
+        click.echo(f"  {actuator_id:<16} {_format_actuator(info)}")
+
+
+def _format_actuator(info: dict[str, Any]) -> str:
+    text = f"{info['state']:<3}" + (f" {info['value']:.0%}" if 0 < info["value"] < 1 else "")
+    text += f"  {info['reason']}"
+    if info["remaining_s"] is not None:
+        text += f", {_left(info['remaining_s'])} left"
+    return text
+
+
+def _left(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 READING_COLUMNS = ["ts", "epoch", "seq", "sensor", "quantity", "value", "unit", "quality", "reason", "clock"]
@@ -238,3 +263,62 @@ def _print_rows(rows, fmt: str) -> None:
             note = row["quality"] + (f" ({row['reason']})" if row["reason"] else "")
             click.echo(f"{row['ts']:<24} {row['sensor']:<16} {row['quantity']:<14} {value:>10} {row['unit']:<5} "
                        f"{note}")
+
+
+@main.command()
+@config_option
+@click.argument("actuator")
+@click.argument("action", type=click.Choice(["on", "off", "auto"]))
+@click.option("--for", "duration", callback=_duration, metavar="DURATION",
+              help="How long the override lasts (on: default control.manual_default; off: until auto).")
+def actuate(config_path: str | None, actuator: str, action: str, duration: float | None) -> None:
+    """Switch an actuator of the running daemon by hand, or hand it back to its schedules and rules (auto).
+
+    The safety limits still apply: the answer is the resulting state, or the refusal and its reason.
+
+    Example: edge actuate -c /etc/edge/gateway.yaml pump-bed-1 on --for 10m
+    """
+    from edge.gateway.control_socket import call
+
+    config = _load(config_path)
+    request = {"op": "actuate", "actuator": actuator, "action": action, "for": duration, "who": "cli"}
+    try:
+        answer = call(config.control.socket, request)
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: cannot reach the daemon at {config.control.socket} ({exc}); is `edge run` running?",
+                   err=True)
+        sys.exit(1)
+    if not answer.get("ok"):
+        click.echo(answer.get("error", "refused"), err=True)
+        sys.exit(1)
+    click.echo(f"{actuator}: {_format_actuator(answer['result'])}")
+
+
+@main.command("safe-state")
+@config_option
+def safe_state(config_path: str | None) -> None:
+    """Drive every configured output to its safe state (off) without the daemon; for systemd's ExecStopPost.
+
+    The outputs are left driven at their off level: gpiozero's clean-up at exit would release the pins to float,
+    which an active-low relay board may read as on, so this command exits without it.
+
+    Example: edge safe-state -c /etc/edge/gateway.yaml
+    """
+    import os
+
+    from edge.gateway.clock import Clock
+    from edge.gateway.hardware import open_hardware
+
+    config = _load(config_path)
+    _setup_logging("warning")
+    try:
+        hardware = open_hardware(config, Clock(config.clock.trust), sensors=False)
+    except EdgeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    failed = hardware.safe_state()
+    for actuator_id in hardware.actuators:
+        click.echo(f"{actuator_id}: {'FAILED' if actuator_id in failed else 'off'}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1 if failed else 0)  # skip gpiozero's atexit close(), which would let the pins float

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from edge.durations import Duration
 from edge.errors import ConfigError
 from edge.gateway import hardware
+from edge.gateway.control.config import ControlConfig, Rule, Schedule
 from edge.gateway.hardware.base import (ActuatorConfig, ActuatorId, Identifier, SensorConfig, SensorInput,
                                        StrictModel)
 
@@ -93,6 +94,9 @@ class GatewayConfig(StrictModel):
     log: LogConfig = LogConfig()
     sensors: list[SensorConfig] = Field(default_factory=list)
     actuators: list[ActuatorConfig] = Field(default_factory=list)
+    control: ControlConfig = ControlConfig()
+    schedules: list[Schedule] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
     source: str = Field(default="<memory>", exclude=True)
 
     def sensor(self, sensor_id: str) -> SensorConfig:
@@ -287,6 +291,14 @@ def _check_unique_ids(parts: dict[str, list[tuple[Loc, Any]]], doc: _Document) -
     return repeated
 
 
+def _check_unique(items: list[Any], section: str, doc: _Document) -> None:
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.id in first:
+            doc.problem((section, index, "id"), f"duplicate id {item.id!r} (also {section}[{first[item.id]}])")
+        first.setdefault(item.id, index)
+
+
 def _find_refs(value: Any, loc: Loc) -> Iterator[tuple[Loc, SensorInput | ActuatorId]]:
     """Every reference (:class:`SensorInput`, :class:`ActuatorId`) inside a validated config value, with its path."""
     if isinstance(value, (SensorInput, ActuatorId)):
@@ -373,6 +385,8 @@ def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | N
     if config is not None:
         for name in GatewayConfig.model_fields.keys() - {"sensors", "actuators"}:
             _check_refs(_find_refs(getattr(config, name), (name,)), known, doc)
+        for section in ("schedules", "rules"):
+            _check_unique(getattr(config, section), section, doc)
     if doc.problems or config is None:
         raise ConfigError([message for _, message in sorted(doc.problems)])
     return config.model_copy(update={"source": source})

@@ -20,6 +20,8 @@ buffer:
   path: {buffer}
 clock:
   trust: synced
+control:
+  socket: {socket}
 sensors:
   - id: air
     type: simulated
@@ -47,7 +49,7 @@ actuators:
 def gateway_config(tmp_path) -> Path:
     """A small simulated gateway sampling every second, buffering under tmp_path."""
     path = tmp_path / "gateway.yaml"
-    path.write_text(SMALL_GATEWAY.format(buffer=tmp_path / "buffer.db"))
+    path.write_text(SMALL_GATEWAY.format(buffer=tmp_path / "buffer.db", socket=tmp_path / "control.sock"))
     return path
 
 

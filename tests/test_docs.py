@@ -58,6 +58,23 @@ def test_every_driver_is_shown_with_every_option():
             assert not missing, f"{section} type {type_name}: options missing from the example: {sorted(missing)}"
 
 
+def test_control_options_schedules_and_rules_are_all_shown():
+    from edge.gateway.control.config import (ControlConfig, CronSchedule, DutySchedule, Interlock, IrrigationRule,
+                                             SunSchedule, ThresholdRule)
+
+    doc = example()
+    assert_every_field_at_default(ControlConfig, doc["control"], "control", skip=("interlocks",))
+    assert set(Interlock.model_fields) <= set(doc["control"]["interlocks"][0])
+    for section, models in (("schedules", (CronSchedule, DutySchedule, SunSchedule)),
+                            ("rules", (ThresholdRule, IrrigationRule))):
+        for model in models:
+            type_name = model.model_fields["type"].annotation.__args__[0]
+            shown = [item for item in doc[section] if item["type"] == type_name]
+            assert shown, f"{section}: type {type_name!r} has no example"
+            missing = set(model.model_fields) - set().union(*(item.keys() for item in shown))
+            assert not missing, f"{section} type {type_name}: options missing from the example: {sorted(missing)}"
+
+
 def test_every_command_is_documented_in_the_readme_or_docs():
     text = (ROOT / "README.md").read_text() + "".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
     for name in main.commands:

@@ -150,7 +150,7 @@ class Buffer:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # re-entrant: a transaction may append an event
         self._owner_lock = None  # the open lock file while this process owns the buffer
 
     # ------------------------------------------------------------------------------------------ opening and closing
@@ -425,6 +425,12 @@ class Buffer:
 
     def events(self, since: float = 0.0) -> Iterator[dict[str, Any]]:
         return self.db.query("SELECT * FROM events WHERE ts >= ? ORDER BY epoch, seq", (since,))
+
+    def control_state(self) -> dict[str, dict[str, Any]]:
+        """The supervisor's last recorded state of each actuator (empty before control first ran)."""
+        if "control_actuators" not in self.db.table_names():
+            return {}
+        return {row["actuator"]: row for row in self.db.query("SELECT * FROM control_actuators")}
 
     def epochs(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM epochs ORDER BY epoch"))

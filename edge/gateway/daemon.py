@@ -16,6 +16,8 @@ from edge import __version__
 from edge.config import GatewayConfig
 from edge.gateway.buffer import Buffer
 from edge.gateway.clock import Clock
+from edge.gateway.control.supervisor import LatestReadings, Supervisor, socket_handler
+from edge.gateway.control_socket import ControlServer
 from edge.gateway.hardware import Hardware, open_hardware
 from edge.gateway.notify import sd_notify, watchdog_interval
 from edge.gateway.sampler import Sampler, SensorSlot
@@ -33,6 +35,8 @@ class Daemon:
         self.buffer: Buffer | None = None
         self.hardware: Hardware | None = None
         self.sampler: Sampler | None = None
+        self.supervisor: Supervisor | None = None
+        self.control_server: ControlServer | None = None
         self.scheduler = None
 
     # ----------------------------------------------------------------------------------------------- lifecycle
@@ -53,28 +57,41 @@ class Daemon:
 
         self.hardware = open_hardware(cfg, self.clock)
         self.hardware.safe_state()
+        latest = LatestReadings()
+        self.supervisor = Supervisor(cfg, self.hardware.actuators, self.buffer, self.clock, latest)
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
-        self.sampler = Sampler(slots, self.buffer, self.clock)
+        self.sampler = Sampler(slots, self.buffer, self.clock, listeners=[latest, self._after_round])
 
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, executors={
             "default": {"type": "threadpool", "max_workers": 4}})
         self.sampler.schedule(self.scheduler)
         self.scheduler.add_job(self.maintain, "interval", seconds=MAINTENANCE_INTERVAL, id="maintenance",
                                next_run_time=datetime.now(timezone.utc), coalesce=True, max_instances=1)
+        self.scheduler.add_job(self.supervisor.evaluate, "interval", seconds=cfg.control.interval, id="control",
+                               coalesce=True, max_instances=1)
         ping = watchdog_interval()
         if ping:
             self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog", coalesce=True)
         self.scheduler.start()
+        self.control_server = ControlServer(cfg.control.socket, socket_handler(self.supervisor),
+                                            cfg.control.socket_group)
+        self.control_server.start()
         log.info("gateway %s started: epoch %d, %d sensors, %d actuators, %s backend, buffer %s",
                  cfg.gateway.id, report.epoch, len(cfg.sensors), len(cfg.actuators), cfg.hardware.backend,
                  cfg.buffer.path)
         sd_notify(f"READY=1\nSTATUS=epoch {report.epoch}, sampling {len(cfg.sensors)} sensors")
 
     def stop(self, reason: str) -> None:
+        if self.scheduler is not None and self.scheduler.get_job("watchdog"):
+            self.scheduler.remove_job("watchdog")  # no WATCHDOG=1 after STOPPING=1
         sd_notify("STOPPING=1")
         log.info("stopping (%s)", reason)
+        if self.control_server is not None:
+            self.control_server.stop()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # running rounds finish and commit
+        if self.supervisor is not None:
+            self.supervisor.shutdown()
         if self.hardware is not None:
             self.hardware.safe_state()
             self.hardware.close()
@@ -108,6 +125,10 @@ class Daemon:
         return 0
 
     # --------------------------------------------------------------------------------------------------- jobs
+
+    def _after_round(self, _readings) -> None:
+        """Rules act on fresh readings at once, not at the next control tick."""
+        self.supervisor.evaluate()
 
     def maintain(self) -> None:
         """Hourly: drop acknowledged rows past the retention."""

@@ -81,8 +81,14 @@ class Hardware:
 
 def _pin_factory(backend: str, name: str | None) -> Any:
     if backend == "simulated":
+        import os
+
         from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+        from edge.gateway.hardware.mockpins import STATE_DIR_ENV, LineStateFactory
+
+        if os.environ.get(STATE_DIR_ENV):
+            return LineStateFactory(os.environ[STATE_DIR_ENV])
         return MockFactory(pin_class=MockPWMPin)
     if name is None:
         return None  # gpiozero picks the best factory for this board
@@ -90,8 +96,10 @@ def _pin_factory(backend: str, name: str | None) -> Any:
     return getattr(importlib.import_module(module_name), class_name)()
 
 
-def open_hardware(config: Any, clock: Any) -> Hardware:
-    """Open the actuators (off) and sensors of a validated ``GatewayConfig``. Imports only the drivers it uses."""
+def open_hardware(config: Any, clock: Any, sensors: bool = True) -> Hardware:
+    """Open the actuators (off) and, unless told not to, the sensors of a validated ``GatewayConfig``.
+
+    Imports only the drivers the config uses."""
     from edge.gateway.hardware.base import HardwareContext
 
     hw = Hardware(pin_factory=_pin_factory(config.hardware.backend, config.hardware.pin_factory))
@@ -106,7 +114,7 @@ def open_hardware(config: Any, clock: Any) -> Hardware:
             hw.actuators[cfg.id] = actuator_driver(cfg.type).from_config(cfg, ctx)
             if hw.simulation is not None:
                 hw.simulation.attach(hw.actuators[cfg.id])
-        for cfg in config.sensors:
+        for cfg in config.sensors if sensors else ():
             hw.sensors[cfg.id] = sensor_driver(cfg.type).from_config(cfg, ctx)
     except Exception:
         hw.safe_state()

@@ -120,6 +120,10 @@ class ActuatorConfig(StrictModel):
     kind: ActuatorKind
     name: str | None = None
     zone: str | None = Field(default=None, description="irrigation zone a pump waters")
+    max_on: Duration | None = Field(
+        default=None, description="longest continuous on-time, counted across daemon restarts; then forced off")
+    min_on: Duration | None = Field(default=None, description="once on, stay on at least this long")
+    min_off: Duration | None = Field(default=None, description="once off, stay off at least this long")
     feedback: SensorInput | None = Field(
         default=None,
         description="a sensor quantity that shows this actuator working (a pump's flow meter, a fan's air "

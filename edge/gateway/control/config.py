@@ -1,0 +1,163 @@
+"""Config models of the control section: schedules, rules, interlocks, manual control. Beside the code they configure."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from edge.durations import Duration
+from edge.gateway.hardware.base import ActuatorRef, Identifier, SensorInput, StrictModel
+
+_CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _check_clock_time(value: str) -> str:
+    if not _CLOCK_TIME.match(value):
+        raise ValueError(f"invalid time of day {value!r}: use HH:MM, 24-hour (for example 08:00)")
+    return value
+
+
+class _Schedule(StrictModel):
+    id: Identifier
+    actuator: ActuatorRef
+    value: float = Field(default=1.0, gt=0, le=1, description="output while on (PWM duty; relays: any value is on)")
+
+
+class CronSchedule(_Schedule):
+    """On for ``duration`` at each time a cron expression names, in the gateway's time zone."""
+
+    type: Literal["cron"]
+    cron: str = Field(description='five fields: minute hour day month weekday, e.g. "0 6,18 * * *"')
+    duration: Duration
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from edge.gateway.control.schedules import parse_cron
+
+        parse_cron(value, "UTC")  # raises ValueError with the reason
+        return value
+
+
+class DutySchedule(_Schedule):
+    """On for ``on_for`` every ``every``, only between two local times (a window may cross midnight)."""
+
+    type: Literal["duty"]
+    on_for: Duration
+    every: Duration
+    between: tuple[str, str] = Field(default=("00:00", "00:00"), description="local window; 00:00-00:00 is all day")
+
+    @field_validator("between")
+    @classmethod
+    def _valid_window(cls, value: tuple[str, str]) -> tuple[str, str]:
+        return (_check_clock_time(value[0]), _check_clock_time(value[1]))
+
+    @model_validator(mode="after")
+    def _on_shorter_than_period(self) -> "DutySchedule":
+        if self.on_for >= self.every:
+            raise ValueError("on_for must be shorter than every")
+        return self
+
+
+class SunSchedule(_Schedule):
+    """On from sunrise or sunset (plus an offset, which may be negative) for ``duration``."""
+
+    type: Literal["sun"]
+    event: Literal["sunrise", "sunset"]
+    offset: str = Field(default="0s", description="e.g. -30m or 15m")
+    duration: Duration
+
+    @field_validator("offset")
+    @classmethod
+    def _valid_offset(cls, value: str) -> str:
+        from edge.durations import parse_duration
+
+        text = value.strip()
+        if text in ("0", "0s"):
+            return "0s"
+        parse_duration(text.lstrip("+-"))
+        return text
+
+    def offset_seconds(self) -> float:
+        from edge.durations import parse_duration
+
+        if self.offset == "0s":
+            return 0.0
+        sign = -1.0 if self.offset.startswith("-") else 1.0
+        return sign * parse_duration(self.offset.lstrip("+-"))
+
+
+Schedule = Annotated[CronSchedule | DutySchedule | SunSchedule, Field(discriminator="type")]
+
+
+class _Rule(StrictModel):
+    id: Identifier
+    input: SensorInput
+    actuator: ActuatorRef
+    value: float = Field(default=1.0, gt=0, le=1, description="output while the rule holds it on")
+    stale_after: Duration | None = Field(
+        default=None, description="input older than this is stale (default: three of its sensor's intervals)")
+
+
+class ThresholdRule(_Rule):
+    """Hysteresis: on above ``on_above`` until below ``off_below`` (cooling), or on below ``on_below`` until above
+    ``off_above`` (heating, frost protection)."""
+
+    type: Literal["threshold"]
+    on_above: float | None = None
+    off_below: float | None = None
+    on_below: float | None = None
+    off_above: float | None = None
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> "ThresholdRule":
+        cooling = (self.on_above, self.off_below)
+        heating = (self.on_below, self.off_above)
+        if all(v is not None for v in cooling) and all(v is None for v in heating):
+            if self.off_below >= self.on_above:
+                raise ValueError("off_below must be lower than on_above (the hysteresis band)")
+        elif all(v is not None for v in heating) and all(v is None for v in cooling):
+            if self.off_above <= self.on_below:
+                raise ValueError("off_above must be higher than on_below (the hysteresis band)")
+        else:
+            raise ValueError("give either on_above and off_below (cooling) or on_below and off_above (heating)")
+        return self
+
+
+class IrrigationRule(_Rule):
+    """Water when the soil is dry: start below ``start_below``, stop above ``stop_above`` or after ``max_run``,
+    then wait ``lockout`` before watering again (the water needs time to reach the probe)."""
+
+    type: Literal["irrigation"]
+    start_below: float = Field(ge=0, le=100)
+    stop_above: float = Field(ge=0, le=100)
+    max_run: Duration
+    lockout: Duration
+
+    @model_validator(mode="after")
+    def _band(self) -> "IrrigationRule":
+        if self.stop_above <= self.start_below:
+            raise ValueError("stop_above must be higher than start_below")
+        return self
+
+
+Rule = Annotated[ThresholdRule | IrrigationRule, Field(discriminator="type")]
+
+
+class Interlock(StrictModel):
+    """Outputs that must never be on together (a heater and a cooling fan), with a wait between them."""
+
+    actuators: list[ActuatorRef] = Field(min_length=2)
+    wait: Duration = Field(default=0.0, description="after one goes off, how long before another may go on")
+
+
+class ControlConfig(StrictModel):
+    interval: Duration = Field(default=5.0, description="how often schedules, rules and limits are evaluated")
+    socket: str = Field(default="/run/edge/control.sock", description="Unix socket for edge actuate / status")
+    socket_group: str | None = Field(
+        default=None, description="group allowed to use the control socket besides root and the daemon's user")
+    manual_default: Duration = Field(default=3600.0, description="how long `edge actuate ID on` lasts without --for")
+    max_outputs_on: int | None = Field(default=None, ge=1, description="power budget: outputs on at once")
+    interlocks: list[Interlock] = Field(default_factory=list)

@@ -1,0 +1,426 @@
+"""The supervisor: the only code that switches an output.
+
+At every evaluation it gathers, for each actuator, what wants it on (a manual override, a rule, a schedule: in that
+priority), then lets the safety limits have the last word: ``max_on`` (continuous on-time, counted across a restart,
+then latched off until the request goes away), ``min_on``, ``min_off``, interlocks with their wait, and the power
+budget (``max_outputs_on``). Requests are level-triggered: after a restart only a reason that still holds switches an
+output on again, for the time it has left.
+
+Every change is an event in the buffer with its reason (``schedule:<id>``, ``rule:<id>``, ``manual:<who>``,
+``safety:max_on``, ``safety:stale_input``, ``startup``, ``shutdown``); the state that must survive a restart (on-times,
+latches, overrides, rule memories) lives in the buffer's SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edge.durations import format_duration
+from edge.gateway.control import rules as rule_logic
+from edge.gateway.control.schedules import Place, window
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = [(1, "control state", """
+    CREATE TABLE control_actuators (
+        actuator TEXT PRIMARY KEY,
+        value    REAL NOT NULL,
+        reason   TEXT NOT NULL,
+        since    REAL NOT NULL,     -- when it last changed
+        on_since REAL,              -- start of the current (or last, if stopped by shutdown) continuous on-time
+        until    REAL,              -- when the current reason ends, if known
+        latched  INTEGER NOT NULL DEFAULT 0  -- cut by max_on: stays off until nothing requests it
+    );
+    CREATE TABLE control_overrides (
+        actuator TEXT PRIMARY KEY,
+        value    REAL NOT NULL,
+        until    REAL,              -- NULL: until `edge actuate ID auto`
+        who      TEXT NOT NULL,
+        issued   REAL NOT NULL
+    );
+    CREATE TABLE control_rules (rule TEXT PRIMARY KEY, state TEXT NOT NULL);
+""")]
+
+
+@dataclass
+class ActuatorState:
+    value: float = 0.0
+    reason: str = "startup"
+    since: float = 0.0
+    on_since: float | None = None
+    until: float | None = None
+    latched: bool = False
+    off_at: float | None = None  # when it last went from on to off (for interlock waits); not persisted
+    refused: str | None = None  # the last refusal, so it is reported once, not at every evaluation
+
+
+@dataclass(frozen=True)
+class Request:
+    value: float
+    reason: str
+    until: float | None = None
+
+
+class Refused(Exception):
+    """A manual command the supervisor will not carry out; the message says why."""
+
+
+class LatestReadings:
+    """The latest reading of each sensor quantity: a sampler listener that the rules read."""
+
+    def __init__(self):
+        self._latest: dict[tuple[str, str], rule_logic.Input] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, readings: Sequence[Any]) -> None:
+        with self._lock:
+            for r in readings:
+                self._latest[(r.sensor, r.quantity)] = rule_logic.Input(r.value, r.quality, r.ts, r.reason)
+
+    def get(self, sensor: str, quantity: str) -> rule_logic.Input | None:
+        with self._lock:
+            return self._latest.get((sensor, quantity))
+
+
+class Supervisor:
+    def __init__(self, config: Any, actuators: Mapping[str, Any], buffer: Any, clock: Any,
+                 latest: LatestReadings | None = None):
+        self.config = config
+        self.control = config.control
+        self.actuators = dict(actuators)
+        self.limits = {a.id: a for a in config.actuators}
+        self.buffer = buffer
+        self.clock = clock
+        self.latest = latest or LatestReadings()
+        self.place = Place(config.gateway.latitude, config.gateway.longitude, config.gateway.timezone)
+        self.intervals = {s.id: s.interval for s in config.sensors}
+        self.started = clock.time()
+        self._lock = threading.RLock()
+        buffer.migrate("control", MIGRATIONS)
+        self.state = {a: ActuatorState(since=self.started) for a in self.actuators}
+        self.overrides: dict[str, dict[str, Any]] = {}
+        self.rule_state: dict[str, dict[str, Any]] = {}
+        self.rule_faults: dict[str, str | None] = {}
+        self._carried_on_time: dict[str, float] = {}  # seconds already on before the restart, per actuator
+        self._load(self.started)
+
+    # ------------------------------------------------------------------------------------------- persistence
+
+    def _load(self, now: float) -> None:
+        """Restore what must survive a restart. An output that was on when the daemon stopped is off now (outputs
+        are constructed off); the on-time it had already run is carried, so ``max_on`` still counts it if a reason
+        switches it straight back on."""
+        db = self.buffer.db
+        last_alive = db.execute("SELECT MAX(ts) FROM readings").fetchone()[0] or now
+        for row in db.query("SELECT * FROM control_actuators"):
+            st = self.state.get(row["actuator"])
+            if st is None:
+                continue
+            st.latched = bool(row["latched"])
+            if row["value"] > 0:  # the daemon died with it on: it ran until the last sign of life
+                self._carried_on_time[row["actuator"]] = max(0.0, last_alive - row["on_since"])
+                st.value, st.on_since = row["value"], row["on_since"]
+                self._record(row["actuator"], st, 0.0, "startup", now)
+                st.off_at = now
+            else:
+                st.reason, st.since = row["reason"], row["since"]
+                st.off_at = row["since"]  # min_off and interlock waits count from the last switch-off
+                if row["reason"] == "shutdown" and row["on_since"] is not None:
+                    self._carried_on_time[row["actuator"]] = max(0.0, row["since"] - row["on_since"])
+        for row in db.query("SELECT * FROM control_overrides"):
+            if row["actuator"] in self.state:
+                self.overrides[row["actuator"]] = row
+        for row in db.query("SELECT * FROM control_rules"):
+            self.rule_state[row["rule"]] = json.loads(row["state"])
+
+    def _save_actuator(self, db: Any, actuator_id: str, st: ActuatorState) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO control_actuators VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (actuator_id, st.value, st.reason, st.since, st.on_since, st.until, int(st.latched)),
+        )
+
+    def _record(self, actuator_id: str, st: ActuatorState, value: float, reason: str, now: float,
+                until: float | None = None) -> None:
+        """Persist a change and its event in one transaction."""
+        previous = st.value
+        if value <= 0 and previous > 0:
+            st.off_at = now
+            if reason != "shutdown":  # a shutdown keeps the on-time so that max_on counts it after the restart
+                st.on_since = None
+        st.value, st.reason, st.since, st.until = value, reason, now, until
+        with self.buffer.transaction() as db:
+            self._save_actuator(db, actuator_id, st)
+            self.buffer.append_event("actuator.change", actuator_id, {
+                "value": value, "previous": previous, "reason": reason,
+                **({"until": round(until, 3)} if until else {}),
+            }, ts=now)
+        log.info("%s %s (%s)", actuator_id, _describe(value), reason)
+
+    # -------------------------------------------------------------------------------------------- evaluation
+
+    def evaluate(self, now: float | None = None) -> None:
+        """Decide every output from the current requests and limits, and switch what must change."""
+        now = self.clock.time() if now is None else now
+        with self._lock:
+            self._expire_overrides(now)
+            requests, faults = self._requests(now)
+            order = sorted(self.actuators, key=lambda a: self.state[a].value <= 0)  # outputs already on keep priority
+            for actuator_id in order:
+                self._settle(actuator_id, requests.get(actuator_id), faults, now)
+            self._carried_on_time.clear()
+
+    def _expire_overrides(self, now: float) -> None:
+        for actuator_id, override in list(self.overrides.items()):
+            if override["until"] is not None and now >= override["until"]:
+                del self.overrides[actuator_id]
+                with self.buffer.transaction() as db:
+                    db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
+                log.info("manual override of %s by %s expired", actuator_id, override["who"])
+
+    def _requests(self, now: float) -> tuple[dict[str, Request], dict[str, str]]:
+        """The winning request of each actuator (manual > rule > schedule), and the rules whose input failed."""
+        levels: list[list[tuple[str, Request]]] = [[], [], []]  # schedule, rule, manual: later levels win
+        for schedule in self.config.schedules:
+            w = window(schedule, now, self.place)
+            if w is not None:
+                levels[0].append((schedule.actuator, Request(schedule.value, f"schedule:{schedule.id}", w.end)))
+        faults: dict[str, str] = {}
+        for rule in self.config.rules:
+            decision = self._decide(rule, now)
+            if decision.fault:
+                faults[rule.id] = decision.fault
+            if decision.request is not None:
+                levels[1].append((rule.actuator, Request(decision.request, f"rule:{rule.id}", decision.until)))
+        for actuator_id, override in self.overrides.items():
+            levels[2].append((actuator_id, Request(override["value"], f"manual:{override['who']}",
+                                                   override["until"])))
+        winners: dict[str, Request] = {}
+        for level in levels:
+            best: dict[str, Request] = {}
+            for actuator_id, request in level:  # within a level, the strongest request wins
+                if actuator_id not in best or request.value > best[actuator_id].value:
+                    best[actuator_id] = request
+            winners.update(best)
+        return winners, faults
+
+    def _decide(self, rule: Any, now: float) -> rule_logic.Decision:
+        sensor, quantity = rule.input.sensor, rule.input.quantity
+        stale_after = rule.stale_after or 3 * self.intervals.get(sensor, 60.0)
+        reading = self.latest.get(sensor, quantity)
+        state = self.rule_state.get(rule.id, {})
+        if reading is None and now - self.started < stale_after:
+            return rule_logic.Decision(None, state)  # just started: the first reading is on its way
+        decision = rule_logic.decide(rule, state, reading, now, stale_after)
+        if decision.state != state:
+            self.rule_state[rule.id] = decision.state
+            with self.buffer.transaction() as db:
+                db.execute("INSERT OR REPLACE INTO control_rules VALUES (?, ?)", (rule.id, json.dumps(decision.state)))
+        if decision.fault != self.rule_faults.get(rule.id):
+            self.rule_faults[rule.id] = decision.fault
+            kind = "rule.fault" if decision.fault else "rule.recovered"
+            self.buffer.append_event(kind, rule.id, {"actuator": rule.actuator, "reason": decision.fault}, ts=now)
+            (log.warning if decision.fault else log.info)("rule %s: %s", rule.id, decision.fault or "input back")
+        return decision
+
+    def _settle(self, actuator_id: str, request: Request | None, faults: dict[str, str], now: float) -> None:
+        st = self.state[actuator_id]
+        limits = self.limits[actuator_id]
+        want = request.value if request else 0.0
+        if want <= 0:
+            st.latched = False
+            st.refused = None
+        if st.value > 0:
+            on_for = now - st.on_since
+            if limits.max_on is not None and on_for >= limits.max_on:
+                st.latched = True
+                self._switch(actuator_id, 0.0, "safety:max_on", now)
+            elif want <= 0 and not (limits.min_on is not None and on_for < limits.min_on):
+                self._switch(actuator_id, 0.0, self._off_reason(st, request, faults), now)
+            elif want > 0 and (want != st.value or request.reason != st.reason):
+                self._switch(actuator_id, want, request.reason, now, request.until)
+            elif want > 0 and self._until(actuator_id, request.until) != st.until:
+                st.until = self._until(actuator_id, request.until)  # e.g. an override extended
+                with self.buffer.transaction() as db:
+                    self._save_actuator(db, actuator_id, st)
+            return
+        if want <= 0:
+            return
+        refusal = self._refusal(actuator_id, now)
+        if refusal is None:
+            st.refused = None
+            self._switch(actuator_id, want, request.reason, now, request.until)
+        elif refusal != st.refused:
+            st.refused = refusal
+            log.info("%s not switched on for %s: %s", actuator_id, request.reason, refusal)
+            self.buffer.append_event("actuator.refused", actuator_id,
+                                     {"request": request.reason, "refused": refusal}, ts=now)
+
+    @staticmethod
+    def _off_reason(st: ActuatorState, request: Request | None, faults: dict[str, str]) -> str:
+        """An explicit off (a manual override) names itself; otherwise the reason that ended, or a stale input."""
+        if request is not None:
+            return request.reason
+        if st.reason.startswith("rule:") and st.reason.removeprefix("rule:") in faults:
+            return "safety:stale_input"
+        return st.reason
+
+    def _until(self, actuator_id: str, until: float | None) -> float | None:
+        """When the current on-period ends at the latest: the reason's end, capped by max_on."""
+        st, limits = self.state[actuator_id], self.limits[actuator_id]
+        if limits.max_on is None or st.on_since is None:
+            return until
+        cap = st.on_since + limits.max_on
+        return cap if until is None else min(until, cap)
+
+    def _refusal(self, actuator_id: str, now: float) -> str | None:
+        """Why ``actuator_id`` may not go on now, or None."""
+        st, limits = self.state[actuator_id], self.limits[actuator_id]
+        if st.latched:
+            return f"latched off by max_on {format_duration(limits.max_on)} until nothing requests it"
+        if limits.min_off is not None and st.off_at is not None and now - st.off_at < limits.min_off:
+            return f"min_off {format_duration(limits.min_off)} not yet elapsed"
+        for interlock in self.control.interlocks:
+            if actuator_id not in interlock.actuators:
+                continue
+            for other in interlock.actuators:
+                if other == actuator_id or other not in self.state:
+                    continue
+                other_st = self.state[other]
+                if other_st.value > 0:
+                    return f"interlock with {other}"
+                if other_st.off_at is not None and now - other_st.off_at < interlock.wait:
+                    return f"interlock with {other}: waiting {format_duration(interlock.wait)} after it went off"
+        budget = self.control.max_outputs_on
+        if budget is not None and sum(s.value > 0 for s in self.state.values()) >= budget:
+            return f"power budget: {budget} outputs already on"
+        return None
+
+    def _switch(self, actuator_id: str, value: float, reason: str, now: float, until: float | None = None) -> None:
+        st = self.state[actuator_id]
+        try:
+            self.actuators[actuator_id].apply(value)
+        except Exception as exc:
+            log.error("%s could not be switched %s: %s", actuator_id, _describe(value), exc)
+            self.buffer.append_event("actuator.fault", actuator_id, {"value": value, "error": str(exc)}, ts=now)
+            return
+        if value > 0 and st.value <= 0:
+            st.on_since = now - self._carried_on_time.get(actuator_id, 0.0)
+        self._record(actuator_id, st, value, reason, now, self._until(actuator_id, until) if value > 0 else None)
+
+    # -------------------------------------------------------------------------------------------- commands
+
+    def command(self, actuator_id: str, action: str, duration: float | None, who: str,
+                now: float | None = None) -> dict[str, Any]:
+        """A manual command: ``on`` / ``off`` (for ``duration``, or until ``auto``) or ``auto``. Raises Refused."""
+        now = self.clock.time() if now is None else now
+        if actuator_id not in self.actuators:
+            raise Refused(f"unknown actuator {actuator_id!r} (actuators: {', '.join(self.actuators)})")
+        if action not in ("on", "off", "auto"):
+            raise Refused(f"unknown action {action!r}: use on, off or auto")
+        if duration is not None and not (isinstance(duration, (int, float)) and 0 < duration <= 366 * 86400):
+            raise Refused(f"invalid duration {duration!r}: give seconds, more than 0")
+        with self._lock:
+            limits = self.limits[actuator_id]
+            if action == "auto":
+                self.overrides.pop(actuator_id, None)
+                with self.buffer.transaction() as db:
+                    db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
+            else:
+                if action == "on":
+                    duration = duration or self.control.manual_default
+                    if limits.max_on is not None and duration > limits.max_on:
+                        raise Refused(f"duration exceeds max_on {format_duration(limits.max_on)}")
+                    if self.state[actuator_id].value <= 0:
+                        refusal = self._refusal(actuator_id, now)
+                        if refusal:
+                            raise Refused(refusal)
+                until = now + duration if duration else None
+                override = {"actuator": actuator_id, "value": 1.0 if action == "on" else 0.0, "until": until,
+                            "who": who, "issued": now}
+                self.overrides[actuator_id] = override
+                with self.buffer.transaction() as db:
+                    db.execute("INSERT OR REPLACE INTO control_overrides VALUES (?, ?, ?, ?, ?)",
+                               (actuator_id, override["value"], until, who, now))
+            self.buffer.append_event("command.actuate", actuator_id,
+                                     {"action": action, "for": duration, "who": who}, ts=now)
+            self.evaluate(now)
+            return self.describe(actuator_id, now)
+
+    def describe(self, actuator_id: str, now: float | None = None) -> dict[str, Any]:
+        now = self.clock.time() if now is None else now
+        with self._lock:
+            return describe_state(actuator_id, self.state[actuator_id].__dict__, now,
+                                  override=self.overrides.get(actuator_id))
+
+    def snapshot(self, now: float | None = None) -> dict[str, dict[str, Any]]:
+        return {a: self.describe(a, now) for a in self.actuators}
+
+    def shutdown(self, now: float | None = None) -> None:
+        """Every output to its safe state, recorded with reason ``shutdown``; on-times are kept for ``max_on``."""
+        now = self.clock.time() if now is None else now
+        with self._lock:
+            for actuator_id, st in self.state.items():
+                try:
+                    self.actuators[actuator_id].safe_state()
+                except Exception:
+                    log.exception("%s could not be driven to its safe state", actuator_id)
+                if st.value > 0:
+                    self._record(actuator_id, st, 0.0, "shutdown", now)
+
+
+def _higher(a: Request | None, b: Request) -> Request:
+    return b if a is None or b.value > a.value else a
+
+
+def _describe(value: float) -> str:
+    return "off" if value <= 0 else ("on" if value >= 1 else f"at {value:.0%}")
+
+
+def describe_state(actuator_id: str, st: Mapping[str, Any], now: float,
+                   override: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One actuator as ``edge status`` and ``edge actuate`` show it."""
+    until = st.get("until")
+    return {
+        "actuator": actuator_id,
+        "state": "on" if st["value"] > 0 else "off",
+        "value": st["value"],
+        "reason": st["reason"],
+        "since": st["since"],
+        "until": until,
+        "remaining_s": None if until is None else max(0.0, round(until - now, 1)),
+        "override": None if override is None else {"value": override["value"], "until": override["until"],
+                                                    "who": override["who"]},
+    }
+
+
+def socket_handler(supervisor: Supervisor) -> Any:
+    """Map control-socket requests to the supervisor: ``actuate`` and ``status``."""
+    from edge.gateway.control_socket import RequestError
+
+    def handle(request: dict[str, Any], who: str) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "status":
+            return {"actuators": supervisor.snapshot()}
+        if op != "actuate":
+            raise RequestError(f"unknown op {op!r} (ops: actuate, status)")
+        unknown = set(request) - {"op", "actuator", "action", "for", "who"}
+        if unknown:
+            raise RequestError(f"unknown field(s) {', '.join(sorted(unknown))}")
+        actuator, action, duration = request.get("actuator"), request.get("action"), request.get("for")
+        if not isinstance(actuator, str) or not isinstance(action, str):
+            raise RequestError('actuate needs "actuator" and "action" strings')
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))):
+            raise RequestError('"for" must be a number of seconds')
+        label = request.get("who")
+        source = f"{label}:{who}" if isinstance(label, str) and label.isidentifier() else who
+        try:
+            return {"result": supervisor.command(actuator, action, duration, source)}
+        except Refused as exc:
+            raise RequestError(f"refused: {exc}") from None
+
+    return handle
