@@ -322,3 +322,34 @@ def safe_state(config_path: str | None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1 if failed else 0)  # skip gpiozero's atexit close(), which would let the pins float
+
+
+@main.command()
+@config_option
+@click.option("--start", metavar="DATETIME", help="Local start time (ISO, e.g. 2025-07-15T00:00); default: now.")
+@click.option("--hours", type=click.FloatRange(min=1, max=24 * 31), default=24, show_default=True)
+def simulate(config_path: str | None, start: str | None, hours: float) -> None:
+    """Fast-forward the config's rules and schedules on the simulated greenhouse and print an hourly table.
+
+    Nothing real is switched and the config's buffer is not touched: a day runs in seconds, in memory.
+
+    Example: edge simulate -c config/demo.yaml --start 2025-07-15T00:00 --hours 24
+    """
+    from zoneinfo import ZoneInfo
+
+    from edge.gateway.simulate import simulate as run_simulation
+    from edge.gateway.simulate import table
+
+    config = _load(config_path)
+    tz = ZoneInfo(config.gateway.timezone)
+    try:
+        begin = datetime.fromisoformat(start).replace(tzinfo=tz) if start else datetime.now(tz)
+    except ValueError:
+        raise click.BadParameter(f"invalid date/time {start!r}: use e.g. 2025-07-15T00:00", param_hint="--start")
+    try:
+        for line in table(run_simulation(config, begin.timestamp(), hours), [a.id for a in config.actuators]):
+            click.echo(line)
+    except EdgeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+

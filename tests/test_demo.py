@@ -45,7 +45,7 @@ def test_the_demo_starts_with_every_output_off():
     _, hardware = demo_at("2025-07-15T12:00:00+03:30")
     try:
         assert {a.id: a.value for a in hardware.actuators.values()} == dict.fromkeys(hardware.actuators, 0.0)
-        assert all(pin.state == 0 for pin in (hardware.pin_factory.pin(n) for n in (17, 18, 22, 23, 24, 27)))
+        assert all(pin.state == 0 for pin in (hardware.pin_factory.pin(n) for n in (5, 6, 17, 18, 22, 24, 27)))
     finally:
         hardware.close()
 
@@ -53,7 +53,7 @@ def test_the_demo_starts_with_every_output_off():
 def test_the_demo_fan_and_vent_cool_a_july_afternoon():
     def ventilate(hw):
         hw.actuators["fan-1"].apply(1.0)
-        hw.actuators["vent-1"].apply(1.0)
+        hw.actuators["roof-vent"].apply(1.0)
 
     closed, ventilated = twin_runs("2025-07-15T13:00:00+03:30", 2, ventilate)
     assert closed.air_temperature > 40  # a closed greenhouse in July overheats

@@ -19,6 +19,7 @@ SENSOR_TYPES: dict[str, str] = {
 ACTUATOR_TYPES: dict[str, str] = {
     "relay": "edge.gateway.hardware.gpio:Relay",
     "pwm": "edge.gateway.hardware.gpio:PwmOutput",
+    "motor_vent": "edge.gateway.hardware.gpio:MotorVent",
 }
 
 

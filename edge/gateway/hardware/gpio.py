@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from edge.durations import Duration
 from edge.errors import HardwareError
 from edge.gateway.hardware.base import ActuatorConfig, HardwareContext
 
@@ -124,3 +125,158 @@ def _open(actuator_id: str, pin: PinSpec, device_class: str, **kwargs: Any) -> A
         return getattr(gpiozero, device_class)(pin, **kwargs)
     except gpiozero.GPIOZeroError as exc:
         raise HardwareError(f"actuator {actuator_id!r}: cannot open pin {pin!r}: {exc}") from exc
+
+
+class MotorVentConfig(ActuatorConfig):
+    type: Literal["motor_vent"]
+    open_pin: PinSpec = Field(description="output that drives the motor towards open")
+    close_pin: PinSpec = Field(description="output that drives the motor towards closed")
+    active_high: bool = Field(default=True, description="false for relay boards that switch on when the pin is LOW")
+    travel_time: Duration = Field(description="time from fully closed to fully open")
+    open_limit_pin: PinSpec | None = Field(default=None, description="switch closed when fully open (optional)")
+    closed_limit_pin: PinSpec | None = Field(default=None, description="switch closed when fully closed (optional)")
+    reverse_delay: Duration = Field(default=0.5, description="dead time between one direction and the other")
+
+    @model_validator(mode="after")
+    def _distinct_pins(self) -> "MotorVentConfig":
+        pins = [p for p in (self.open_pin, self.close_pin, self.open_limit_pin, self.closed_limit_pin) if p is not None]
+        if len(set(map(str, pins))) != len(pins):
+            raise ValueError("open_pin, close_pin and the limit pins must all be different")
+        return self
+
+
+class MotorVent:
+    """A motorized vent or roll-up curtain: two outputs (open, close), never driven together, moved for the share of
+    ``travel_time`` that reaches the requested position (0 closed .. 1 open), stopped early by limit switches.
+
+    ``value`` is the estimated position. Fully open or closed targets run the whole travel time (plus a margin), so the
+    estimate re-homes at the ends. ``safe_state()`` stops the motor where it is.
+    """
+
+    Config = MotorVentConfig
+    END_MARGIN = 1.1
+
+    def __init__(self, id: str, open_pin: PinSpec, close_pin: PinSpec, *, travel_time: float, kind: str = "vent",
+                 zone: str | None = None, active_high: bool = True, open_limit_pin: PinSpec | None = None,
+                 closed_limit_pin: PinSpec | None = None, reverse_delay: float = 0.5, pin_factory: Any = None,
+                 clock: Any = None, timer: Any = None):
+        import threading
+        import time
+
+        self.id, self.kind, self.zone = id, kind, zone
+        self.travel_time = travel_time
+        self.reverse_delay = reverse_delay
+        self._now = clock.monotonic if clock is not None else time.monotonic
+        self._timer = timer or threading.Timer
+        self._lock = threading.RLock()
+        self._open = _open(id, open_pin, "OutputDevice", active_high=active_high, initial_value=False,
+                           pin_factory=pin_factory)
+        self._close = _open(id, close_pin, "OutputDevice", active_high=active_high, initial_value=False,
+                            pin_factory=pin_factory)
+        self._limits = {}
+        for direction, pin in ((1, open_limit_pin), (-1, closed_limit_pin)):
+            if pin is not None:
+                switch = _open(id, pin, "Button", pull_up=True, pin_factory=pin_factory)
+                switch.when_pressed = lambda _device=None, d=direction: self._at_end(d)
+                self._limits[direction] = switch
+        self._position = 0.0  # estimated; unknown at start, re-homed by the first full move
+        self._moving = 0  # +1 opening, -1 closing, 0 stopped
+        self._since = self._now()
+        self._pending = None
+        self.closed = False
+
+    @classmethod
+    def from_config(cls, cfg: MotorVentConfig, ctx: HardwareContext) -> "MotorVent":
+        return cls(cfg.id, cfg.open_pin, cfg.close_pin, travel_time=cfg.travel_time, kind=cfg.kind, zone=cfg.zone,
+                   active_high=cfg.active_high, open_limit_pin=cfg.open_limit_pin,
+                   closed_limit_pin=cfg.closed_limit_pin, reverse_delay=cfg.reverse_delay,
+                   pin_factory=ctx.pin_factory, clock=ctx.clock)
+
+    @property
+    def value(self) -> float:
+        with self._lock:
+            return self._estimate()
+
+    @property
+    def moving(self) -> int:
+        return self._moving
+
+    def apply(self, value: float) -> None:
+        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"actuator {self.id!r}: value must be a number from 0 to 1, not {value!r}")
+        with self._lock:
+            if self.closed:
+                raise ValueError(f"actuator {self.id!r} is closed")
+            position = self._estimate()
+            direction = 1 if value > position else -1
+            run = self.travel_time * abs(value - position)
+            if run > 0 and value in (0.0, 1.0):  # run on past the estimate into the end, to re-home it
+                run = self.travel_time * self.END_MARGIN
+            if run <= 0 or self._limit_pressed(direction):
+                return self._stop()
+            reversing = self._moving == -direction
+            self._stop()
+            if reversing and self.reverse_delay > 0:
+                self._schedule(self.reverse_delay, lambda: self._start(direction, run))
+            else:
+                self._start(direction, run)
+
+    def safe_state(self) -> None:
+        with self._lock:
+            if not self.closed:
+                self._stop()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self._stop()
+            for device in (self._open, self._close, *self._limits.values()):
+                device.close()
+            self.closed = True
+
+    # motion
+
+    def _estimate(self) -> float:
+        if not self._moving:
+            return self._position
+        travelled = (self._now() - self._since) / self.travel_time
+        return min(1.0, max(0.0, self._position + self._moving * travelled))
+
+    def _start(self, direction: int, run: float) -> None:
+        with self._lock:
+            if self.closed or self._limit_pressed(direction):
+                return
+            (self._close if direction > 0 else self._open).off()  # never both: the other is off first
+            (self._open if direction > 0 else self._close).on()
+            self._moving, self._since = direction, self._now()
+            self._schedule(run, self._stop)
+
+    def _stop(self) -> None:
+        with self._lock:
+            if self._pending is not None:
+                self._pending.cancel()
+                self._pending = None
+            self._position = self._estimate()
+            self._moving = 0
+            self._open.off()
+            self._close.off()
+
+    def _at_end(self, direction: int) -> None:
+        with self._lock:
+            if self._moving == direction:
+                self._stop()
+            self._position = 1.0 if direction > 0 else 0.0
+
+    def _limit_pressed(self, direction: int) -> bool:
+        switch = self._limits.get(direction)
+        return switch is not None and switch.is_pressed
+
+    def _schedule(self, delay: float, action: Any) -> None:
+        timer = self._timer(delay, action)
+        timer.daemon = True
+        self._pending = timer
+        timer.start()
+
+    def __repr__(self) -> str:
+        return f"<MotorVent {self.id!r} at {self.value:.0%}>"
