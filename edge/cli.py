@@ -127,6 +127,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         epochs = buffer.epochs()
         running = buffer.owned_by_a_running_daemon()
         actuator_rows = buffer.control_state()
+        link = buffer.sync_state()
     finally:
         buffer.close()
     oldest = readings.pop("oldest_pending_ts")
@@ -153,10 +154,22 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
             "oldest_pending_age_s": None if oldest is None else round(now - oldest, 1),
             "events_pending": events["pending"],
         },
+        "sync": _sync_report(config, link, running),
         "sensors": sensors,
         "actuators": {a.id: describe_state(a.id, actuator_rows.get(a.id, _NEVER_SWITCHED), now)
                       for a in config.actuators},
     }
+
+
+def _sync_report(config, link: dict[str, str | None], running: bool) -> dict[str, Any]:
+    def number(key: str) -> float | None:
+        return None if link.get(key) in (None, "None") else float(link[key])
+
+    state = link.get("link") if running else "daemon not running"
+    if not config.sync.url:
+        state = "offline (no broker configured)"
+    return {"link": state or "unknown", "since": _iso(number("since")), "last_ack": _iso(number("last_ack")),
+            "error": link.get("error") if link.get("error") not in (None, "None") else None}
 
 
 def _format_value(q: dict[str, Any]) -> str:
@@ -195,6 +208,10 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo(f"buffer   {buf['path']}: {buf['total']} readings, {buf['pending']} pending, "
                f"{buf['acknowledged']} acknowledged; oldest pending {_age(buf['oldest_pending_age_s'])}; "
                f"{buf['events_pending']} events pending")
+    sync = report["sync"]
+    click.echo(f"link     {sync['link']}" + (f" since {sync['since']}" if sync["since"] else "")
+               + (f"; last ack {sync['last_ack']}" if sync["last_ack"] else "")
+               + (f"; last error: {sync['error']}" if sync["error"] else ""))
     click.echo("sensors")
     for sensor_id, info in report["sensors"].items():
         values = ", ".join(f"{q} {_format_value(v)}" for q, v in info["quantities"].items()) or "no readings yet"
@@ -353,3 +370,75 @@ def simulate(config_path: str | None, start: str | None, hours: float) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
+
+@main.command()
+@config_option
+def probe(config_path: str | None) -> None:
+    """Read every configured sensor once and list I2C and 1-Wire devices no sensor is configured for.
+
+    Only sensors are opened, never outputs. Stop the daemon first (systemctl stop edge-gateway): both would use the
+    same buses and pins. Exit 0 when every sensor answered, 1 otherwise.
+
+    Example: edge probe -c /etc/edge/gateway.yaml
+    """
+    from edge.gateway.probe import format_report
+    from edge.gateway.probe import probe as probe_hardware
+
+    config = _load(config_path)
+    _setup_logging("warning")
+    report = probe_hardware(config)
+    for line in format_report(report):
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
+# ------------------------------------------------------------------------------------------------ the data center
+
+
+@main.group()
+def dc() -> None:
+    """Data-center services (install with the extra: pip install .[datacenter]).
+
+    Example: edge dc collector -c config/datacenter.yaml
+    """
+
+
+@dc.command()
+@click.option("-c", "--config", "config_path", required=True, envvar="EDGE_DC_CONFIG",
+              type=click.Path(dir_okay=False), help="Data-center config file (default: $EDGE_DC_CONFIG).")
+@click.option("--client-id", default=None, help="MQTT client id of this instance (overrides mqtt.client_id); "
+              "keep it across restarts, and unique among running collectors.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Override the config's log.level.")
+def collector(config_path: str, client_id: str | None, log_level: str | None) -> None:
+    """Store gateway uplink (readings, events, status) in PostgreSQL; ack each batch after its commit.
+
+    Runs in the foreground until SIGTERM/SIGINT, then finishes the round in hand. Run several (each with its own
+    --client-id) to share the stream.
+
+    Example: edge dc collector -c config/datacenter.yaml
+    """
+    import signal
+    import threading
+
+    from edge.datacenter.config import load_datacenter_config
+
+    try:
+        config = load_datacenter_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_CONFIG)
+    _setup_logging(log_level or config.log.level)
+    try:
+        from edge.datacenter.collector import Collector
+
+        running = Collector(config, client_id=client_id).start()
+    except (ImportError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    running.stop()

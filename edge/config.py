@@ -24,10 +24,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from edge.durations import Duration
+from edge.durations import Duration, Size
 from edge.errors import ConfigError
 from edge.gateway import hardware
+from edge.gateway.alerts.config import AlertsConfig, SmsConfig
 from edge.gateway.control.config import ControlConfig, Rule, Schedule
+from edge.gateway.sync import SyncConfig
 from edge.gateway.hardware.base import (ActuatorConfig, ActuatorId, Identifier, SensorConfig, SensorInput,
                                        StrictModel)
 
@@ -78,6 +80,10 @@ class ClockConfig(StrictModel):
 class BufferConfig(StrictModel):
     path: Path = Field(default=Path("/var/lib/edge/buffer.db"), description="SQLite file; relative to the cwd")
     retention: Duration = Field(default=7 * 86400.0, description="how long acknowledged readings are kept locally")
+    max_size: Size = Field(
+        default=2_000_000_000,
+        description="disk budget: past it, acknowledged rows go first, then the oldest unacknowledged readings "
+        "(reported to the data center as a gap); events are never dropped")
 
 
 class LogConfig(StrictModel):
@@ -97,6 +103,9 @@ class GatewayConfig(StrictModel):
     control: ControlConfig = ControlConfig()
     schedules: list[Schedule] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    sync: SyncConfig = SyncConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    sms: SmsConfig = SmsConfig()
     source: str = Field(default="<memory>", exclude=True)
 
     def sensor(self, sensor_id: str) -> SensorConfig:
@@ -401,3 +410,22 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{file}: cannot read: {reason}"]) from None
     return parse_config(text, str(file), env)
+
+
+def load_model(model: type[BaseModel], path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Any:
+    """Load any YAML file into ``model`` with the same ``${VAR}`` substitution and ``FILE:LINE`` errors as a gateway
+    config (the data-center config uses it)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{file}: cannot read: {reason}"]) from None
+    doc = _Document(str(file))
+    data = _read_yaml(text, doc, os.environ if env is None else env)
+    if data is not None and not isinstance(data, dict):
+        doc.problem((), "the file must be a mapping of sections")
+    config = _validate_part(model, data, (), doc) if not doc.problems and isinstance(data, dict) else None
+    if doc.problems or config is None:
+        raise ConfigError([message for _, message in sorted(doc.problems)])
+    return config

@@ -1,4 +1,5 @@
-"""Durations as people write them in config and on the command line: ``10s``, ``5m``, ``2h``, ``1d``."""
+"""Durations and sizes as people write them in config and on the command line: ``10s``, ``5m``, ``2h``, ``1d``;
+``500MB``, ``2GB``."""
 
 from __future__ import annotations
 
@@ -33,3 +34,31 @@ def format_duration(seconds: float) -> str:
 
 #: A config field holding a duration; validated from text, stored as float seconds. Defaults are given in seconds.
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def parse_size(text: Any) -> int:
+    """Bytes for ``"500MB"``, ``"2GB"`` (decimal units, as SD cards are sold)."""
+    if isinstance(text, bool) or not isinstance(text, str):
+        raise ValueError(f"size must be a string such as 500MB or 2GB, not {text!r}")
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"invalid size {text!r}: use a number and a unit, such as 500MB or 2GB")
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+    if size <= 0:
+        raise ValueError(f"invalid size {text!r}: must be greater than zero")
+    return size
+
+
+def format_size(size: int) -> str:
+    for unit in ("TB", "GB", "MB", "KB"):
+        if size >= _SIZE_UNITS[unit] and size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return f"{size}B"
+
+
+#: A config field holding a size in bytes, written with a unit.
+Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["services"]  # private Mosquitto and PostgreSQL: tests/services.py
+
 SMALL_GATEWAY = """\
 gateway:
   id: gh-test

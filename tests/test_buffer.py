@@ -187,3 +187,32 @@ def test_reader_refuses_a_missing_buffer_with_a_clear_error(tmp_path):
 
     with pytest.raises(BufferUnavailable, match="no buffer at .*has the gateway run yet"):
         Buffer.reader(tmp_path / "none.db")
+
+
+def test_over_its_budget_the_buffer_drops_acknowledged_rows_first(fresh_buffer):
+    fresh_buffer.append_readings([reading(i) for i in range(20_000)])
+    fresh_buffer.ack("readings", fresh_buffer.epoch, 1, 15_000)
+    budget = fresh_buffer.used_bytes() // 2
+    assert fresh_buffer.enforce_budget(budget, now=T0) == []  # acknowledged rows were enough
+    assert fresh_buffer.used_bytes() <= budget
+    assert fresh_buffer.counts()["pending"] == 5_000
+    assert [e for e in fresh_buffer.events() if e["kind"] == "buffer.gap"] == []
+
+
+def test_past_the_acknowledged_rows_the_oldest_pending_go_and_a_gap_names_them(fresh_buffer):
+    import json
+
+    fresh_buffer.append_readings([reading(i) for i in range(20_000)])
+    for i in range(50):
+        fresh_buffer.append_event("actuator.change", "fan", {"i": i}, ts=T0)
+    budget = fresh_buffer.used_bytes() // 3
+    gaps = fresh_buffer.enforce_budget(budget, now=T0 + 5)
+    assert fresh_buffer.used_bytes() <= budget
+    remaining = [r["seq"] for r in fresh_buffer.pending(limit=100_000)]
+    assert gaps[0]["first_seq"] == 1 and remaining[0] == gaps[-1]["last_seq"] + 1 and remaining[-1] == 20_000
+    assert all(b["first_seq"] == a["last_seq"] + 1 for a, b in zip(gaps, gaps[1:]))  # oldest first, no holes
+    assert sum(g["count"] for g in gaps) == 20_000 - len(remaining)
+    assert (gaps[0]["first_ts"], gaps[0]["epoch"]) == (T0, fresh_buffer.epoch)
+    recorded = [json.loads(e["data"]) for e in fresh_buffer.events() if e["kind"] == "buffer.gap"]
+    assert recorded == gaps
+    assert len([e for e in fresh_buffer.events() if e["kind"] == "actuator.change"]) == 50  # events are kept

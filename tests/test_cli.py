@@ -42,6 +42,7 @@ def test_status_json_is_a_stable_contract_while_the_daemon_runs(running):
     assert report["epoch"] == 1
     assert report["daemon"] == "running"
     assert report["clock"] == {"synced": True, "trust": "synced"}
+    assert report["sync"]["link"] == "offline (no broker configured)"
     buffer = report["buffer"]
     assert buffer["total"] == buffer["pending"] + buffer["acknowledged"] and buffer["acknowledged"] == 0
     assert buffer["oldest_pending_age_s"] >= 0

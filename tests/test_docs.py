@@ -8,6 +8,7 @@ import yaml
 
 from edge.cli import main
 from edge.config import (BufferConfig, ClockConfig, GatewayIdentity, HardwareConfig, LogConfig, load_config)
+from edge.gateway.alerts.config import RULE_MODELS, TRANSPORT_MODELS, AlertsConfig, Caps, Recipient, SmsConfig
 from edge.gateway import hardware
 from edge.gateway.hardware.sim import SimulationConfig
 
@@ -44,6 +45,32 @@ def test_every_section_option_is_shown_at_its_default():
     assert_every_field_at_default(ClockConfig, doc["clock"], "clock")
     assert_every_field_at_default(BufferConfig, doc["buffer"], "buffer")
     assert_every_field_at_default(LogConfig, doc["log"], "log")
+    from edge.gateway.sync import SyncConfig
+
+    assert_every_field_at_default(SyncConfig, {**doc["sync"], "url": ""}, "sync")
+
+
+def test_the_alerts_and_sms_sections_show_every_option_at_its_default():
+    doc = example()
+    assert_every_field_at_default(AlertsConfig, doc["alerts"], "alerts", skip=("recipients", "rules"))
+    assert_every_field_at_default(Caps, doc["alerts"]["caps"], "alerts.caps")
+    assert_every_field_at_default(Recipient, doc["alerts"]["recipients"][0], "alerts.recipients[0]")
+    assert_every_field_at_default(SmsConfig, doc["sms"], "sms", skip=("transports",))
+
+
+def test_every_alert_rule_and_sms_transport_type_is_shown_with_every_option():
+    doc = example()
+    common = {"id", "name", "severity"}  # keys every rule has: documented once, shown on the first rule
+    assert common <= set(doc["alerts"]["rules"][0])
+    for section, items, models in (("alerts.rules", doc["alerts"]["rules"], RULE_MODELS),
+                                   ("sms.transports", doc["sms"]["transports"], TRANSPORT_MODELS)):
+        for model in models:
+            for type_name in model.model_fields["type"].annotation.__args__:
+                shown = [item for item in items if item["type"] == type_name]
+                assert shown, f"{section}: type {type_name!r} has no example"
+                keys = set().union(*(item.keys() for item in shown), common)
+                options = {field.alias or name for name, field in model.model_fields.items()}
+                assert not options - keys, f"{section} type {type_name}: options missing: {sorted(options - keys)}"
 
 
 def test_every_driver_is_shown_with_every_option():

@@ -292,6 +292,15 @@ class Buffer:
         with self._write_lock:
             self.db.execute("UPDATE epochs SET stopped_ts = ? WHERE epoch = ?", (now, self.epoch))
 
+    def close_thread_connection(self) -> None:
+        """Close the calling thread's connection (for threads that end before the buffer is closed)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            with self._connections_lock:
+                self._connections.remove(db.conn)
+            db.conn.close()
+            self._local.db = None
+
     def close(self) -> None:
         with self._connections_lock:
             for conn in self._connections:
@@ -366,6 +375,14 @@ class Buffer:
             (epoch, seq, limit),
         ))
 
+    def pending_range(self, stream: str, epoch: int, first: int, last: int) -> list[dict[str, Any]]:
+        """Unacknowledged rows of ``first..last`` in ``epoch`` (to re-send a batch whose ack did not come)."""
+        _check_stream(stream)
+        return list(self.db.query(
+            f"SELECT * FROM {stream} WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (epoch, first, last),
+        ))
+
     def ack(self, stream: str, epoch: int, first: int, last: int) -> int:
         """Mark ``first..last`` of ``epoch`` acknowledged (idempotent); return how many rows changed."""
         _check_stream(stream)
@@ -385,6 +402,66 @@ class Buffer:
                     f"DELETE FROM {stream} WHERE acked = 1 AND ts < ?", (older_than,)
                 ).rowcount
         return deleted
+
+    # ------------------------------------------------------------------------------------------------ disk budget
+
+    def used_bytes(self) -> int:
+        """Bytes of the database file in use (free pages excluded) plus the write-ahead log."""
+        db = self.db
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        used = (db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0])
+        wal = Path(f"{self.path}-wal")
+        return used * page_size + (wal.stat().st_size if wal.exists() else 0)
+
+    def enforce_budget(self, max_bytes: int, now: float, chunk: int = 5000) -> list[dict[str, Any]]:
+        """Keep the buffer within ``max_bytes``: drop acknowledged rows first, oldest first; then, only if that is
+        not enough, the oldest unacknowledged readings, each dropped range recorded as a ``buffer.gap`` event so the
+        data center learns exactly what is missing. Events are never dropped for space. Returns the gaps."""
+        gaps: list[dict[str, Any]] = []
+        target = int(max_bytes * 0.95)  # a little headroom, so the next round does not start over at once
+        if self.used_bytes() <= max_bytes:
+            return gaps
+        with self._write_lock:
+            while self._checkpointed_size() > target:
+                deleted = self.db.execute(
+                    "DELETE FROM readings WHERE (epoch, seq) IN "
+                    "(SELECT epoch, seq FROM readings WHERE acked = 1 ORDER BY epoch, seq LIMIT ?)", (chunk,)
+                ).rowcount
+                if deleted == 0:
+                    break
+            while self._checkpointed_size() > target:
+                dropped = self._drop_oldest_pending(chunk, now)
+                if not dropped:
+                    break
+                gaps.extend(dropped)
+        for gap in gaps:
+            log.error("buffer over its budget of %d bytes: dropped unacknowledged readings %d..%d of epoch %d (%d)",
+                      max_bytes, gap["first_seq"], gap["last_seq"], gap["epoch"], gap["count"])
+        return gaps
+
+    def _checkpointed_size(self) -> int:
+        """Used bytes after moving the write-ahead log into the file (deletions grow the log until then)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return self.used_bytes()
+
+    def _drop_oldest_pending(self, chunk: int, now: float) -> list[dict[str, Any]]:
+        from edge.protocol import seq_ranges
+
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT epoch, seq, ts FROM readings WHERE acked = 0 ORDER BY epoch, seq LIMIT ?", (chunk,)
+            ).fetchall()
+            gaps = []
+            for epoch in sorted({r[0] for r in rows}):
+                of_epoch = [r for r in rows if r[0] == epoch]
+                ts_by_seq = {r[1]: r[2] for r in of_epoch}
+                for first, last in seq_ranges([r[1] for r in of_epoch]):
+                    db.execute("DELETE FROM readings WHERE epoch = ? AND seq BETWEEN ? AND ?", (epoch, first, last))
+                    gap = {"stream": "readings", "epoch": epoch, "first_seq": first, "last_seq": last,
+                           "count": last - first + 1, "first_ts": ts_by_seq[first], "last_ts": ts_by_seq[last]}
+                    self.append_event("buffer.gap", "buffer", gap, ts=now)
+                    gaps.append(gap)
+        return gaps
 
     # ---------------------------------------------------------------------------------------------------- queries
 
@@ -425,6 +502,12 @@ class Buffer:
 
     def events(self, since: float = 0.0) -> Iterator[dict[str, Any]]:
         return self.db.query("SELECT * FROM events WHERE ts >= ? ORDER BY epoch, seq", (since,))
+
+    def sync_state(self) -> dict[str, str | None]:
+        """The uplink's last recorded state (link, since, last_ack, error); empty before sync first ran."""
+        if "sync_state" not in self.db.table_names():
+            return {}
+        return {row["key"]: row["value"] for row in self.db.query("SELECT key, value FROM sync_state")}
 
     def control_state(self) -> dict[str, dict[str, Any]]:
         """The supervisor's last recorded state of each actuator (empty before control first ran)."""

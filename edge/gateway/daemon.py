@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from edge import __version__
 from edge.config import GatewayConfig
+from edge.gateway.alerts import build as build_alerts
 from edge.gateway.buffer import Buffer
 from edge.gateway.clock import Clock
 from edge.gateway.control.supervisor import LatestReadings, Supervisor, socket_handler
@@ -21,10 +22,12 @@ from edge.gateway.control_socket import ControlServer
 from edge.gateway.hardware import Hardware, open_hardware
 from edge.gateway.notify import sd_notify, watchdog_interval
 from edge.gateway.sampler import Sampler, SensorSlot
+from edge.gateway.sync import Sync
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL = 3600.0
+BUDGET_INTERVAL = 60.0
 
 
 class Daemon:
@@ -37,6 +40,8 @@ class Daemon:
         self.sampler: Sampler | None = None
         self.supervisor: Supervisor | None = None
         self.control_server: ControlServer | None = None
+        self.sync: Sync | None = None
+        self.alerts = None  # edge.gateway.alerts.service.AlertService
         self.scheduler = None
 
     # ----------------------------------------------------------------------------------------------- lifecycle
@@ -54,13 +59,15 @@ class Daemon:
         }, ts=now)
         if previous == "unclean":
             log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
+        self.alerts = build_alerts(cfg, self.buffer, self.clock)
 
         self.hardware = open_hardware(cfg, self.clock)
         self.hardware.safe_state()
         latest = LatestReadings()
         self.supervisor = Supervisor(cfg, self.hardware.actuators, self.buffer, self.clock, latest)
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
-        self.sampler = Sampler(slots, self.buffer, self.clock, listeners=[latest, self._after_round])
+        self.sampler = Sampler(slots, self.buffer, self.clock,
+                               listeners=[latest, self._after_round, self.alerts.listener])
 
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, executors={
             "default": {"type": "threadpool", "max_workers": 4}})
@@ -72,7 +79,14 @@ class Daemon:
         ping = watchdog_interval()
         if ping:
             self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog", coalesce=True)
+        self.scheduler.add_job(self.enforce_budget, "interval", seconds=BUDGET_INTERVAL, id="budget",
+                               coalesce=True, max_instances=1)
+        for job, seconds, job_id in self.alerts.jobs():
+            self.scheduler.add_job(job, "interval", seconds=seconds, id=job_id, coalesce=True, max_instances=1)
+        self.sync = Sync(cfg.sync, cfg.gateway.id, self.buffer, self.clock, on_command=self._remote_command,
+                         on_link=self.alerts.observe_link)
         self.scheduler.start()
+        self.sync.start()
         self.control_server = ControlServer(cfg.control.socket, socket_handler(self.supervisor),
                                             cfg.control.socket_group)
         self.control_server.start()
@@ -88,10 +102,14 @@ class Daemon:
         log.info("stopping (%s)", reason)
         if self.control_server is not None:
             self.control_server.stop()
+        if self.sync is not None:
+            self.sync.stop()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # running rounds finish and commit
         if self.supervisor is not None:
             self.supervisor.shutdown()
+        if self.alerts is not None:
+            self.alerts.close()
         if self.hardware is not None:
             self.hardware.safe_state()
             self.hardware.close()
@@ -136,6 +154,18 @@ class Daemon:
         deleted = self.buffer.prune(cutoff)
         if deleted:
             log.info("pruned %d acknowledged rows older than the retention", deleted)
+
+    def enforce_budget(self) -> None:
+        """Every minute: keep the buffer within its disk budget (gaps are recorded as events)."""
+        self.buffer.enforce_budget(self.config.buffer.max_size, self.clock.time())
+
+    def _remote_command(self, command) -> dict:
+        """An actuate command from the data center, to the supervisor like any manual command."""
+        if command.op != "actuate":
+            raise ValueError(f"unknown op {command.op!r}")
+        args = command.args
+        return self.supervisor.command(str(args.get("actuator")), str(args.get("action")), args.get("for"),
+                                       f"remote:{command.id}")
 
     def watchdog(self) -> None:
         """Ping systemd's watchdog only while every sampling group keeps its pace."""

@@ -14,6 +14,19 @@ log = logging.getLogger(__name__)
 
 SENSOR_TYPES: dict[str, str] = {
     "simulated": "edge.gateway.hardware.sim:SimulatedSensor",
+    "sht3x": "edge.gateway.hardware.i2c:Sht3x",
+    "sht4x": "edge.gateway.hardware.i2c:Sht4x",
+    "bme280": "edge.gateway.hardware.i2c:Bme280",
+    "bh1750": "edge.gateway.hardware.i2c:Bh1750",
+    "ads1115": "edge.gateway.hardware.i2c:Ads1115",
+    "scd4x": "edge.gateway.hardware.i2c:Scd4x",
+    "mcp3008": "edge.gateway.hardware.spi:Mcp3008",
+    "ds18b20": "edge.gateway.hardware.onewire:Ds18b20",
+    "mhz19b": "edge.gateway.hardware.uart:Mhz19b",
+    "dht22": "edge.gateway.hardware.dht:Dht22",
+    "float_switch": "edge.gateway.hardware.inputs:FloatSwitch",
+    "rain_switch": "edge.gateway.hardware.inputs:RainSwitch",
+    "flow_meter": "edge.gateway.hardware.inputs:FlowMeter",
 }
 
 ACTUATOR_TYPES: dict[str, str] = {

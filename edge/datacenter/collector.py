@@ -1,0 +1,390 @@
+"""The collector: gateway uplink from MQTT into PostgreSQL, acknowledged only after the commit.
+
+Per round, the writer thread takes up to ``collector.batch_messages`` messages (waiting at most
+``collector.batch_wait``), decodes them, writes all of them in ONE transaction, commits, then publishes an
+application-level :class:`~edge.protocol.Ack` for every batch to ``greenhouse/v1/<gateway>/down/ack`` and only then
+acknowledges the MQTT messages (``manual_ack``). A crash anywhere before the MQTT ack leaves the messages with the
+broker, which delivers them again; the database's unique keys make the second write a no-op, and the ack goes out
+again. A gateway deletes a batch only on that ack.
+
+Input never stops the stream: a payload that is malformed, truncated, oversized, of an unknown version, or names a
+gateway other than its topic's, is stored in ``rejected_messages`` with the reason and acknowledged. A database
+outage is the opposite: nothing is acknowledged, the round is retried with backoff, and the broker keeps the rest.
+
+The collector is stateless. Several run side by side on the shared subscription ``$share/<group>/...``; each needs
+its own client id, kept across restarts so the broker session (and what was in flight) is resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+from edge import protocol
+from edge.datacenter.config import BrokerConfig, DataCenterConfig
+from edge.datacenter.store import Rejected, StatusUpdate, Store, Work, Written
+
+log = logging.getLogger(__name__)
+
+UPLINK = f"{protocol.TOPIC_ROOT}/+/up/#"
+STATUS = f"{protocol.TOPIC_ROOT}/+/{protocol.STATUS}"
+_REFUSED_BY_DATABASE = (psycopg.DataError, psycopg.IntegrityError)
+_REPORT_EVERY = 60.0
+
+
+def default_client_id() -> str:
+    return f"edge-collector-{socket.gethostname()}"
+
+
+# ---------------------------------------------------------------------------------------------- decoding (pure)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One MQTT message as paho handed it over, before any decoding."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool = False
+
+
+Item = protocol.ReadingBatch | protocol.EventBatch | StatusUpdate | Rejected
+
+
+@dataclass(frozen=True)
+class Decoded:
+    message: Incoming
+    item: Item
+
+
+_UPLINK_DECODERS = {protocol.UP_READINGS: protocol.decode_readings, protocol.UP_EVENTS: protocol.decode_events}
+
+
+def decode(message: Incoming) -> Decoded:
+    """What a message carries, or a :class:`Rejected` naming what is wrong with it. Never raises on input."""
+    try:
+        return Decoded(message, _decode(message))
+    except protocol.ProtocolError as exc:
+        return Decoded(message, Rejected(message.topic, str(exc), message.payload))
+
+
+def _decode(message: Incoming) -> Item:
+    gateway_id, leaf = protocol.parse_topic(message.topic)
+    if leaf == protocol.STATUS:
+        return StatusUpdate.from_message(gateway_id, protocol.decode_status(message.payload), live=not message.retain)
+    if leaf not in _UPLINK_DECODERS:
+        raise protocol.ProtocolError(f"{leaf} is not an uplink topic")
+    batch = _UPLINK_DECODERS[leaf](message.payload)
+    if batch.gateway_id != gateway_id:
+        raise protocol.ProtocolError(f"payload names gateway {batch.gateway_id!r} but was published under "
+                                     f"{gateway_id!r}")
+    return batch
+
+
+def plan(decoded: Iterable[Decoded]) -> Work:
+    """Sort decoded messages into the one write a round makes."""
+    work = Work()
+    lists = {protocol.ReadingBatch: work.readings, protocol.EventBatch: work.events, StatusUpdate: work.statuses,
+             Rejected: work.rejected}
+    for d in decoded:
+        lists[type(d.item)].append(d.item)
+    return work
+
+
+def acks(decoded: Iterable[Decoded]) -> list[tuple[str, bytes]]:
+    """``(topic, payload)`` of the ack for every batch of a committed round: one per batch, its own ranges."""
+    out = []
+    for d in decoded:
+        if isinstance(d.item, (protocol.ReadingBatch, protocol.EventBatch)):
+            stream = "readings" if isinstance(d.item, protocol.ReadingBatch) else "events"
+            ack = protocol.Ack(stream, d.item.epoch, tuple(d.item.ranges()))
+            out.append((protocol.topic(d.item.gateway_id, protocol.DOWN_ACK), protocol.encode_ack(ack)))
+    return out
+
+
+def refused(d: Decoded, reason: str) -> Decoded:
+    """The same message, now rejected because the database refused it (a NUL in a text, a time out of range)."""
+    return Decoded(d.message, Rejected(d.message.topic, f"database refused it: {reason}", d.message.payload))
+
+
+# ----------------------------------------------------------------------------------------------------- collector
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    rounds: int = 0
+    readings_new: int = 0
+    readings_duplicate: int = 0
+    events_new: int = 0
+    gaps_new: int = 0
+    rejected: int = 0
+    acks: int = 0
+    database_errors: int = 0
+
+    def add(self, decoded: list[Decoded], written: Written, acks_sent: int) -> None:
+        self.rounds += 1
+        self.messages += len(decoded)
+        self.readings_new += written.readings_new
+        self.readings_duplicate += written.readings_duplicate
+        self.events_new += written.events_new
+        self.gaps_new += written.gaps_new
+        self.rejected += sum(isinstance(d.item, Rejected) for d in decoded)
+        self.acks += acks_sent
+
+
+class Collector:
+    """``start()`` connects and runs the writer thread; ``stop()`` finishes the current round and disconnects.
+
+    ``after_commit`` is called between the commit and the acks (tests use it to kill the process right there).
+    """
+
+    def __init__(self, config: DataCenterConfig, *, client_id: str | None = None,
+                 after_commit: Callable[[], None] | None = None):
+        self.config = config
+        self.client_id = client_id or config.mqtt.client_id or default_client_id()
+        self.after_commit = after_commit
+        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        self.stats = Stats()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()  # set once the broker confirmed the subscriptions
+        self._stop = threading.Event()
+        self._store: Store | None = None
+        self._client = _make_client(config.mqtt, self.client_id)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Collector:
+        mqtt = self.config.mqtt
+        parts = urlsplit(mqtt.url)
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        log.info("collector %s: broker %s:%s, share group %s, database %s", self.client_id, parts.hostname, port,
+                 mqtt.share_group, _safe_dsn(self.config.database.url))
+        self._client.connect_async(parts.hostname, port, keepalive=int(mqtt.keepalive), clean_start=False,
+                                   properties=_connect_properties(mqtt))
+        self._client.loop_start()
+        self._writer.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the round in hand (commit, acks), leave the rest unacknowledged with the broker, disconnect."""
+        self._stop.set()
+        if self._writer.is_alive():
+            self._writer.join(timeout)
+        # paho's network thread logs "Client is not connected" once after our own disconnect: not news
+        _paho_logger(self.client_id).setLevel(logging.CRITICAL)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._close_store()
+        log.info("collector %s stopped: %s", self.client_id, self._summary())
+
+    # ---------------------------------------------------------------------------- paho callbacks: record, hand over
+
+    def _on_connect(self, client, _userdata, flags, reason_code, _properties=None) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s (check mqtt.username / password_file)", reason_code)
+            return
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        group = self.config.mqtt.share_group
+        client.subscribe([(f"$share/{group}/{UPLINK}", SubscribeOptions(qos=1)),
+                          # not shared: a shared subscription gets no retained messages; and only on a new
+                          # subscription (retainHandling 1), not again at every reconnect
+                          (STATUS, SubscribeOptions(qos=1, retainHandling=1))])
+        self.connected.set()
+        log.info("connected to the broker (session %s)", "resumed" if flags.session_present else "new")
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties=None) -> None:
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        if failed:
+            log.error("the broker refused a subscription: %s (check the collector's ACL)", ", ".join(failed))
+        else:
+            self.subscribed.set()
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties=None) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        if self._stop.is_set():
+            return
+        hint = " (another collector uses the same client id?)" if reason_code == "Session taken over" else ""
+        log.warning("disconnected from the broker: %s%s; reconnecting", reason_code, hint)
+
+    def _on_message(self, _client, _userdata, message) -> None:
+        self.inbox.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos,
+                                bool(message.retain)))
+
+    # ----------------------------------------------------------------------------------------------- the writer
+
+    def _write_loop(self) -> None:
+        next_report = time.monotonic() + _REPORT_EVERY
+        try:
+            self._open_store()
+        except psycopg.Error as exc:
+            log.warning("database unavailable (%s); will retry with the first messages", _first_line(exc))
+        try:
+            while not self._stop.is_set():
+                messages = self._take()
+                if messages:
+                    self.handle(messages)
+                if time.monotonic() >= next_report:
+                    log.info("collector: %s", self._summary())
+                    next_report = time.monotonic() + _REPORT_EVERY
+        finally:
+            self._close_store()
+
+    def _take(self) -> list[Incoming]:
+        """Up to batch_messages messages: the first one that comes, then whatever follows within batch_wait."""
+        try:
+            messages = [self.inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.config.collector.batch_wait
+        while len(messages) < self.config.collector.batch_messages:
+            remaining = deadline - time.monotonic()
+            try:
+                messages.append(self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return messages
+
+    def handle(self, messages: list[Incoming]) -> None:
+        """One round: decode, commit, then acks to the gateways, then MQTT acks. Nothing is acked uncommitted."""
+        decoded = [decode(m) for m in messages]
+        for d in decoded:
+            if isinstance(d.item, Rejected):
+                log.warning("rejected a message on %s (%d bytes): %s", d.message.topic, len(d.message.payload),
+                            d.item.reason)
+        result = self._commit(decoded)
+        if result is None:
+            return  # stopping during a database outage: the broker keeps the messages
+        decoded, written = result
+        if self.after_commit is not None:
+            self.after_commit()
+        outgoing = acks(decoded)
+        for topic, payload in outgoing:
+            self._client.publish(topic, payload, qos=1)
+        for m in messages:
+            if m.qos:
+                self._client.ack(m.mid, m.qos)
+        self.stats.add(decoded, written, len(outgoing))
+        log.debug("round: %d messages, %d new readings, %d duplicates, %d acks", len(decoded), written.readings_new,
+                  written.readings_duplicate, len(outgoing))
+
+    def _commit(self, decoded: list[Decoded]) -> tuple[list[Decoded], Written] | None:
+        """Write the round, retrying with backoff while the database is unavailable; None if stopped meanwhile."""
+        delay = self.config.database.retry_min
+        while not self._stop.is_set():
+            try:
+                return self._write(self._open_store(), decoded)
+            except psycopg.Error as exc:
+                self.stats.database_errors += 1
+                log.warning("database unavailable (%s); retrying in %.1fs, nothing acknowledged meanwhile",
+                            _first_line(exc), delay)
+                self._close_store()
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.config.database.retry_max)
+        return None
+
+    def _write(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
+        try:
+            return decoded, store.write(plan(decoded))
+        except _REFUSED_BY_DATABASE as exc:
+            log.warning("the database refused a round (%s); writing its messages one by one", _first_line(exc))
+        return self._write_one_by_one(store, decoded)
+
+    def _write_one_by_one(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
+        """Isolate the message(s) the database refuses, so one bad batch cannot wedge the stream."""
+        out, total = [], Written()
+        for d in decoded:
+            try:
+                written = store.write(plan([d]))
+            except _REFUSED_BY_DATABASE as exc:
+                d = refused(d, _first_line(exc))
+                log.warning("rejected a message on %s: %s", d.message.topic, d.item.reason)
+                written = store.write(plan([d]))
+            out.append(d)
+            total += written
+        return out, total
+
+    def _open_store(self) -> Store:
+        if self._store is None or self._store.broken:
+            self._close_store()
+            self._store = Store.connect(self.config.database.url, application_name=self.client_id,
+                                        connect_timeout=10)
+            log.info("connected to the database %s", _safe_dsn(self.config.database.url))
+        return self._store
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.close()
+            except psycopg.Error:
+                pass  # already gone
+            self._store = None
+
+    def _summary(self) -> str:
+        s = self.stats
+        return (f"{s.messages} messages in {s.rounds} rounds, {s.readings_new} readings stored "
+                f"({s.readings_duplicate} already there), {s.events_new} events, {s.gaps_new} gaps, "
+                f"{s.rejected} rejected, {s.acks} acks sent")
+
+
+# ---------------------------------------------------------------------------------------------------- MQTT setup
+
+
+def _make_client(mqtt: BrokerConfig, client_id: str):
+    import paho.mqtt.client as paho
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
+                         manual_ack=True)
+    client.enable_logger(_paho_logger(client_id))
+    _paho_logger(client_id).setLevel(logging.WARNING)
+    client.reconnect_delay_set(int(max(1, mqtt.reconnect_min)), int(max(1, mqtt.reconnect_max)))
+    if mqtt.username:
+        password = Path(mqtt.password_file).read_text().strip() if mqtt.password_file else None
+        client.username_pw_set(mqtt.username, password)
+    if urlsplit(mqtt.url).scheme == "mqtts":
+        client.tls_set(ca_certs=str(mqtt.ca_file) if mqtt.ca_file else None)
+    return client
+
+
+def _paho_logger(client_id: str) -> logging.Logger:
+    return logging.getLogger(f"edge.datacenter.paho.{client_id}")
+
+
+def _connect_properties(mqtt: BrokerConfig):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = int(mqtt.session_expiry)  # 0 (the default) would end the session at disconnect
+    props.ReceiveMaximum = mqtt.receive_maximum
+    return props
+
+
+def _safe_dsn(url: str) -> str:
+    """The database URL without its password, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    return f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{host}:{parts.port or 5432}{parts.path}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

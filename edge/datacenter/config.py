@@ -1,0 +1,91 @@
+"""The data-center config (``config/datacenter.example.yaml``): broker, database, collector tuning, logging.
+
+Loaded like a gateway config (``${VAR}`` substitution, ``FILE:LINE: key: message`` errors). Secrets never sit in the
+file: the broker password comes from a file, the database password from the URL in the environment or ``~/.pgpass``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edge.durations import Duration
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerConfig(_Strict):
+    url: str = Field(description="mqtt://host:1883 or mqtts://host:8883")
+    username: str | None = Field(default=None, description="broker account (config/mosquitto/acl: collector)")
+    password_file: Path | None = Field(default=None, description="file holding the broker password (not inline)")
+    ca_file: Path | None = Field(default=None, description="CA certificate for mqtts:// (default: system CAs)")
+    client_id: str | None = Field(default=None, description="stable per collector instance; default "
+                                  "edge-collector-<hostname>; two running collectors must differ")
+    share_group: str = Field(default="collectors", description="collectors in one group split the stream")
+    session_expiry: Duration = Field(default=3600.0, description="how long the broker keeps our queue while away")
+    receive_maximum: int = Field(default=1000, ge=1, le=65535, description="unacknowledged messages in flight to us")
+    keepalive: Duration = 30.0
+    reconnect_min: Duration = 1.0
+    reconnect_max: Duration = 60.0
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"invalid broker url {value!r}: use mqtt://host:1883 or mqtts://host:8883")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError(f"invalid broker url {value!r}: bad port") from None
+        return value.strip()
+
+    @field_validator("share_group")
+    @classmethod
+    def _valid_group(cls, value: str) -> str:
+        if not value or any(c in value for c in "/+#"):
+            raise ValueError("a share group name must be non-empty and contain no /, + or #")
+        return value
+
+
+class DatabaseConfig(_Strict):
+    url: str = Field(description="postgresql://user@host:5432/dbname (a password here comes from the environment)")
+    retry_min: Duration = Field(default=0.5, description="first wait after a database error")
+    retry_max: Duration = Field(default=30.0, description="longest wait between retries")
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if urlsplit(value.strip()).scheme not in ("postgresql", "postgres"):
+            raise ValueError("the database url must start with postgresql://")
+        return value.strip()
+
+
+class CollectorConfig(_Strict):
+    batch_messages: int = Field(default=200, ge=1, description="MQTT messages written in one transaction at most")
+    batch_wait: Duration = Field(default=0.1, description="how long to gather messages before writing")
+
+
+class LogConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DataCenterConfig(_Strict):
+    mqtt: BrokerConfig
+    database: DatabaseConfig
+    collector: CollectorConfig = CollectorConfig()
+    log: LogConfig = LogConfig()
+
+
+def load_datacenter_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> DataCenterConfig:
+    """Load and validate a data-center config; raises :class:`edge.errors.ConfigError` listing every problem."""
+    from edge.config import load_model
+
+    return load_model(DataCenterConfig, path, env)

@@ -1,0 +1,338 @@
+"""PostgreSQL storage of the data center: schema, tracked migrations, and the one write the collector makes.
+
+Everything a gateway sends is keyed by ``(gateway_id, epoch, seq)``, so writing a batch again (a re-send after a
+lost ack, a redelivery after a collector crash) changes nothing. Readings go in through ``COPY`` into a temporary
+staging table and one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; all of a collector's work for one round is a
+single transaction. ``docs/datacenter.md`` explains the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import psycopg
+
+from edge.protocol import EventBatch, ReadingBatch
+
+log = logging.getLogger(__name__)
+
+READING_PARTITIONS = 16
+REJECTED_PAYLOAD_LIMIT = 64 * 1024
+GAP_KIND = "buffer.gap"
+_MIGRATION_LOCK = 0x65646765  # pg_advisory_xact_lock key ("edge"): collectors starting together migrate once
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    sql: str
+
+
+def _readings_partitions() -> str:
+    return "\n".join(
+        f"CREATE TABLE readings_p{i:02d} PARTITION OF readings FOR VALUES WITH (MODULUS {READING_PARTITIONS}, "
+        f"REMAINDER {i});" for i in range(READING_PARTITIONS))
+
+
+MIGRATIONS = [
+    Migration(1, "readings, events, gateway status, gaps, rejected messages", f"""
+        CREATE TABLE readings (
+            gateway_id  text             NOT NULL,
+            epoch       bigint           NOT NULL,
+            seq         bigint           NOT NULL,
+            ts          timestamptz      NOT NULL,
+            sensor      text             NOT NULL,
+            quantity    text             NOT NULL,
+            value       double precision,
+            unit        text             NOT NULL,
+            quality     text             NOT NULL,
+            reason      text,
+            clock       smallint         NOT NULL,
+            boot_id     text,
+            mono        double precision,
+            received_at timestamptz      NOT NULL DEFAULT now(),
+            PRIMARY KEY (gateway_id, epoch, seq)
+        ) PARTITION BY HASH (gateway_id);
+        {_readings_partitions()}
+        CREATE INDEX readings_series_ts ON readings (gateway_id, sensor, quantity, ts);
+
+        CREATE TABLE events (
+            gateway_id  text        NOT NULL,
+            epoch       bigint      NOT NULL,
+            seq         bigint      NOT NULL,
+            ts          timestamptz NOT NULL,
+            kind        text        NOT NULL,
+            source      text        NOT NULL,
+            data        jsonb       NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (gateway_id, epoch, seq)
+        );
+        CREATE INDEX events_gateway_ts ON events (gateway_id, ts);
+        CREATE INDEX events_kind_ts ON events (kind, ts);
+
+        CREATE TABLE gateway_status (
+            gateway_id    text        PRIMARY KEY,
+            state         text        NOT NULL CHECK (state IN ('online', 'offline')),
+            state_since   timestamptz NOT NULL,
+            last_seen     timestamptz NOT NULL,
+            version       text,
+            epoch         bigint,
+            backlog       bigint,
+            updated_at    timestamptz NOT NULL DEFAULT now()
+        );
+
+        CREATE TABLE gaps (
+            gateway_id  text        NOT NULL,
+            stream      text        NOT NULL,
+            epoch       bigint      NOT NULL,
+            first_seq   bigint      NOT NULL,
+            last_seq    bigint      NOT NULL,
+            count       bigint      NOT NULL,
+            first_ts    timestamptz,
+            last_ts     timestamptz,
+            reported_at timestamptz NOT NULL,
+            PRIMARY KEY (gateway_id, stream, epoch, first_seq)
+        );
+
+        CREATE TABLE rejected_messages (
+            id           bigserial   PRIMARY KEY,
+            received_at  timestamptz NOT NULL DEFAULT now(),
+            topic        text        NOT NULL,
+            reason       text        NOT NULL,
+            payload      bytea       NOT NULL,
+            payload_size integer     NOT NULL
+        );
+        CREATE INDEX rejected_messages_received ON rejected_messages (received_at);
+    """),
+]
+
+
+def migrate(conn: psycopg.Connection, migrations: Iterable[Migration] = MIGRATIONS) -> list[int]:
+    """Apply the migrations this database lacks, in order, each in its own transaction; return their versions."""
+    with conn.transaction():
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+    applied = []
+    for migration in sorted(migrations):
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,)).fetchone():
+                continue
+            conn.execute(migration.sql)
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                         (migration.version, migration.name))
+            applied.append(migration.version)
+            log.info("database: applied migration %d (%s)", migration.version, migration.name)
+    return applied
+
+
+# ----------------------------------------------------------------------------------------------- what gets written
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A gateway's birth (``online``) or last-will (``offline``) status message."""
+
+    gateway_id: str
+    state: str
+    live: bool  # False for a retained message replayed on subscribing: it says nothing about *now*
+    version: str | None = None
+    epoch: int | None = None
+    backlog: int | None = None
+
+    @classmethod
+    def from_message(cls, gateway_id: str, body: dict[str, Any], live: bool) -> StatusUpdate:
+        version = body.get("version")
+        return cls(gateway_id, body["state"], live, version if isinstance(version, str) else None,
+                   _whole(body.get("epoch")), _whole(body.get("backlog")))
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that could not be stored as what it claims to be, with the reason."""
+
+    topic: str
+    reason: str
+    payload: bytes
+
+
+@dataclass
+class Work:
+    """Everything one collector round writes, in one transaction."""
+
+    readings: list[ReadingBatch] = field(default_factory=list)
+    events: list[EventBatch] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.readings or self.events or self.statuses or self.rejected)
+
+
+@dataclass
+class Written:
+    readings_new: int = 0
+    readings_duplicate: int = 0
+    events_new: int = 0
+    gaps_new: int = 0
+
+    def __add__(self, other: Written) -> Written:
+        return Written(*(getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__))
+
+
+# ------------------------------------------------------------------------------------------------------- the store
+
+_STAGE_COLUMNS = ("gateway_id", "epoch", "seq", "ts", "sensor", "quantity", "value", "unit", "quality", "reason",
+                  "clock", "boot_id", "mono")
+_STAGE = """CREATE TEMPORARY TABLE IF NOT EXISTS readings_stage (
+    gateway_id text, epoch bigint, seq bigint, ts double precision, sensor text, quantity text,
+    value double precision, unit text, quality text, reason text, clock smallint, boot_id text,
+    mono double precision) ON COMMIT DELETE ROWS"""
+_COPY = f"COPY readings_stage ({', '.join(_STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_STAGE_TYPES = ["text", "int8", "int8", "float8", "text", "text", "float8", "text", "text", "text", "int2", "text",
+                "float8"]
+_INSERT_STAGED = f"""
+    INSERT INTO readings ({', '.join(_STAGE_COLUMNS)})
+    SELECT gateway_id, epoch, seq, to_timestamp(ts), sensor, quantity, value, unit, quality, reason, clock, boot_id,
+           mono
+    FROM readings_stage
+    ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"""
+#: A re-send may carry a timestamp the gateway corrected after its clock synced (clock 2) for a reading first stored
+#: unsynced (clock 0): the key stays, the better time wins. Runs only for batches holding corrected readings.
+_RETIME_STAGED = """
+    UPDATE readings AS r SET ts = to_timestamp(s.ts), clock = s.clock
+    FROM readings_stage AS s
+    WHERE s.clock = 2 AND r.clock = 0
+      AND r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq"""
+_INSERT_EVENT = """
+    INSERT INTO events (gateway_id, epoch, seq, ts, kind, source, data)
+    VALUES (%s, %s, %s, to_timestamp(%s), %s, %s, %s)
+    ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"""
+_INSERT_GAP = """
+    INSERT INTO gaps (gateway_id, stream, epoch, first_seq, last_seq, count, first_ts, last_ts, reported_at)
+    VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s), to_timestamp(%s))
+    ON CONFLICT (gateway_id, stream, epoch, first_seq) DO NOTHING"""
+_SEEN = """
+    INSERT INTO gateway_status AS g (gateway_id, state, state_since, last_seen) VALUES (%s, 'online', now(), now())
+    ON CONFLICT (gateway_id) DO UPDATE SET last_seen = greatest(g.last_seen, excluded.last_seen)"""
+#: Status messages apply in arrival order (MQTT keeps one topic's order; a retained one is always the latest). Gateway
+#: clocks are not compared with ours: a Pi without RTC may be years off until it syncs.
+_STATUS = """
+    INSERT INTO gateway_status AS g (gateway_id, state, state_since, last_seen, version, epoch, backlog)
+    VALUES (%(gateway_id)s, %(state)s, now(), now(), %(version)s, %(epoch)s, %(backlog)s)
+    ON CONFLICT (gateway_id) DO UPDATE SET
+        state = excluded.state,
+        state_since = CASE WHEN g.state = excluded.state THEN g.state_since ELSE now() END,
+        last_seen = CASE WHEN %(live)s AND excluded.state = 'online' THEN now() ELSE g.last_seen END,
+        version = coalesce(excluded.version, g.version),
+        epoch = coalesce(excluded.epoch, g.epoch),
+        backlog = coalesce(excluded.backlog, g.backlog),
+        updated_at = now()"""
+_REJECT = "INSERT INTO rejected_messages (topic, reason, payload, payload_size) VALUES (%s, %s, %s, %s)"
+
+
+class Store:
+    """One connection to the data-center database, migrated, with its staging table ready."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+        migrate(conn)
+        with conn.transaction():
+            conn.execute(_STAGE)
+
+    @classmethod
+    def connect(cls, url: str, **kwargs: Any) -> Store:
+        return cls(psycopg.connect(url, **kwargs))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def broken(self) -> bool:
+        return self.conn.closed or self.conn.broken
+
+    def write(self, work: Work) -> Written:
+        """Write one round in one transaction: committed when this returns, nothing written if it raises."""
+        written = Written()
+        with self.conn.transaction():
+            if work.readings:
+                self._write_readings(work.readings, written)
+            for batch in work.events:
+                self._write_events(batch, written)
+            self._touch(work)
+            for status in work.statuses:
+                self.conn.execute(_STATUS, status.__dict__)
+            for item in work.rejected:
+                self.conn.execute(_REJECT, (item.topic, item.reason, item.payload[:REJECTED_PAYLOAD_LIMIT],
+                                            len(item.payload)))
+        return written
+
+    def _write_readings(self, batches: list[ReadingBatch], written: Written) -> None:
+        staged, retimed = 0, False
+        with self.conn.cursor() as cur:
+            with cur.copy(_COPY) as copy:
+                copy.set_types(_STAGE_TYPES)
+                for batch in batches:
+                    for r in batch.readings:
+                        copy.write_row((batch.gateway_id, batch.epoch, r.seq, r.ts, r.sensor, r.quantity, r.value,
+                                        r.unit, r.quality, r.reason, r.clock, r.boot_id, r.mono))
+                        retimed = retimed or r.clock == 2
+                    staged += len(batch.readings)
+            cur.execute(_INSERT_STAGED)
+            written.readings_new += cur.rowcount
+            written.readings_duplicate += staged - cur.rowcount
+            if retimed:
+                cur.execute(_RETIME_STAGED)
+
+    def _write_events(self, batch: EventBatch, written: Written) -> None:
+        with self.conn.cursor() as cur:
+            for event in batch.events:
+                cur.execute(_INSERT_EVENT, (batch.gateway_id, batch.epoch, event.seq, event.ts, event.kind,
+                                            event.source, json.dumps(event.data, ensure_ascii=False)))
+                written.events_new += cur.rowcount
+                if event.kind == GAP_KIND:
+                    written.gaps_new += self._write_gap(cur, batch.gateway_id, event.ts, event.data)
+
+    @staticmethod
+    def _write_gap(cur: psycopg.Cursor, gateway_id: str, reported: float, data: dict[str, Any]) -> int:
+        gap = gap_fields(data)
+        if gap is None:
+            log.warning("gateway %s sent a %s event without epoch/first_seq/last_seq/count; stored as an event "
+                        "only", gateway_id, GAP_KIND)
+            return 0
+        cur.execute(_INSERT_GAP, (gateway_id, gap["stream"], gap["epoch"], gap["first_seq"], gap["last_seq"],
+                                  gap["count"], gap["first_ts"], gap["last_ts"], reported))
+        return cur.rowcount
+
+    def _touch(self, work: Work) -> None:
+        """Every gateway that sent data was seen now (its online/offline state comes only from status messages)."""
+        gateways = sorted({b.gateway_id for b in work.readings} | {b.gateway_id for b in work.events})
+        if gateways:
+            with self.conn.cursor() as cur:
+                cur.executemany(_SEEN, [(g,) for g in gateways])
+
+
+def gap_fields(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The gap a ``buffer.gap`` event describes, or None when a required field is missing or of the wrong type."""
+    gap = {"stream": data.get("stream", "readings"), "epoch": _whole(data.get("epoch")),
+           "first_seq": _whole(data.get("first_seq")), "last_seq": _whole(data.get("last_seq")),
+           "count": _whole(data.get("count")), "first_ts": _seconds(data.get("first_ts")),
+           "last_ts": _seconds(data.get("last_ts"))}
+    if not isinstance(gap["stream"], str) or None in (gap["epoch"], gap["first_seq"], gap["last_seq"], gap["count"]):
+        return None
+    return gap
+
+
+def _whole(value: Any) -> int | None:
+    """A non-negative integer that fits a bigint, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+
+
+def _seconds(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None

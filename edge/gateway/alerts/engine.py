@@ -1,0 +1,435 @@
+"""The alert engine: observations in, per-alert state machines, notices owed, messages queued in the SMS outbox.
+
+Inputs (each takes ``now`` from the injected clock unless given):
+
+- :meth:`Engine.observe_readings`, a sampler listener (``Sequence[NewReading]``);
+- :meth:`Engine.observe_link` (the uplink is up or down; until someone calls it, link alerts never fire);
+- :meth:`Engine.observe_event` (``actuator.change`` events, ``sms.no_credit`` / ``sms.sent`` from the outbox);
+- :meth:`Engine.tick`, periodic: time-based conditions, repeats, escalation, quiet hours ending, caps freeing;
+- :meth:`Engine.handle_reply`: an SMS from a farmer (an alert code to acknowledge, or ``وضعیت`` / ``STATUS``).
+
+Every decision is a pure function (:mod:`.conditions`, :mod:`.policy`, :mod:`.messages`); this module keeps the
+observations, applies the decisions and persists them (:mod:`.store`) in the same transaction as the SMS they queue
+(:mod:`.outbox`). It never talks to a network: sending is the outbox's job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.gateway.alerts.conditions import (ACKED, FIRING, OK, RESOLVED, STALE, STALE_INTERVALS, SensorInfo,
+                                            Transition, Watch, buffer_level, clock_level, fault_level, link_level,
+                                            rate_change, rate_level, stale_level, step, threshold_level)
+from edge.gateway.alerts.messages import Fact, Item, Reading, Style, compose, compose_status, parse_reply
+from edge.gateway.alerts.numbers import canonical, masked
+from edge.gateway.alerts.outbox import Outbox
+from edge.gateway.alerts.policy import Owed, in_quiet_hours, plan, repeat_gap
+from edge.gateway.alerts.segments import segment_count
+from edge.gateway.alerts.store import Store, TrackRow
+
+log = logging.getLogger(__name__)
+
+HOUR, DAY = 3600.0, 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    key: str  # canonical number
+    name: str
+    role: str  # owner | escalation
+    language: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    greenhouse: str
+    timezone: str = "Asia/Tehran"
+    group_window: float = 60.0
+    repeat: tuple[float, ...] = (900.0, 1800.0, 3600.0, 7200.0)
+    escalate_after: float | None = 1800.0
+    quiet_start: str | None = None
+    quiet_end: str | None = None
+    per_hour: int = 6
+    per_day: int = 30
+    max_segments: int = 4
+    country: str = "98"
+
+
+@dataclass
+class World:
+    """What the engine has observed. Values are the latest *good* readings only."""
+
+    started: float
+    values: dict[tuple[str, str], float] = field(default_factory=dict)
+    last_good: dict[tuple[str, str], float] = field(default_factory=dict)
+    history: dict[tuple[str, str], deque] = field(default_factory=dict)
+    link_up: bool | None = None
+    synced: bool = True
+    buffer_bytes: float | None = None
+    on_since: dict[str, float] = field(default_factory=dict)  # actuator -> when it went on
+    at_on: dict[tuple[str, str, str], float | None] = field(default_factory=dict)  # (actuator, sensor, q) -> value
+    no_credit: dict[str, bool] = field(default_factory=dict)  # transport -> out of credit
+
+
+class Engine:
+    def __init__(self, *, watches: Sequence[Watch], people: Sequence[Person], store: Store, outbox: Outbox,
+                 clock: Any, settings: Settings, sensors: Mapping[str, SensorInfo],
+                 units: Mapping[str, str] | None = None, buffer_size: Callable[[], float | None] | None = None,
+                 unclean_start: bool = False):
+        self.watches = list(watches)
+        self.people = {p.key: p for p in people}
+        self.store = store
+        self.outbox = outbox
+        self.buffer = store.buffer
+        self.clock = clock
+        self.settings = settings
+        self.sensors = dict(sensors)
+        self.units = dict(units or {})
+        self.buffer_size = buffer_size
+        self.unclean_start = unclean_start
+        self._lock = threading.RLock()
+        now = clock.time()
+        self.world = World(started=now)
+        for sensor, info in self.sensors.items():
+            for quantity in info.quantities:
+                self.world.last_good[(sensor, quantity)] = now
+        self.stale_limits = {s: STALE_INTERVALS * info.interval for s, info in self.sensors.items()}
+        self.stale_limits.update({w.sensor: w.stale_limit for w in self.watches
+                                  if w.kind == "stale" and w.sensor and w.stale_limit})
+        self._rate_inputs = {(w.sensor, w.quantity): w.window or 0.0 for w in self.watches if w.kind == "rate"}
+        self.tracks: dict[str, TrackRow] = store.tracks()
+
+    # ================================================================================================= inputs
+
+    def observe_readings(self, readings: Sequence[Any]) -> None:
+        with self._lock:
+            now = self.clock.time()
+            for reading in readings:
+                self._note_reading(reading, now)
+            self._evaluate(now)
+            self._dispatch(now)
+
+    def observe_link(self, up: bool, now: float | None = None) -> None:
+        with self._lock:
+            now = self.clock.time() if now is None else now
+            if self.world.link_up != up:
+                log.info("uplink %s", "up" if up else "down")
+            self.world.link_up = up
+            self._evaluate(now)
+            self._dispatch(now)
+
+    def observe_event(self, kind: str, source: str, data: Mapping[str, Any] | None = None,
+                      now: float | None = None) -> None:
+        with self._lock:
+            now = self.clock.time() if now is None else now
+            data = data or {}
+            if kind == "actuator.change" and isinstance(data.get("value"), (int, float)):
+                self._note_actuator(source, float(data["value"]) > 0, now)
+            elif kind == "sms.no_credit":
+                self.world.no_credit[source] = True
+            elif kind == "sms.sent":
+                self.world.no_credit[source] = False
+            else:
+                return
+            self._evaluate(now)
+            self._dispatch(now)
+
+    def tick(self, now: float | None = None) -> None:
+        with self._lock:
+            now = self.clock.time() if now is None else now
+            self.world.synced = self.clock.is_synced()
+            if self.buffer_size is not None:
+                self.world.buffer_bytes = self.buffer_size()
+            self._evaluate(now)
+            self._schedule_repeats(now)
+            self._escalate(now)
+            self._dispatch(now)
+
+    def handle_reply(self, number: str, text: str, now: float | None = None) -> str:
+        """Act on an SMS from ``number``; return ``acked``, ``status``, ``unknown`` or ``ignored``."""
+        with self._lock:
+            now = self.clock.time() if now is None else now
+            try:
+                person = self.people.get(canonical(number, self.settings.country))
+            except ValueError:
+                person = None
+            if person is None:
+                log.info("ignoring an SMS from %s: not a registered recipient", masked(number))
+                self.buffer.append_event("alert.reply_ignored", "alerts", {"from": masked(number)}, ts=now)
+                return "ignored"
+            kind, codes = parse_reply(text)
+            if kind == "status":
+                self._send_status(person, now)
+                return "status"
+            acked = [code for code in codes if self._ack(code, person, now)]
+            if not acked:
+                log.info("reply from %s names no open alert: %r", person.name, text[:40])
+            return "acked" if acked else "unknown"
+
+    # ============================================================================================ observations
+
+    def _note_reading(self, reading: Any, now: float) -> None:
+        if reading.quality != "good" or reading.value is None:
+            return
+        key = (reading.sensor, reading.quantity)
+        self.world.values[key] = reading.value
+        self.world.last_good[key] = now
+        if key in self._rate_inputs:
+            history = self.world.history.setdefault(key, deque())
+            history.append((now, reading.value))
+            while history and now - history[0][0] > self._rate_inputs[key]:
+                history.popleft()
+
+    def _note_actuator(self, actuator: str, on: bool, now: float) -> None:
+        if not on:
+            self.world.on_since.pop(actuator, None)
+            return
+        if actuator in self.world.on_since:
+            return
+        self.world.on_since[actuator] = now
+        for watch in self.watches:
+            if watch.kind == "actuator_fault" and watch.actuator == actuator:
+                key = (watch.sensor, watch.quantity)
+                self.world.at_on[(actuator, *key)] = self.world.values.get(key)
+
+    def _input_stale(self, sensor: str, quantity: str, now: float) -> bool:
+        last = self.world.last_good.get((sensor, quantity), self.world.started)
+        return now - last > self.stale_limits.get(sensor, float("inf"))
+
+    def _measure(self, watch: Watch, track: TrackRow, now: float) -> tuple[str, float | None]:
+        """The watch's level now, and the value a message would quote."""
+        w, world = watch, self.world
+        if w.kind in ("above", "below"):
+            value = world.values.get((w.sensor, w.quantity))
+            return threshold_level(w, value, self._input_stale(w.sensor, w.quantity, now)), value
+        if w.kind == "rate":
+            change = rate_change(world.history.get((w.sensor, w.quantity), ()), now, w.window or 0.0, w.direction)
+            return rate_level(w, change, self._input_stale(w.sensor, w.quantity, now)), change
+        if w.kind == "stale":
+            quantities = self.sensors[w.sensor].quantities if w.sensor in self.sensors else ()
+            ages = [world.last_good.get((w.sensor, q), world.started) for q in quantities]
+            return stale_level(ages, now, w.stale_limit or 0.0), None
+        if w.kind == "actuator_fault":
+            value = world.values.get((w.sensor, w.quantity))
+            level = fault_level(w, world.on_since.get(w.actuator), world.at_on.get((w.actuator, w.sensor, w.quantity)),
+                                value, self._input_stale(w.sensor, w.quantity, now), now)
+            return level, value
+        if w.kind == "link_down":
+            return link_level(world.link_up), None
+        if w.kind == "clock_unsynced":
+            return clock_level(world.synced), None
+        if w.kind == "buffer":
+            share = None if not world.buffer_bytes or not w.budget_bytes else world.buffer_bytes / w.budget_bytes
+            return buffer_level(w, world.buffer_bytes), share
+        if w.kind == "unclean_restart":
+            return ("bad" if self.unclean_start and track.state == OK else "none"), None
+        if w.kind == "sms_credit":
+            credit = world.no_credit.get(w.subject or "")
+            return ("none" if credit is None else ("bad" if credit else "clear")), None
+        return "none", None
+
+    # ============================================================================================= evaluation
+
+    def _track(self, watch: Watch, now: float) -> TrackRow:
+        return self.tracks.get(watch.key) or TrackRow(watch.key, watch.rule_id, OK, now)
+
+    def _evaluate(self, now: float) -> None:
+        for watch in self.watches:
+            track = self._track(watch, now)
+            level, value = self._measure(watch, track, now)
+            acked = track.state == ACKED or (track.state == STALE and self._incident_acked(track.incident_id))
+            change = step(track.state, track.since, track.incident_id is not None, acked, level, watch.hold, now)
+            if (change.state, change.since) != (track.state, track.since):
+                self._apply(watch, track, change, value, now)
+
+    def _incident_acked(self, incident_id: int | None) -> bool:
+        incident = self.store.incident(incident_id) if incident_id is not None else None
+        return bool(incident and incident["acked_ts"])
+
+    def _apply(self, watch: Watch, track: TrackRow, change: Transition, value: float | None, now: float) -> None:
+        with self.buffer.transaction() as db:
+            if change.action == "fire":
+                track.incident_id = self._fire(db, watch, value, now)
+                if watch.oneshot:  # an event, not a condition: told once, never repeated nor resolved aloud
+                    self._resolve(db, track.incident_id, value, now, quietly=True)
+                    track.incident_id, change = None, Transition(RESOLVED, now)
+            elif change.action == "resolve" and track.incident_id is not None:
+                self._resolve(db, track.incident_id, value, now)
+                track.incident_id = None
+            track.state, track.since = change.state, change.since
+            self.store.save_track(db, track)
+        self.tracks[track.key] = track
+        log.debug("alert %s: %s", watch.key, change.state)
+
+    def _fire(self, db: Any, watch: Watch, value: float | None, now: float) -> int:
+        fact = {"label": watch.label, "subject": watch.subject, "quantity": watch.quantity, "unit": watch.unit,
+                "limit": watch.threshold, "window": watch.window}
+        incident_id, code = self.store.new_incident(db, key=watch.key, rule_id=watch.rule_id,
+                                                    severity=watch.severity, kind=watch.kind, fact=fact,
+                                                    fired_ts=now, value=value)
+        for person in self._owners():
+            self.store.add_notice(db, incident_id, person.key, "firing", now)
+        self.buffer.append_event("alert.fired", watch.key, {"code": code, "rule": watch.rule_id,
+                                                            "severity": watch.severity, "value": value}, ts=now)
+        log.warning("alert %s fired (code %s, %s, value %s)", watch.key, code, watch.severity, value)
+        return incident_id
+
+    def _resolve(self, db: Any, incident_id: int, value: float | None, now: float, quietly: bool = False) -> None:
+        incident = self.store.incident(incident_id)
+        self.store.resolve(db, incident_id, now, value)
+        self.store.drop_owed(db, incident_id, ("repeat", "escalation"))
+        told = self.store.told(incident_id)
+        if incident["suppressed"] and not told:
+            self.store.drop_owed(db, incident_id, ("firing",))  # never told, and no longer true: never tell
+        elif not quietly:
+            for recipient in told:
+                self.store.add_notice(db, incident_id, recipient, "resolved", now)
+        self.buffer.append_event("alert.resolved", incident["key"], {"code": incident["code"], "value": value},
+                                 ts=now)
+        log.info("alert %s resolved (code %s)", incident["key"], incident["code"])
+
+    # ======================================================================================= repeats, escalation
+
+    def _owners(self) -> list[Person]:
+        return [p for p in self.people.values() if p.role == "owner"]
+
+    def _escalation(self) -> list[Person]:
+        return [p for p in self.people.values() if p.role == "escalation"]
+
+    def _schedule_repeats(self, now: float) -> None:
+        gaps = self.settings.repeat
+        for incident in self.store.repeats_due(now):
+            audience = self._owners() + (self._escalation() if incident["escalated_ts"] else [])
+            repeats, next_ts = incident["repeats"] + 1, incident["next_repeat_ts"]
+            while next_ts <= now:
+                next_ts += repeat_gap(gaps, repeats)
+            with self.buffer.transaction() as db:
+                for person in audience:
+                    if not self.store.owes(incident["id"], person.key, ("firing", "repeat", "escalation")):
+                        self.store.add_notice(db, incident["id"], person.key, "repeat", now)
+                self.store.update_incident(db, incident["id"], repeats=repeats, next_repeat_ts=next_ts)
+
+    def _escalate(self, now: float) -> None:
+        if self.settings.escalate_after is None:
+            return
+        for incident in self.store.escalations_due(now, self.settings.escalate_after):
+            with self.buffer.transaction() as db:
+                for person in self._escalation():
+                    self.store.add_notice(db, incident["id"], person.key, "escalation", now)
+                self.store.update_incident(db, incident["id"], escalated_ts=now)
+            if self._escalation():
+                self.buffer.append_event("alert.escalated", incident["key"], {"code": incident["code"]}, ts=now)
+
+    # ================================================================================================ replies
+
+    def _ack(self, code: str, person: Person, now: float) -> bool:
+        incident = self.store.open_by_code(code)
+        if incident is None or incident["acked_ts"] is not None:
+            return False
+        track = self.tracks.get(incident["key"])
+        with self.buffer.transaction() as db:
+            self.store.ack(db, incident["id"], now, person.name)
+            self.store.drop_owed(db, incident["id"], ("repeat", "escalation"))
+            self.store.update_incident(db, incident["id"], next_repeat_ts=None)
+            if track is not None and track.state == FIRING and track.incident_id == incident["id"]:
+                track.state = ACKED
+                self.store.save_track(db, track)
+            self.buffer.append_event("alert.acked", incident["key"], {"code": code, "by": person.name}, ts=now)
+        log.info("alert %s (code %s) acknowledged by %s", incident["key"], code, person.name)
+        return True
+
+    def _send_status(self, person: Person, now: float) -> None:
+        readings = [Reading(self.sensors[s].name or s if s in self.sensors else s, q, v, self.units.get(q, ""))
+                    for (s, q), v in sorted(self.world.values.items())]
+        active = [self._fact(i, "firing") for i in self.store.open_incidents()]
+        text = compose_status(readings, active, self._style(person, now))
+        with self.buffer.transaction() as db:
+            local_id = self.outbox.enqueue(db, recipient=person.name, number=person.key, text=text, critical=False,
+                                           now=now)
+            self.store.add_message(db, person.key, now, "status", local_id, segment_count(text), ())
+
+    # =============================================================================================== dispatch
+
+    def _style(self, person: Person, now: float) -> Style:
+        s = self.settings
+        return Style(person.language, s.greenhouse, s.timezone, now, s.max_segments)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _fact(row: Mapping[str, Any], notice: str) -> Fact:
+        extra = json.loads(row["fact"])
+        value = row["resolved_value"] if notice == "resolved" else row["value"]
+        return Fact(code=row["code"], severity=row["severity"], kind=row["kind"], fired_ts=row["fired_ts"],
+                    label=extra.get("label"), subject=extra.get("subject"), quantity=extra.get("quantity"),
+                    value=value, unit=extra.get("unit") or "", limit=extra.get("limit"), window=extra.get("window"),
+                    resolved_ts=row["resolved_ts"], acked=row["acked_ts"] is not None)
+
+    def _dispatch(self, now: float) -> None:
+        owed: dict[str, list[dict[str, Any]]] = {}
+        for row in self.store.owed():
+            owed.setdefault(row["recipient"], []).append(row)
+        if not owed:
+            return
+        s = self.settings
+        quiet = in_quiet_hours(now, s.timezone, s.quiet_start, s.quiet_end)
+        for key, rows in owed.items():
+            person = self.people.get(key)
+            if person is None:
+                continue  # a recipient removed from the config
+            decision = plan(
+                [Owed(r["notice_id"], r["id"], r["notice_kind"], r["created_ts"], r["severity"], r["kind"],
+                      bool(r["deferred"]), bool(r["capped"])) for r in rows],
+                now=now, quiet=quiet, link_up=self.world.link_up is not False, group_window=s.group_window,
+                sent_last_hour=self.store.sent_since(key, now - HOUR),
+                sent_last_day=self.store.sent_since(key, now - DAY), per_hour=s.per_hour, per_day=s.per_day)
+            self._carry_out(person, {r["notice_id"]: r for r in rows}, decision, now)
+
+    def _carry_out(self, person: Person, rows: Mapping[int, dict[str, Any]], decision: Any, now: float) -> None:
+        if not (decision.send or decision.defer or decision.suppress or decision.cap):
+            return
+        with self.buffer.transaction() as db:
+            self.store.flag_notices(db, decision.defer, "deferred")
+            self.store.flag_notices(db, decision.cap, "capped")
+            for incident_id in set(decision.suppress):
+                self.store.update_incident(db, incident_id, suppressed=1)
+            if not decision.send:
+                if decision.cap:
+                    log.warning("%s reached the SMS cap: %d alert(s) held for one summary", person.name,
+                                len(decision.cap))
+                return
+            sent = [rows[n.notice_id] for n in decision.send]
+            items = [Item(r["notice_kind"], self._fact(r, r["notice_kind"])) for r in sent]
+            text = compose(items, self._style(person, now), decision.header)
+            critical = any(n.urgent for n in decision.send)
+            local_id = self.outbox.enqueue(db, recipient=person.name, number=person.key, text=text,
+                                           critical=critical, now=now)
+            self.store.add_message(db, person.key, now, decision.header, local_id, segment_count(text),
+                                   [r["notice_id"] for r in sent])
+            for incident_id in dict.fromkeys(r["id"] for r in sent):
+                self._after_telling(db, incident_id, now)
+            self.buffer.append_event("alert.message", "alerts", {
+                "to": person.name, "codes": sorted({r["code"] for r in sent}), "header": decision.header,
+                "local_id": local_id, "segments": segment_count(text)}, ts=now)
+        log.info("alert message to %s queued (%s, codes %s)", person.name, decision.header,
+                 ", ".join(sorted({r["code"] for r in sent})))
+
+    def _after_telling(self, db: Any, incident_id: int, now: float) -> None:
+        """The first message about an incident starts its repeat schedule (criticals not yet acknowledged)."""
+        incident = self.store.incident(incident_id)
+        if incident is None or incident["notified_ts"] is not None:
+            return
+        repeat = incident["severity"] == "critical" and incident["resolved_ts"] is None and \
+            incident["acked_ts"] is None
+        self.store.update_incident(db, incident_id, notified_ts=now,
+                                   next_repeat_ts=now + repeat_gap(self.settings.repeat, 0) if repeat else None)
+
+    # ================================================================================================ queries
+
+    def active(self) -> list[dict[str, Any]]:
+        """Open incidents, for status displays."""
+        return self.store.open_incidents()

@@ -1,0 +1,227 @@
+"""The durable SMS queue: every SMS is in SQLite before any attempt, and leaves the queue only sent, failed or expired.
+
+Each round (:meth:`Outbox.flush`, one scheduler job) tries the due messages, criticals first. For one message the
+transports are tried in the configured order; while the uplink is down, those that need no internet (the GSM modem)
+go first. What happens after each attempt depends only on its outcome (:func:`next_step`, see
+:mod:`.transports.base`): sent; failed for good; *pinned* to the same transport with the same local id (a timeout
+after sending, or "busy"); or on to the next transport. When every transport failed, the message waits
+(:func:`backoff`) and the round moves on.
+
+A message pinned after an ambiguous timeout is retried on that transport only, for ``same_provider_for``; after that
+the outbox prefers a possible duplicate to silence and fails over. Every attempt is recorded as a buffer event
+(``sms.sent``, ``sms.attempt_failed``, ``sms.failed``, ``sms.expired``) with the recipient's name, never the text.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from edge.gateway.alerts.numbers import masked
+from edge.gateway.alerts.segments import segment_count
+from edge.gateway.alerts.transports.base import Outcome, OutgoingSms, SendResult, Transport
+from edge.gateway.buffer import Buffer
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "sms_outbox"
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "sms outbox",
+        """
+        CREATE TABLE sms_outbox (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            local_id    TEXT NOT NULL UNIQUE,   -- the same on every attempt (Kavenegar localid)
+            recipient   TEXT NOT NULL,          -- a name, for events and logs
+            number      TEXT NOT NULL,          -- canonical +98...
+            text        TEXT NOT NULL,
+            segments    INTEGER NOT NULL,
+            priority    INTEGER NOT NULL,       -- 1 critical: tried first
+            created_ts  REAL NOT NULL,
+            state       TEXT NOT NULL,          -- queued | sent | failed | expired
+            attempts    INTEGER NOT NULL DEFAULT 0,  -- rounds tried
+            next_ts     REAL NOT NULL,
+            pinned      TEXT,                   -- transport to retry only (after a timeout or busy)
+            pinned_ts   REAL,
+            transport   TEXT,                   -- the transport that took it, or the last one tried
+            provider_id TEXT,
+            done_ts     REAL,
+            last_error  TEXT
+        );
+        CREATE INDEX sms_outbox_due ON sms_outbox (next_ts) WHERE state = 'queued';
+        """,
+    ),
+]
+
+Step = Literal["sent", "failed", "pin", "next"]
+_STEPS: dict[Outcome, Step] = {"accepted": "sent", "permanent": "failed", "busy": "pin", "ambiguous": "pin",
+                               "retryable": "next", "no_credit": "next"}
+
+
+def next_step(outcome: Outcome) -> Step:
+    return _STEPS[outcome]
+
+
+def backoff(attempts: int, initial: float, maximum: float) -> float:
+    """Seconds before the next round: ``initial``, doubling per round tried, at most ``maximum``."""
+    return min(maximum, initial * 2 ** max(0, attempts - 1))
+
+
+def plan(transports: Sequence[Transport], link_up: bool, pinned: str | None = None) -> list[Transport]:
+    """The transports to try, in order, for one message this round."""
+    if pinned is not None:
+        return [t for t in transports if t.name == pinned]
+    if link_up:
+        return list(transports)
+    return [t for t in transports if not t.needs_uplink] + [t for t in transports if t.needs_uplink]
+
+
+def new_local_id() -> str:
+    """18 random digits: numeric (as Kavenegar's localid wants) and never reused, even by a fresh buffer file."""
+    return str(10**17 + secrets.randbelow(9 * 10**17))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    local_id: str
+    transport: str
+    outcome: Outcome
+    detail: str
+
+
+class Outbox:
+    def __init__(self, buffer: Buffer, transports: Sequence[Transport], *, retry_initial: float = 30.0,
+                 retry_max: float = 600.0, same_provider_for: float = 1800.0, expire_after: float = 86400.0,
+                 batch: int = 20, local_ids: Callable[[], str] = new_local_id):
+        self.buffer = buffer
+        self.transports = list(transports)
+        self.retry_initial, self.retry_max = retry_initial, retry_max
+        self.same_provider_for, self.expire_after = same_provider_for, expire_after
+        self.batch = batch
+        self.link_up = True
+        self._local_ids = local_ids
+        buffer.migrate(COMPONENT, MIGRATIONS)
+
+    def set_link(self, up: bool) -> None:
+        self.link_up = up
+
+    # ------------------------------------------------------------------------------------------------ queueing
+
+    def enqueue(self, db: Any, *, recipient: str, number: str, text: str, critical: bool, now: float) -> str:
+        """Queue one SMS inside the caller's open transaction (``buffer.transaction()``); return its local id."""
+        local_id = self._local_ids()
+        db.execute(
+            "INSERT INTO sms_outbox (local_id, recipient, number, text, segments, priority, created_ts, state, "
+            "next_ts) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+            (local_id, recipient, number, text, segment_count(text), 1 if critical else 0, now, now),
+        )
+        return local_id
+
+    def submit(self, *, recipient: str, number: str, text: str, critical: bool, now: float) -> str:
+        """Queue one SMS in a transaction of its own."""
+        with self.buffer.transaction() as db:
+            return self.enqueue(db, recipient=recipient, number=number, text=text, critical=critical, now=now)
+
+    def due(self, now: float) -> list[dict[str, Any]]:
+        return list(self.buffer.db.query(
+            "SELECT * FROM sms_outbox WHERE state = 'queued' AND next_ts <= ? ORDER BY priority DESC, id LIMIT ?",
+            (now, self.batch)))
+
+    def messages(self, state: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("WHERE state = ?", (state,)) if state else ("", ())
+        return list(self.buffer.db.query(f"SELECT * FROM sms_outbox {where} ORDER BY id", args))
+
+    # ------------------------------------------------------------------------------------------------- sending
+
+    def flush(self, now: float) -> list[Attempt]:
+        """One round over the due messages; return every attempt made (the engine learns of credit from them)."""
+        attempts: list[Attempt] = []
+        for row in self.due(now):
+            if now - row["created_ts"] >= self.expire_after:
+                self._finish(row, "expired", now, None, None, "not sent in time")
+                continue
+            attempts.extend(self._deliver(row, now))
+        return attempts
+
+    def _pinned(self, row: dict[str, Any], now: float) -> str | None:
+        if row["pinned"] and now - row["pinned_ts"] < self.same_provider_for:
+            return row["pinned"]
+        return None
+
+    def _deliver(self, row: dict[str, Any], now: float) -> list[Attempt]:
+        sms = OutgoingSms(row["local_id"], row["number"], row["text"])
+        attempts = []
+        pinned = self._pinned(row, now)
+        for transport in plan(self.transports, self.link_up, pinned):
+            result = self._try(transport, sms)
+            attempts.append(Attempt(sms.local_id, transport.name, result.outcome, result.detail))
+            step = next_step(result.outcome)
+            self._record(row, transport.name, result, step, now)
+            if step == "sent":
+                self._finish(row, "sent", now, transport.name, result.provider_id, None)
+                return attempts
+            if step == "failed":
+                self._finish(row, "failed", now, transport.name, None, result.detail)
+                return attempts
+            if step == "pin":
+                self._retry_later(row, now, transport.name, result.detail, pin=True)
+                return attempts
+        last = attempts[-1] if attempts else None
+        # a pinned message stays pinned even when its transport cannot be reached now: it may have sent it already
+        self._retry_later(row, now, last.transport if last else pinned,
+                          last.detail if last else "no transport configured", pin=pinned is not None)
+        return attempts
+
+    @staticmethod
+    def _try(transport: Transport, sms: OutgoingSms) -> SendResult:
+        try:
+            return transport.send(sms)
+        except Exception as exc:  # a transport must classify its own errors; a bug in one must not stop the rest
+            log.exception("transport %s raised while sending", transport.name)
+            return SendResult("retryable", f"transport raised {type(exc).__name__}")
+
+    def _record(self, row: dict[str, Any], transport: str, result: SendResult, step: Step, now: float) -> None:
+        data = {"local_id": row["local_id"], "to": row["recipient"], "transport": transport,
+                "outcome": result.outcome, "detail": result.detail}
+        if step == "sent":
+            data.update(segments=row["segments"], provider_id=result.provider_id)
+            log.info("SMS %s to %s sent via %s (%d segments)", row["local_id"], row["recipient"], transport,
+                     row["segments"])
+        else:
+            log.warning("SMS %s to %s (%s) via %s: %s: %s", row["local_id"], row["recipient"],
+                        masked(row["number"]), transport, result.outcome, result.detail)
+        kind = {"sent": "sms.sent", "failed": "sms.failed"}.get(step, "sms.attempt_failed")
+        self.buffer.append_event(kind, "sms", data, ts=now)
+
+    def _finish(self, row: dict[str, Any], state: str, now: float, transport: str | None, provider_id: str | None,
+                error: str | None) -> None:
+        with self.buffer.transaction() as db:
+            db.execute("UPDATE sms_outbox SET state = ?, done_ts = ?, transport = COALESCE(?, transport), "
+                       "provider_id = ?, last_error = COALESCE(?, last_error), attempts = attempts + 1 WHERE id = ?",
+                       (state, now, transport, provider_id, error, row["id"]))
+        if state == "expired":
+            log.error("SMS %s to %s expired unsent after %d rounds", row["local_id"], row["recipient"],
+                      row["attempts"])
+            self.buffer.append_event("sms.expired", "sms", {"local_id": row["local_id"], "to": row["recipient"],
+                                                            "attempts": row["attempts"]}, ts=now)
+
+    def _retry_later(self, row: dict[str, Any], now: float, transport: str | None, error: str, pin: bool) -> None:
+        attempts = row["attempts"] + 1
+        wait = backoff(attempts, self.retry_initial, self.retry_max)
+        pinned = transport if pin else None
+        pinned_ts = (row["pinned_ts"] if row["pinned"] == transport and row["pinned_ts"] else now) if pin else None
+        with self.buffer.transaction() as db:
+            db.execute("UPDATE sms_outbox SET attempts = ?, next_ts = ?, pinned = ?, pinned_ts = ?, transport = ?, "
+                       "last_error = ? WHERE id = ?",
+                       (attempts, now + wait, pinned, pinned_ts, transport, error, row["id"]))
+
+    def close(self) -> None:
+        for transport in self.transports:
+            try:
+                transport.close()
+            except Exception:  # closing is best effort; one transport must not keep the others open
+                log.exception("closing transport %s failed", transport.name)

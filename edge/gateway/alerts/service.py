@@ -1,0 +1,203 @@
+"""The alert service as the daemon sees it: built from the config, a sampler listener, scheduler jobs, close().
+
+    service = build(config, buffer, clock)
+    Sampler(..., listeners=[service.listener])
+    for job, seconds, job_id in service.jobs(): scheduler.add_job(job, "interval", seconds=seconds, id=job_id)
+    service.observe_link(False)     # from the sync module, when it is written
+    service.close()
+
+Jobs, each short and each on its own so that a slow SMS gateway delays only the outbox: ``alerts-tick`` (time-based
+conditions, repeats, escalation, dispatch), ``sms-outbox`` (one sending round), ``sms-replies`` (read replies),
+``alerts-prune`` (forget old rows).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+from edge.gateway.alerts.conditions import ActuatorInfo, SensorInfo, Watch, compile_watches
+from edge.gateway.alerts.engine import Engine, Person, Settings
+from edge.gateway.alerts.numbers import canonical
+from edge.gateway.alerts.outbox import Outbox, new_local_id
+from edge.gateway.alerts.store import Store
+from edge.gateway.alerts.transports import transport_class
+from edge.gateway.alerts.transports.base import Transport
+from edge.gateway.hardware.base import UNITS
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL = 1.0
+FLUSH_INTERVAL = 1.0
+PRUNE_INTERVAL = 3600.0
+KEEP = 30 * 86400.0  # resolved incidents and sent messages are kept this long
+
+
+class AlertService:
+    def __init__(self, engine: Engine, outbox: Outbox, clock: Any, receive_every: float = 30.0):
+        self.engine = engine
+        self.outbox = outbox
+        self.clock = clock
+        self.receive_every = receive_every
+        self._events_after = _last_event(engine.buffer)
+
+    @property
+    def listener(self) -> Callable[[Sequence[Any]], None]:
+        """For ``Sampler(listeners=[...])``."""
+        return self.engine.observe_readings
+
+    def observe_link(self, up: bool, now: float | None = None) -> None:
+        self.outbox.set_link(up)
+        self.engine.observe_link(up, now)
+
+    def observe_event(self, kind: str, source: str, data: dict[str, Any] | None = None,
+                      now: float | None = None) -> None:
+        self.engine.observe_event(kind, source, data, now)
+
+    def handle_reply(self, number: str, text: str) -> str:
+        return self.engine.handle_reply(number, text)
+
+    # ---------------------------------------------------------------------------------------------------- jobs
+
+    def tick(self) -> None:
+        for event in self._new_actuator_events():
+            self.engine.observe_event(event["kind"], event["source"], event["data"], event["ts"])
+        self.engine.tick()
+
+    def flush(self) -> None:
+        for attempt in self.outbox.flush(self.clock.time()):
+            if attempt.outcome == "no_credit":
+                self.engine.observe_event("sms.no_credit", attempt.transport)
+            elif attempt.outcome == "accepted":
+                self.engine.observe_event("sms.sent", attempt.transport)
+
+    def receive(self) -> None:
+        for transport in self.outbox.transports:
+            for sms in transport.receive():
+                self.engine.handle_reply(sms.number, sms.text)
+
+    def prune(self) -> None:
+        self.engine.store.prune(self.clock.time() - KEEP)
+
+    def jobs(self) -> list[tuple[Callable[[], None], float, str]]:
+        """``(callable, interval_seconds, job_id)`` for the daemon's scheduler; none when alerts are off."""
+        if not self.engine.people:
+            return []
+        return [(self.tick, TICK_INTERVAL, "alerts-tick"), (self.flush, FLUSH_INTERVAL, "sms-outbox"),
+                (self.receive, self.receive_every, "sms-replies"), (self.prune, PRUNE_INTERVAL, "alerts-prune")]
+
+    def close(self) -> None:
+        self.outbox.close()
+
+    def _new_actuator_events(self) -> list[dict[str, Any]]:
+        import json
+
+        rows = list(self.engine.buffer.db.query(
+            "SELECT epoch, seq, ts, kind, source, data FROM events WHERE (epoch, seq) > (?, ?) "
+            "AND kind = 'actuator.change' ORDER BY epoch, seq", self._events_after))
+        if rows:
+            self._events_after = (rows[-1]["epoch"], rows[-1]["seq"])
+        return [{**row, "data": json.loads(row["data"])} for row in rows]
+
+
+def _last_event(buffer: Any) -> tuple[int, int]:
+    row = buffer.db.execute("SELECT epoch, seq FROM events ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, 0)
+
+
+# ----------------------------------------------------------------------------------------------------- building
+
+
+def read_secret(value: Any, file: Path | None, where: str) -> str | None:
+    """A secret from the config (``${VAR}`` already substituted) or from its file; never logged."""
+    if value is not None:
+        secret = value.get_secret_value().strip()
+    elif file is not None:
+        try:
+            secret = Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError([f"{where}_file: cannot read {file}: {exc.strerror or exc}"]) from None
+    else:
+        return None
+    if not secret:
+        raise ConfigError([f"{where}: is empty"])
+    return secret
+
+
+def open_transports(sms: Any, source: str, **extra: Any) -> list[Transport]:
+    transports = []
+    for index, cfg in enumerate(sms.transports):
+        where = f"{source}: sms.transports[{index}]"
+        if cfg.type == "kavenegar":
+            secret = read_secret(cfg.api_key, cfg.api_key_file, f"{where}.api_key")
+        elif cfg.type == "http":
+            secret = read_secret(cfg.secret, cfg.secret_file, f"{where}.secret")
+        else:
+            secret = None
+        cls = transport_class(cfg.type)
+        kwargs = {"country": sms.country_code} if cfg.type != "console" else {}
+        if cfg.type in ("kavenegar", "http") and "http" in extra:
+            kwargs["http"] = extra["http"]
+        transports.append(cls.from_config(cfg, secret, **kwargs))
+    return transports
+
+
+def buffer_size(path: Path) -> Callable[[], float | None]:
+    def size() -> float | None:
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(f"{path}{suffix}")
+            except OSError:
+                pass
+        return float(total)
+
+    return size
+
+
+def _unclean_start(buffer: Any) -> bool:
+    epochs = buffer.epochs()
+    return len(epochs) >= 2 and epochs[-2]["stopped_ts"] is None
+
+
+def build_service(config: Any, buffer: Any, clock: Any, *, transports: Sequence[Transport] | None = None,
+                  http: Any = None, local_ids: Callable[[], str] = new_local_id) -> AlertService:
+    """Assemble the alert service of ``config``; ``transports`` (or ``http``, an httpx transport) replace the
+    configured ones in tests. Raises :class:`ConfigError` for what only the whole config can tell."""
+    alerts, sms = config.alerts, config.sms
+    if alerts.recipients and not sms.transports and transports is None:
+        raise ConfigError([f"{config.source}: alerts.recipients: there are recipients but no sms.transports"])
+    sensors = {s.id: SensorInfo(s.interval, tuple(s.quantities()), s.name) for s in config.sensors}
+    actuators = {a.id: ActuatorInfo(a.kind, (a.feedback.sensor, a.feedback.quantity) if a.feedback else None, a.name)
+                 for a in config.actuators}
+    try:
+        watches = compile_watches(alerts.rules, sensors, actuators, UNITS, restart_key=str(buffer.epoch),
+                                  buffer_budget=getattr(config.buffer, "max_size", None))
+    except ValueError as exc:
+        raise ConfigError([f"{config.source}: {exc}"]) from None
+    extra = {"http": http} if http is not None else {}
+    chosen = list(transports) if transports is not None else open_transports(sms, config.source, **extra)
+    watches += [Watch(f"~credit:{t.name}", "~credit", "sms_credit", "warning", subject=t.name)
+                for t in chosen if t.needs_uplink]
+    people = [Person(canonical(r.number, sms.country_code), r.name, r.role, r.language or alerts.language)
+              for r in alerts.recipients]
+    quiet = alerts.quiet_hours
+    settings = Settings(
+        greenhouse=config.gateway.name or config.gateway.id, timezone=config.gateway.timezone,
+        group_window=alerts.group_window, repeat=tuple(alerts.repeat), escalate_after=alerts.escalate_after,
+        quiet_start=quiet.start if quiet else None, quiet_end=quiet.end if quiet else None,
+        per_hour=alerts.caps.per_hour, per_day=alerts.caps.per_day, max_segments=alerts.max_segments,
+        country=sms.country_code)
+    outbox = Outbox(buffer, chosen, retry_initial=sms.retry_initial, retry_max=sms.retry_max,
+                    same_provider_for=sms.same_provider_for, expire_after=sms.expire_after, local_ids=local_ids)
+    engine = Engine(watches=watches, people=people, store=Store(buffer), outbox=outbox, clock=clock,
+                    settings=settings, sensors=sensors, units=UNITS, buffer_size=buffer_size(Path(buffer.path)),
+                    unclean_start=_unclean_start(buffer))
+    if people:
+        log.info("alerts: %d watches, %d recipients, transports %s", len(watches), len(people),
+                 ", ".join(t.name for t in chosen) or "none")
+    return AlertService(engine, outbox, clock, sms.receive_every)

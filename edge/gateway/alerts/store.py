@@ -1,0 +1,235 @@
+"""The alert engine's memory, in the buffer's SQLite file (component ``alerts``): watches, incidents, notices, messages.
+
+Writes take an open transaction (``buffer.transaction()``) from the engine, so that a state change, the incident it
+opens and the notices it owes commit together, and a dispatched message, the notices it carries and the SMS queued
+for it commit together. That is what makes a restart re-send nothing and forget nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from edge.gateway.buffer import Buffer
+
+COMPONENT = "alerts"
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "alert state",
+        """
+        CREATE TABLE alert_tracks (
+            key         TEXT PRIMARY KEY,
+            rule_id     TEXT NOT NULL,
+            state       TEXT NOT NULL,       -- OK | PENDING | FIRING | ACKED | RESOLVED | STALE
+            since_ts    REAL NOT NULL,
+            incident_id INTEGER              -- the open incident, if any
+        ) WITHOUT ROWID;
+        CREATE TABLE alert_incidents (
+            id             INTEGER PRIMARY KEY AUTOINCREMENT,
+            key            TEXT NOT NULL,
+            rule_id        TEXT NOT NULL,
+            code           TEXT NOT NULL,    -- what the farmer replies to acknowledge
+            severity       TEXT NOT NULL,
+            kind           TEXT NOT NULL,
+            fact           TEXT NOT NULL,    -- JSON: label, subject, quantity, unit, limit, window
+            fired_ts       REAL NOT NULL,
+            value          REAL,
+            acked_ts       REAL,
+            acked_by       TEXT,
+            resolved_ts    REAL,
+            resolved_value REAL,
+            notified_ts    REAL,             -- first message about it queued
+            repeats        INTEGER NOT NULL DEFAULT 0,
+            next_repeat_ts REAL,
+            escalated_ts   REAL,
+            suppressed     INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX alert_incidents_open ON alert_incidents (code) WHERE resolved_ts IS NULL;
+        CREATE TABLE alert_messages (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            recipient  TEXT NOT NULL,        -- canonical number
+            ts         REAL NOT NULL,
+            header     TEXT NOT NULL,        -- alert | digest | summary | status
+            local_id   TEXT NOT NULL,        -- the SMS in sms_outbox
+            segments   INTEGER NOT NULL
+        );
+        CREATE INDEX alert_messages_recipient ON alert_messages (recipient, ts);
+        CREATE TABLE alert_notices (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            incident_id INTEGER NOT NULL,
+            recipient   TEXT NOT NULL,
+            kind        TEXT NOT NULL,       -- firing | repeat | escalation | resolved
+            created_ts  REAL NOT NULL,
+            deferred    INTEGER NOT NULL DEFAULT 0,
+            capped      INTEGER NOT NULL DEFAULT 0,
+            message_id  INTEGER              -- NULL while owed
+        );
+        CREATE INDEX alert_notices_owed ON alert_notices (recipient) WHERE message_id IS NULL;
+        CREATE INDEX alert_notices_incident ON alert_notices (incident_id);
+        """,
+    ),
+]
+
+#: Codes are two digits while they last, then three.
+CODE_RANGES = ((10, 99), (100, 999))
+
+
+@dataclass
+class TrackRow:
+    key: str
+    rule_id: str
+    state: str
+    since: float
+    incident_id: int | None = None
+
+
+def next_code(last: int | None, in_use: set[int]) -> str:
+    """The code after ``last`` not held by an unresolved incident: 10, 11, ... 99, 10, ...; 100+ when all are taken."""
+    for low, high in CODE_RANGES:
+        span = high - low + 1
+        start = last + 1 if last is not None and low <= last < high else low
+        for offset in range(span):
+            code = low + (start - low + offset) % span
+            if code not in in_use:
+                return str(code)
+    raise RuntimeError("more than 990 open alerts")  # pragma: no cover
+
+
+class Store:
+    def __init__(self, buffer: Buffer):
+        self.buffer = buffer
+        buffer.migrate(COMPONENT, MIGRATIONS)
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return list(self.buffer.db.query(sql, tuple(args)))
+
+    # ---------------------------------------------------------------------------------------------- tracks
+
+    def tracks(self) -> dict[str, TrackRow]:
+        return {r["key"]: TrackRow(r["key"], r["rule_id"], r["state"], r["since_ts"], r["incident_id"])
+                for r in self._query("SELECT * FROM alert_tracks")}
+
+    @staticmethod
+    def save_track(db: Any, track: TrackRow) -> None:
+        db.execute("INSERT OR REPLACE INTO alert_tracks VALUES (?, ?, ?, ?, ?)",
+                   (track.key, track.rule_id, track.state, track.since, track.incident_id))
+
+    # ------------------------------------------------------------------------------------------- incidents
+
+    def incident(self, incident_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM alert_incidents WHERE id = ?", (incident_id,))
+        return rows[0] if rows else None
+
+    def open_incidents(self) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM alert_incidents WHERE resolved_ts IS NULL ORDER BY id")
+
+    def incidents(self, since: float = 0.0) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM alert_incidents WHERE fired_ts >= ? OR resolved_ts IS NULL ORDER BY id",
+                           (since,))
+
+    def open_by_code(self, code: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM alert_incidents WHERE code = ? AND resolved_ts IS NULL", (code,))
+        return rows[0] if rows else None
+
+    @staticmethod
+    def new_incident(db: Any, *, key: str, rule_id: str, severity: str, kind: str, fact: dict[str, Any],
+                     fired_ts: float, value: float | None) -> tuple[int, str]:
+        last = db.execute("SELECT code FROM alert_incidents ORDER BY id DESC LIMIT 1").fetchone()
+        in_use = {int(r[0]) for r in db.execute("SELECT code FROM alert_incidents WHERE resolved_ts IS NULL")}
+        code = next_code(int(last[0]) if last else None, in_use)
+        cursor = db.execute(
+            "INSERT INTO alert_incidents (key, rule_id, code, severity, kind, fact, fired_ts, value) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, rule_id, code, severity, kind, json.dumps(fact, ensure_ascii=False), fired_ts, value))
+        return cursor.lastrowid, code
+
+    @staticmethod
+    def resolve(db: Any, incident_id: int, ts: float, value: float | None) -> None:
+        db.execute("UPDATE alert_incidents SET resolved_ts = ?, resolved_value = ? WHERE id = ?",
+                   (ts, value, incident_id))
+
+    @staticmethod
+    def ack(db: Any, incident_id: int, ts: float, by: str) -> None:
+        db.execute("UPDATE alert_incidents SET acked_ts = ?, acked_by = ? WHERE id = ?", (ts, by, incident_id))
+
+    @staticmethod
+    def update_incident(db: Any, incident_id: int, **fields: Any) -> None:
+        names = ", ".join(f"{name} = ?" for name in fields)
+        db.execute(f"UPDATE alert_incidents SET {names} WHERE id = ?", (*fields.values(), incident_id))
+
+    def repeats_due(self, now: float) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM alert_incidents WHERE resolved_ts IS NULL AND acked_ts IS NULL "
+                           "AND next_repeat_ts IS NOT NULL AND next_repeat_ts <= ?", (now,))
+
+    def escalations_due(self, now: float, after: float) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM alert_incidents WHERE resolved_ts IS NULL AND acked_ts IS NULL "
+                           "AND severity = 'critical' AND escalated_ts IS NULL AND notified_ts IS NOT NULL "
+                           "AND notified_ts + ? <= ?", (after, now))
+
+    # --------------------------------------------------------------------------------------------- notices
+
+    @staticmethod
+    def add_notice(db: Any, incident_id: int, recipient: str, kind: str, ts: float) -> None:
+        db.execute("INSERT INTO alert_notices (incident_id, recipient, kind, created_ts) VALUES (?, ?, ?, ?)",
+                   (incident_id, recipient, kind, ts))
+
+    def owed(self) -> list[dict[str, Any]]:
+        """Every notice not yet sent, joined with its incident."""
+        return self._query(
+            "SELECT n.id AS notice_id, n.recipient, n.kind AS notice_kind, n.created_ts, n.deferred, n.capped, "
+            "i.* FROM alert_notices n JOIN alert_incidents i ON i.id = n.incident_id "
+            "WHERE n.message_id IS NULL ORDER BY n.id")
+
+    def owes(self, incident_id: int, recipient: str, kinds: tuple[str, ...]) -> bool:
+        marks = ", ".join("?" for _ in kinds)
+        return bool(self._query(
+            f"SELECT 1 FROM alert_notices WHERE incident_id = ? AND recipient = ? AND message_id IS NULL "
+            f"AND kind IN ({marks}) LIMIT 1", (incident_id, recipient, *kinds)))
+
+    def told(self, incident_id: int) -> set[str]:
+        """Recipients who were sent any message about an incident."""
+        return {r["recipient"] for r in self._query(
+            "SELECT DISTINCT recipient FROM alert_notices WHERE incident_id = ? AND message_id IS NOT NULL",
+            (incident_id,))}
+
+    @staticmethod
+    def drop_owed(db: Any, incident_id: int, kinds: tuple[str, ...]) -> None:
+        marks = ", ".join("?" for _ in kinds)
+        db.execute(f"DELETE FROM alert_notices WHERE incident_id = ? AND message_id IS NULL AND kind IN ({marks})",
+                   (incident_id, *kinds))
+
+    @staticmethod
+    def flag_notices(db: Any, ids: Iterable[int], column: str) -> None:
+        assert column in ("deferred", "capped")
+        db.conn.executemany(f"UPDATE alert_notices SET {column} = 1 WHERE id = ?", [(i,) for i in ids])
+
+    # -------------------------------------------------------------------------------------------- messages
+
+    @staticmethod
+    def add_message(db: Any, recipient: str, ts: float, header: str, local_id: str, segments: int,
+                    notice_ids: Iterable[int]) -> int:
+        cursor = db.execute("INSERT INTO alert_messages (recipient, ts, header, local_id, segments) "
+                            "VALUES (?, ?, ?, ?, ?)", (recipient, ts, header, local_id, segments))
+        db.conn.executemany("UPDATE alert_notices SET message_id = ? WHERE id = ?",
+                       [(cursor.lastrowid, i) for i in notice_ids])
+        return cursor.lastrowid
+
+    def sent_since(self, recipient: str, since: float) -> int:
+        return self._query("SELECT COUNT(*) AS n FROM alert_messages WHERE recipient = ? AND ts > ?",
+                           (recipient, since))[0]["n"]
+
+    def messages(self) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM alert_messages ORDER BY id")
+
+    def prune(self, before: float) -> int:
+        """Forget messages and resolved incidents (and their notices) older than ``before``."""
+        with self.buffer.transaction() as db:
+            gone = db.execute("DELETE FROM alert_notices WHERE message_id IS NOT NULL AND incident_id IN "
+                              "(SELECT id FROM alert_incidents WHERE resolved_ts < ?)", (before,)).rowcount
+            gone += db.execute("DELETE FROM alert_incidents WHERE resolved_ts < ? AND id NOT IN "
+                               "(SELECT incident_id FROM alert_notices)", (before,)).rowcount
+            gone += db.execute("DELETE FROM alert_messages WHERE ts < ?", (before,)).rowcount
+        return gone

@@ -1,0 +1,123 @@
+"""The alerts: and sms: config sections: clear FILE:LINE errors, references checked, secrets never inline or shown."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from alerts_kit import config_text
+from edge.config import parse_config
+from edge.errors import ConfigError
+from edge.gateway.alerts import build
+from edge.gateway.buffer import Buffer
+from edge.gateway.clock import FakeClock
+from sms_fakes import KEY
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "gh.yaml", env=env or {})
+    return caught.value.problems
+
+
+def config(tmp_path, rules: str = "", sms: str = "sms:\n  transports:\n    - {type: console}\n", **kw) -> str:
+    return config_text(rules, sms=sms, buffer=tmp_path / "b.db", **kw)
+
+
+def test_an_alert_on_an_unknown_sensor_names_its_line(tmp_path):
+    text = config(tmp_path, "- {id: hot, type: above, input: {sensor: attic, quantity: temperature}, threshold: 40}\n")
+    line = text.splitlines().index(next(l for l in text.splitlines() if "attic" in l)) + 1
+    assert problems(text) == [f"gh.yaml:{line}: alerts.rules[0].input.sensor: unknown sensor 'attic' "
+                              f"(sensors: air, soil)"]
+
+
+def test_a_fault_rule_on_an_unknown_actuator_names_its_line(tmp_path):
+    text = config(tmp_path, "- {id: dry-run, type: actuator_fault, actuator: pump-9}\n")
+    assert problems(text)[0].endswith("alerts.rules[0].actuator: unknown actuator 'pump-9' (actuators: pump)")
+
+
+def test_a_clear_level_on_the_wrong_side_of_the_threshold_is_refused(tmp_path):
+    text = config(tmp_path, "- {id: hot, type: above, input: {sensor: air, quantity: temperature}, threshold: 40, "
+                            "clear: 42}\n")
+    [problem] = problems(text)
+    assert problem.endswith("alerts.rules[0]: clear (42) must not be above the threshold (40)")
+
+
+def test_an_unknown_rule_type_and_a_bad_number_are_reported(tmp_path):
+    text = config(tmp_path, "- {id: x, type: sometimes}\n",
+                  recipients='  recipients:\n    - {name: Ali, number: "12ab"}\n')
+    found = problems(text)
+    assert any("alerts.recipients[0].number: not a phone number: '12ab'" in p for p in found)
+    assert any("alerts.rules[0]" in p and "sometimes" in p for p in found)
+
+
+def test_a_kavenegar_transport_needs_its_key_from_the_environment_or_a_file(tmp_path):
+    sms = "sms:\n  transports:\n    - {type: kavenegar, sender: '2000660110'}\n"
+    [problem] = problems(config(tmp_path, sms=sms))
+    assert "give exactly one of api_key (from ${VAR}) or api_key_file" in problem
+
+
+def test_an_api_key_from_the_environment_is_never_shown(tmp_path):
+    sms = "sms:\n  transports:\n    - {type: kavenegar, sender: '2000660110', api_key: '${KAVENEGAR_API_KEY}'}\n"
+    parsed = parse_config(config(tmp_path, sms=sms), env={"KAVENEGAR_API_KEY": KEY})
+    assert parsed.sms.transports[0].api_key.get_secret_value() == KEY
+    assert KEY not in repr(parsed) and KEY not in parsed.model_dump_json()
+
+
+def test_an_api_key_file_is_read_when_the_service_is_built(tmp_path):
+    key_file = tmp_path / "kavenegar.key"
+    sms = f"sms:\n  transports:\n    - {{type: kavenegar, sender: '2000660110', api_key_file: {key_file}}}\n"
+    parsed = parse_config(config(tmp_path, sms=sms))
+    buffer, _ = Buffer.open(tmp_path / "b.db", now=0, boot_id="b")
+    try:
+        with pytest.raises(ConfigError, match=r"sms.transports\[0\].api_key_file: cannot read .*kavenegar.key"):
+            build(parsed, buffer, FakeClock())
+        key_file.write_text(KEY + "\n")
+        service = build(parsed, buffer, FakeClock())
+        assert service.outbox.transports[0].name == "kavenegar"
+        service.close()
+    finally:
+        buffer.close()
+
+
+def test_recipients_without_any_transport_are_refused_when_built(tmp_path):
+    parsed = parse_config(config(tmp_path, sms=""))
+    buffer, _ = Buffer.open(tmp_path / "b.db", now=0, boot_id="b")
+    try:
+        with pytest.raises(ConfigError, match="there are recipients but no sms.transports"):
+            build(parsed, buffer, FakeClock())
+    finally:
+        buffer.close()
+
+
+def test_a_stale_rule_naming_an_unknown_sensor_is_refused_when_built(tmp_path):
+    parsed = parse_config(config(tmp_path, "- {id: quiet, type: stale, sensors: [air, attic]}\n"))
+    buffer, _ = Buffer.open(tmp_path / "b.db", now=0, boot_id="b")
+    try:
+        with pytest.raises(ConfigError, match="alerts rule quiet: unknown sensor 'attic'"):
+            build(parsed, buffer, FakeClock())
+    finally:
+        buffer.close()
+
+
+def test_escalation_contacts_alone_are_not_enough(tmp_path):
+    recipients = '  recipients:\n    - {name: Reza, number: "09127654321", role: escalation}\n'
+    assert any("at least one owner" in p for p in problems(config(tmp_path, recipients=recipients)))
+
+
+def test_quiet_hours_are_local_hh_mm(tmp_path):
+    found = problems(config(tmp_path, alerts="quiet_hours: {start: '10pm', end: '06:00'}\n"))
+    assert any("alerts.quiet_hours.start: invalid time '10pm'" in p for p in found)
+
+
+def test_a_gateway_without_alerts_has_no_alert_jobs(tmp_path):
+    parsed = parse_config(textwrap.dedent(f"""\
+        gateway: {{id: gh-1}}
+        buffer: {{path: {tmp_path / 'b.db'}}}
+        """))
+    buffer, _ = Buffer.open(tmp_path / "b.db", now=0, boot_id="b")
+    service = build(parsed, buffer, FakeClock())
+    assert service.jobs() == []
+    service.close()
+    buffer.close()

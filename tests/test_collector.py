@@ -1,0 +1,318 @@
+"""The collector against a real Mosquitto and a real PostgreSQL: exactly once, acks after commit, bad input contained.
+
+Gateways are stand-ins publishing with edge.protocol; the gateway's own sync is tested in test_sync.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from conftest import wait_until
+from dc_kit import (EXAMPLE, StandInGateway, count, datacenter_config, event_batch, reading_batch, reading_keys,
+                    wait_for_rows)
+from edge import protocol
+from edge.datacenter.collector import Collector
+from edge.datacenter.store import REJECTED_PAYLOAD_LIMIT, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def migrated(postgres):
+    with postgres.connect() as conn:
+        migrate(conn)
+    return postgres
+
+
+@pytest.fixture
+def start_collector(broker, migrated):
+    started: list[Collector] = []
+
+    def start(client_id: str = "collector-1", *, on=broker, **options) -> Collector:
+        collector = Collector(datacenter_config(on, migrated, **options), client_id=client_id).start()
+        started.append(collector)
+        assert collector.subscribed.wait(10), "the collector did not subscribe"
+        return collector
+
+    yield start
+    for collector in started:
+        collector.stop()
+
+
+@pytest.fixture
+def gateways(broker):
+    made: list[StandInGateway] = []
+
+    def make(gateway_id: str, **kwargs) -> StandInGateway:
+        made.append(StandInGateway(kwargs.pop("on", broker), gateway_id, **kwargs))
+        return made[-1]
+
+    yield make
+    for gateway in made:
+        gateway.close()
+
+
+def collector_env(broker, database) -> dict[str, str]:
+    return {**os.environ, "EDGE_MQTT_URL": broker.url, "EDGE_DATABASE_URL": database.url}
+
+
+# ------------------------------------------------------------------------------------------------ exactly once
+
+
+def test_a_batch_published_twice_is_stored_once_and_acked_twice(start_collector, gateways, migrated):
+    start_collector()
+    gateway = gateways("gh-a")
+    batch = reading_batch("gh-a", first=1, count=50)
+    gateway.publish(batch)
+    gateway.publish(batch)
+    wait_until(lambda: len(gateway.acked()) == 2, 10, "two acks")
+    assert gateway.acked() == [(1, 1, 50), (1, 1, 50)]
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 51)]
+
+
+def test_the_ack_arrives_only_after_the_rows_are_visible(start_collector, gateways, migrated):
+    def rows_visible_now(ack: protocol.Ack) -> int:
+        first, last = ack.ranges[0]
+        return count(migrated, "SELECT count(*) FROM readings WHERE gateway_id = 'gh-a' AND epoch = %s "
+                               "AND seq BETWEEN %s AND %s", ack.epoch, first, last)
+
+    start_collector()
+    gateway = gateways("gh-a", on_ack=rows_visible_now)
+    for first in range(1, 1001, 100):
+        gateway.publish(reading_batch("gh-a", first=first, count=100))
+    wait_until(lambda: len(gateway.acks) == 10, 10, "ten acks")
+    assert gateway.seen_at_ack == [100] * 10
+
+
+def test_readings_events_and_epochs_keep_their_values(start_collector, gateways, migrated):
+    start_collector()
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=7, count=3, epoch=4))
+    gateway.publish(event_batch("gh-a", [protocol.Event(1, 1_760_000_000.5, "actuator", "supervisor",
+                                                        {"id": "pump", "on": True, "reason": "rule:irrigation"})],
+                                epoch=4), protocol.UP_EVENTS)
+    wait_until(lambda: len(gateway.acks) == 2, 10, "two acks")
+    with migrated.connect() as conn:
+        reading = conn.execute("SELECT epoch, seq, extract(epoch FROM ts), sensor, quantity, value, unit, quality, "
+                               "clock FROM readings ORDER BY seq LIMIT 1").fetchone()
+        event = conn.execute("SELECT epoch, seq, kind, source, data FROM events").fetchone()
+    assert reading == (4, 7, 1_760_000_000, "air", "temperature", 20.0, "°C", "good", 1)
+    assert event == (4, 1, "actuator", "supervisor", {"id": "pump", "on": True, "reason": "rule:irrigation"})
+    assert {(a.stream, a.epoch, a.ranges) for a in gateway.acks} == {("readings", 4, ((7, 9),)),
+                                                                   ("events", 4, ((1, 1),))}
+
+
+def test_a_resend_with_a_corrected_time_replaces_the_unsynced_time(start_collector, gateways, migrated):
+    start_collector()
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=5, ts=1_000_000.0, clock=0))
+    gateway.publish(reading_batch("gh-a", first=1, count=5, ts=1_760_000_000.0, clock=2))
+    wait_until(lambda: len(gateway.acks) == 2, 10, "two acks")
+    with migrated.connect() as conn:
+        rows = conn.execute("SELECT seq, extract(epoch FROM ts)::bigint, clock FROM readings ORDER BY seq").fetchall()
+    assert rows == [(seq, 1_760_000_000 + (seq - 1) * 10, 2) for seq in range(1, 6)]
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_payloads_are_rejected_with_a_reason_and_the_stream_goes_on(start_collector, gateways, migrated):
+    start_collector()
+    gateway = gateways("gh-a")
+    good = reading_batch("gh-a", first=1, count=10)
+    bad = {
+        "malformed": b"not a greenhouse payload at all",
+        "truncated": good[:len(good) // 2],
+        "wrong version": good[:2] + bytes([protocol.VERSION + 1]) + good[3:],
+        "oversized": protocol.MAGIC + bytes([protocol.VERSION]) + b"R" + os.urandom(protocol.MAX_PAYLOAD),
+        "wrong gateway": reading_batch("gh-b", first=1, count=10),
+    }
+    for payload in bad.values():
+        gateway.publish(payload)
+    gateway.publish(good)
+    wait_until(lambda: gateway.acked() == [(1, 1, 10)], 10, "the good batch's ack")
+    with migrated.connect() as conn:
+        rejected = conn.execute("SELECT topic, reason, payload_size, length(payload) FROM rejected_messages "
+                                "ORDER BY id").fetchall()
+    assert [r[0] for r in rejected] == ["greenhouse/v1/gh-a/up/readings"] * 5
+    reasons = [r[1] for r in rejected]
+    assert "bad magic" in reasons[0]
+    assert "truncated" in reasons[1]
+    assert "unsupported protocol version 2" in reasons[2]
+    assert "exceeds the limit" in reasons[3]
+    assert "names gateway 'gh-b' but was published under 'gh-a'" in reasons[4]
+    assert rejected[3][2:] == (len(bad["oversized"]), REJECTED_PAYLOAD_LIMIT)
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 11)]
+
+
+def test_a_batch_the_database_refuses_is_rejected_alone(start_collector, gateways, migrated):
+    collector = start_collector(batch_wait="1s")  # both batches arrive within one round
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=5, sensor="nul\x00byte"))  # PostgreSQL text has no NUL
+    gateway.publish(reading_batch("gh-a", first=6, count=5))
+    wait_until(lambda: gateway.acked() == [(1, 6, 10)], 10, "the good batch's ack")
+    assert collector.stats.rounds == 1
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(6, 11)]
+    assert "database refused it" in _only(migrated, "SELECT reason FROM rejected_messages")
+
+
+def _only(database, sql: str):
+    with database.connect() as conn:
+        rows = conn.execute(sql).fetchall()
+    assert len(rows) == 1, rows
+    return rows[0][0]
+
+
+def test_decode_names_what_is_wrong_without_raising():
+    from edge.datacenter.collector import Incoming, decode
+    from edge.datacenter.store import Rejected
+
+    cases = {
+        ("greenhouse/v1/gh-a/up/readings", b""): "bad magic",
+        ("greenhouse/v1/gh-a/up/events", reading_batch("gh-a", 1, 1)): "expected a events payload",
+        ("greenhouse/v1/gh-a/up/other", reading_batch("gh-a", 1, 1)): "is not greenhouse/v1/<gateway>/",
+        ("greenhouse/v1/gh-a/down/ack", reading_batch("gh-a", 1, 1)): "not an uplink topic",
+        ("greenhouse/v1/gh-a/status", protocol.encode_status("sleeping")): "unknown state 'sleeping'",
+    }
+    for (topic, payload), reason in cases.items():
+        item = decode(Incoming(topic, payload, mid=1, qos=1)).item
+        assert isinstance(item, Rejected) and reason in item.reason, (topic, item)
+
+
+# ------------------------------------------------------------------------------------------ status and gaps
+
+
+def test_birth_and_last_will_update_the_gateway_status(start_collector, broker, migrated):
+    start_collector()
+    status_topic = protocol.topic("gh-a", protocol.STATUS)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-gh-a", protocol=mqtt.MQTTv5)
+    client.will_set(status_topic, protocol.encode_status("offline", version="1.2.3"), qos=1, retain=True)
+    client.connect(broker.host, broker.port)
+    client.publish(status_topic, protocol.encode_status("online", version="1.2.3", epoch=7, backlog=42,
+                                                        ts=1_760_000_000.0), qos=1, retain=True)
+    for _ in range(20):
+        client.loop(0.05)
+
+    def status():
+        with migrated.connect() as conn:
+            return conn.execute("SELECT state, version, epoch, backlog, last_seen IS NOT NULL FROM gateway_status "
+                                "WHERE gateway_id = 'gh-a'").fetchone()
+
+    assert wait_until(status, 10, "the birth") == ("online", "1.2.3", 7, 42, True)
+    client.socket().close()  # the connection drops without DISCONNECT: the broker publishes the last will
+    wait_until(lambda: status()[0] == "offline", 10, "the last will")
+    assert status() == ("offline", "1.2.3", 7, 42, True)
+
+
+def test_a_retained_status_reaches_a_collector_that_starts_later(start_collector, gateways, migrated):
+    gateways("gh-a").publish(protocol.encode_status("online", version="9.9", epoch=3, backlog=0), protocol.STATUS,
+                             retain=True)
+    start_collector()
+    wait_for_rows(migrated, "gateway_status", 1)
+    assert _only(migrated, "SELECT state FROM gateway_status WHERE gateway_id = 'gh-a'") == "online"
+
+
+def test_a_buffer_gap_event_fills_the_gaps_table(start_collector, gateways, migrated):
+    start_collector()
+    gateway = gateways("gh-a")
+    gap = {"stream": "readings", "epoch": 3, "first_seq": 100, "last_seq": 199, "count": 100,
+           "first_ts": 1_760_000_000.0, "last_ts": 1_760_000_990.0}
+    events = [protocol.Event(1, 1_760_100_000.0, "buffer.gap", "buffer", gap),
+              protocol.Event(2, 1_760_100_001.0, "buffer.gap", "buffer", {"note": "no fields"})]
+    gateway.publish(event_batch("gh-a", events, epoch=5), protocol.UP_EVENTS)
+    gateway.publish(event_batch("gh-a", events, epoch=5), protocol.UP_EVENTS)  # a re-send changes nothing
+    wait_until(lambda: len(gateway.acks) == 2, 10, "two acks")
+    with migrated.connect() as conn:
+        gaps = conn.execute("SELECT gateway_id, stream, epoch, first_seq, last_seq, count, "
+                            "extract(epoch FROM first_ts), extract(epoch FROM last_ts), "
+                            "extract(epoch FROM reported_at) FROM gaps").fetchall()
+    assert gaps == [("gh-a", "readings", 3, 100, 199, 100, 1_760_000_000, 1_760_000_990, 1_760_100_000)]
+    assert count(migrated, "SELECT count(*) FROM events") == 2
+
+
+# ------------------------------------------------------------------------------------------------- scale-out
+
+
+def test_two_collectors_in_one_share_group_store_everything_once(start_collector, gateways, migrated):
+    first, second = start_collector("collector-1"), start_collector("collector-2")
+    senders = [gateways(f"gh-{n}") for n in range(4)]
+    for batch in range(25):
+        for gateway in senders:
+            gateway.publish(reading_batch(gateway.gateway_id, first=batch * 40 + 1, count=40))
+    wait_for_rows(migrated, "readings", 4 * 25 * 40)
+    assert reading_keys(migrated) == sorted((g.gateway_id, 1, seq) for g in senders for seq in range(1, 1001))
+    assert first.stats.messages > 0 and second.stats.messages > 0
+    assert first.stats.messages + second.stats.messages == 100
+    wait_until(lambda: sum(len(g.acks) for g in senders) == 100, 10, "an ack for every batch")
+
+
+# ------------------------------------------------------------------------------------------------- failures
+
+
+def test_a_collector_killed_between_commit_and_ack_loses_and_duplicates_nothing(broker, migrated, gateways,
+                                                                                tmp_path):
+    env = collector_env(broker, migrated)
+    crashing = subprocess.Popen([sys.executable, str(ROOT / "tests" / "crashing_collector.py"), EXAMPLE,
+                                 "collector-x"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert crashing.stdout.readline().strip() == "subscribed"
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=100))
+    assert crashing.wait(10) == -signal.SIGKILL
+    assert count(migrated, "SELECT count(*) FROM readings") == 100  # committed...
+    assert gateway.acks == []  # ...but never acknowledged
+    gateway.publish(reading_batch("gh-a", first=101, count=100))  # queued for the dead collector's session
+
+    restarted = subprocess.Popen([sys.executable, "-m", "edge", "dc", "collector", "-c", EXAMPLE,
+                                  "--client-id", "collector-x"], cwd=ROOT, env=env, stderr=subprocess.PIPE,
+                                 text=True)
+    try:
+        wait_until(lambda: sorted(gateway.acked()) == [(1, 1, 100), (1, 101, 200)], 15, "both acks")
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        _, err = restarted.communicate(timeout=15)
+    assert restarted.returncode == 0, err
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 201)]
+    assert "session resumed" in err
+
+
+def test_a_database_outage_delays_acks_but_loses_nothing(start_collector, gateways, migrated):
+    collector = start_collector()
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=10))
+    wait_until(lambda: len(gateway.acks) == 1, 10, "the first ack")
+    with migrated.server.connect() as admin:
+        admin.execute(f"ALTER DATABASE {migrated.name} ALLOW_CONNECTIONS false")
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                      (collector.client_id,))
+        try:
+            gateway.publish(reading_batch("gh-a", first=11, count=10))
+            wait_until(lambda: collector.stats.database_errors >= 3, 10, "the collector to retry a few times")
+            assert gateway.acked() == [(1, 1, 10)]  # nothing acknowledged while the database is away
+        finally:
+            admin.execute(f"ALTER DATABASE {migrated.name} ALLOW_CONNECTIONS true")
+    wait_until(lambda: gateway.acked() == [(1, 1, 10), (1, 11, 20)], 10, "the second ack after the outage")
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
+
+
+def test_the_collector_command_stores_acks_and_stops_cleanly_on_sigterm(broker, migrated, gateways):
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "dc", "collector", "-c", EXAMPLE, "--client-id", "c-t"],
+                            cwd=ROOT, env=collector_env(broker, migrated), stderr=subprocess.PIPE, text=True)
+    try:
+        gateway = gateways("gh-a")
+        wait_until(lambda: "Received SUBSCRIBE from c-t" in broker.log_text(), 15, "the collector to subscribe")
+        gateway.publish(reading_batch("gh-a", first=1, count=10))
+        wait_until(lambda: gateway.acked() == [(1, 1, 10)], 15, "the ack")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "collector c-t stopped: 1 messages in 1 rounds, 10 readings stored" in err

@@ -1,0 +1,50 @@
+"""config/datacenter.example.yaml is valid, shows every option at its default, and reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge.datacenter.config import (BrokerConfig, CollectorConfig, DatabaseConfig, LogConfig,
+                                    load_datacenter_config)
+from edge.errors import ConfigError
+from test_docs import assert_every_field_at_default
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "datacenter.example.yaml"
+ENV = {"EDGE_MQTT_URL": "mqtt://broker.dc.example:1883", "EDGE_DATABASE_URL": "postgresql://edge@db/edge"}
+
+
+def test_the_example_reads_broker_and_database_from_the_environment():
+    config = load_datacenter_config(EXAMPLE, env=ENV)
+    assert (config.mqtt.url, config.database.url) == (ENV["EDGE_MQTT_URL"], ENV["EDGE_DATABASE_URL"])
+
+
+def test_every_option_is_shown_at_its_default():
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    assert_every_field_at_default(BrokerConfig, {**doc["mqtt"], "url": ENV["EDGE_MQTT_URL"]}, "mqtt")
+    assert_every_field_at_default(DatabaseConfig, {**doc["database"], "url": ENV["EDGE_DATABASE_URL"]}, "database")
+    assert_every_field_at_default(CollectorConfig, doc["collector"], "collector")
+    assert_every_field_at_default(LogConfig, doc["log"], "log")
+
+
+def test_an_unset_variable_is_reported_with_file_and_line():
+    with pytest.raises(ConfigError) as caught:
+        load_datacenter_config(EXAMPLE, env={"EDGE_MQTT_URL": ENV["EDGE_MQTT_URL"]})
+    line = next(n for n, text in enumerate(EXAMPLE.read_text().splitlines(), 1) if "${EDGE_DATABASE_URL}" in text)
+    assert caught.value.problems == [
+        f"{EXAMPLE}:{line}: database.url: environment variable EDGE_DATABASE_URL is not set "
+        "(write ${EDGE_DATABASE_URL:-default} for a default)"]
+
+
+def test_bad_urls_and_unknown_keys_are_named(tmp_path):
+    path = tmp_path / "dc.yaml"
+    path.write_text("mqtt:\n  url: http://broker\n  colour: blue\ndatabase:\n  url: mysql://db\n")
+    with pytest.raises(ConfigError) as caught:
+        load_datacenter_config(path, env={})
+    assert caught.value.problems == [
+        f"{path}:2: mqtt.url: invalid broker url 'http://broker': use mqtt://host:1883 or mqtts://host:8883",
+        f"{path}:3: mqtt.colour: unknown key",
+        f"{path}:5: database.url: the database url must start with postgresql://",
+    ]

@@ -1,0 +1,232 @@
+"""The gateway's uplink against a real Mosquitto, with a stand-in data center that acks what it "commits".
+
+(The real collector and PostgreSQL are in tests/test_end_to_end.py; here the data center is a paho client in the
+test, so that acks can be withheld, delayed or counted.)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from conftest import wait_until
+from edge import protocol
+from edge.gateway.buffer import Buffer, NewReading
+from edge.gateway.clock import Clock
+from edge.gateway.sync import Sync, SyncConfig
+
+GW = "gh-sync"
+
+pytestmark = pytest.mark.slow
+
+
+class StandInDataCenter:
+    """Subscribes to a gateway's uplink, records what it receives, and acks it (unless told not to)."""
+
+    def __init__(self, broker, ack: bool = True):
+        self.ack = ack
+        self.readings: dict[tuple[int, int], protocol.Reading] = {}
+        self.received: list[tuple[int, int]] = []
+        self.events: list[protocol.Event] = []
+        self.status: list[dict] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="stand-in-dc", protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_: self.connected.set()
+        self.client.reconnect_delay_set(0.2, 1)
+        self.connected = threading.Event()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.connected.wait(10)
+
+    def _on_connect(self, client, _userdata, _flags, _reason, _properties) -> None:
+        client.subscribe([(f"greenhouse/v1/{GW}/up/#", 1), (f"greenhouse/v1/{GW}/status", 1)])
+
+    def _on_message(self, client, _userdata, message) -> None:
+        _, leaf = protocol.parse_topic(message.topic)
+        with self.lock:
+            if leaf == protocol.STATUS:
+                self.status.append(protocol.decode_status(message.payload))
+                return
+            if leaf == protocol.UP_READINGS:
+                batch = protocol.decode_readings(message.payload)
+                for r in batch.readings:
+                    self.received.append((batch.epoch, r.seq))
+                    self.readings[(batch.epoch, r.seq)] = r
+                ack = protocol.Ack("readings", batch.epoch, tuple(batch.ranges()))
+            else:
+                batch = protocol.decode_events(message.payload)
+                self.events.extend(batch.events)
+                ack = protocol.Ack("events", batch.epoch, tuple(batch.ranges()))
+        if self.ack:
+            client.publish(protocol.topic(GW, protocol.DOWN_ACK), protocol.encode_ack(ack), qos=1)
+
+    def command(self, command: protocol.Command) -> None:
+        self.client.publish(protocol.topic(GW, protocol.DOWN_CMD), protocol.encode_command(command), qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def buffer(tmp_path):
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=time.time(), boot_id="b")
+    yield buffer
+    buffer.close()
+
+
+@pytest.fixture
+def data_center(broker):
+    dc = StandInDataCenter(broker)
+    yield dc
+    dc.close()
+
+
+@pytest.fixture
+def make_sync(buffer):
+    started = []
+
+    def make(broker, **settings) -> Sync:
+        config = SyncConfig(url=broker.url, interval="1s", reconnect_min="1s", reconnect_max="2s", **settings)
+        sync = Sync(config, GW, buffer, Clock("synced"), on_command=settings_command)
+        started.append(sync)
+        sync.start()
+        return sync
+
+    yield make
+    for sync in started:
+        sync.stop()
+
+
+def settings_command(command):
+    if command.args.get("fail"):
+        raise ValueError("refused: interlock with heater-1")
+    return {"actuator": command.args.get("actuator"), "state": "on"}
+
+
+def append(buffer, n: int, start: int = 0) -> None:
+    now = time.time()
+    buffer.append_readings([NewReading(now + i / 1000, f"s{(start + i) % 7}", "temperature", 20 + (start + i) % 50 / 10,
+                                       "°C") for i in range(n)])
+
+
+def pending(buffer) -> int:
+    return buffer.counts()["pending"]
+
+
+def test_readings_leave_pending_only_when_the_data_center_acks(buffer, broker, data_center, make_sync):
+    append(buffer, 2500)
+    make_sync(broker, batch_size=1000)
+    wait_until(lambda: pending(buffer) == 0, what="every reading acknowledged")
+    assert sorted(data_center.readings) == [(1, seq) for seq in range(1, 2501)]
+    assert data_center.readings[(1, 1)].value == 20.0
+
+
+def test_no_ack_means_nothing_leaves_and_the_batch_is_sent_again(buffer, broker, make_sync):
+    silent = StandInDataCenter(broker, ack=False)
+    try:
+        append(buffer, 10)
+        make_sync(broker, ack_timeout="2s")
+        wait_until(lambda: silent.received.count((1, 1)) >= 2, what="a re-send after the ack timeout")
+        assert pending(buffer) == 10  # a broker PUBACK is not an ack
+        silent.ack = True
+        wait_until(lambda: pending(buffer) == 0, what="the ack of a re-sent batch")
+    finally:
+        silent.close()
+
+
+def test_a_broker_killed_mid_stream_loses_nothing(buffer, broker, data_center, make_sync):
+    append(buffer, 3000)
+    make_sync(broker, batch_size=200, backlog_rate=2000)
+    wait_until(lambda: 0 < pending(buffer) < 3000, what="the drain to be under way")
+    broker.kill()
+    append(buffer, 500, start=3000)  # readings keep coming while the broker is down
+    time.sleep(1.5)
+    broker.start()
+    wait_until(lambda: pending(buffer) == 0, timeout=60, what="the backlog to drain after the broker restart")
+    assert set(data_center.readings) == {(1, seq) for seq in range(1, 3501)}
+
+
+def test_live_readings_are_not_starved_by_a_long_backlog(buffer, broker, data_center, make_sync):
+    append(buffer, 20_000)  # a long outage's worth
+    make_sync(broker, batch_size=500, backlog_rate=1000)  # the backlog drains at 1000 readings/s at most
+    wait_until(lambda: len(data_center.readings) > 0, what="the backlog to start")
+    append(buffer, 1, start=20_000)  # a fresh reading
+    began = time.monotonic()
+    wait_until(lambda: (1, 20_001) in data_center.readings, timeout=10, what="the fresh reading")
+    assert time.monotonic() - began < 5
+    assert len(data_center.readings) < 20_000  # it did not wait for the backlog
+
+
+def test_events_are_delivered_and_acked_too(buffer, broker, data_center, make_sync):
+    buffer.append_event("actuator.change", "fan", {"value": 1.0, "reason": "rule:cooling"}, ts=time.time())
+    make_sync(broker)
+    wait_until(lambda: buffer.counts("events")["pending"] == 0, what="the event acknowledged")
+    [event] = [e for e in data_center.events if e.kind == "actuator.change"]
+    assert event.data == {"value": 1.0, "reason": "rule:cooling"} and event.source == "fan"
+
+
+def test_the_gateway_announces_itself_and_its_backlog(buffer, broker, data_center, make_sync):
+    make_sync(broker)
+    wait_until(lambda: data_center.status, what="the birth message")
+    birth = data_center.status[0]
+    assert birth["state"] == "online" and birth["epoch"] == 1 and "backlog" in birth
+
+
+def results(buffer) -> list[dict]:
+    return [json.loads(e["data"]) for e in buffer.events() if e["kind"] == "command.result"]
+
+
+def test_commands_are_answered_once_and_replays_are_refused(buffer, broker, data_center, make_sync):
+    make_sync(broker)
+    wait_until(lambda: data_center.status, what="the gateway to connect")
+    now = time.time()
+    data_center.command(protocol.Command("c-1", now, "ping", {}))
+    data_center.command(protocol.Command("c-2", now, "actuate", {"actuator": "pump-1", "action": "on", "for": 60}))
+    data_center.command(protocol.Command("c-2", now, "actuate", {"actuator": "pump-1", "action": "on", "for": 60}))
+    data_center.command(protocol.Command("c-3", now - 3600, "ping", {}))
+    data_center.command(protocol.Command("c-4", now, "actuate", {"actuator": "fan", "fail": True}))
+    wait_until(lambda: len(results(buffer)) == 5, what="five command results")
+    by_id = [(r["id"], r["ok"], r.get("error")) for r in results(buffer)]
+    assert by_id[0][:2] == ("c-1", True)
+    assert by_id[1] == ("c-2", True, None)
+    assert by_id[2] == ("c-2", False, "command c-2 was already received")
+    assert by_id[3][:2] == ("c-3", False) and by_id[3][2].startswith("command expired: issued 3600s ago")
+    assert by_id[4] == ("c-4", False, "refused: interlock with heater-1")
+    wait_until(lambda: {e.data.get("id") for e in data_center.events if e.kind == "command.result"}
+               >= {"c-1", "c-2", "c-3", "c-4"}, what="the results to reach the data center")
+
+
+def test_a_malformed_command_is_refused_and_the_link_carries_on(buffer, broker, data_center, make_sync):
+    make_sync(broker)
+    wait_until(lambda: data_center.status, what="the gateway to connect")
+    data_center.client.publish(protocol.topic(GW, protocol.DOWN_CMD), b"GH\x01Cgarbage", qos=1)
+    data_center.client.publish(protocol.topic(GW, protocol.DOWN_ACK), b"\x00\x01", qos=1)
+    wait_until(lambda: results(buffer), what="the refusal")
+    assert results(buffer)[0]["ok"] is False and "corrupt payload" in results(buffer)[0]["error"]
+    append(buffer, 5)
+    wait_until(lambda: pending(buffer) == 0, what="sync to carry on")
+
+
+def test_without_a_broker_url_the_gateway_only_buffers(buffer):
+    sync = Sync(SyncConfig(url=""), GW, buffer, Clock("synced"))
+    sync.start()
+    append(buffer, 3)
+    sync.stop()
+    assert pending(buffer) == 3
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://broker:1883", "invalid broker url"),
+    ("mqtt://", "invalid broker url"),
+    ("mqtt://host:99999", "bad port"),
+])
+def test_bad_broker_urls_are_refused_by_the_config(url, message):
+    with pytest.raises(ValueError, match=message):
+        SyncConfig(url=url)
