@@ -89,12 +89,23 @@ def run(config_path: str | None, duration: float | None, log_level: str | None) 
 
     Example: edge run -c config/demo.yaml --for 1m
     """
+    import signal
+    import threading
+
+    stopping = threading.Event()  # a SIGTERM while the daemon loads still stops it cleanly, not half-started
+
+    def early_stop(signum, _frame):
+        stopping.reason = signal.Signals(signum).name
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, early_stop)
     from edge.gateway.daemon import Daemon
 
     config = _load(config_path)
     _setup_logging(log_level or config.log.level)
     try:
-        sys.exit(Daemon(config).run(duration))
+        sys.exit(Daemon(config, stopping=stopping).run(duration))
     except EdgeError as exc:
         logging.getLogger("edge").error("%s", exc)
         sys.exit(1)
@@ -440,5 +451,7 @@ def collector(config_path: str, client_id: str | None, log_level: str | None) ->
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(0.5) and running.running:
+        pass
     running.stop()
+    sys.exit(1 if running.failure else 0)

@@ -152,7 +152,8 @@ class Broker:
             f"max_queued_messages {self.max_queued_messages}",
             "log_dest stderr",
             "log_type all",
-            f"user {pwd.getpwuid(os.geteuid()).pw_name}",  # as root: stay root, so the private files stay readable; else ignored
+            # as root, stay root (the private files stay readable); as anyone else, ignored
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
         ]
         if self.acl:
             lines += [f"password_file {self._password_file()}", f"acl_file {PROJECT_BROKER_CONFIG / 'acl'}"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from alerts_kit import BOSS, MORNING, OWNER, OWNER_E164, STRANGER, Greenhouse
 from edge.gateway.alerts.transports.kavenegar import KavenegarTransport
 from edge.gateway.alerts.transports.modem import ModemTransport
 from edge.gateway.alerts.transports.modem_sim import SimulatedModem
+from sms_fakes import KEY, unreachable
 
 HOT = "- {id: hot, type: above, input: {sensor: air, quantity: temperature}, threshold: 40, clear: 38, for: 5m}\n"
 HOT_CRITICAL = ("- {id: hot, type: above, input: {sensor: air, quantity: temperature}, threshold: 40, clear: 38, "
@@ -84,9 +84,8 @@ def test_link_down_with_twenty_stale_sensors_yields_one_sms_over_the_modem(tmp_p
     sensors = "sensors:\n" + "".join(
         f"  - {{id: s{i:02d}, type: simulated, measures: [temperature], interval: 10s}}\n" for i in range(20))
     rules = "- {id: silent, type: stale}\n- {id: link, type: link_down, after: 5m, severity: critical}\n"
-    unreachable = httpx.MockTransport(lambda request: (_ for _ in ()).throw(httpx.ConnectError("unreachable")))
     with SimulatedModem() as modem:
-        kavenegar = KavenegarTransport("KEY", "2000660110", http=unreachable)
+        kavenegar = KavenegarTransport(KEY, "2000660110", http=unreachable())
         gh = greenhouses(tmp_path, rules, sensors=sensors,
                          transports=[kavenegar, ModemTransport(modem.port, timeout=2)])
         everyone = {f"s{i:02d}_temperature": 21.0 for i in range(20)}
@@ -251,3 +250,14 @@ def test_link_alerts_never_fire_until_someone_reports_the_link(tmp_path, greenho
     gh = greenhouses(tmp_path, "- {id: link, type: link_down, after: 1m}\n")
     gh.run(minutes=30)
     assert gh.texts() == []
+
+
+def test_a_rule_removed_from_the_config_stops_repeating(tmp_path, greenhouses):
+    gh = greenhouses(tmp_path, HOT_CRITICAL + DRY)
+    gh.run(minutes=2, air_temperature=41)
+    gh.config = gh.config.model_copy(update={"alerts": gh.config.alerts.model_copy(
+        update={"rules": gh.config.alerts.rules[1:]})})
+    gh.restart()
+    gh.run(minutes=120, air_temperature=41)
+    assert len(gh.texts()) == 1
+    assert gh.service.engine.store.open_incidents() == []

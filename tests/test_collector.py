@@ -284,6 +284,26 @@ def test_a_collector_killed_between_commit_and_ack_loses_and_duplicates_nothing(
     assert "session resumed" in err
 
 
+def test_a_failing_writer_ends_the_collector_without_acking_and_a_restart_resumes(broker, migrated, gateways):
+    def bug() -> None:
+        raise RuntimeError("a bug between commit and ack")
+
+    config = datacenter_config(broker, migrated)
+    failing = Collector(config, client_id="collector-f", after_commit=bug).start()
+    assert failing.subscribed.wait(10)
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=10))
+    wait_until(lambda: not failing.running, 10, "the writer to end")
+    failing.stop()
+    assert isinstance(failing.failure, RuntimeError) and gateway.acks == []
+    restarted = Collector(config, client_id="collector-f").start()
+    try:
+        wait_until(lambda: gateway.acked() == [(1, 1, 10)], 10, "the ack after the restart")
+    finally:
+        restarted.stop()
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 11)]
+
+
 def test_a_database_outage_delays_acks_but_loses_nothing(start_collector, gateways, migrated):
     collector = start_collector()
     gateway = gateways("gh-a")
@@ -303,9 +323,11 @@ def test_a_database_outage_delays_acks_but_loses_nothing(start_collector, gatewa
     assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
 
 
-def test_the_collector_command_stores_acks_and_stops_cleanly_on_sigterm(broker, migrated, gateways):
+def test_the_collector_command_stores_acks_and_stops_cleanly_on_sigterm_without_logging_secrets(broker, migrated, gateways):
+    env = collector_env(broker, migrated)
+    env["EDGE_DATABASE_URL"] = migrated.url.replace("postgres@", "postgres:s3cret-pw@")  # trust auth ignores it
     proc = subprocess.Popen([sys.executable, "-m", "edge", "dc", "collector", "-c", EXAMPLE, "--client-id", "c-t"],
-                            cwd=ROOT, env=collector_env(broker, migrated), stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
         gateway = gateways("gh-a")
         wait_until(lambda: "Received SUBSCRIBE from c-t" in broker.log_text(), 15, "the collector to subscribe")
@@ -316,3 +338,4 @@ def test_the_collector_command_stores_acks_and_stops_cleanly_on_sigterm(broker, 
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert "collector c-t stopped: 1 messages in 1 rounds, 10 readings stored" in err
+    assert "s3cret-pw" not in err

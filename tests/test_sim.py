@@ -296,7 +296,7 @@ def test_spike_is_one_wild_value_then_normal_readings():
     assert all(plausible(sample) for sample in sensor.read())
 
 
-@pytest.mark.parametrize("kind", FAULT_KINDS)
+@pytest.mark.parametrize("kind", [kind for kind in FAULT_KINDS if kind != "hang"])  # hang: tests/test_watchdog.py
 def test_read_never_raises_under_any_fault(kind):
     clock = FakeClock(local("2025-07-15T09:00"))
     model = greenhouse(clock)

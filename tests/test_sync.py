@@ -120,9 +120,10 @@ def pending(buffer) -> int:
     return buffer.counts()["pending"]
 
 
-def test_readings_leave_pending_only_when_the_data_center_acks(buffer, broker, data_center, make_sync):
+@pytest.mark.parametrize("version", ["mqttv5", "mqttv311"])
+def test_readings_leave_pending_only_when_the_data_center_acks(buffer, broker, data_center, make_sync, version):
     append(buffer, 2500)
-    make_sync(broker, batch_size=1000)
+    make_sync(broker, batch_size=1000, mqtt_version=version)
     wait_until(lambda: pending(buffer) == 0, what="every reading acknowledged")
     assert sorted(data_center.readings) == [(1, seq) for seq in range(1, 2501)]
     assert data_center.readings[(1, 1)].value == 20.0

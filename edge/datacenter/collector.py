@@ -159,6 +159,7 @@ class Collector:
         self.stats = Stats()
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # set once the broker confirmed the subscriptions
+        self.failure: Exception | None = None
         self._stop = threading.Event()
         self._store: Store | None = None
         self._client = _make_client(config.mqtt, self.client_id)
@@ -166,6 +167,7 @@ class Collector:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_connect_fail = self._on_connect_fail
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
 
     # ------------------------------------------------------------------------------------------------ lifecycle
@@ -187,8 +189,6 @@ class Collector:
         self._stop.set()
         if self._writer.is_alive():
             self._writer.join(timeout)
-        # paho's network thread logs "Client is not connected" once after our own disconnect: not news
-        _paho_logger(self.client_id).setLevel(logging.CRITICAL)
         self._client.disconnect()
         self._client.loop_stop()
         self._close_store()
@@ -209,6 +209,10 @@ class Collector:
                           (STATUS, SubscribeOptions(qos=1, retainHandling=1))])
         self.connected.set()
         log.info("connected to the broker (session %s)", "resumed" if flags.session_present else "new")
+
+    def _on_connect_fail(self, _client, _userdata) -> None:
+        parts = urlsplit(self.config.mqtt.url)
+        log.warning("cannot reach the broker at %s:%s; retrying", parts.hostname, parts.port or 1883)
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties=None) -> None:
         failed = [str(code) for code in reason_codes if code.is_failure]
@@ -245,8 +249,16 @@ class Collector:
                 if time.monotonic() >= next_report:
                     log.info("collector: %s", self._summary())
                     next_report = time.monotonic() + _REPORT_EVERY
+        except Exception as exc:  # a bug, not input: end loudly so systemd restarts us; nothing unsaved was acked
+            log.exception("collector: the writer failed; exiting so that a restart resumes the session")
+            self.failure = exc
         finally:
             self._close_store()
+
+    @property
+    def running(self) -> bool:
+        """False once the writer thread has ended (after stop(), or on a failure: see ``failure``)."""
+        return self._writer.is_alive()
 
     def _take(self) -> list[Incoming]:
         """Up to batch_messages messages: the first one that comes, then whatever follows within batch_wait."""
@@ -353,8 +365,10 @@ def _make_client(mqtt: BrokerConfig, client_id: str):
 
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
                          manual_ack=True)
-    client.enable_logger(_paho_logger(client_id))
-    _paho_logger(client_id).setLevel(logging.WARNING)
+    paho_log = logging.getLogger("edge.datacenter.paho")
+    paho_log.setLevel(logging.WARNING)
+    paho_log.addFilter(_not_news)
+    client.enable_logger(paho_log)
     client.reconnect_delay_set(int(max(1, mqtt.reconnect_min)), int(max(1, mqtt.reconnect_max)))
     if mqtt.username:
         password = Path(mqtt.password_file).read_text().strip() if mqtt.password_file else None
@@ -364,8 +378,10 @@ def _make_client(mqtt: BrokerConfig, client_id: str):
     return client
 
 
-def _paho_logger(client_id: str) -> logging.Logger:
-    return logging.getLogger(f"edge.datacenter.paho.{client_id}")
+def _not_news(record: logging.LogRecord) -> bool:
+    """paho 2.2's network thread logs "Client is not connected" as an ERROR after every failed connection attempt
+    and after our own disconnect; the collector says what happened in its own words."""
+    return not str(record.msg).startswith("Client is not connected")
 
 
 def _connect_properties(mqtt: BrokerConfig):

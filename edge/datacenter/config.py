@@ -69,7 +69,7 @@ class DatabaseConfig(_Strict):
 
 
 class CollectorConfig(_Strict):
-    batch_messages: int = Field(default=200, ge=1, description="MQTT messages written in one transaction at most")
+    batch_messages: int = Field(default=50, ge=1, description="MQTT messages written in one transaction at most")
     batch_wait: Duration = Field(default=0.1, description="how long to gather messages before writing")
 
 

@@ -115,6 +115,7 @@ MIGRATIONS = [
 def migrate(conn: psycopg.Connection, migrations: Iterable[Migration] = MIGRATIONS) -> list[int]:
     """Apply the migrations this database lacks, in order, each in its own transaction; return their versions."""
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))  # CREATE ... IF NOT EXISTS races
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
                      "applied_at timestamptz NOT NULL DEFAULT now())")
     applied = []

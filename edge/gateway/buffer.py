@@ -403,6 +403,24 @@ class Buffer:
                 ).rowcount
         return deleted
 
+    def write_problem(self, timeout: float = 2.0) -> str | None:
+        """``None`` if a write transaction can start on the file now, else why not (for the systemd watchdog).
+
+        ``BEGIN IMMEDIATE; ROLLBACK`` on a connection of its own: it takes SQLite's write lock and writes nothing, so
+        it is cheap, and it fails on a file another process keeps locked, a file system remounted read-only after SD
+        card errors, or a file that was deleted (``mode=rw`` never creates one)."""
+        try:
+            conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", uri=True, timeout=timeout,
+                                   isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return str(exc)
+        return None
+
     # ------------------------------------------------------------------------------------------------ disk budget
 
     def used_bytes(self) -> int:
@@ -422,15 +440,15 @@ class Buffer:
         if self.used_bytes() <= max_bytes:
             return gaps
         with self._write_lock:
-            while self._checkpointed_size() > target:
+            while (excess := self._excess_rows(target, chunk)) > 0:
                 deleted = self.db.execute(
                     "DELETE FROM readings WHERE (epoch, seq) IN "
-                    "(SELECT epoch, seq FROM readings WHERE acked = 1 ORDER BY epoch, seq LIMIT ?)", (chunk,)
+                    "(SELECT epoch, seq FROM readings WHERE acked = 1 ORDER BY epoch, seq LIMIT ?)", (excess,)
                 ).rowcount
                 if deleted == 0:
                     break
-            while self._checkpointed_size() > target:
-                dropped = self._drop_oldest_pending(chunk, now)
+            while (excess := self._excess_rows(target, chunk)) > 0:
+                dropped = self._drop_oldest_pending(excess, now)
                 if not dropped:
                     break
                 gaps.extend(dropped)
@@ -439,10 +457,16 @@ class Buffer:
                       max_bytes, gap["first_seq"], gap["last_seq"], gap["epoch"], gap["count"])
         return gaps
 
-    def _checkpointed_size(self) -> int:
-        """Used bytes after moving the write-ahead log into the file (deletions grow the log until then)."""
+    def _excess_rows(self, target: int, most: int) -> int:
+        """About how many readings must go to bring the file down to ``target`` bytes (0 if it is there), at most
+        ``most`` at a time. Measured after moving the write-ahead log into the file (deletions grow the log)."""
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return self.used_bytes()
+        excess = self.used_bytes() - target
+        if excess <= 0:
+            return 0
+        rows = self.db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+        per_row = max(1, self.used_bytes() // max(rows, 1))
+        return min(most, max(100, excess // per_row + 1))
 
     def _drop_oldest_pending(self, chunk: int, now: float) -> list[dict[str, Any]]:
         from edge.protocol import seq_ranges

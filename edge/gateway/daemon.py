@@ -8,6 +8,7 @@ scheduler finishes its running jobs, outputs go to their safe state and the buff
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from datetime import datetime, timezone
@@ -28,13 +29,15 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL = 3600.0
 BUDGET_INTERVAL = 60.0
+#: Seconds a job may be late, beyond twice its interval, before the watchdog calls the daemon unhealthy.
+WATCHDOG_GRACE = 1.0
 
 
 class Daemon:
-    def __init__(self, config: GatewayConfig, clock: Clock | None = None):
+    def __init__(self, config: GatewayConfig, clock: Clock | None = None, stopping: threading.Event | None = None):
         self.config = config
         self.clock = clock or Clock(config.clock.trust)
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()  # may already be set by a signal that came during start-up
         self.buffer: Buffer | None = None
         self.hardware: Hardware | None = None
         self.sampler: Sampler | None = None
@@ -43,6 +46,9 @@ class Daemon:
         self.sync: Sync | None = None
         self.alerts = None  # edge.gateway.alerts.service.AlertService
         self.scheduler = None
+        self._control_ran = 0.0  # monotonic time the control job last finished
+        self._status = "starting"  # systemd's STATUS= line while healthy
+        self._unhealthy = False
 
     # ----------------------------------------------------------------------------------------------- lifecycle
 
@@ -74,11 +80,13 @@ class Daemon:
         self.sampler.schedule(self.scheduler)
         self.scheduler.add_job(self.maintain, "interval", seconds=MAINTENANCE_INTERVAL, id="maintenance",
                                next_run_time=datetime.now(timezone.utc), coalesce=True, max_instances=1)
-        self.scheduler.add_job(self.supervisor.evaluate, "interval", seconds=cfg.control.interval, id="control",
+        self._control_ran = self.clock.monotonic()
+        self.scheduler.add_job(self.control, "interval", seconds=cfg.control.interval, id="control",
                                coalesce=True, max_instances=1)
         ping = watchdog_interval()
-        if ping:
-            self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog", coalesce=True)
+        if ping:  # late rather than skipped when every worker is busy; a hung scheduler sends nothing at all
+            self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog", coalesce=True,
+                                   max_instances=1, misfire_grace_time=max(1, int(ping)))
         self.scheduler.add_job(self.enforce_budget, "interval", seconds=BUDGET_INTERVAL, id="budget",
                                coalesce=True, max_instances=1)
         for job, seconds, job_id in self.alerts.jobs():
@@ -93,7 +101,8 @@ class Daemon:
         log.info("gateway %s started: epoch %d, %d sensors, %d actuators, %s backend, buffer %s",
                  cfg.gateway.id, report.epoch, len(cfg.sensors), len(cfg.actuators), cfg.hardware.backend,
                  cfg.buffer.path)
-        sd_notify(f"READY=1\nSTATUS=epoch {report.epoch}, sampling {len(cfg.sensors)} sensors")
+        self._status = f"epoch {report.epoch}, sampling {len(cfg.sensors)} sensors"
+        sd_notify(f"READY=1\nSTATUS={self._status}")
 
     def stop(self, reason: str) -> None:
         if self.scheduler is not None and self.scheduler.get_job("watchdog"):
@@ -122,7 +131,7 @@ class Daemon:
 
     def run(self, duration: float | None = None) -> int:
         """Run in the foreground until SIGTERM/SIGINT or until ``duration`` seconds have passed."""
-        reason = {"value": "duration elapsed"}
+        reason = {"value": getattr(self.stopping, "reason", "duration elapsed")}
 
         def on_signal(signum, _frame):
             reason["value"] = signal.Signals(signum).name
@@ -167,9 +176,37 @@ class Daemon:
         return self.supervisor.command(str(args.get("actuator")), str(args.get("action")), args.get("for"),
                                        f"remote:{command.id}")
 
+    def control(self) -> None:
+        """Every control.interval: schedules, rules and safety limits (max_on needs this to keep running)."""
+        self.supervisor.evaluate()
+        self._control_ran = self.clock.monotonic()
+
+    def health(self) -> list[str]:
+        """What keeps the daemon from being healthy; empty while it is. The scheduler's liveness needs no check
+        here: this runs in a scheduler job, so a dead or wedged scheduler sends no ping at all."""
+        problems = [f"sampling every {interval:g}s: " + ("no round completed yet" if age == math.inf
+                                                         else f"last round completed {age:.0f}s ago")
+                    for interval, age in self.sampler.stale(WATCHDOG_GRACE).items()]
+        control_age = self.clock.monotonic() - self._control_ran
+        if control_age > 2 * self.config.control.interval + WATCHDOG_GRACE:
+            problems.append(f"control (schedules, rules, safety limits): last evaluated {control_age:.0f}s ago")
+        problem = self.buffer.write_problem()
+        if problem:
+            problems.append(f"the buffer does not accept writes ({problem})")
+        return problems
+
     def watchdog(self) -> None:
-        """Ping systemd's watchdog only while every sampling group keeps its pace."""
-        if self.sampler.healthy():
+        """Ping systemd's watchdog only while healthy, so that a hung daemon is restarted (and its outputs made safe
+        by the unit's ExecStopPost) instead of sitting there."""
+        problems = self.health()
+        if not problems:
+            if self._unhealthy:
+                log.warning("healthy again; the watchdog is fed")
+                self._unhealthy = False
+                sd_notify(f"STATUS={self._status}")
             sd_notify("WATCHDOG=1")
-        else:
-            log.warning("sampling has stalled; withholding the watchdog ping so systemd restarts the daemon")
+            return
+        log.error("unhealthy, withholding the watchdog ping so systemd restarts the daemon: %s", "; ".join(problems))
+        if not self._unhealthy:
+            self._unhealthy = True
+            sd_notify(f"STATUS=unhealthy: {'; '.join(problems)}")

@@ -93,7 +93,7 @@ def _context(config: Any, clock: Any, host: Host) -> HardwareContext:
 
         simulation = GreenhouseModel(config.hardware.simulation, clock, latitude=config.gateway.latitude,
                                      longitude=config.gateway.longitude)
-    pin_factory = hardware._pin_factory(config.hardware.backend, config.hardware.pin_factory)
+    pin_factory = hardware.pin_factory_for(config.hardware.backend, config.hardware.pin_factory)
     return HardwareContext(clock=clock, pin_factory=pin_factory, simulation=simulation, extras={"host": host})
 
 

@@ -123,7 +123,13 @@ class Sampler:
         self.buffer.append_event("clock.synced", "clock", {"corrected_readings": fixed}, ts=self.clock.time())
         log.info("wall clock synced; corrected the timestamps of %d readings taken before", fixed)
 
+    def stale(self, grace: float = 1.0) -> dict[float, float]:
+        """The groups that have not completed a round within twice their interval: interval -> seconds since their
+        last round (``inf`` before the first). For the systemd watchdog."""
+        now = self.clock.monotonic()
+        ages = {interval: now - self.last_round.get(interval, -math.inf) for interval in sorted(self.groups)}
+        return {interval: age for interval, age in ages.items() if age > 2 * interval + grace}
+
     def healthy(self, grace: float = 1.0) -> bool:
         """True while every group has completed a round within twice its interval (for the systemd watchdog)."""
-        now = self.clock.monotonic()
-        return all(now - self.last_round.get(interval, -math.inf) <= 2 * interval + grace for interval in self.groups)
+        return not self.stale(grace)

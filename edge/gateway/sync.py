@@ -237,7 +237,9 @@ class Sync:
         self._link_changed(True)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties=None) -> None:
-        if self.connected:
+        if self._stop.is_set():
+            self.connected = False  # our own goodbye
+        elif self.connected:
             self._lost(f"disconnected: {reason_code}")
 
     def _on_message(self, _client, _userdata, message) -> None:
@@ -451,7 +453,7 @@ def _event(row: dict[str, Any]) -> protocol.Event:
 
 def _close(client) -> None:
     """Drop a client's connection without waiting for anything (a new client is made for the next attempt)."""
-    if client is None:
+    if client is None or not client.is_connected():
         return
     try:
         client.disconnect()

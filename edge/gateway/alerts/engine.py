@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.gateway.alerts.conditions import (ACKED, FIRING, OK, RESOLVED, STALE, STALE_INTERVALS, SensorInfo,
-                                            Transition, Watch, buffer_level, clock_level, fault_level, link_level,
-                                            rate_change, rate_level, stale_level, step, threshold_level)
+from edge.gateway.alerts.conditions import (ACKED, FIRING, OK, RESOLVED, STALE, STALE_INTERVALS,
+                                            SensorInfo, Transition, Watch, buffer_level, clock_level, fault_level,
+                                            link_level, rate_change, rate_level, stale_level, step,
+                                            threshold_level)
 from edge.gateway.alerts.messages import Fact, Item, Reading, Style, compose, compose_status, parse_reply
 from edge.gateway.alerts.numbers import canonical, masked
 from edge.gateway.alerts.outbox import Outbox
@@ -104,6 +105,17 @@ class Engine:
                                   if w.kind == "stale" and w.sensor and w.stale_limit})
         self._rate_inputs = {(w.sensor, w.quantity): w.window or 0.0 for w in self.watches if w.kind == "rate"}
         self.tracks: dict[str, TrackRow] = store.tracks()
+        self._forget_removed(now)
+
+    def _forget_removed(self, now: float) -> None:
+        """Alerts whose rule left the config: their open incidents close quietly (no repeats for ever)."""
+        current = {w.key for w in self.watches}
+        for key in [k for k in self.tracks if k not in current]:
+            track = self.tracks.pop(key)
+            with self.buffer.transaction() as db:
+                if track.incident_id is not None:
+                    self._resolve(db, track.incident_id, None, now, quietly=True)
+                self.store.delete_track(db, key)
 
     # ================================================================================================= inputs
 
@@ -127,10 +139,11 @@ class Engine:
     def observe_event(self, kind: str, source: str, data: Mapping[str, Any] | None = None,
                       now: float | None = None) -> None:
         with self._lock:
-            now = self.clock.time() if now is None else now
+            at = self.clock.time() if now is None else now  # when it happened (an event read from the buffer)
+            now = max(at, self.clock.time())
             data = data or {}
             if kind == "actuator.change" and isinstance(data.get("value"), (int, float)):
-                self._note_actuator(source, float(data["value"]) > 0, now)
+                self._note_actuator(source, float(data["value"]) > 0, at)
             elif kind == "sms.no_credit":
                 self.world.no_credit[source] = True
             elif kind == "sms.sent":
@@ -141,6 +154,7 @@ class Engine:
             self._dispatch(now)
 
     def tick(self, now: float | None = None) -> None:
+        """Time-based work: for-durations ending, stale inputs, repeats, escalation, quiet hours, caps freeing."""
         with self._lock:
             now = self.clock.time() if now is None else now
             self.world.synced = self.clock.is_synced()
@@ -353,6 +367,7 @@ class Engine:
             local_id = self.outbox.enqueue(db, recipient=person.name, number=person.key, text=text, critical=False,
                                            now=now)
             self.store.add_message(db, person.key, now, "status", local_id, segment_count(text), ())
+        self.outbox.wake(now)
 
     # =============================================================================================== dispatch
 
@@ -415,6 +430,7 @@ class Engine:
             self.buffer.append_event("alert.message", "alerts", {
                 "to": person.name, "codes": sorted({r["code"] for r in sent}), "header": decision.header,
                 "local_id": local_id, "segments": segment_count(text)}, ts=now)
+        self.outbox.wake(now)
         log.info("alert message to %s queued (%s, codes %s)", person.name, decision.header,
                  ", ".join(sorted({r["code"] for r in sent})))
 
@@ -427,9 +443,3 @@ class Engine:
             incident["acked_ts"] is None
         self.store.update_incident(db, incident_id, notified_ts=now,
                                    next_repeat_ts=now + repeat_gap(self.settings.repeat, 0) if repeat else None)
-
-    # ================================================================================================ queries
-
-    def active(self) -> list[dict[str, Any]]:
-        """Open incidents, for status displays."""
-        return self.store.open_incidents()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -369,10 +369,6 @@ def compose_status(readings: Sequence[Reading], active: Sequence[Fact], style: S
 def compose_test(transport: str, style: Style) -> str:
     return _WORDS[style.language]["test"].format(gh=style.greenhouse, transport=transport,
                                                  time=local_time(style.now, style))
-
-
-def with_now(style: Style, now: float) -> Style:
-    return replace(style, now=now)
 
 
 _STATUS_WORDS = re.compile(r"^\s*(وضعیت|وضعيت|status)\s*[.!؟?]?\s*$", re.IGNORECASE)

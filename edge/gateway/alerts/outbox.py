@@ -15,7 +15,9 @@ the outbox prefers a possible duplicate to silence and fails over. Every attempt
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -103,8 +105,13 @@ class Outbox:
         self.same_provider_for, self.expire_after = same_provider_for, expire_after
         self.batch = batch
         self.link_up = True
+        self.on_wake: Callable[[], None] | None = None
         self._local_ids = local_ids
+        self._flushing = threading.Lock()
+        self._hint = threading.Lock()
+        self._wakes = 0
         buffer.migrate(COMPONENT, MIGRATIONS)
+        self._next_due = self._earliest_due()  # lets the frequent outbox job skip SQLite while nothing is due
 
     def set_link(self, up: bool) -> None:
         self.link_up = up
@@ -112,7 +119,8 @@ class Outbox:
     # ------------------------------------------------------------------------------------------------ queueing
 
     def enqueue(self, db: Any, *, recipient: str, number: str, text: str, critical: bool, now: float) -> str:
-        """Queue one SMS inside the caller's open transaction (``buffer.transaction()``); return its local id."""
+        """Queue one SMS inside the caller's open transaction (``buffer.transaction()``); return its local id.
+        Call :meth:`wake` once that transaction has committed."""
         local_id = self._local_ids()
         db.execute(
             "INSERT INTO sms_outbox (local_id, recipient, number, text, segments, priority, created_ts, state, "
@@ -121,10 +129,20 @@ class Outbox:
         )
         return local_id
 
+    def wake(self, now: float) -> None:
+        """Something was queued (and committed): the next :meth:`flush` must look, and ``on_wake`` may start it."""
+        with self._hint:
+            self._next_due = min(self._next_due, now)
+            self._wakes += 1
+        if self.on_wake is not None:
+            self.on_wake()
+
     def submit(self, *, recipient: str, number: str, text: str, critical: bool, now: float) -> str:
         """Queue one SMS in a transaction of its own."""
         with self.buffer.transaction() as db:
-            return self.enqueue(db, recipient=recipient, number=number, text=text, critical=critical, now=now)
+            local_id = self.enqueue(db, recipient=recipient, number=number, text=text, critical=critical, now=now)
+        self.wake(now)
+        return local_id
 
     def due(self, now: float) -> list[dict[str, Any]]:
         return list(self.buffer.db.query(
@@ -137,15 +155,31 @@ class Outbox:
 
     # ------------------------------------------------------------------------------------------------- sending
 
+    def _earliest_due(self) -> float:
+        row = self.buffer.db.execute("SELECT MIN(next_ts) FROM sms_outbox WHERE state = 'queued'").fetchone()
+        return math.inf if row[0] is None else row[0]
+
     def flush(self, now: float) -> list[Attempt]:
-        """One round over the due messages; return every attempt made (the engine learns of credit from them)."""
-        attempts: list[Attempt] = []
-        for row in self.due(now):
-            if now - row["created_ts"] >= self.expire_after:
-                self._finish(row, "expired", now, None, None, "not sent in time")
-                continue
-            attempts.extend(self._deliver(row, now))
-        return attempts
+        """One round over the due messages; return every attempt made (the engine learns of credit from them).
+
+        Cheap when nothing is due (no query at all), and never runs twice at once."""
+        if now < self._next_due or not self._flushing.acquire(blocking=False):
+            return []
+        try:
+            with self._hint:
+                wakes = self._wakes
+            attempts: list[Attempt] = []
+            for row in self.due(now):
+                if now - row["created_ts"] >= self.expire_after:
+                    self._finish(row, "expired", now, None, None, "not sent in time")
+                    continue
+                attempts.extend(self._deliver(row, now))
+            due = self._earliest_due()
+            with self._hint:  # a wake during this round may be for a row the query above did not see yet
+                self._next_due = due if self._wakes == wakes else min(due, now)
+            return attempts
+        finally:
+            self._flushing.release()
 
     def _pinned(self, row: dict[str, Any], now: float) -> str | None:
         if row["pinned"] and now - row["pinned_ts"] < self.same_provider_for:

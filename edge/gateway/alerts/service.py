@@ -13,8 +13,11 @@ conditions, repeats, escalation, dispatch), ``sms-outbox`` (one sending round), 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,19 +34,37 @@ from edge.gateway.hardware.base import UNITS
 
 log = logging.getLogger(__name__)
 
-TICK_INTERVAL = 1.0
-FLUSH_INTERVAL = 1.0
+TICK_INTERVAL = 1.0  # time-based conditions: a for-duration ends at most this late
+FLUSH_INTERVAL = 5.0  # retries; a freshly queued SMS is sent at once by the sender thread
 PRUNE_INTERVAL = 3600.0
 KEEP = 30 * 86400.0  # resolved incidents and sent messages are kept this long
 
 
 class AlertService:
-    def __init__(self, engine: Engine, outbox: Outbox, clock: Any, receive_every: float = 30.0):
+    """``send_at_once``: a queued SMS wakes a one-thread sender right away (the daemon); without it, only the
+    ``sms-outbox`` job sends (tests that drive the jobs by hand on a fake clock)."""
+
+    def __init__(self, engine: Engine, outbox: Outbox, clock: Any, receive_every: float = 30.0,
+                 send_at_once: bool = True):
         self.engine = engine
         self.outbox = outbox
         self.clock = clock
         self.receive_every = receive_every
         self._events_after = _last_event(engine.buffer)
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-sender") if send_at_once else None
+        self._kicked = threading.Event()
+        if self._sender is not None:
+            outbox.on_wake = self._kick
+
+    def _kick(self) -> None:
+        """Something was queued: have the sender thread flush (once, however many kicks arrive meanwhile)."""
+        if not self._kicked.is_set():
+            self._kicked.set()
+            self._sender.submit(self._send_now)
+
+    def _send_now(self) -> None:
+        self._kicked.clear()
+        self.flush()
 
     @property
     def listener(self) -> Callable[[Sequence[Any]], None]:
@@ -64,7 +85,7 @@ class AlertService:
     # ---------------------------------------------------------------------------------------------------- jobs
 
     def tick(self) -> None:
-        for event in self._new_actuator_events():
+        for event in self._new_actuator_events():  # the supervisor's switches, as it recorded them
             self.engine.observe_event(event["kind"], event["source"], event["data"], event["ts"])
         self.engine.tick()
 
@@ -77,6 +98,8 @@ class AlertService:
 
     def receive(self) -> None:
         for transport in self.outbox.transports:
+            if transport.needs_uplink and not self.outbox.link_up:
+                continue  # no use asking an HTTP inbox while the uplink is down
             for sms in transport.receive():
                 self.engine.handle_reply(sms.number, sms.text)
 
@@ -91,11 +114,11 @@ class AlertService:
                 (self.receive, self.receive_every, "sms-replies"), (self.prune, PRUNE_INTERVAL, "alerts-prune")]
 
     def close(self) -> None:
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
         self.outbox.close()
 
     def _new_actuator_events(self) -> list[dict[str, Any]]:
-        import json
-
         rows = list(self.engine.buffer.db.query(
             "SELECT epoch, seq, ts, kind, source, data FROM events WHERE (epoch, seq) > (?, ?) "
             "AND kind = 'actuator.change' ORDER BY epoch, seq", self._events_after))
@@ -165,7 +188,8 @@ def _unclean_start(buffer: Any) -> bool:
 
 
 def build_service(config: Any, buffer: Any, clock: Any, *, transports: Sequence[Transport] | None = None,
-                  http: Any = None, local_ids: Callable[[], str] = new_local_id) -> AlertService:
+                  http: Any = None, local_ids: Callable[[], str] = new_local_id,
+                  send_at_once: bool = True) -> AlertService:
     """Assemble the alert service of ``config``; ``transports`` (or ``http``, an httpx transport) replace the
     configured ones in tests. Raises :class:`ConfigError` for what only the whole config can tell."""
     alerts, sms = config.alerts, config.sms
@@ -200,4 +224,4 @@ def build_service(config: Any, buffer: Any, clock: Any, *, transports: Sequence[
     if people:
         log.info("alerts: %d watches, %d recipients, transports %s", len(watches), len(people),
                  ", ".join(t.name for t in chosen) or "none")
-    return AlertService(engine, outbox, clock, sms.receive_every)
+    return AlertService(engine, outbox, clock, sms.receive_every, send_at_once)

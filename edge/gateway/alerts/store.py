@@ -117,6 +117,10 @@ class Store:
         db.execute("INSERT OR REPLACE INTO alert_tracks VALUES (?, ?, ?, ?, ?)",
                    (track.key, track.rule_id, track.state, track.since, track.incident_id))
 
+    @staticmethod
+    def delete_track(db: Any, key: str) -> None:
+        db.execute("DELETE FROM alert_tracks WHERE key = ?", (key,))
+
     # ------------------------------------------------------------------------------------------- incidents
 
     def incident(self, incident_id: int) -> dict[str, Any] | None:
@@ -125,10 +129,6 @@ class Store:
 
     def open_incidents(self) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM alert_incidents WHERE resolved_ts IS NULL ORDER BY id")
-
-    def incidents(self, since: float = 0.0) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM alert_incidents WHERE fired_ts >= ? OR resolved_ts IS NULL ORDER BY id",
-                           (since,))
 
     def open_by_code(self, code: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM alert_incidents WHERE code = ? AND resolved_ts IS NULL", (code,))
@@ -220,9 +220,6 @@ class Store:
     def sent_since(self, recipient: str, since: float) -> int:
         return self._query("SELECT COUNT(*) AS n FROM alert_messages WHERE recipient = ? AND ts > ?",
                            (recipient, since))[0]["n"]
-
-    def messages(self) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM alert_messages ORDER BY id")
 
     def prune(self, before: float) -> int:
         """Forget messages and resolved incidents (and their notices) older than ``before``."""

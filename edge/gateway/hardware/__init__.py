@@ -93,7 +93,9 @@ class Hardware:
                 log.exception("closing %s failed", device.id)
 
 
-def _pin_factory(backend: str, name: str | None) -> Any:
+def pin_factory_for(backend: str, name: str | None) -> Any:
+    """The gpiozero pin factory a config asks for: mock pins for the simulation, else the named one (or gpiozero's
+    choice)."""
     if backend == "simulated":
         import os
 
@@ -116,7 +118,7 @@ def open_hardware(config: Any, clock: Any, sensors: bool = True) -> Hardware:
     Imports only the drivers the config uses."""
     from edge.gateway.hardware.base import HardwareContext
 
-    hw = Hardware(pin_factory=_pin_factory(config.hardware.backend, config.hardware.pin_factory))
+    hw = Hardware(pin_factory=pin_factory_for(config.hardware.backend, config.hardware.pin_factory))
     if config.hardware.backend == "simulated":
         from edge.gateway.hardware.sim import GreenhouseModel
 

@@ -5,7 +5,9 @@ it is asked. Outside weather follows the seasonal and daily cycle of Khorramabad
 the standard declination / hour-angle formulas. Actuators (gpiozero ``Relay``/``PwmOutput`` on a ``MockFactory``, or
 anything with ``kind``, ``zone`` and ``value``) are attached to the model, which reads their output at each integration
 step: the demo, the tests and a Pi run the same actuator code. Simulated sensors read the model with realistic,
-seeded noise, and can be given faults (dropout, stuck, spike) to exercise the sampler and the alerts.
+seeded noise, and can be given faults (dropout, stuck, spike, hang) to exercise the sampler, the alerts and the
+watchdog: injected by code (``GreenhouseModel.inject_fault``) or, as a test aid, by the config
+(``hardware.simulation.faults``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from typing import Any, Literal, Protocol, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from edge.durations import Duration
 from edge.errors import HardwareError
-from edge.gateway.hardware.base import PLAUSIBLE, UNITS, HardwareContext, Sample, SensorConfig, StrictModel
+from edge.gateway.hardware.base import (PLAUSIBLE, UNITS, HardwareContext, Identifier, Sample, SensorConfig,
+                                        StrictModel)
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +35,12 @@ KHORRAMABAD_LATITUDE = 33.49
 KHORRAMABAD_LONGITUDE = 48.36
 
 SimQuantity = Literal["temperature", "humidity", "soil_moisture", "light", "co2"]
-FaultKind = Literal["dropout", "stuck", "spike"]
+#: dropout: error readings; stuck: the same values over and over; spike: one wild value; hang: ``read()`` blocks
+#: until the fault ends (a sensor wedging its bus: what the systemd watchdog must catch).
+FaultKind = Literal["dropout", "stuck", "spike", "hang"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 DROPOUT_REASON = "simulated dropout: no answer from sensor"
+HANG_POLL = 0.05  # s: how often a hung read looks at the clock for the end of its fault
 
 # --- Integration -----------------------------------------------------------------------------------------------------
 SPIN_UP = 3 * 3600.0  # s of physics run before the first reading, so the inside air starts in a plausible state
@@ -80,6 +87,16 @@ WILTING_POINT = 12.0  # % at which roots can take no more water
 STRESS_ONSET = 22.0  # % below which a drying crop closes its stomata and transpires less
 
 
+class SimulatedFault(StrictModel):
+    """A fault the simulation injects by itself, counted from the daemon's start. A test aid: the watchdog test hangs
+    a sensor with it, and an installer can try alert rules on the demo."""
+
+    sensor: Identifier = Field(description="id of a simulated sensor")
+    kind: FaultKind
+    after: Duration = Field(default=0.0, description="when the fault starts, after the daemon started")
+    for_: Duration | None = Field(default=None, alias="for", description="how long it lasts; null: until the stop")
+
+
 class SimulationConfig(StrictModel):
     """The simulated greenhouse: outside climate (defaults: Khorramabad, ~1150 m), structure and equipment."""
 
@@ -105,6 +122,8 @@ class SimulationConfig(StrictModel):
     irrigation_rate: float = Field(default=8.0, ge=0, description="water a running pump gives its zone, mm/h")
     initial_soil_moisture: float = Field(default=30.0, ge=0, le=SATURATION,
                                          description="soil moisture of every zone at start, volumetric %")
+    faults: list[SimulatedFault] = Field(default_factory=list,
+                                         description="test aid: faults the simulation injects by itself")
 
 
 class SimulatedActuator(Protocol):
@@ -310,8 +329,10 @@ class GreenhouseModel:
         self._outputs = _NO_OUTPUTS
         self._soil: dict[str, float] = {}
         self._faults: dict[str, Fault] = {}
+        self._fault_changed = threading.Condition(self._lock)
         self._snapshot: GreenhouseState | None = None
         start = clock.time()
+        self._scheduled = sorted(((start + f.after, f) for f in cfg.faults), key=lambda item: item[0])
         self._t = start - SPIN_UP
         weather = self._weather(self._t)
         self._temperature = weather.temperature
@@ -356,19 +377,32 @@ class GreenhouseModel:
             raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
         with self._lock:
             self._faults[sensor_id] = Fault(kind, until, self.state())
+            self._fault_changed.notify_all()
 
     def clear_fault(self, sensor_id: str) -> None:
         with self._lock:
             self._faults.pop(sensor_id, None)
+            self._fault_changed.notify_all()
 
     def fault(self, sensor_id: str) -> Fault | None:
         """The fault a sensor suffers now, if any; one whose ``until`` has passed is cleared."""
         with self._lock:
+            now = self.clock.time()
+            while self._scheduled and self._scheduled[0][0] <= now:  # config faults whose time has come
+                begin, planned = self._scheduled.pop(0)
+                until = None if planned.for_ is None else begin + planned.for_
+                self._faults[planned.sensor] = Fault(planned.kind, until, self.state())
             fault = self._faults.get(sensor_id)
             if fault is not None and fault.until is not None and self.clock.time() >= fault.until:
                 del self._faults[sensor_id]
                 return None
             return fault
+
+    def wait_while_hung(self, sensor_id: str) -> None:
+        """Block while a sensor suffers a ``hang`` fault: until it is cleared, replaced, or its ``until`` passed."""
+        with self._fault_changed:  # waiting releases the model's lock: the rest of the greenhouse goes on
+            while (fault := self.fault(sensor_id)) is not None and fault.kind == "hang":
+                self._fault_changed.wait(HANG_POLL)
 
     # integration
 
@@ -573,6 +607,12 @@ class SimulatedSensor:
             if self._stuck is None or self._stuck[0] is not fault:
                 self._stuck = (fault, self._measure(fault.state))
             return list(self._stuck[1])
+        if fault.kind == "hang":
+            began = self._model.clock.time()
+            self._model.wait_while_hung(self.id)
+            waited = self._model.clock.time() - began
+            return [Sample.error(quantity, f"simulated hang: no answer for {waited:.1f}s")
+                    for quantity in self._quantities]
         self._model.clear_fault(self.id)  # a spike is a single wild read
         return [Sample(quantity, PLAUSIBLE[quantity][1] * 1.5, UNITS[quantity]) for quantity in self._quantities]
 
