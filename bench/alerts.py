@@ -6,9 +6,9 @@ moment; the rule must hold ``--for`` seconds. Per trial it measures, on the wall
 - **baseline** (same run, same sampler): crossing -> the first reading above the threshold reaches the listeners.
   This is the sampling delay any alerting gets, at most one interval.
 - **alert latency**: (crossing + for-duration) -> the SMS handed to the transport, through the engine (state in
-  SQLite), the outbox (queued in SQLite first) and its job. Target: within one sampling interval plus 1 s.
+  SQLite), the outbox (queued in SQLite first) and the sender. Target: within one sampling interval plus 1 s.
 
-The difference between the two is what the alert machinery adds (its jobs run every second).
+The difference between the two is what the alert machinery adds (its tick runs every second).
 
 Usage:  .venv/bin/python bench/alerts.py [--trials 5] [--interval 1] [--for 2]
 """

@@ -34,7 +34,7 @@ from edge.gateway.clock import Clock  # noqa: E402
 from edge.gateway.sync import Sync, SyncConfig, _reading  # noqa: E402
 
 SENSORS = 40
-BATCH = 5000
+BATCH = int(os.environ.get("BENCH_BATCH", "10000"))
 
 
 def fill_buffer(path: Path, count: int) -> None:
@@ -113,7 +113,7 @@ def start_collector(broker: Broker, database, name: str) -> subprocess.Popen:
 
 def drain(path: Path, broker: Broker) -> float:
     buffer, _ = Buffer.open(path, now=time.time(), boot_id="bench")
-    config = SyncConfig(url=broker.url, batch_size=BATCH, max_inflight=16, backlog_rate=1_000_000)
+    config = SyncConfig(url=broker.url, batch_size=BATCH, max_inflight=int(os.environ.get("BENCH_INFLIGHT", "32")), backlog_rate=1_000_000)
     sync = Sync(config, "bench-gw", buffer, Clock("synced"))
     began = time.perf_counter()
     sync.start()

@@ -89,17 +89,10 @@ def run(config_path: str | None, duration: float | None, log_level: str | None) 
 
     Example: edge run -c config/demo.yaml --for 1m
     """
-    import signal
-    import threading
+    from edge.gateway.daemon import StopRequest
 
-    stopping = threading.Event()  # a SIGTERM while the daemon loads still stops it cleanly, not half-started
-
-    def early_stop(signum, _frame):
-        stopping.reason = signal.Signals(signum).name
-        stopping.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, early_stop)
+    stopping = StopRequest()  # a SIGTERM while the daemon loads still stops it cleanly, not half-started
+    stopping.install()
     from edge.gateway.daemon import Daemon
 
     config = _load(config_path)
@@ -403,6 +396,39 @@ def probe(config_path: str | None) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@config_option
+@click.option("--timeout", default="5s", show_default=True, callback=_duration, metavar="DURATION",
+              help="How long each network check (broker, SMS gateways) may take.")
+@click.option("--env-file", type=click.Path(dir_okay=False), default=None,
+              help="Variables for the config's ${VAR}, as the unit's EnvironmentFile= gives them to the daemon "
+                   "(default: /etc/edge/gateway.env when it exists).")
+def doctor(config_path: str | None, timeout: float, env_file: str | None) -> None:
+    """Check an installed gateway, one line each: config, clock, buffer, disk, broker, SMS, sensors, service.
+
+    Each line is OK, WARN, FAIL or SKIP, with a hint under every WARN and FAIL. Run it with sudo: it reads the
+    buffer and the password files (and never prints a secret). Exit 0 when nothing failed, 1 otherwise.
+
+    Example: edge doctor -c /etc/edge/gateway.yaml
+    """
+    import os
+
+    from edge.gateway.doctor import ENV_FILE, diagnose, format_report, read_env_file
+
+    _setup_logging("warning")
+    env = dict(os.environ)
+    if env_file is not None or ENV_FILE.is_file():
+        try:
+            env.update(read_env_file(env_file or ENV_FILE))
+        except OSError as exc:
+            click.echo(f"error: cannot read {env_file or ENV_FILE}: {exc.strerror}", err=True)
+            sys.exit(1)
+    report = diagnose(config_path, env=env, timeout=timeout)
+    for line in format_report(report):
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
 # ------------------------------------------------------------------------------------------------ the data center
 
 
@@ -455,3 +481,354 @@ def collector(config_path: str, client_id: str | None, log_level: str | None) ->
         pass
     running.stop()
     sys.exit(1 if running.failure else 0)
+
+
+def _load_datacenter(config_path: str):
+    from edge.datacenter.config import load_datacenter_config
+
+    try:
+        return load_datacenter_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _listen_address(_ctx, _param, value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
+dc_config_option = click.option("-c", "--config", "config_path", required=True, envvar="EDGE_DC_CONFIG",
+                                type=click.Path(dir_okay=False),
+                                help="Data-center config file (default: $EDGE_DC_CONFIG).")
+
+
+@dc.command()
+@dc_config_option
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, callback=_listen_address,
+              metavar="HOST:PORT", help="Address to serve on (put a TLS proxy in front of it).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Override the config's log.level.")
+def api(config_path: str, listen: tuple[str, int], log_level: str | None) -> None:
+    """Serve the history API for agronomists (readings, events, coverage; tokens from edge dc token).
+
+    Migrates the database schema first, then serves until SIGTERM/SIGINT. The OpenAPI document is at
+    /openapi.json; see docs/history.md.
+
+    Example: edge dc api -c config/datacenter.yaml --listen 127.0.0.1:8080
+    """
+    config = _load_datacenter(config_path)
+    _setup_logging(log_level or config.log.level)
+    try:
+        import psycopg
+
+        from edge.datacenter.api import serve
+    except ImportError as exc:
+        click.echo(f"error: {exc} (install the data-center extra: pip install '.[datacenter]')", err=True)
+        sys.exit(1)
+    try:
+        serve(config, *listen)
+    except psycopg.Error as exc:
+        click.echo(f"error: cannot use the database: {str(exc).strip().splitlines()[0]}", err=True)
+        sys.exit(1)
+
+
+@dc.group()
+def token() -> None:
+    """History API tokens: create (shown once), list, revoke.
+
+    Example: edge dc token create -c config/datacenter.yaml --name alice --gateways 'gh-lorestan-*'
+    """
+
+
+def _token_store(config_path: str):
+    """A migrated connection to the data-center database, or a clean exit."""
+    import psycopg
+
+    from edge.datacenter.store import migrate
+
+    config = _load_datacenter(config_path)
+    try:
+        conn = psycopg.connect(config.database.url, connect_timeout=10)
+        migrate(conn)
+    except psycopg.Error as exc:
+        click.echo(f"error: cannot use the database: {str(exc).strip().splitlines()[0]}", err=True)
+        sys.exit(1)
+    return conn
+
+
+def _patterns(values: tuple[str, ...]) -> list[str]:
+    return [p for value in values for p in value.replace(",", " ").split()]
+
+
+@token.command("create")
+@dc_config_option
+@click.option("--name", required=True, help="Who or what the token is for (e.g. alice, agri-lab).")
+@click.option("--gateways", "patterns", required=True, multiple=True, metavar="PATTERN...",
+              help="Gateway ids it may see: globs such as 'gh-lorestan-*' (repeatable, or comma-separated).")
+@click.option("--expires", default=None, callback=_duration, metavar="DURATION",
+              help="Stop working after this long (90d, 12h); default: until revoked.")
+def token_create(config_path: str, name: str, patterns: tuple[str, ...], expires: float | None) -> None:
+    """Create a token and print it once (only its hash is stored).
+
+    Example: edge dc token create -c config/datacenter.yaml --name alice --gateways 'gh-lorestan-*' --expires 180d
+    """
+    from edge.datacenter import tokens
+
+    with _token_store(config_path) as conn:
+        try:
+            secret = tokens.create(conn, name, _patterns(patterns), expires)
+        except tokens.TokenError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+    click.echo(secret)
+    click.echo(f"token {name!r} created for {', '.join(_patterns(patterns))}: it is shown only this once; hand it "
+               "over in a file (edge history pull --token-file FILE)", err=True)
+
+
+@token.command("list")
+@dc_config_option
+def token_list(config_path: str) -> None:
+    """List tokens: name, state, gateway patterns, created, expires (never the tokens themselves).
+
+    Example: edge dc token list -c config/datacenter.yaml
+    """
+    from edge.datacenter import tokens
+    from edge.datacenter.queries import iso
+
+    with _token_store(config_path) as conn:
+        found = tokens.list_tokens(conn)
+    rows = [(t.name, t.state(), " ".join(t.gateways), iso(t.created_at)[:16], iso(t.expires_at)[:16]
+             if t.expires_at else "-") for t in found]
+    _print_table(("NAME", "STATE", "GATEWAYS", "CREATED", "EXPIRES"), rows)
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+@token.command("revoke")
+@dc_config_option
+@click.argument("name")
+def token_revoke(config_path: str, name: str) -> None:
+    """Revoke the active token of that name: every request with it gets 403 from then on.
+
+    Example: edge dc token revoke -c config/datacenter.yaml alice
+    """
+    from edge.datacenter import tokens
+
+    with _token_store(config_path) as conn:
+        try:
+            tokens.revoke(conn, name)
+        except tokens.TokenError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+    click.echo(f"token {name!r} revoked")
+
+
+# ----------------------------------------------------------------------------------------- history (agronomists)
+
+
+@main.group()
+def history() -> None:
+    """Pull a greenhouse's history from the data center's API, or chart it (tokens from the data center).
+
+    Example: edge history pull --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
+    --from 2025-07-01 --to 2025-08-01 -o july.csv
+    """
+
+
+def _history_options(command):
+    options = [
+        click.option("--server", required=True, envvar="EDGE_HISTORY_SERVER", metavar="URL",
+                     help="The history API (default: $EDGE_HISTORY_SERVER), e.g. https://dc.example"),
+        click.option("--token-file", required=True, envvar="EDGE_HISTORY_TOKEN_FILE", metavar="FILE",
+                     type=click.Path(dir_okay=False), help="File holding your token (default: "
+                     "$EDGE_HISTORY_TOKEN_FILE); keep it private (chmod 600)."),
+        click.option("--gateway", required=True, metavar="ID", help="Gateway id (edge history lists none: ask, or "
+                     "GET /v1/gateways)."),
+        click.option("--from", "start", required=True, metavar="DATE",
+                     help="Start, inclusive: 2025-07-01 or 2025-07-01T06:00 (UTC unless an offset is given)."),
+        click.option("--to", "end", required=True, metavar="DATE", help="End, exclusive (same forms)."),
+        click.option("--sensor", "sensors", multiple=True, metavar="ID", help="Only this sensor (repeatable)."),
+        click.option("--quantity", "quantities", multiple=True, metavar="NAME",
+                     help="Only this quantity, e.g. temperature (repeatable)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _history_request(server, token_file, gateway, start, end, sensors, quantities, every=None, fmt="csv"):
+    from edge.history import HistoryError, Request, read_token
+
+    try:
+        token = read_token(token_file)
+    except HistoryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    return Request(server, token, gateway, start, end, tuple(sensors), tuple(quantities), every, fmt)
+
+
+@history.command()
+@_history_options
+@click.option("--every", type=click.Choice(["1m", "1h", "1d"]), default=None,
+              help="Downsample: count, min, mean, max of the good readings per bucket; default: every reading.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default: standard output).")
+@click.option("--resume", is_flag=True, help="Continue a pull into -o that was interrupted, after its last "
+              "complete row.")
+@click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Attempts after a network error, with exponential backoff, each continuing where it stopped.")
+def pull(server, token_file, gateway, start, end, sensors, quantities, every, fmt, output, resume, retries):
+    """Stream readings to a CSV (header row, UTC ISO-8601 times) or NDJSON file, resumably.
+
+    Example: edge history pull --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
+    --from 2025-07-01 --to 2025-08-01 --every 1h -o july.csv
+    """
+    from edge.history import HistoryError, pull as pull_rows, pull_to_file
+
+    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt)
+    if resume and not output:
+        raise click.UsageError("--resume needs -o FILE")
+    try:
+        if output:
+            pull_to_file(request, output, resume=resume, retries=retries)
+        else:
+            pull_rows(request, sys.stdout.buffer, retries=retries)
+    except HistoryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@history.command()
+@_history_options
+@click.option("--every", type=click.Choice(["auto", "raw", "1m", "1h", "1d"]), default="auto", show_default=True,
+              help="Downsampling; auto: raw up to 2 days, hourly up to 90 days, daily beyond.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+def plot(server, token_file, gateway, start, end, sensors, quantities, every, output):
+    """Chart readings (a panel per quantity) with the periods actuators were on shaded (needs matplotlib).
+
+    Example: edge history plot --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
+    --from 2025-07-14 --to 2025-07-16 -o chart.png
+    """
+    from edge.history import HistoryError, auto_every, plot as draw
+
+    chosen = auto_every(start, end) if every == "auto" else None if every == "raw" else every
+    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson")
+    try:
+        count = draw(request, output)
+    except HistoryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{output}: {count:,} {'points' if chosen else 'readings'} of {gateway}", err=True)
+
+
+@main.group(invoke_without_command=True)
+@config_option
+@click.option("--active", is_flag=True, help="Only alerts not resolved yet.")
+@click.pass_context
+def alerts(ctx: click.Context, config_path: str | None, active: bool) -> None:
+    """List the gateway's alerts (code, severity, state, times), newest first; works while the daemon runs.
+
+    Example: edge alerts -c /etc/edge/gateway.yaml --active
+    """
+    ctx.obj = config_path
+    if ctx.invoked_subcommand is not None:
+        return
+    config = _load(config_path)
+    buffer = _open_reader(config)
+    try:
+        incidents = buffer.alert_incidents(active_only=active)
+    finally:
+        buffer.close()
+    if not incidents:
+        click.echo("no active alerts" if active else "no alerts")
+    for row in incidents:
+        state = "resolved" if row["resolved_ts"] else ("acknowledged" if row["acked_ts"] else "FIRING")
+        by = f" by {row['acked_by']}" if row["acked_by"] else ""
+        click.echo(f"{row['code']:>4}  {row['severity']:<8} {state:<12}{by}  {row['rule_id']}  "
+                   f"fired {_iso(row['fired_ts'])}" + (f", resolved {_iso(row['resolved_ts'])}"
+                                                        if row["resolved_ts"] else ""))
+
+
+@alerts.command("ack")
+@click.argument("code")
+@config_option
+@click.pass_context
+def alerts_ack(ctx: click.Context, code: str, config_path: str | None) -> None:
+    """Acknowledge an alert by its code, as a farmer's SMS reply would: its repeats and escalation stop.
+
+    Example: edge alerts ack 17 -c /etc/edge/gateway.yaml
+    """
+    from edge.gateway.control_socket import call
+
+    config = _load(config_path or ctx.obj)
+    try:
+        answer = call(config.control.socket, {"op": "ack_alert", "code": code})
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: cannot reach the daemon at {config.control.socket} ({exc}); is `edge run` running?",
+                   err=True)
+        sys.exit(1)
+    if not answer.get("ok"):
+        click.echo(answer.get("error", "refused"), err=True)
+        sys.exit(1)
+    click.echo(f"alert {code} acknowledged")
+
+
+@main.group()
+def sms() -> None:
+    """SMS transports.
+
+    Example: edge sms test -c /etc/edge/gateway.yaml 09121234567
+    """
+
+
+@sms.command("test")
+@config_option
+@click.argument("number")
+def sms_test(config_path: str | None, number: str) -> None:
+    """Send one test message to NUMBER through each configured transport, in order, and report each outcome.
+
+    Example: edge sms test -c /etc/edge/gateway.yaml 09121234567
+    """
+    from edge.gateway.alerts.numbers import canonical
+    from edge.gateway.alerts.outbox import new_local_id
+    from edge.gateway.alerts.service import open_transports
+    from edge.gateway.alerts.transports.base import OutgoingSms
+
+    config = _load(config_path)
+    _setup_logging("warning")
+    try:
+        target = canonical(number, config.sms.country_code)
+        transports = open_transports(config.sms, config.source)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_CONFIG)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="NUMBER")
+    if not transports:
+        click.echo("no SMS transports are configured (sms.transports)", err=True)
+        sys.exit(1)
+    text = f"پیام آزمایشی گلخانه {config.gateway.name or config.gateway.id} (edge sms test)"
+    failed = False
+    for transport in transports:
+        try:
+            result = transport.send(OutgoingSms(new_local_id(), target, text))
+        except Exception as exc:  # a test reports every failure and goes on to the next transport
+            result = None
+            detail = f"{type(exc).__name__}: {exc}"
+        finally:
+            transport.close()
+        outcome = result.outcome if result else "error"
+        detail = result.detail if result else detail
+        failed |= outcome != "accepted"
+        click.echo(f"{transport.name}: {outcome}" + (f" ({detail})" if detail else ""))
+    sys.exit(1 if failed else 0)

@@ -30,8 +30,8 @@ from edge.gateway import hardware
 from edge.gateway.alerts.config import AlertsConfig, SmsConfig
 from edge.gateway.control.config import ControlConfig, Rule, Schedule
 from edge.gateway.sync import SyncConfig
-from edge.gateway.hardware.base import (ActuatorConfig, ActuatorId, Identifier, SensorConfig, SensorInput,
-                                       StrictModel)
+from edge.gateway.hardware.base import (ActuatorConfig, ActuatorId, Identifier, SensorConfig, SensorId,
+                                       SensorInput, StrictModel)
 
 Loc = tuple[str | int, ...]
 
@@ -300,6 +300,16 @@ def _check_unique_ids(parts: dict[str, list[tuple[Loc, Any]]], doc: _Document) -
     return repeated
 
 
+def _check_whole(config: "GatewayConfig", doc: _Document) -> None:
+    """Checks a section can only make against the whole config: a section model may define
+    ``check_whole(config) -> [(loc within the section, message)]``."""
+    for name in GatewayConfig.model_fields:
+        check = getattr(getattr(config, name), "check_whole", None)
+        if callable(check):
+            for loc, message in check(config):
+                doc.problem((name, *loc), message)
+
+
 def _check_unique(items: list[Any], section: str, doc: _Document) -> None:
     first: dict[str, int] = {}
     for index, item in enumerate(items):
@@ -308,9 +318,10 @@ def _check_unique(items: list[Any], section: str, doc: _Document) -> None:
         first.setdefault(item.id, index)
 
 
-def _find_refs(value: Any, loc: Loc) -> Iterator[tuple[Loc, SensorInput | ActuatorId]]:
-    """Every reference (:class:`SensorInput`, :class:`ActuatorId`) inside a validated config value, with its path."""
-    if isinstance(value, (SensorInput, ActuatorId)):
+def _find_refs(value: Any, loc: Loc) -> Iterator[tuple[Loc, SensorInput | ActuatorId | SensorId]]:
+    """Every reference (:class:`SensorInput`, :class:`ActuatorId`, :class:`SensorId`) inside a validated config
+    value, with its path."""
+    if isinstance(value, (SensorInput, ActuatorId, SensorId)):
         yield loc, value
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
@@ -330,13 +341,19 @@ class _Known:
     unsure: set[str]  # ids that are invalid or duplicated: references to them are not reported again
 
 
-def _check_refs(refs: Iterable[tuple[Loc, SensorInput | ActuatorId]], known: _Known, doc: _Document) -> None:
+def _check_refs(refs: Iterable[tuple[Loc, SensorInput | ActuatorId | SensorId]], known: _Known,
+                doc: _Document) -> None:
     """Each reference names a known actuator, or a known sensor and a quantity it measures."""
     for loc, ref in refs:
         if isinstance(ref, ActuatorId):
             if ref not in known.actuators and ref not in known.unsure:
                 listed = ", ".join(sorted(known.actuators)) or "none configured"
                 doc.problem(loc, f"unknown actuator {str(ref)!r} (actuators: {listed})")
+            continue
+        if isinstance(ref, SensorId):
+            if ref not in known.measures and ref not in known.unsure:
+                listed = ", ".join(sorted(known.measures)) or "none configured"
+                doc.problem(loc, f"unknown sensor {str(ref)!r} (sensors: {listed})")
             continue
         if ref.sensor in known.unsure:
             continue
@@ -396,6 +413,8 @@ def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | N
             _check_refs(_find_refs(getattr(config, name), (name,)), known, doc)
         for section in ("schedules", "rules"):
             _check_unique(getattr(config, section), section, doc)
+        if not doc.problems:
+            _check_whole(config, doc)
     if doc.problems or config is None:
         raise ConfigError([message for _, message in sorted(doc.problems)])
     return config.model_copy(update={"source": source})

@@ -204,3 +204,16 @@ def test_the_embedded_demo_config_is_valid():
     config = load_config(None)
     assert config.hardware.backend == "simulated"
     assert {s.id for s in config.sensors} >= {"air", "soil-bed-1"}
+
+
+def test_alert_rules_are_checked_against_the_whole_config(tmp_path):
+    text = GOOD + """alerts:
+  recipients:
+    - {name: Farmer, number: "09120000000"}
+  rules:
+    - {id: silent, type: stale, sensors: [air, nope]}
+"""
+    path, result = check(tmp_path, text)
+    assert problems(result) == [f"{path}:25: alerts.rules[0].sensors[1]: unknown sensor 'nope' (sensors: air, soil)"]
+    path, result = check(tmp_path, text.replace(", nope]", "]"))
+    assert problems(result) == [f"{path}:22: alerts.recipients: there are recipients but no sms.transports"]

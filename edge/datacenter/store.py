@@ -109,6 +109,19 @@ MIGRATIONS = [
         );
         CREATE INDEX rejected_messages_received ON rejected_messages (received_at);
     """),
+    # edge/datacenter/tokens.py: history API tokens, stored as SHA-256 hashes (never the token itself)
+    Migration(2, "history API tokens", """
+        CREATE TABLE api_tokens (
+            id          bigserial   PRIMARY KEY,
+            name        text        NOT NULL,
+            token_hash  text        NOT NULL UNIQUE,
+            gateways    text[]      NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            expires_at  timestamptz,
+            revoked_at  timestamptz
+        );
+        CREATE UNIQUE INDEX api_tokens_active_name ON api_tokens (name) WHERE revoked_at IS NULL;
+    """),
 ]
 
 

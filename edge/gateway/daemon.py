@@ -31,13 +31,30 @@ MAINTENANCE_INTERVAL = 3600.0
 BUDGET_INTERVAL = 60.0
 #: Seconds a job may be late, beyond twice its interval, before the watchdog calls the daemon unhealthy.
 WATCHDOG_GRACE = 1.0
+#: Seconds the watchdog's buffer check waits for SQLite's write lock (writes in progress take milliseconds).
+BUFFER_WRITE_TIMEOUT = 2.0
+
+
+class StopRequest(threading.Event):
+    """Set by SIGTERM/SIGINT; ``reason`` names the signal. May be created before the daemon, so that a signal that
+    arrives while it is still loading stops it cleanly instead of killing it half-started."""
+
+    reason = "duration elapsed"
+
+    def request(self, signum: int, _frame=None) -> None:
+        self.reason = signal.Signals(signum).name
+        self.set()
+
+    def install(self) -> dict:
+        """Handle SIGTERM and SIGINT; return the previous handlers."""
+        return {sig: signal.signal(sig, self.request) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 class Daemon:
-    def __init__(self, config: GatewayConfig, clock: Clock | None = None, stopping: threading.Event | None = None):
+    def __init__(self, config: GatewayConfig, clock: Clock | None = None, stopping: StopRequest | None = None):
         self.config = config
         self.clock = clock or Clock(config.clock.trust)
-        self.stopping = stopping or threading.Event()  # may already be set by a signal that came during start-up
+        self.stopping = stopping or StopRequest()  # may already be set by a signal that came during start-up
         self.buffer: Buffer | None = None
         self.hardware: Hardware | None = None
         self.sampler: Sampler | None = None
@@ -62,6 +79,7 @@ class Daemon:
         self.buffer.append_event("daemon.start", "daemon", {
             "version": __version__, "epoch": report.epoch, "previous_stop": previous,
             "clock_synced": self.clock.is_synced(),
+            "intervals": {s.id: s.interval for s in cfg.sensors},  # the data center's coverage counts from these
         }, ts=now)
         if previous == "unclean":
             log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
@@ -95,8 +113,7 @@ class Daemon:
                          on_link=self.alerts.observe_link)
         self.scheduler.start()
         self.sync.start()
-        self.control_server = ControlServer(cfg.control.socket, socket_handler(self.supervisor),
-                                            cfg.control.socket_group)
+        self.control_server = ControlServer(cfg.control.socket, self._control_handler(), cfg.control.socket_group)
         self.control_server.start()
         log.info("gateway %s started: epoch %d, %d sensors, %d actuators, %s backend, buffer %s",
                  cfg.gateway.id, report.epoch, len(cfg.sensors), len(cfg.actuators), cfg.hardware.backend,
@@ -131,27 +148,39 @@ class Daemon:
 
     def run(self, duration: float | None = None) -> int:
         """Run in the foreground until SIGTERM/SIGINT or until ``duration`` seconds have passed."""
-        reason = {"value": getattr(self.stopping, "reason", "duration elapsed")}
-
-        def on_signal(signum, _frame):
-            reason["value"] = signal.Signals(signum).name
-            self.stopping.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = self.stopping.install()
         try:
             try:
                 self.start()
             except Exception as exc:
                 self.stop(f"start failed: {exc}")
                 raise
-            self.stopping.wait(duration)
-            self.stop(reason["value"] if self.stopping.is_set() else "duration elapsed")
+            stopped = self.stopping.wait(duration)
+            self.stop(self.stopping.reason if stopped else "duration elapsed")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0
 
     # --------------------------------------------------------------------------------------------------- jobs
+
+    def _control_handler(self):
+        """Control-socket requests: actuators to the supervisor, alert acknowledgements to the alert engine."""
+        from edge.gateway.control_socket import RequestError
+
+        actuators = socket_handler(self.supervisor)
+
+        def handle(request: dict, who: str) -> dict:
+            if request.get("op") != "ack_alert":
+                return actuators(request, who)
+            code = request.get("code")
+            if not isinstance(code, str) or not code.strip():
+                raise RequestError('ack_alert needs a "code" string')
+            if not self.alerts.engine.acknowledge(code.strip(), f"cli:{who}"):
+                raise RequestError(f"no open, unacknowledged alert has code {code.strip()!r}")
+            return {"acked": code.strip()}
+
+        return handle
 
     def _after_round(self, _readings) -> None:
         """Rules act on fresh readings at once, not at the next control tick."""
@@ -190,7 +219,7 @@ class Daemon:
         control_age = self.clock.monotonic() - self._control_ran
         if control_age > 2 * self.config.control.interval + WATCHDOG_GRACE:
             problems.append(f"control (schedules, rules, safety limits): last evaluated {control_age:.0f}s ago")
-        problem = self.buffer.write_problem()
+        problem = self.buffer.write_problem(BUFFER_WRITE_TIMEOUT)
         if problem:
             problems.append(f"the buffer does not accept writes ({problem})")
         return problems

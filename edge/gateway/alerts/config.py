@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from edge.durations import Duration
 from edge.gateway.alerts.numbers import canonical
-from edge.gateway.hardware.base import ActuatorRef, Identifier, SensorInput, StrictModel
+from edge.gateway.hardware.base import ActuatorRef, Identifier, SensorInput, SensorRef, StrictModel
 
 Severity = Literal["warning", "critical"]
 Language = Literal["fa", "en"]
@@ -110,7 +110,7 @@ class StaleRule(_Rule):
     """A sensor gave no good reading within ``after`` of its intervals."""
 
     type: Literal["stale"]
-    sensors: list[Identifier] | None = Field(default=None, description="null: every sensor")
+    sensors: list[SensorRef] | None = Field(default=None, description="null: every sensor")
     after: int = Field(default=3, ge=1, description="intervals without a good reading")
 
 
@@ -165,6 +165,24 @@ class AlertsConfig(StrictModel):
     quiet_hours: QuietHours | None = Field(default=None, description="warnings wait for a digest; criticals go")
     caps: Caps = Caps()
     max_segments: int = Field(default=4, ge=1, le=10, description="longest message about several alerts")
+
+    def check_whole(self, config: Any) -> list[tuple[tuple[str | int, ...], str]]:
+        """What only the whole config can tell (``edge check`` runs it): the same compilation the daemon does."""
+        from edge.gateway.alerts.conditions import ActuatorInfo, SensorInfo, compile_watches
+        from edge.gateway.hardware.base import UNITS
+
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.recipients and not config.sms.transports:
+            problems.append((("recipients",), "there are recipients but no sms.transports"))
+        sensors = {s.id: SensorInfo(s.interval, tuple(s.quantities()), s.name) for s in config.sensors}
+        actuators = {a.id: ActuatorInfo(a.kind, (a.feedback.sensor, a.feedback.quantity) if a.feedback else None,
+                                        a.name) for a in config.actuators}
+        try:
+            compile_watches(self.rules, sensors, actuators, UNITS, restart_key="check",
+                            buffer_budget=getattr(config.buffer, "max_size", None))
+        except ValueError as exc:
+            problems.append((("rules",), str(exc)))
+        return problems
 
     @model_validator(mode="after")
     def _unique(self) -> "AlertsConfig":

@@ -181,7 +181,7 @@ class Engine:
             if kind == "status":
                 self._send_status(person, now)
                 return "status"
-            acked = [code for code in codes if self._ack(code, person, now)]
+            acked = [code for code in codes if self._ack(code, person.name, now)]
             if not acked:
                 log.info("reply from %s names no open alert: %r", person.name, text[:40])
             return "acked" if acked else "unknown"
@@ -342,20 +342,25 @@ class Engine:
 
     # ================================================================================================ replies
 
-    def _ack(self, code: str, person: Person, now: float) -> bool:
+    def acknowledge(self, code: str, by: str, now: float | None = None) -> bool:
+        """Acknowledge an open alert by its code (``edge alerts ack``): repeats and escalation stop."""
+        with self._lock:
+            return self._ack(code, by, self.clock.time() if now is None else now)
+
+    def _ack(self, code: str, by: str, now: float) -> bool:
         incident = self.store.open_by_code(code)
         if incident is None or incident["acked_ts"] is not None:
             return False
         track = self.tracks.get(incident["key"])
         with self.buffer.transaction() as db:
-            self.store.ack(db, incident["id"], now, person.name)
+            self.store.ack(db, incident["id"], now, by)
             self.store.drop_owed(db, incident["id"], ("repeat", "escalation"))
             self.store.update_incident(db, incident["id"], next_repeat_ts=None)
             if track is not None and track.state == FIRING and track.incident_id == incident["id"]:
                 track.state = ACKED
                 self.store.save_track(db, track)
-            self.buffer.append_event("alert.acked", incident["key"], {"code": code, "by": person.name}, ts=now)
-        log.info("alert %s (code %s) acknowledged by %s", incident["key"], code, person.name)
+            self.buffer.append_event("alert.acked", incident["key"], {"code": code, "by": by}, ts=now)
+        log.info("alert %s (code %s) acknowledged by %s", incident["key"], code, by)
         return True
 
     def _send_status(self, person: Person, now: float) -> None:

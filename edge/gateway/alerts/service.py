@@ -3,12 +3,13 @@
     service = build(config, buffer, clock)
     Sampler(..., listeners=[service.listener])
     for job, seconds, job_id in service.jobs(): scheduler.add_job(job, "interval", seconds=seconds, id=job_id)
-    service.observe_link(False)     # from the sync module, when it is written
+    Sync(..., on_link=service.observe_link)
     service.close()
 
-Jobs, each short and each on its own so that a slow SMS gateway delays only the outbox: ``alerts-tick`` (time-based
-conditions, repeats, escalation, dispatch), ``sms-outbox`` (one sending round), ``sms-replies`` (read replies),
-``alerts-prune`` (forget old rows).
+Jobs, each short: ``alerts-tick`` (1 s: time-based conditions, repeats, escalation, dispatch), ``sms-outbox`` (5 s:
+retries), ``sms-replies`` (read replies), ``alerts-prune`` (forget old rows). A freshly queued SMS does not wait for
+the outbox job: it wakes a one-thread sender, so sending (the only thing that waits on a network) never holds up the
+sampler or the tick, and a slow gateway delays only other SMS.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ class AlertService:
                 (self.receive, self.receive_every, "sms-replies"), (self.prune, PRUNE_INTERVAL, "alerts-prune")]
 
     def close(self) -> None:
-        if self._sender is not None:
-            self._sender.shutdown(wait=True)
+        if self._sender is not None:  # waits for a send in flight (bounded by its transport's timeout)
+            self._sender.shutdown(wait=True, cancel_futures=True)
         self.outbox.close()
 
     def _new_actuator_events(self) -> list[dict[str, Any]]:

@@ -101,6 +101,14 @@ class SensorInput(StrictModel):
     quantity: Quantity
 
 
+class SensorId(str):
+    """An id that must name a configured sensor (made by the ``SensorRef`` field type)."""
+
+
+#: A config field naming a sensor (any quantity); ``edge check`` refuses ids no sensor has.
+SensorRef = Annotated[Identifier, AfterValidator(SensorId)]
+
+
 class ActuatorId(str):
     """An id that must name a configured actuator (made by the ``ActuatorRef`` field type)."""
 

@@ -1,0 +1,148 @@
+"""How much the gateway writes to its SD card per hour at the demo load, beside the size of the readings themselves.
+
+Runs `edge run -c config/demo.yaml` (5 simulated sensors, 7 quantities, at 10 s to 1 min; offline: no broker) for
+a few minutes in a scratch directory, and reads the daemon's /proc/<pid>/io over a steady-state window (after a
+warm-up, before the stop):
+
+- ``write_bytes - cancelled_write_bytes``: what the process made the kernel write to the file system (SQLite's WAL
+  appends, its checkpoints into the database file, the journald socket does not count). This is the figure.
+- the readings stored in the same window, written out as `edge readings --format csv` prints them: the bytes of the
+  information itself (the baseline), and the ratio of the two (write amplification);
+- the growth of the database in use (pages, whatever is still in the WAL included): what the disk budget and the
+  retention have to hold;
+- with strace available and permitted (root), the fsync calls in the window: each one is also an ext4 journal commit
+  (a few 4 KiB blocks of metadata) that /proc/<pid>/io does not count.
+
+Usage:  .venv/bin/python bench/writes.py [--minutes 3] [--warmup 20] [--dir /var/tmp]
+The scratch directory must be on a real disk (not tmpfs, whose writes are not counted): default /var/tmp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "config" / "demo.yaml"
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    values = {}
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        key, _, value = line.partition(":")
+        values[key] = int(value)
+    return values
+
+
+def written(pid: int) -> int:
+    counters = proc_io(pid)
+    return counters["write_bytes"] - counters["cancelled_write_bytes"]
+
+
+def stored_bytes(buffer_path: Path) -> int:
+    """The database's size in use as SQLite sees it (pages in use, WAL content included, free pages not)."""
+    from edge.gateway.buffer import Buffer
+
+    buffer = Buffer.reader(buffer_path)
+    try:
+        page_size, pages, free = (buffer.db.execute(f"PRAGMA {name}").fetchone()[0]
+                                  for name in ("page_size", "page_count", "freelist_count"))
+    finally:
+        buffer.close()
+    return (pages - free) * page_size
+
+
+def csv_bytes(buffer_path: Path, since: float, until: float) -> tuple[int, int]:
+    """(readings, bytes) of the readings taken in [since, until), as `edge readings --format csv` writes them."""
+    from edge.cli import READING_COLUMNS, _iso
+    from edge.gateway.buffer import Buffer
+
+    buffer = Buffer.reader(buffer_path)
+    try:
+        rows = [r for r in buffer.db.query("SELECT * FROM readings WHERE ts >= ? AND ts < ?", (since, until))]
+    finally:
+        buffer.close()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in rows:
+        writer.writerow([_iso(row["ts"]) if c == "ts" else row[c] for c in READING_COLUMNS])
+    return len(rows), len(out.getvalue().encode())
+
+
+def count_fsyncs(pid: int, seconds: float) -> int | None:
+    """fsync/fdatasync calls of ``pid`` (all threads) during ``seconds``, or None without strace or permission."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
+        tracer = subprocess.Popen([strace, "-f", "-qq", "-c", "-e", "trace=fsync,fdatasync", "-o", out.name,
+                                   "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(seconds)
+        tracer.send_signal(signal.SIGINT)
+        _, err = tracer.communicate(timeout=30)
+        summary = Path(out.name).read_text()
+    if "Operation not permitted" in err.decode() or not summary.strip():
+        return None
+    calls = [int(m.group(1)) for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?f(?:data)?sync$",
+                                                   summary, re.MULTILINE)]
+    return sum(calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=3.0, help="how long the daemon runs (default 3)")
+    parser.add_argument("--warmup", type=float, default=20.0, help="seconds left out at the start (default 20)")
+    parser.add_argument("--dir", default="/var/tmp", help="where the scratch directory goes (a real disk)")
+    args = parser.parse_args()
+    total = args.minutes * 60
+    window = total - args.warmup - 5  # and the last 5 s, where the daemon stops
+    if window < 30:
+        sys.exit("--minutes too short for the warm-up: the window must be at least 30 s")
+
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="edge-writes-") as tmp:
+        directory = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if k != "EDGE_MQTT_URL"}  # the demo offline, as shipped
+        daemon = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(DEMO), "--for", f"{int(total)}s"],
+                                  cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            time.sleep(args.warmup)
+            buffer_path = directory / "var" / "demo-buffer.db"
+            begin_wall, begin_bytes, begin_db = time.time(), written(daemon.pid), stored_bytes(buffer_path)
+            began = time.monotonic()
+            fsyncs = count_fsyncs(daemon.pid, window)
+            time.sleep(max(0.0, window - (time.monotonic() - began)))
+            seconds = time.monotonic() - began
+            end_wall, end_bytes, end_db = time.time(), written(daemon.pid), stored_bytes(buffer_path)
+        finally:
+            _, err = daemon.communicate(timeout=total + 60)
+        if daemon.returncode != 0:
+            sys.exit(f"edge run failed ({daemon.returncode}): {err.decode()[-2000:]}")
+        readings, raw = csv_bytes(buffer_path, begin_wall, end_wall)
+
+    per_hour = 3600 / seconds
+    disk = (end_bytes - begin_bytes) * per_hour
+    print(f"demo load (config/demo.yaml, offline), steady state over {seconds:.0f} s of a {total:.0f} s run:")
+    print(f"  readings stored        {readings * per_hour:10.0f} per hour")
+    print(f"  the readings as CSV    {raw * per_hour / 1e6:10.3f} MB/h   (baseline: the information itself)")
+    print(f"  daemon write_bytes     {disk / 1e6:10.3f} MB/h   {disk / max(raw * per_hour, 1):.0f}x the baseline;"
+          f" {disk * 24 / 1e6:.0f} MB/day, {disk * 24 * 365 / 1e9:.1f} GB/year")
+    print(f"  database growth        {(end_db - begin_db) * per_hour / 1e6:10.3f} MB/h   (what the budget holds;"
+          f" {(end_db - begin_db) * per_hour * 24 * 7 / 1e6:.0f} MB a week)")
+    if fsyncs is None:
+        print("  fsync calls            (not counted: needs strace and root)")
+    else:
+        print(f"  fsync calls            {fsyncs * per_hour:10.0f} per hour   (each also an ext4 journal commit)")
+
+
+if __name__ == "__main__":
+    main()

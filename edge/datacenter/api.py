@@ -1,0 +1,505 @@
+"""The history API for agronomists (FastAPI, served by ``edge dc api``): gateways, series, readings, events and
+coverage, read from the collector's PostgreSQL and streamed (``edge/datacenter/queries.py``).
+
+Every request carries a token (``Authorization: Bearer edge_...``, from ``edge dc token create``) that sees only
+the gateways matching its patterns; any other gateway is a 404 exactly like one that does not exist. Every error is
+an RFC 9457 problem (``application/problem+json``: type, title, status, detail), and the OpenAPI document at
+``/openapi.json`` describes each one. ``docs/history.md`` is the user's guide.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote
+
+import anyio
+import psycopg
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edge import __version__
+from edge.datacenter import queries, tokens
+from edge.datacenter.config import DataCenterConfig
+from edge.datacenter.queries import Export, Series, Shape
+
+log = logging.getLogger(__name__)
+
+UTC = timezone.utc
+PROBLEM_BASE = "https://example.invalid/edge/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8; header=present", "ndjson": "application/x-ndjson",
+               "json": "application/json"}
+#: Query parameters that may be given more than once; every other one at most once.
+REPEATABLE = {"sensor", "quantity", "kind"}
+_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")  # a gateway, sensor or quantity name as it may be stored
+_KIND = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+# ------------------------------------------------------------------------------------------------------ problems
+
+
+class Problem(Exception):
+    """An error answered as an RFC 9457 problem."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        body = {"type": PROBLEM_BASE + self.slug, "title": self.title, "status": self.status, "detail": self.detail}
+        return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def bad_parameter(detail: str) -> Problem:
+    return Problem(400, "invalid-parameter", "Invalid parameter", detail)
+
+
+def not_found(detail: str) -> Problem:
+    return Problem(404, "not-found", "Not found", detail)
+
+
+def unauthorized(detail: str, invalid: bool = False) -> Problem:
+    challenge = 'Bearer realm="edge-history"' + (', error="invalid_token"' if invalid else "")
+    return Problem(401, "unauthorized", "Unauthorized", detail, {"WWW-Authenticate": challenge})
+
+
+class ProblemDocument(BaseModel):
+    """An RFC 9457 problem."""
+
+    type: str = Field(description="URI naming the kind of problem", examples=[PROBLEM_BASE + "bad-range"])
+    title: str = Field(examples=["Bad range"])
+    status: int = Field(examples=[400])
+    detail: str = Field(examples=["from (2025-07-16T00:00:00.000Z) must be before to (2025-07-15T00:00:00.000Z)"])
+
+
+# ------------------------------------------------------------------------------------------------ database, auth
+
+
+class Database:
+    """Connections for requests: read-only, UTC, one per request (a stream holds its own until it ends)."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.url, connect_timeout=10, application_name="edge-history",
+                               options="-c TimeZone=UTC -c default_transaction_read_only=on")
+
+
+def _database(request: Request) -> Database:
+    return request.app.state.database
+
+
+_bearer = HTTPBearer(auto_error=False, bearerFormat="edge_...",
+                     description="A token from `edge dc token create` (docs/history.md).")
+
+
+def authenticate(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                 database: Annotated[Database, Depends(_database)]) -> tokens.Token:
+    if credentials is None:
+        raise unauthorized("this API needs a token: send the header Authorization: Bearer <token>")
+    with database.connect() as conn:
+        token = tokens.lookup(conn, credentials.credentials)
+    if token is None:
+        raise unauthorized("the token is not known to this data center (mistyped, or from another one?)",
+                           invalid=True)
+    state = token.state()
+    if state == "revoked":
+        raise Problem(403, "token-revoked", "Token revoked",
+                      f"token {token.name!r} was revoked on {queries.iso(token.revoked_at)}; ask for a new one")
+    if state == "expired":
+        raise Problem(403, "token-expired", "Token expired",
+                      f"token {token.name!r} expired on {queries.iso(token.expires_at)}; ask for a new one")
+    return token
+
+
+def known_parameters(request: Request) -> None:
+    """Refuse query parameters the endpoint does not take, and single-valued ones given twice."""
+    declared = {field.alias for field in request.scope["route"].dependant.query_params}
+    unknown = sorted(set(request.query_params) - declared)
+    if unknown:
+        takes = ", ".join(sorted(declared)) or "no parameters"
+        raise Problem(400, "unknown-parameter", "Unknown parameter",
+                      f"unknown parameter {unknown[0]!r}: this endpoint takes {takes}")
+    for name in sorted(declared - REPEATABLE):
+        if len(request.query_params.getlist(name)) > 1:
+            raise bad_parameter(f"{name}: given more than once")
+
+
+Token = Annotated[tokens.Token, Depends(authenticate)]
+Db = Annotated[Database, Depends(_database)]
+
+
+# ---------------------------------------------------------------------------------------------- parameter parsing
+
+
+def parse_time(name: str, text: str) -> datetime:
+    """An ISO-8601 date or date-time; without an offset it is UTC."""
+    try:
+        ts = datetime.fromisoformat(text)
+        ts = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise bad_parameter(f"{name}: {text!r} is not an ISO-8601 date or time "
+                            "(e.g. 2025-07-15, 2025-07-15T06:00:00Z or 2025-07-15T09:30:00+03:30)") from None
+    return ts
+
+
+def parse_range(start: str, end: str) -> tuple[datetime, datetime]:
+    first, last = parse_time("from", start), parse_time("to", end)
+    if first >= last:
+        raise Problem(400, "bad-range", "Bad range",
+                      f"from ({queries.iso(first)}) must be before to ({queries.iso(last)}); to is exclusive")
+    return first, last
+
+
+def parse_names(name: str, values: list[str] | None) -> list[str]:
+    for value in values or ():
+        if not _NAME.match(value):
+            raise bad_parameter(f"{name}: {value!r} is not a valid name (1-128 characters, no control characters)")
+    return list(dict.fromkeys(values or ()))
+
+
+def parse_after(text: str | None, shape: Shape) -> tuple[Any, ...] | None:
+    """The resume cursor: the key of the last row received, comma-separated, each field percent-encoded."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) != len(shape.key):
+        raise Problem(400, "bad-cursor", "Bad cursor", f"after: expected {len(shape.key)} comma-separated fields "
+                      f"({','.join(shape.key)}), got {len(parts)}")
+    return tuple(_cursor_field(name, kind, part) for name, kind, part in zip(shape.key, shape.key_kinds(), parts))
+
+
+def _cursor_field(name: str, kind: str, part: str) -> Any:
+    problem = Problem(400, "bad-cursor", "Bad cursor", f"after: field {name} ({part!r}) is not valid")
+    try:
+        value = unquote(part, errors="strict")
+    except UnicodeDecodeError:
+        raise problem from None
+    if kind == "time":
+        try:
+            return parse_time(name, value)
+        except Problem:
+            raise problem from None
+    if kind == "number":
+        if not value.isascii() or not value.isdigit() or int(value) >= 2**63:
+            raise problem
+        return int(value)
+    if not _NAME.match(value):
+        raise problem
+    return value
+
+
+def choose_series(gateway_id: str, available: list[Series], sensors: list[str],
+                  quantities: list[str]) -> list[Series]:
+    """The series a request selects; an unknown sensor or quantity is a 404 naming it."""
+    known = sorted({s.sensor for s in available})
+    for sensor in sensors:
+        if sensor not in known:
+            raise not_found(f"gateway {gateway_id!r} has no readings of sensor {sensor!r} "
+                            f"(it has: {', '.join(known) or 'none'})")
+    chosen = [s for s in available if (not sensors or s.sensor in sensors)
+              and (not quantities or s.quantity in quantities)]
+    if quantities and not chosen:
+        kinds = sorted({s.quantity for s in available if not sensors or s.sensor in sensors})
+        raise not_found(f"gateway {gateway_id!r} has no readings of quantity {', '.join(map(repr, quantities))} "
+                        f"{'from ' + ', '.join(sensors) + ' ' if sensors else ''}(it has: {', '.join(kinds)})")
+    return chosen
+
+
+def series_params(chosen: list[Series]) -> dict[str, Any]:
+    return {"sensors": sorted({s.sensor for s in chosen}), "quantities": sorted({s.quantity for s in chosen})}
+
+
+# ------------------------------------------------------------------------------------------------------ streaming
+
+
+async def _relay(first: bytes, blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Hand the blocks of a synchronous export to the server, reading each in a worker thread; close the export
+    (and its database session) however the response ends. An error mid-stream aborts the response, so a client
+    sees an incomplete transfer, never a silently short one."""
+    try:
+        if first:
+            yield first
+        while (block := await anyio.to_thread.run_sync(next, blocks, None)) is not None:
+            yield block
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(blocks.close)
+
+
+def streamed(database: Database, export: Export, fmt: str, filename: str) -> StreamingResponse:
+    blocks = queries.stream(database.connect, export, fmt)
+    first = next(blocks, b"")  # errors before the first byte still get a problem response, not a broken stream
+    suffix = "csv" if fmt == "csv" else "ndjson" if fmt == "ndjson" else "json"
+    return StreamingResponse(_relay(first, blocks), media_type=MEDIA_TYPES[fmt],
+                             headers={"Content-Disposition": f'attachment; filename="{filename}.{suffix}"'})
+
+
+def _file_name(gateway_id: str, what: str, start: datetime, end: datetime) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", gateway_id)
+    return f"{safe}_{what}_{start:%Y%m%dT%H%MZ}_{end:%Y%m%dT%H%MZ}"
+
+
+# ------------------------------------------------------------------------------------------------------- routes
+
+GatewayId = Annotated[str, Path(description="gateway id, as in its config (gateway.id)", examples=["gh-north-01"])]
+From = Annotated[str, Query(alias="from", description="start of the range, inclusive: an ISO-8601 date or "
+                            "date-time, UTC unless it has an offset", examples=["2025-07-15T00:00:00Z"])]
+To = Annotated[str, Query(alias="to", description="end of the range, exclusive (same forms as from)",
+                          examples=["2025-07-16"])]
+Format = Annotated[Literal["csv", "ndjson", "json"], Query(description="csv (a header row, UTC ISO-8601 "
+                                                            "timestamps), ndjson (one JSON object a line) or json")]
+Sensors = Annotated[list[str] | None, Query(alias="sensor", description="only this sensor (repeatable)")]
+Quantities = Annotated[list[str] | None, Query(alias="quantity", description="only this quantity (repeatable), "
+                                               "e.g. temperature, humidity, soil_moisture")]
+After = Annotated[str | None, Query(description="resume after this row: its key fields, comma-separated and "
+                                    "percent-encoded (readings: ts,sensor,quantity,epoch,seq; with every: "
+                                    "ts,sensor,quantity,unit; events: ts,epoch,seq)",
+                                    examples=["2025-07-15T06:00:10.000Z,air,temperature,3,1042"])]
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(known_parameters)])
+
+
+def visible_gateway(conn: psycopg.Connection, token: tokens.Token, gateway_id: str) -> dict[str, Any]:
+    """The gateway's status, or a 404 that reads the same whether it does not exist or is outside the token's
+    scope (the database is asked either way, so timing tells nothing either)."""
+    found = queries.gateway(conn, gateway_id) if _NAME.match(gateway_id) else None
+    if found is None or not token.sees(gateway_id):
+        raise not_found(f"no gateway {gateway_id!r}")
+    return found
+
+
+@router.get("/gateways", summary="Gateways this token sees, with their status")
+def list_gateways(token: Token, database: Db) -> list[dict[str, Any]]:
+    with database.connect() as conn:
+        return [g for g in queries.gateways(conn) if token.sees(g["id"])]
+
+
+@router.get("/gateways/{gateway_id}", summary="One gateway's status")
+def get_gateway(gateway_id: GatewayId, token: Token, database: Db) -> dict[str, Any]:
+    with database.connect() as conn:
+        return visible_gateway(conn, token, gateway_id)
+
+
+@router.get("/gateways/{gateway_id}/sensors", summary="The sensors and quantities of a gateway")
+def list_series(gateway_id: GatewayId, token: Token, database: Db) -> list[dict[str, Any]]:
+    with database.connect() as conn:
+        visible_gateway(conn, token, gateway_id)
+        return [s.as_dict() for s in queries.series(conn, gateway_id)]
+
+
+@router.get("/gateways/{gateway_id}/readings", summary="Readings in a range, raw or downsampled, streamed")
+def get_readings(gateway_id: GatewayId, token: Token, database: Db, start: From, end: To,
+                 sensor: Sensors = None, quantity: Quantities = None,
+                 every: Annotated[Literal["1m", "1h", "1d"] | None, Query(
+                     description="downsample: per bucket (UTC) and series, count, min, mean and max of the good "
+                                 "readings; absent: every reading")] = None,
+                 format: Format = "csv", after: After = None):
+    first, last = parse_range(start, end)
+    shape = queries.AGGREGATE if every else queries.RAW
+    cursor = parse_after(after, shape)
+    sensors, quantities = parse_names("sensor", sensor), parse_names("quantity", quantity)
+    with database.connect() as conn:
+        visible_gateway(conn, token, gateway_id)
+        chosen = choose_series(gateway_id, queries.series(conn, gateway_id), sensors, quantities)
+    params = {"gateway": gateway_id, **series_params(chosen), "bucket": queries.BUCKETS.get(every or "1m")}
+    export = Export(shape, first, last, params, after=cursor)
+    if chosen:
+        export = export.clipped(min(s.first for s in chosen), max(s.last for s in chosen))
+    else:
+        export = export.clipped(first, first - queries.ONE_MS)  # nothing to read: an empty export
+    return streamed(database, export, format, _file_name(gateway_id, "readings", first, last))
+
+
+@router.get("/gateways/{gateway_id}/events", summary="Events in a range: actuator changes, alerts, gaps, ...")
+def get_events(gateway_id: GatewayId, token: Token, database: Db, start: From, end: To,
+               kind: Annotated[list[str] | None, Query(
+                   description="only this kind (repeatable); a family matches all its kinds: actuator, alert, "
+                               "buffer.gap, daemon, command, sms")] = None,
+               format: Format = "csv", after: After = None):
+    first, last = parse_range(start, end)
+    cursor = parse_after(after, queries.EVENTS)
+    for value in kind or ():
+        if not _KIND.match(value):
+            raise bad_parameter(f"kind: {value!r} is not an event kind (e.g. actuator.change, alert, buffer.gap)")
+    with database.connect() as conn:
+        visible_gateway(conn, token, gateway_id)
+        extent = queries.event_extent(conn, gateway_id)
+    filters = (queries.EVENT_KINDS,) if kind else ()
+    export = Export(queries.EVENTS, first, last, {"gateway": gateway_id, "kinds": kind or []}, filters, cursor)
+    export = export.clipped(*extent) if extent else export.clipped(first, first - queries.ONE_MS)
+    return streamed(database, export, format, _file_name(gateway_id, "events", first, last))
+
+
+@router.get("/gateways/{gateway_id}/coverage", summary="Readings expected against received, per sensor and hour")
+def get_coverage(gateway_id: GatewayId, token: Token, database: Db, start: From, end: To,
+                 sensor: Sensors = None, quantity: Quantities = None, format: Format = "csv"):
+    first, last = parse_range(start, end)
+    sensors, quantities = parse_names("sensor", sensor), parse_names("quantity", quantity)
+    with database.connect() as conn:
+        visible_gateway(conn, token, gateway_id)
+        chosen = choose_series(gateway_id, queries.series(conn, gateway_id), sensors, quantities)
+        found = queries.intervals(conn, gateway_id, chosen, last)
+    now = datetime.now(UTC)
+    params = {"gateway": gateway_id, "sensors": [s.sensor for s in chosen], "quantities": [s.quantity for s in chosen],
+              "intervals": [found[s.sensor, s.quantity].seconds for s in chosen],
+              "sources": [found[s.sensor, s.quantity].source for s in chosen], "firsts": [s.first for s in chosen]}
+    export = Export(queries.COVERAGE, first, last, params)
+    if chosen:  # hours before the first reading of any chosen series, or in the future, expect nothing
+        export = export.clipped(min(s.first for s in chosen), max(now, max(s.last for s in chosen)))
+    else:
+        export = export.clipped(first, first - queries.ONE_MS)
+    return streamed(database, export, format, _file_name(gateway_id, "coverage", first, last))
+
+
+# --------------------------------------------------------------------------------------------------- the app
+
+
+def create_app(config: DataCenterConfig) -> FastAPI:
+    """The history API over the config's database (which must be migrated: ``edge dc api`` does it at start)."""
+    app = FastAPI(title="Greenhouse history API", version=__version__,
+                  description="Readings, events and coverage of the greenhouse gateways a token sees. "
+                              "Errors are RFC 9457 problems (application/problem+json). See docs/history.md.")
+    app.state.database = Database(config.database.url)
+    app.include_router(router)
+    _install_error_handlers(app)
+    app.openapi = lambda: _openapi(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, lambda _request, exc: exc.response())
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    app.add_exception_handler(Exception, _internal_error)
+
+
+def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    where = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "header")]
+    name = ".".join(where[:1]) or "request"
+    if first.get("type") == "missing":
+        return bad_parameter(f"{name}: required").response()
+    return bad_parameter(f"{name}: {first.get('msg', 'invalid value')}").response()
+
+
+_HTTP_TITLES = {404: ("not-found", "Not found"), 405: ("method-not-allowed", "Method not allowed")}
+
+
+def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    slug, title = _HTTP_TITLES.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = "no such endpoint (see /openapi.json)" if exc.status_code == 404 else str(exc.detail)
+    return Problem(exc.status_code, slug, title, detail, dict(exc.headers or {})).response()
+
+
+def _database_unavailable(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, str(exc).strip()[:200])
+    return Problem(503, "unavailable", "Service unavailable", "the database is unavailable; retry later",
+                   {"Retry-After": "10"}).response()
+
+
+def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return Problem(500, "internal-error", "Internal error", "the server failed; this is logged").response()
+
+
+# ---------------------------------------------------------------------------------------------------- OpenAPI
+
+_ERRORS = {
+    400: "A parameter is unknown, given twice or malformed; the range is empty (`from` must be before `to`), or "
+         "the `after` cursor is malformed.",
+    401: "No token, or one this data center does not know (`WWW-Authenticate: Bearer`).",
+    403: "The token was revoked or has expired.",
+    404: "No such gateway, sensor or quantity, or a gateway outside the token's scope: the two read the same.",
+    503: "The database is unavailable; retry later (`Retry-After`).",
+}
+_ROW_FIELDS = {
+    "readings": {"ts": "string", "sensor": "string", "quantity": "string", "value": ["number", "null"],
+                 "unit": "string", "quality": "string", "epoch": "integer", "seq": "integer"},
+    "aggregates": {"ts": "string", "sensor": "string", "quantity": "string", "unit": "string", "count": "integer",
+                   "min": "number", "mean": "number", "max": "number"},
+    "events": {"ts": "string", "kind": "string", "source": "string", "data": "object", "epoch": "integer",
+               "seq": "integer"},
+    "coverage": {"hour": "string", "sensor": "string", "quantity": "string", "interval": ["number", "null"],
+                 "interval_source": "string", "expected": ["integer", "null"], "received": "integer",
+                 "good": "integer", "missing": ["integer", "null"]},
+}
+_GATEWAY_FIELDS = {"id": "string", "state": "string", "state_since": "string", "last_seen": "string",
+                   "version": ["string", "null"], "epoch": ["integer", "null"], "backlog": ["integer", "null"]}
+_SERIES_FIELDS = {"sensor": "string", "quantity": "string", "unit": "string", "first": "string", "last": "string"}
+
+
+def _object(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": list(fields), "additionalProperties": False,
+            "properties": {name: {"type": kind} for name, kind in fields.items()}}
+
+
+def _table(rows: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "array", "items": rows}}}}
+
+
+def _ok_responses() -> dict[str, dict[str, Any]]:
+    gateway = _object(_GATEWAY_FIELDS)
+    return {
+        "/v1/gateways": {"description": "The gateways, by id.",
+                         "content": {"application/json": {"schema": {"type": "array", "items": gateway}}}},
+        "/v1/gateways/{gateway_id}": {"description": "The gateway.",
+                                      "content": {"application/json": {"schema": gateway}}},
+        "/v1/gateways/{gateway_id}/sensors": {"description": "Its series, by sensor and quantity.", "content": {
+            "application/json": {"schema": {"type": "array", "items": _object(_SERIES_FIELDS)}}}},
+        "/v1/gateways/{gateway_id}/readings": _table(
+            {"oneOf": [_object(_ROW_FIELDS["readings"]), _object(_ROW_FIELDS["aggregates"])]},
+            "Readings ordered by ts, sensor, quantity, epoch, seq (with `every`: ts, sensor, quantity, unit)."),
+        "/v1/gateways/{gateway_id}/events": _table(_object(_ROW_FIELDS["events"]),
+                                                   "Events ordered by ts, epoch, seq."),
+        "/v1/gateways/{gateway_id}/coverage": _table(_object(_ROW_FIELDS["coverage"]),
+                                                     "Per hour and series, ordered by hour, sensor, quantity."),
+    }
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with the real responses: what each endpoint streams, and every problem it answers
+    (FastAPI's own 422 is never sent: invalid input is a 400 problem)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = ProblemDocument.model_json_schema()
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in doc["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.pop("422", None)
+            responses["200"] = _ok_responses()[path]
+            for status, description in _ERRORS.items():
+                if status != 404 or "{gateway_id}" in path:
+                    responses[str(status)] = {"description": description, "content": problem}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        doc["components"]["schemas"].pop(unused, None)
+    app.openapi_schema = doc
+    return doc
+
+
+def serve(config: DataCenterConfig, host: str, port: int) -> None:
+    """Migrate the schema (the tokens table included), then serve until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from edge.datacenter.store import migrate
+
+    with psycopg.connect(config.database.url, connect_timeout=10) as conn:
+        migrate(conn)
+    uvicorn.run(create_app(config), host=host, port=port, log_config=None, server_header=False)

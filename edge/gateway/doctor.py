@@ -1,0 +1,402 @@
+"""``edge doctor``: one screen an installer can read. Each line is a check, ``OK``, ``WARN``, ``FAIL`` or ``SKIP`` (not
+configured here), and every WARN or FAIL carries a short hint: what to look at, or the command that shows more.
+
+The checks: the config is valid; the clock is synced; the buffer passes SQLite's quick_check and fits its budget; the
+buffer's file system has room; the broker accepts the configured credentials (TCP, then an MQTT CONNECT, under a
+client id of its own so the daemon's session is untouched); each SMS transport's host or device is there; the sensors
+answer (``edge probe`` when the daemon is stopped, else the daemon's latest readings, so no bus is shared); and the
+state of the systemd unit. Secrets are read to use them, never printed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from edge.errors import ConfigError, EdgeError
+
+UNIT = "edge-gateway.service"
+#: The unit's optional EnvironmentFile=: what the config's ${VAR}s see when systemd runs the daemon.
+ENV_FILE = Path("/etc/edge/gateway.env")
+#: Share of ``buffer.max_size`` from which the buffer is reported as nearly full.
+BUDGET_WARN = 0.8
+#: Below this much free space SQLite may fail to write at all.
+DISK_FAIL_BYTES = 64 * 10**6
+DAMAGED_HINT = ("the daemon moves a damaged buffer aside at its next start (kept, never deleted) and starts a fresh "
+                "one: sudo systemctl restart edge-gateway")
+#: A sensor whose latest reading is older than this many of its intervals is reported stale.
+STALE_INTERVALS = 3
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK | WARN | FAIL | SKIP
+    summary: str
+    hint: str | None = None
+    lines: tuple[str, ...] = ()  # details under the summary (one per failing sensor, ...)
+
+
+@dataclass(frozen=True)
+class Report:
+    source: str
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed (warnings allowed)."""
+        return not any(check.status == "FAIL" for check in self.checks)
+
+
+def diagnose(config_path: str | os.PathLike[str] | None, *, env: Mapping[str, str] | None = None,
+             timeout: float = 5.0, now: float | None = None,
+             systemctl: Callable[[str, str], str] | None = None) -> Report:
+    """Run every check on a gateway config. ``systemctl(verb, unit)`` answers ``is-active``/``is-enabled`` (tests)."""
+    from edge.config import DEMO_CONFIG, load_config
+
+    source = str(config_path if config_path is not None else DEMO_CONFIG)
+    try:
+        config = load_config(config_path, env)
+    except ConfigError as exc:
+        return Report(source, (Check("config", "FAIL", f"{len(exc.problems)} problem(s)",
+                                     f"fix them, then: edge check -c {source}", tuple(exc.problems)),))
+    now = time.time() if now is None else now
+    checks = [Check("config", "OK", f"gateway {config.gateway.id}: {len(config.sensors)} sensors, "
+                                    f"{len(config.actuators)} actuators, {config.hardware.backend} backend")]
+    checks.append(check_clock(config))
+    buffer_check, daemon_running = check_buffer(config, now)
+    checks += [buffer_check, check_disk(config), check_broker(config, timeout)]
+    checks += check_sms(config, timeout)
+    checks.append(check_sensors(config, daemon_running, now))
+    checks.append(check_service(systemctl))
+    return Report(source, tuple(checks))
+
+
+def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``KEY=VALUE`` lines as systemd's EnvironmentFile= reads them (comments, blank lines, optional quotes)."""
+    values = {}
+    for raw in Path(path).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def format_report(report: Report) -> list[str]:
+    lines = [f"edge doctor: {report.source}"]
+    for check in report.checks:
+        lines.append(f"{check.status:<5} {check.name:<8} {check.summary}")
+        lines.extend(f"{'':15}{line}" for line in check.lines)
+        if check.hint and check.status in ("WARN", "FAIL"):
+            lines.append(f"{'':15}-> {check.hint}")
+    failed = sum(check.status == "FAIL" for check in report.checks)
+    warned = sum(check.status == "WARN" for check in report.checks)
+    lines.append(f"{failed} failed, {warned} warning(s)" if failed or warned else "all good")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------------- checks
+
+
+def check_clock(config: Any) -> Check:
+    from edge.gateway.clock import Clock
+
+    trust = config.clock.trust
+    if trust != "auto":
+        return Check("clock", "OK" if trust == "synced" else "WARN", f"clock.trust: {trust} (set in the config)",
+                     "readings are flagged unsynced until clock.trust is auto or synced")
+    if Clock(trust).is_synced():
+        return Check("clock", "OK", "synced")
+    return Check("clock", "WARN", "not synced yet: readings are flagged and re-timed once it is",
+                 "timedatectl shows it; NTP needs UDP port 123 to a time server (NTP= in "
+                 "/etc/systemd/timesyncd.conf)")
+
+
+def check_buffer(config: Any, now: float) -> tuple[Check, bool]:
+    """The buffer's integrity and size against its budget; also whether a daemon owns it right now."""
+    from edge.gateway.buffer import Buffer
+
+    path = Path(config.buffer.path).absolute()
+    budget = config.buffer.max_size
+    if not path.exists():
+        return Check("buffer", "WARN", f"{path}: no buffer yet", "the daemon creates it at its first start"), False
+    # Not root: a failure is most likely permissions (the buffer and its -shm file belong to edge, mode 0640).
+    hint = DAMAGED_HINT if os.geteuid() == 0 else _access_hint(path)
+    try:
+        buffer = Buffer.reader(path)
+    except EdgeError as exc:
+        return Check("buffer", "FAIL", str(exc), hint), False
+    try:
+        running = buffer.owned_by_a_running_daemon()
+        try:
+            rows = [row[0] for row in buffer.db.execute("PRAGMA quick_check")]
+            used = buffer.used_bytes()
+            counts = buffer.counts("readings")
+        except Exception as exc:  # sqlite3.DatabaseError, OSError: report, whatever it is
+            return Check("buffer", "FAIL", f"{path}: {exc}", hint), running
+    finally:
+        buffer.close()
+    if rows != ["ok"]:
+        return Check("buffer", "FAIL", f"{path}: damaged ({'; '.join(rows[:3])})", DAMAGED_HINT), running
+    share = used / budget
+    oldest = counts["oldest_pending_ts"]
+    summary = (f"{path}: intact, {_human(used)} of its {_human(budget)} budget ({share:.0%}); "
+               f"{counts['pending']} readings not yet acknowledged"
+               + (f", oldest {_age(now - oldest)} old" if oldest is not None else ""))
+    if share >= BUDGET_WARN:
+        return Check("buffer", "WARN", summary,
+                     "past the budget the oldest unacknowledged readings are dropped (gap records): restore the "
+                     "uplink (see the broker line) or raise buffer.max_size if the card has room"), running
+    return Check("buffer", "OK", summary), running
+
+
+def check_disk(config: Any) -> Check:
+    path = Path(config.buffer.path).absolute().parent
+    while not path.exists():
+        path = path.parent
+    stats = os.statvfs(path)
+    free, total = stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
+    buffer_file = Path(config.buffer.path).absolute()
+    used = sum(p.stat().st_size for p in (buffer_file, Path(f"{buffer_file}-wal")) if p.exists())
+    room = max(0, config.buffer.max_size - used)
+    summary = f"{path}: {_human(free)} free of {_human(total)}"
+    if free < DISK_FAIL_BYTES:
+        return Check("disk", "FAIL", summary, "the buffer cannot grow: free space (journalctl --vacuum-size=50M, "
+                                              "apt-get clean) or move the buffer")
+    if free < room:
+        return Check("disk", "WARN", summary + f"; the buffer may still grow by {_human(room)}",
+                     "lower buffer.max_size below the free space, or free space")
+    return Check("disk", "OK", summary)
+
+
+def check_broker(config: Any, timeout: float) -> Check:
+    """TCP and an MQTT CONNECT with the configured credentials; the password is read, sent, and never shown."""
+    sync = config.sync
+    if not sync.url:
+        return Check("broker", "SKIP", "no sync.url: the gateway only buffers")
+    parts = urlsplit(sync.url)
+    port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    where = f"{parts.hostname}:{port}"
+    username = sync.username or config.gateway.id
+    try:
+        password = sync.password_file.read_text().strip() if sync.password_file else None
+    except OSError as exc:
+        return Check("broker", "FAIL", f"cannot read sync.password_file {sync.password_file}: {exc.strerror}",
+                     _access_hint(sync.password_file))
+    try:
+        socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return Check("broker", "FAIL", f"{where}: cannot resolve {parts.hostname} ({exc.strerror})",
+                     "check the name in sync.url and DNS (resolvectl status), or use the broker's IP address")
+    try:
+        refused = _mqtt_connect(sync, config.gateway.id, parts.hostname, port, username, password, timeout)
+    except ssl.SSLError as exc:
+        return Check("broker", "FAIL", f"{where}: TLS failed ({exc.reason or exc})",
+                     "check sync.ca_file and the broker's certificate; a clock that is not synced also fails TLS")
+    except ConnectionRefusedError:
+        return Check("broker", "FAIL", f"{where}: connection refused",
+                     f"is the broker running and listening on port {port}? try: nc -vz {parts.hostname} {port}")
+    except (TimeoutError, socket.timeout):
+        return Check("broker", "FAIL", f"{where}: no answer within {timeout:g}s",
+                     "a firewall or the uplink: ping the data center; check the fiber router")
+    except OSError as exc:
+        return Check("broker", "FAIL", f"{where}: {exc.strerror or exc}", "check the network and sync.url")
+    if refused:
+        return Check("broker", "FAIL", f"{where}: the broker refused {username!r}: {refused}",
+                     "check sync.username (default: the gateway id) and the password in sync.password_file "
+                     "against the broker's password file (mosquitto_passwd)")
+    return Check("broker", "OK", f"{where}: connected as {username!r} ({sync.mqtt_version})")
+
+
+def _mqtt_connect(sync: Any, gateway_id: str, host: str, port: int, username: str, password: str | None,
+                  timeout: float) -> str | None:
+    """None when the broker accepts the login, else its reason. Raises OSError for network failures."""
+    import paho.mqtt.client as mqtt
+
+    version = mqtt.MQTTv5 if sync.mqtt_version == "mqttv5" else mqtt.MQTTv311
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-doctor-{gateway_id}-{os.getpid()}",
+                         protocol=version)  # never the daemon's id: its session stays as it is
+    client.connect_timeout = timeout
+    client.username_pw_set(username, password)
+    if urlsplit(sync.url).scheme == "mqtts":
+        client.tls_set(ca_certs=str(sync.ca_file) if sync.ca_file else None,
+                       certfile=str(sync.cert_file) if sync.cert_file else None,
+                       keyfile=str(sync.key_file) if sync.key_file else None)
+    answer: dict[str, Any] = {}
+    client.on_connect = lambda _c, _u, _f, reason_code, _p=None: answer.setdefault("reason", reason_code)
+    try:
+        client.connect(host, port, keepalive=max(5, int(timeout) * 2))
+        deadline = time.monotonic() + timeout
+        while "reason" not in answer:
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            rc = client.loop(timeout=0.1)
+            if rc not in (mqtt.MQTT_ERR_SUCCESS,) and "reason" not in answer:
+                return f"connection closed ({mqtt.error_string(rc)})"
+        reason = answer["reason"]
+        return str(reason) if reason.is_failure else None
+    finally:
+        try:
+            client.disconnect()
+            client.loop(timeout=0.1)  # sends the DISCONNECT and closes the socket
+        except (OSError, ValueError):
+            pass
+
+
+def check_sms(config: Any, timeout: float) -> list[Check]:
+    transports = config.sms.transports
+    if not transports:
+        has_recipients = bool(config.alerts.recipients)
+        return [Check("sms", "WARN" if has_recipients else "SKIP", "no SMS transport configured"
+                      + (": alerts are recorded but not sent" if has_recipients else ""),
+                      "add sms.transports (config/gateway.example.yaml shows each kind)")]
+    return [_check_transport(transport, timeout) for transport in transports]
+
+
+def _check_transport(transport: Any, timeout: float) -> Check:
+    kind = transport.type
+    label = f"{transport.name} ({kind})" if transport.name != kind else kind
+    secret_file = getattr(transport, "api_key_file", None) or getattr(transport, "secret_file", None)
+    if secret_file is not None and not Path(secret_file).exists():
+        return Check("sms", "FAIL", f"{label}: no key file {secret_file}",
+                     "put the provider's API key in it: one line, owner root, group edge, mode 0640")
+    if secret_file is not None and not os.access(secret_file, os.R_OK):
+        return Check("sms", "FAIL", f"{label}: cannot read the key file {secret_file}", _access_hint(secret_file))
+    if secret_file is not None and not Path(secret_file).read_text().strip():
+        return Check("sms", "FAIL", f"{label}: the key file {secret_file} is empty",
+                     "put the provider's API key in it (the daemon refuses to start without it)")
+    if kind == "console":
+        return Check("sms", "OK", f"{label}: messages go to the log only")
+    if kind == "modem":
+        port = Path(transport.port)
+        if not port.exists():
+            return Check("sms", "FAIL", f"{label}: no device {port}",
+                         "is the modem plugged in and powered? ls -l /dev/serial/by-id/ shows what is there")
+        if not os.access(port, os.R_OK | os.W_OK):
+            return Check("sms", "WARN", f"{label}: {port} present, not writable by this user",
+                         "the service user edge is in group dialout; run edge doctor with sudo")
+        return Check("sms", "OK", f"{label}: {port} present (not opened: the daemon may be using it)")
+    parts = urlsplit(transport.base_url if kind == "kavenegar" else transport.url)
+    host = parts.hostname
+    if not host or "{" in host:
+        return Check("sms", "SKIP", f"{label}: the host is a template; not checked")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except socket.gaierror as exc:
+        return Check("sms", "FAIL", f"{label}: cannot resolve {host} ({exc.strerror})",
+                     "DNS or the uplink: resolvectl status; alerts fall back to the GSM modem if one is configured")
+    except OSError as exc:
+        return Check("sms", "FAIL", f"{label}: {host}:{port} unreachable ({exc.strerror or exc})",
+                     "the uplink or a firewall; alerts fall back to the GSM modem if one is configured")
+    return Check("sms", "OK", f"{label}: {host}:{port} reachable")
+
+
+def check_sensors(config: Any, daemon_running: bool, now: float) -> Check:
+    if not config.sensors:
+        return Check("sensors", "SKIP", "no sensors configured")
+    if daemon_running:
+        return _sensors_from_buffer(config, now)
+    from edge.gateway.probe import describe_sample, probe
+
+    report = probe(config)
+    silent = [s for s in report.sensors if not s.answered]
+    lines = [f"{s.id} ({s.type}): {describe_sample(s.samples[0])}" for s in silent]
+    lines += [f"{bus.name}: {bus.problem}" for bus in report.buses if bus.problem]
+    lines += [f"{bus.name}: present but not configured: {', '.join(bus.unconfigured)}"
+              for bus in report.buses if not bus.problem and bus.unconfigured]
+    summary = f"{len(report.sensors) - len(silent)} of {len(report.sensors)} answer (probed: the daemon is stopped)"
+    if silent:
+        return Check("sensors", "FAIL", summary, "edge probe shows every reading; docs/operations.md, Wiring",
+                     tuple(lines))
+    return Check("sensors", "OK", summary, lines=tuple(lines))
+
+
+def _sensors_from_buffer(config: Any, now: float) -> Check:
+    from edge.gateway.buffer import Buffer
+
+    buffer = Buffer.reader(config.buffer.path)
+    try:
+        latest = buffer.latest(s.id for s in config.sensors)
+    finally:
+        buffer.close()
+    lines = []
+    for sensor in config.sensors:
+        rows = latest.get(sensor.id) or []
+        if not rows:
+            lines.append(f"{sensor.id}: no reading yet")
+        elif now - rows[0]["ts"] > STALE_INTERVALS * sensor.interval:
+            lines.append(f"{sensor.id}: last reading {_age(now - rows[0]['ts'])} old")
+        elif all(row["quality"] == "error" for row in rows):
+            lines.append(f"{sensor.id}: error ({rows[0]['reason']})")
+    summary = (f"{len(config.sensors) - len(lines)} of {len(config.sensors)} report fresh readings (read by the "
+               "running daemon)")
+    if lines:
+        return Check("sensors", "FAIL", summary, "edge status shows every reading; stop the daemon and run edge "
+                                                 "probe to test the wiring", tuple(lines))
+    return Check("sensors", "OK", summary)
+
+
+def check_service(systemctl: Callable[[str, str], str] | None = None) -> Check:
+    if systemctl is None:
+        if not Path("/run/systemd/system").is_dir():
+            return Check("service", "SKIP", "not managed by systemd (systemd is not running here)")
+        systemctl = _systemctl
+    active, enabled = systemctl("is-active", UNIT), systemctl("is-enabled", UNIT)
+    if enabled in ("not-found", ""):
+        return Check("service", "WARN", f"{UNIT} is not installed", "sudo bash scripts/install-gateway.sh")
+    summary = f"{UNIT}: {active}, {enabled}"
+    if active == "failed":
+        return Check("service", "FAIL", summary, "journalctl -u edge-gateway -b -n 50 says why")
+    if active != "active":
+        return Check("service", "WARN", summary, "sudo systemctl start edge-gateway")
+    if enabled != "enabled":
+        return Check("service", "WARN", summary, "it will not start at boot: sudo systemctl enable edge-gateway")
+    return Check("service", "OK", summary)
+
+
+def _systemctl(verb: str, unit: str) -> str:
+    try:
+        done = subprocess.run(["systemctl", verb, unit], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() or ("not-found" if "not found" in done.stderr else "")
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+def _access_hint(path: Any) -> str:
+    return f"run edge doctor with sudo (the file {path} is readable by root and group edge only)"
+
+
+def _human(size: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
+def _age(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+

@@ -1,0 +1,173 @@
+"""`edge doctor`: one line per check, OK / WARN / FAIL / SKIP with a hint, exit 1 only when something FAILs; the
+broker is tried for real (private Mosquitto) with the configured credentials, and the password never shows."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from click.testing import CliRunner
+
+from edge.cli import main
+from edge.gateway.buffer import Buffer, NewReading
+from edge.gateway.doctor import Check, check_service, diagnose, format_report
+from services import free_port
+
+GATEWAY = """\
+gateway: {id: GATEWAY}
+hardware: {backend: simulated}
+buffer: {path: BUFFER, max_size: MAX_SIZE}
+clock: {trust: synced}
+control: {socket: SOCKET}
+sync: SYNC
+sms: SMS
+sensors:
+  - {id: air, type: simulated, measures: [temperature, humidity], interval: 10s}
+"""
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    def write(sync: str = "{}", sms: str = "{}", gateway: str = "gh-a", max_size: str = "2GB"):
+        path = tmp_path / "gateway.yaml"
+        path.write_text(GATEWAY.replace("GATEWAY", gateway).replace("BUFFER", str(tmp_path / "buffer.db"))
+                        .replace("SOCKET", str(tmp_path / "control.sock")).replace("SYNC", sync)
+                        .replace("SMS", sms).replace("MAX_SIZE", max_size))
+        return path
+    return write
+
+
+def doctor(path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["doctor", "-c", str(path), "--timeout", "3s"])
+    return result.exit_code, result.output
+
+
+def line(output: str, name: str) -> str:
+    [found] = [text for text in output.splitlines() if text[6:].startswith(name + " ")]
+    return found
+
+
+def test_a_reachable_broker_and_answering_sensors_pass(write_config, broker):
+    code, output = doctor(write_config(sync=f"{{url: {broker.url}}}"))
+    assert code == 0, output
+    assert line(output, "config").startswith("OK    config   gateway gh-a: 1 sensors")
+    assert line(output, "broker") == f"OK    broker   127.0.0.1:{broker.port}: connected as 'gh-a' (mqttv5)"
+    assert line(output, "sensors").startswith("OK    sensors  1 of 1 answer (probed")
+    assert line(output, "buffer").startswith("WARN  buffer")  # no buffer before the first start
+    assert line(output, "sms") == "SKIP  sms      no SMS transport configured"
+    assert output.splitlines()[-1] == "0 failed, 1 warning(s)"
+
+
+def test_an_unreachable_broker_fails_with_a_hint(write_config):
+    code, output = doctor(write_config(sync=f"{{url: 'mqtt://127.0.0.1:{free_port()}'}}"))
+    assert code == 1
+    failed = output.splitlines().index(line(output, "broker"))
+    assert output.splitlines()[failed].endswith(": connection refused")
+    assert output.splitlines()[failed + 1].strip().startswith("-> is the broker running and listening on port")
+
+
+def test_wrong_credentials_fail_and_the_password_is_never_shown(write_config, secure_broker, tmp_path):
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("not-the-password-of-gh-a\n")
+    config = write_config(sync=f"{{url: {secure_broker.url}, password_file: {secret}}}")
+    code, output = doctor(config)
+    assert code == 1
+    assert line(output, "broker") == f"FAIL  broker   127.0.0.1:{secure_broker.port}: the broker refused 'gh-a': " \
+                                     "Not authorized"
+    assert "not-the-password-of-gh-a" not in output
+
+    secret.write_text(secure_broker.users["gh-a"] + "\n")
+    code, output = doctor(config)
+    assert line(output, "broker").startswith("OK    broker")
+    assert secure_broker.users["gh-a"] not in output
+
+
+def test_an_invalid_config_is_the_only_line_and_fails(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text("gateway: {id: x}\nsensors: 3\n")
+    code, output = doctor(path)
+    assert code == 1
+    assert output.splitlines()[1:] == ["FAIL  config   1 problem(s)", f"{'':15}{path}:2: sensors: must be a list",
+                                       f"{'':15}-> fix them, then: edge check -c {path}", "1 failed, 0 warning(s)"]
+
+
+def test_a_buffer_near_its_budget_warns_and_a_damaged_one_fails(write_config, tmp_path):
+    config = write_config(max_size="1MB")
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=1.0, boot_id="b")
+    buffer.append_readings([NewReading(ts=float(i), sensor="air", quantity="temperature", value=20.0, unit="°C")
+                            for i in range(20_000)])
+    buffer.close()
+    code, output = doctor(config)
+    assert code == 0
+    assert line(output, "buffer").startswith(f"WARN  buffer   {tmp_path / 'buffer.db'}: intact, ")
+    assert "of its 1.0 MB budget" in line(output, "buffer") and "20000 readings not yet acknowledged" in output
+
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"buffer.db{suffix}").unlink(missing_ok=True)
+    (tmp_path / "buffer.db").write_bytes(b"this is not an SQLite file" * 100)
+    code, output = doctor(config)
+    assert code == 1
+    assert line(output, "buffer").startswith("FAIL  buffer")
+
+
+def test_while_the_daemon_runs_sensors_are_judged_from_its_readings_not_probed(write_config, tmp_path):
+    config = write_config()
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=1.0, boot_id="b")  # holds the owner lock like a daemon
+    try:
+        buffer.append_readings([NewReading(ts=1000.0, sensor="air", quantity="temperature", value=None, unit="°C",
+                                           quality="error", reason="I2C bus 1, address 0x44: no answer")])
+        report = diagnose(config, now=1005.0, systemctl=lambda verb, unit: "")
+        [sensors] = [check for check in report.checks if check.name == "sensors"]
+        assert sensors == Check("sensors", "FAIL", "0 of 1 report fresh readings (read by the running daemon)",
+                                sensors.hint, ("air: error (I2C bus 1, address 0x44: no answer)",))
+        report = diagnose(config, now=1070.0, systemctl=lambda verb, unit: "")
+        assert [c.lines for c in report.checks if c.name == "sensors"] == [("air: last reading 1m old",)]
+    finally:
+        buffer.close()
+
+
+def test_sms_transports_are_checked_without_sending_anything(write_config, tmp_path):
+    key = tmp_path / "kavenegar.key"
+    key.write_text("secret-api-key\n")
+    with socket.socket() as listener:  # an HTTP gateway that accepts connections
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        sms = (f"{{transports: [{{type: kavenegar, api_key_file: {key}, base_url: 'http://127.0.0.1:{port}', "
+               f"receive: false}}, {{type: modem, port: {tmp_path / 'ttyUSB9'}}}]}}")
+        code, output = doctor(write_config(sms=sms))
+    sms_lines = [text for text in output.splitlines() if text[6:].startswith("sms ")]
+    assert sms_lines == [f"OK    sms      kavenegar: 127.0.0.1:{port} reachable",
+                         f"FAIL  sms      modem: no device {tmp_path / 'ttyUSB9'}"]
+    assert code == 1 and "secret-api-key" not in output
+
+
+@pytest.mark.parametrize("active, enabled, status", [
+    ("active", "enabled", "OK"), ("active", "disabled", "WARN"), ("inactive", "enabled", "WARN"),
+    ("failed", "enabled", "FAIL"), ("inactive", "not-found", "WARN"),
+])
+def test_the_service_line_follows_systemctl(active, enabled, status):
+    answers = {"is-active": active, "is-enabled": enabled}
+    check = check_service(lambda verb, unit: answers[verb])
+    assert check.status == status and (check.hint is None) == (status == "OK")
+
+
+def test_without_systemd_the_service_is_not_managed(monkeypatch):
+    monkeypatch.setattr("edge.gateway.doctor.Path.is_dir", lambda self: False)
+    assert check_service() == Check("service", "SKIP", "not managed by systemd (systemd is not running here)")
+
+
+def test_format_puts_hints_under_warnings_and_failures_only():
+    from edge.gateway.doctor import Report
+
+    report = Report("f.yaml", (Check("clock", "OK", "synced", "unused"), Check("disk", "WARN", "low", "free it")))
+    assert format_report(report) == ["edge doctor: f.yaml", "OK    clock    synced", "WARN  disk     low",
+                                     f"{'':15}-> free it", "0 failed, 1 warning(s)"]
+
+
+def test_the_env_file_gives_the_config_its_variables_as_systemd_would(write_config, broker, tmp_path):
+    env_file = tmp_path / "gateway.env"
+    env_file.write_text(f"# as /etc/edge/gateway.env\nEDGE_MQTT_URL=\"{broker.url}\"\n")
+    config = write_config(sync="{url: '${EDGE_MQTT_URL}'}")
+    result = CliRunner().invoke(main, ["doctor", "-c", str(config), "--env-file", str(env_file)])
+    assert line(result.output, "broker").startswith("OK    broker")
