@@ -117,7 +117,7 @@ def drain(path: Path, broker: Broker) -> float:
     sync = Sync(config, "bench-gw", buffer, Clock("synced"))
     began = time.perf_counter()
     sync.start()
-    while buffer.counts()["pending"]:
+    while buffer.pending(limit=1):  # the partial index answers at once (a COUNT would scan the table)
         time.sleep(0.2)
     elapsed = time.perf_counter() - began
     sync.stop()

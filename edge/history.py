@@ -216,6 +216,7 @@ class Sink:
     def __init__(self, out: BinaryIO, request: Request, header: bytes | None = None, last: bytes | None = None):
         self.out, self.request = out, request
         self.header, self.last = header, last
+        self._awaiting_header = False
 
     def after(self) -> str | None:
         return cursor(self.request, self.header, self.last) if self.last else None
@@ -248,26 +249,30 @@ class Sink:
 def pull(request: Request, out: BinaryIO, *, sink: Sink | None = None, retries: int = 5,
          client: httpx.Client | None = None, progress: Progress | None = None,
          sleep: Callable[[float], None] = time.sleep, backoff: tuple[float, float] = (1.0, 30.0)) -> Sink:
-    """Stream the request's rows into ``out``; retry (continuing after the last complete row) on network errors."""
+    """Stream the request's rows into ``out``; retry (continuing after the last complete row) on network errors.
+    ``retries`` counts consecutive failures: an attempt that wrote rows starts the count (and the backoff) again."""
     sink = sink or Sink(out, request)
     progress = progress or Progress(request)
     own = client is None
     client = client or httpx.Client(timeout=TIMEOUT)
+    failures = 0
     try:
-        for attempt in range(retries + 1):
+        while True:
+            before = sink.last
             try:
                 _attempt(client, request, sink, progress)
+                progress.done(getattr(out, "name", "standard output"))
                 return sink
             except _Retry as exc:
-                if attempt == retries:
-                    raise HistoryError(f"giving up after {retries + 1} attempts: {exc}") from None
-                delay = min(backoff[1], backoff[0] * 2 ** attempt)
+                failures = 1 if sink.last != before else failures + 1
+                if failures > retries:
+                    raise HistoryError(f"giving up after {failures} attempts in a row: {exc}") from None
+                delay = min(backoff[1], backoff[0] * 2 ** (failures - 1))
                 progress.note(f"{exc}; continuing after the last complete row in {delay:g}s")
                 sleep(delay)
     finally:
         if own:
             client.close()
-    raise AssertionError("unreachable")
 
 
 def _attempt(client: httpx.Client, request: Request, sink: Sink, progress: Progress) -> None:
@@ -473,3 +478,15 @@ def _shade(ax, periods: dict[str, list[tuple]]) -> None:
         for j, (a, b) in enumerate(spans):
             ax.axvspan(a, b, color=colours[i % len(colours)], alpha=0.15, linewidth=0,
                        label=f"{actuator} on" if j == 0 else None)
+
+
+def gateways(server: str, token: str, *, client: httpx.Client | None = None) -> list[dict[str, Any]]:
+    """The gateways the token sees, with their status."""
+    request = Request(server, token, "", "", "")
+    try:
+        response = (client or httpx).get(f"{server.rstrip('/')}/v1/gateways", headers=request.headers(),
+                                         timeout=TIMEOUT)
+        _check(response)
+    except (httpx.TransportError, _Retry) as exc:
+        raise HistoryError(f"cannot list the gateways: {exc}") from None
+    return response.json()

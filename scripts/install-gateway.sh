@@ -189,8 +189,8 @@ if live_systemd; then
   systemctl daemon-reload
   systemctl enable --quiet "$SERVICE"
   if [ "$FRESH_CONFIG" = 1 ]; then
-    say "enabled $SERVICE; next: edit /etc/edge/gateway.yaml, run  sudo $VENV/bin/edge doctor -c /etc/edge/gateway.yaml,"
-    say "then  sudo systemctl start $SERVICE"
+    say "enabled $SERVICE; next: edit /etc/edge/gateway.yaml, then"
+    say "  sudo edge doctor -c /etc/edge/gateway.yaml && sudo systemctl start $SERVICE"
   else
     systemctl try-restart "$SERVICE"  # an upgrade: restart it if it was running
     say "enabled $SERVICE (restarted if it was running)"

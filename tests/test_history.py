@@ -286,6 +286,9 @@ def test_the_gateway_list_shows_only_what_the_token_sees_with_status(system):
     assert (north[0]["state"], north[0]["epoch"]) == ("offline", 1)  # its sync stopped cleanly: last will sent
     assert north[0]["last_seen"].endswith("Z") and north[0]["version"]
     assert [g["id"] for g in system.get("/v1/gateways", system.everything).json()] == [NORTH, SOUTH]
+    listed = system.cli("history", "gateways", "--server", system.url, "--token-file", system.token_file(system.north))
+    assert listed.exit_code == 0 and listed.stdout.split("\n")[1].split()[:2] == [NORTH, "offline"]
+    assert SOUTH not in listed.stdout
 
 
 def test_sensors_lists_each_series_with_its_unit_and_extent(system):

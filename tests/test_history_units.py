@@ -7,13 +7,14 @@ import csv
 import io
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.datacenter import queries, tokens
 from edge.datacenter.api import Problem, parse_after, parse_time
-from edge.history import Records, Request, cursor, on_periods, with_gaps
+from edge.history import HistoryError, Progress, Records, Request, cursor, on_periods, pull, with_gaps
 
 UTC = timezone.utc
 T = datetime(2025, 7, 15, tzinfo=UTC)
@@ -69,6 +70,7 @@ def test_the_api_parses_back_the_cursor_the_client_writes():
     ("2025-07-15T06:30", T + timedelta(hours=6, minutes=30)),
     ("2025-07-15T06:30:00Z", T + timedelta(hours=6, minutes=30)),
     ("2025-07-15T10:00:00+03:30", T + timedelta(hours=6, minutes=30)),
+    ("2025-07-15T10:00:00 03:30", T + timedelta(hours=6, minutes=30)),  # the + a URL turned into a space
 ])
 def test_times_are_iso_8601_and_utc_unless_they_carry_an_offset(text, expected):
     assert parse_time("from", text) == expected
@@ -110,8 +112,9 @@ def test_a_revoked_or_expired_token_says_so():
 
 def test_an_export_runs_one_query_per_utc_day_and_resumes_at_the_cursor_time():
     export = queries.Export(queries.RAW, T - timedelta(hours=3), T + timedelta(days=1, hours=2))
+    day = timedelta(days=1)
     assert [(w["start"], w["end"]) for w in export.windows()] == [
-        (T - timedelta(hours=3), T), (T, T + timedelta(days=1)), (T + timedelta(days=1), T + timedelta(days=1, hours=2))]
+        (T - timedelta(hours=3), T), (T, T + day), (T + day, T + day + timedelta(hours=2))]
     resumed = queries.Export(queries.RAW, export.start, export.end, after=(T + timedelta(hours=5), "air", "t", 1, 9))
     assert next(resumed.windows())["start"] == T + timedelta(hours=5)
 
@@ -136,3 +139,49 @@ def test_chart_lines_break_at_gaps_instead_of_bridging_them():
     times = [T + timedelta(seconds=s) for s in (0, 10, 20, 300, 310)]
     xs, ys = with_gaps(times, [1, 2, None, 4, 5])
     assert len(xs) == 6 and ys[2] != ys[2] and ys[3] != ys[3]  # the missing value, then the inserted break
+
+
+def failing_client(statuses: list[int | None]) -> tuple[httpx.Client, list[str]]:
+    """A client whose n-th request gets statuses[n] (None: the connection is refused); records the URLs."""
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        status = statuses[min(len(seen), len(statuses)) - 1]
+        if status is None:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(status, json={"type": "x", "title": "t", "status": status, "detail": f"said {status}"})
+
+    return httpx.Client(transport=httpx.MockTransport(answer)), seen
+
+
+def test_a_pull_retries_network_errors_with_backoff_then_gives_up(tmp_path):
+    client, seen = failing_client([None, 503, None])
+    waits: list[float] = []
+    request = Request("http://dc", "edge_t", "gh-1", "2025-07-15", "2025-07-16")
+    with pytest.raises(HistoryError) as caught, (tmp_path / "out.csv").open("wb") as out:
+        pull(request, out, client=client, retries=3, sleep=waits.append, progress=Progress(request, io.StringIO()))
+    assert len(seen) == 4 and waits == [1.0, 2.0, 4.0]
+    assert "giving up after 4 attempts in a row: ConnectError: connection refused" in str(caught.value)
+
+
+def test_a_refusal_is_not_retried_and_carries_the_servers_detail(tmp_path):
+    client, seen = failing_client([404])
+    request = Request("http://dc", "edge_t", "gh-1", "2025-07-15", "2025-07-16")
+    with pytest.raises(HistoryError) as caught, (tmp_path / "out.csv").open("wb") as out:
+        pull(request, out, client=client, sleep=lambda _: None)
+    assert len(seen) == 1 and str(caught.value) == "the server refused the request: 404 said 404"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_shown_on_a_terminal_only():
+    request = Request("http://dc", "edge_t", "gh-1", "2025-07-15", "2025-07-16")
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = Progress(request, stream, every=0)
+        progress.add(b"2025-07-15T12:00:00.000Z,air,temperature,21.5,C,good,1,1\n", b"2025-07-15T12:00:00.000Z,a\n")
+    assert "gh-1: 2025-07-15T12:00:00.000Z (50%) 1 rows" in terminal.getvalue() and pipe.getvalue() == ""

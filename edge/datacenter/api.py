@@ -86,14 +86,15 @@ class ProblemDocument(BaseModel):
 
 
 class Database:
-    """Connections for requests: read-only, UTC, one per request (a stream holds its own until it ends)."""
+    """Connections for requests: read-only, UTC, one per request (a stream holds its own until it ends). JIT is
+    off: an export runs one short query per day, and compiling each would cost more than it saves."""
 
     def __init__(self, url: str):
         self.url = url
 
     def connect(self) -> psycopg.Connection:
         return psycopg.connect(self.url, connect_timeout=10, application_name="edge-history",
-                               options="-c TimeZone=UTC -c default_transaction_read_only=on")
+                               options="-c TimeZone=UTC -c default_transaction_read_only=on -c jit=off")
 
 
 def _database(request: Request) -> Database:
@@ -143,10 +144,14 @@ Db = Annotated[Database, Depends(_database)]
 # ---------------------------------------------------------------------------------------------- parameter parsing
 
 
+_PLUS_AS_SPACE = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
+
+
 def parse_time(name: str, text: str) -> datetime:
-    """An ISO-8601 date or date-time; without an offset it is UTC."""
+    """An ISO-8601 date or date-time; without an offset it is UTC. ``T09:30 03:30`` is a ``+03:30`` whose ``+``
+    a URL turned into a space."""
     try:
-        ts = datetime.fromisoformat(text)
+        ts = datetime.fromisoformat(_PLUS_AS_SPACE.sub(r"\1+\2", text))
         ts = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, OverflowError):
         raise bad_parameter(f"{name}: {text!r} is not an ISO-8601 date or time "
@@ -217,6 +222,10 @@ def choose_series(gateway_id: str, available: list[Series], sensors: list[str],
     return chosen
 
 
+def safe_names(chosen: list[Series]) -> bool:
+    return all(queries.safe_name(s.sensor) and queries.safe_name(s.quantity) for s in chosen)
+
+
 def series_params(chosen: list[Series]) -> dict[str, Any]:
     return {"sensors": sorted({s.sensor for s in chosen}), "quantities": sorted({s.quantity for s in chosen})}
 
@@ -241,9 +250,8 @@ async def _relay(first: bytes, blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
 def streamed(database: Database, export: Export, fmt: str, filename: str) -> StreamingResponse:
     blocks = queries.stream(database.connect, export, fmt)
     first = next(blocks, b"")  # errors before the first byte still get a problem response, not a broken stream
-    suffix = "csv" if fmt == "csv" else "ndjson" if fmt == "ndjson" else "json"
     return StreamingResponse(_relay(first, blocks), media_type=MEDIA_TYPES[fmt],
-                             headers={"Content-Disposition": f'attachment; filename="{filename}.{suffix}"'})
+                             headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'})
 
 
 def _file_name(gateway_id: str, what: str, start: datetime, end: datetime) -> str:
@@ -314,11 +322,9 @@ def get_readings(gateway_id: GatewayId, token: Token, database: Db, start: From,
         visible_gateway(conn, token, gateway_id)
         chosen = choose_series(gateway_id, queries.series(conn, gateway_id), sensors, quantities)
     params = {"gateway": gateway_id, **series_params(chosen), "bucket": queries.BUCKETS.get(every or "1m")}
-    export = Export(shape, first, last, params, after=cursor)
-    if chosen:
-        export = export.clipped(min(s.first for s in chosen), max(s.last for s in chosen))
-    else:
-        export = export.clipped(first, first - queries.ONE_MS)  # nothing to read: an empty export
+    export = Export(shape, first, last, params, after=cursor, guard_names=not safe_names(chosen))
+    export = export.clipped(min(s.first for s in chosen), max(s.last for s in chosen)) if chosen \
+        else export.emptied()
     return streamed(database, export, format, _file_name(gateway_id, "readings", first, last))
 
 
@@ -338,7 +344,7 @@ def get_events(gateway_id: GatewayId, token: Token, database: Db, start: From, e
         extent = queries.event_extent(conn, gateway_id)
     filters = (queries.EVENT_KINDS,) if kind else ()
     export = Export(queries.EVENTS, first, last, {"gateway": gateway_id, "kinds": kind or []}, filters, cursor)
-    export = export.clipped(*extent) if extent else export.clipped(first, first - queries.ONE_MS)
+    export = export.clipped(*extent) if extent else export.emptied()
     return streamed(database, export, format, _file_name(gateway_id, "events", first, last))
 
 
@@ -355,11 +361,10 @@ def get_coverage(gateway_id: GatewayId, token: Token, database: Db, start: From,
     params = {"gateway": gateway_id, "sensors": [s.sensor for s in chosen], "quantities": [s.quantity for s in chosen],
               "intervals": [found[s.sensor, s.quantity].seconds for s in chosen],
               "sources": [found[s.sensor, s.quantity].source for s in chosen], "firsts": [s.first for s in chosen]}
-    export = Export(queries.COVERAGE, first, last, params)
-    if chosen:  # hours before the first reading of any chosen series, or in the future, expect nothing
-        export = export.clipped(min(s.first for s in chosen), max(now, max(s.last for s in chosen)))
-    else:
-        export = export.clipped(first, first - queries.ONE_MS)
+    export = Export(queries.COVERAGE, first, last, params, guard_names=not safe_names(chosen))
+    # hours before the first reading of any chosen series, or in the future, expect nothing
+    export = export.clipped(min(s.first for s in chosen), max(now, max(s.last for s in chosen))) if chosen \
+        else export.emptied()
     return streamed(database, export, format, _file_name(gateway_id, "coverage", first, last))
 
 
@@ -502,4 +507,6 @@ def serve(config: DataCenterConfig, host: str, port: int) -> None:
 
     with psycopg.connect(config.database.url, connect_timeout=10) as conn:
         migrate(conn)
-    uvicorn.run(create_app(config), host=host, port=port, log_config=None, server_header=False)
+    # on SIGTERM, exports still running get 10 s, then are cut off (their clients resume them later)
+    uvicorn.run(create_app(config), host=host, port=port, log_config=None, server_header=False,
+                timeout_graceful_shutdown=10)

@@ -527,6 +527,13 @@ class Buffer:
     def events(self, since: float = 0.0) -> Iterator[dict[str, Any]]:
         return self.db.query("SELECT * FROM events WHERE ts >= ? ORDER BY epoch, seq", (since,))
 
+    def alert_incidents(self, active_only: bool = False) -> list[dict[str, Any]]:
+        """The alert engine's incidents, newest first (empty before alerts first ran)."""
+        if "alert_incidents" not in self.db.table_names():
+            return []
+        where = "WHERE resolved_ts IS NULL" if active_only else ""
+        return list(self.db.query(f"SELECT * FROM alert_incidents {where} ORDER BY fired_ts DESC"))
+
     def sync_state(self) -> dict[str, str | None]:
         """The uplink's last recorded state (link, since, last_ack, error); empty before sync first ran."""
         if "sync_state" not in self.db.table_names():
