@@ -7,6 +7,9 @@ test, so that acks can be withheld, delayed or counted.)
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import subprocess
 import threading
 import time
 
@@ -231,3 +234,93 @@ def test_without_a_broker_url_the_gateway_only_buffers(buffer):
 def test_bad_broker_urls_are_refused_by_the_config(url, message):
     with pytest.raises(ValueError, match=message):
         SyncConfig(url=url)
+
+
+class TlsBroker:
+    """A private Mosquitto with a TLS listener (own CA, server certificate for 127.0.0.1) that requires a
+    username and password, and a plain anonymous listener for the stand-in data center."""
+
+    def __init__(self, workdir, password: str):
+        from services import MOSQUITTO, Broker, free_port
+
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ca = workdir / "ca.crt"
+        self._certificates()
+        passwords = workdir / "passwd"
+        passwords.write_text("")
+        subprocess.run(["mosquitto_passwd", "-b", str(passwords), GW, password], check=True, capture_output=True)
+        self.tls_port = free_port()
+        self.plain = Broker(workdir / "plain")  # reuse its start/stop/kill; only the config differs
+        self.plain.config.write_text("\n".join([
+            "per_listener_settings true",
+            f"listener {self.plain.port} 127.0.0.1", "allow_anonymous true",
+            f"listener {self.tls_port} 127.0.0.1", "allow_anonymous false", f"password_file {passwords}",
+            f"cafile {self.ca}", f"certfile {workdir / 'server.crt'}", f"keyfile {workdir / 'server.key'}",
+            "log_dest stderr", "log_type all", f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+        ]) + "\n")
+        assert MOSQUITTO.exists()
+        self.plain.start()
+        self.url = f"mqtts://127.0.0.1:{self.tls_port}"
+
+    def _certificates(self) -> None:
+        w = self.workdir
+
+        def ssl(*args):
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=w)
+
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=edge test CA",
+            "-keyout", "ca.key", "-out", "ca.crt")
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+            "-out", "server.csr")
+        (w / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days",
+            "2", "-extfile", "san.ext", "-out", "server.crt")
+
+    def kill(self) -> None:
+        self.plain.kill()
+
+
+@pytest.fixture
+def tls_broker(tmp_path):
+    import shutil
+
+    if not shutil.which("openssl") or not shutil.which("mosquitto_passwd"):
+        pytest.skip("openssl and mosquitto_passwd are needed for the TLS test")
+    broker = TlsBroker(tmp_path / "tls", password="s3cret-test-only")
+    yield broker
+    broker.kill()
+
+
+def test_sync_over_tls_with_a_password_from_a_file(buffer, tls_broker, tmp_path, caplog):
+    dc = StandInDataCenter(tls_broker.plain)
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text("s3cret-test-only\n")
+    append(buffer, 50)
+    config = SyncConfig(url=tls_broker.url, ca_file=tls_broker.ca, password_file=password_file, interval="1s")
+    sync = Sync(config, GW, buffer, Clock("synced"))
+    try:
+        with caplog.at_level("DEBUG"):
+            sync.start()
+            wait_until(lambda: pending(buffer) == 0, what="the readings to go over TLS")
+        assert "s3cret-test-only" not in caplog.text
+    finally:
+        sync.stop()
+        dc.close()
+
+
+def test_a_wrong_password_is_refused_and_nothing_leaves(buffer, tls_broker, tmp_path):
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text("wrong\n")
+    append(buffer, 5)
+    config = SyncConfig(url=tls_broker.url, ca_file=tls_broker.ca, password_file=password_file, interval="1s",
+                        reconnect_min="1s", reconnect_max="1s")
+    sync = Sync(config, GW, buffer, Clock("synced"))
+    sync.start()
+    try:
+        wait_until(lambda: (buffer.sync_state().get("error") or "").startswith("broker refused the connection"),
+                   what="the refusal to be recorded")
+        assert buffer.sync_state()["error"] == "broker refused the connection: Not authorized"
+        assert pending(buffer) == 5
+    finally:
+        sync.stop()

@@ -184,10 +184,10 @@ class Sync:
             deadline = time.monotonic() + 10
             while not self.connected and time.monotonic() < deadline and not self._stop.is_set():
                 rc = client.loop(timeout=0.1)
+                if self._refused:  # the CONNACK said no (bad credentials, not authorised): say so, not "closed"
+                    raise OSError(self._refused)
                 if rc != 0:
                     raise OSError(_paho_error(rc))
-                if self._refused:
-                    raise OSError(self._refused)
         except (OSError, ValueError) as exc:
             self._failures += 1
             log.warning("sync: cannot connect to %s:%s (%s); retrying", parts.hostname, port, exc)
