@@ -447,8 +447,8 @@ def _draw(plt, request: Request, rows: list[dict[str, Any]], periods: dict[str, 
 
 def _draw_series(ax, rows: list[dict[str, Any]], sensor: str) -> None:
     times = [_utc(datetime.fromisoformat(r["ts"])) for r in rows]
-    key = "mean" if "mean" in rows[0] else "value"
-    xs, ys = with_gaps(times, [r[key] for r in rows])
+    key = "mean" if "mean" in rows[0] else "value"  # downsampled rows hold good readings only
+    xs, ys = with_gaps(times, [r[key] if r.get("quality", "good") == "good" else None for r in rows])
     line, = ax.plot(xs, ys, linewidth=1, label=sensor)
     if key == "mean":
         _, low = with_gaps(times, [r["min"] for r in rows])
