@@ -302,10 +302,16 @@ def actuate(config_path: str | None, actuator: str, action: str, duration: float
 
     Example: edge actuate -c /etc/edge/gateway.yaml pump-bed-1 on --for 10m
     """
+    config = _load(config_path)
+    answer = _ask_daemon(config, {"op": "actuate", "actuator": actuator, "action": action, "for": duration,
+                                  "who": "cli"})
+    click.echo(f"{actuator}: {_format_actuator(answer['result'])}")
+
+
+def _ask_daemon(config, request: dict[str, Any]) -> dict[str, Any]:
+    """One request over the control socket; a refusal or an unreachable daemon is one line on stderr and exit 1."""
     from edge.gateway.control_socket import call
 
-    config = _load(config_path)
-    request = {"op": "actuate", "actuator": actuator, "action": action, "for": duration, "who": "cli"}
     try:
         answer = call(config.control.socket, request)
     except (OSError, ValueError) as exc:
@@ -315,7 +321,7 @@ def actuate(config_path: str | None, actuator: str, action: str, duration: float
     if not answer.get("ok"):
         click.echo(answer.get("error", "refused"), err=True)
         sys.exit(1)
-    click.echo(f"{actuator}: {_format_actuator(answer['result'])}")
+    return answer
 
 
 @main.command("safe-state")
@@ -799,18 +805,7 @@ def alerts_ack(ctx: click.Context, code: str, config_path: str | None) -> None:
 
     Example: edge alerts ack 17 -c /etc/edge/gateway.yaml
     """
-    from edge.gateway.control_socket import call
-
-    config = _load(config_path or ctx.obj)
-    try:
-        answer = call(config.control.socket, {"op": "ack_alert", "code": code})
-    except (OSError, ValueError) as exc:
-        click.echo(f"error: cannot reach the daemon at {config.control.socket} ({exc}); is `edge run` running?",
-                   err=True)
-        sys.exit(1)
-    if not answer.get("ok"):
-        click.echo(answer.get("error", "refused"), err=True)
-        sys.exit(1)
+    _ask_daemon(_load(config_path or ctx.obj), {"op": "ack_alert", "code": code})
     click.echo(f"alert {code} acknowledged")
 
 

@@ -62,6 +62,21 @@ def parse_topic(name: str) -> tuple[str, str]:
     return gateway_id, leaf
 
 
+def check_broker_url(value: str) -> str:
+    """``mqtt://host:1883`` or ``mqtts://host:8883`` (stripped), or ValueError naming what is wrong."""
+    from urllib.parse import urlsplit
+
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"invalid broker url {value!r}: use mqtt://host:1883 or mqtts://host:8883")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"invalid broker url {value!r}: bad port") from None
+    return value
+
+
 # ---------------------------------------------------------------------------------------------------------- framing
 
 

@@ -38,14 +38,9 @@ class BrokerConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"invalid broker url {value!r}: use mqtt://host:1883 or mqtts://host:8883")
-        try:
-            parts.port
-        except ValueError:
-            raise ValueError(f"invalid broker url {value!r}: bad port") from None
-        return value.strip()
+        from edge.protocol import check_broker_url
+
+        return check_broker_url(value)
 
     @field_validator("share_group")
     @classmethod

@@ -62,16 +62,7 @@ class SyncConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-                raise ValueError(f"invalid broker url {value!r}: use mqtt://host:1883 or mqtts://host:8883")
-            try:
-                parts.port
-            except ValueError:
-                raise ValueError(f"invalid broker url {value!r}: bad port") from None
-        return value
+        return protocol.check_broker_url(value) if value.strip() else ""
 
 
 @dataclass
