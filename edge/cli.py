@@ -24,15 +24,20 @@ config_option = click.option(
 )
 
 
-def _load(config_path: str | None):
-    from edge.config import load_config
-
+def _checked(load, *args):
+    """Run something that reads configuration; its problems are printed one per line, and the exit status is 2."""
     try:
-        return load_config(config_path)
+        return load(*args)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(EXIT_CONFIG)
+
+
+def _load(config_path: str | None):
+    from edge.config import load_config
+
+    return _checked(load_config, config_path)
 
 
 def _duration(_ctx, _param, value: str | None) -> float | None:
@@ -467,14 +472,7 @@ def collector(config_path: str, client_id: str | None, log_level: str | None) ->
     import signal
     import threading
 
-    from edge.datacenter.config import load_datacenter_config
-
-    try:
-        config = load_datacenter_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(EXIT_CONFIG)
+    config = _load_datacenter(config_path)
     _setup_logging(log_level or config.log.level)
     try:
         from edge.datacenter.collector import Collector
@@ -495,12 +493,7 @@ def collector(config_path: str, client_id: str | None, log_level: str | None) ->
 def _load_datacenter(config_path: str):
     from edge.datacenter.config import load_datacenter_config
 
-    try:
-        return load_datacenter_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(EXIT_CONFIG)
+    return _checked(load_datacenter_config, config_path)
 
 
 def _listen_address(_ctx, _param, value: str) -> tuple[str, int]:
@@ -834,13 +827,9 @@ def sms_test(config_path: str | None, number: str) -> None:
     _setup_logging("warning")
     try:
         target = canonical(number, config.sms.country_code)
-        transports = open_transports(config.sms, config.source)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(EXIT_CONFIG)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="NUMBER")
+    transports = _checked(open_transports, config.sms, config.source)
     if not transports:
         click.echo("no SMS transports are configured (sms.transports)", err=True)
         sys.exit(1)
