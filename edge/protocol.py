@@ -29,6 +29,8 @@ KINDS = {KIND_READINGS: "readings", KIND_EVENTS: "events", KIND_ACK: "ack", KIND
 MAX_PAYLOAD = 4 * 1024 * 1024
 MAX_DECOMPRESSED = 32 * 1024 * 1024
 MAX_ROWS = 100_000
+#: Epochs and seqs are PostgreSQL bigints on the data center's side.
+MAX_KEY = 2**63 - 1
 
 QUALITIES = ("good", "error", "implausible")
 TOPIC_ROOT = "greenhouse/v1"
@@ -370,15 +372,28 @@ def decode_events(payload: bytes) -> EventBatch:
 
 @dataclass(frozen=True)
 class Ack:
-    """The data center committed these ``(first, last)`` seq ranges of one stream and epoch."""
+    """The data center committed these ``(first, last)`` seq ranges of one stream and epoch.
+
+    ``conflicts`` are ranges of the same batch whose keys the data center already holds with *different* content: a
+    key this gateway used before (a buffer lost to a corrupt SD card, a restored backup, a re-imaged card). They are
+    not stored and must be sent again under a new epoch. ``max_epoch`` is the highest epoch the data center holds for
+    the gateway: an epoch floor that survives the loss of the gateway's whole disk.
+    """
 
     stream: str  # readings | events
     epoch: int
     ranges: tuple[tuple[int, int], ...]
+    conflicts: tuple[tuple[int, int], ...] = ()
+    max_epoch: int | None = None
 
 
 def encode_ack(ack: Ack) -> bytes:
-    return _frame(KIND_ACK, {"s": ack.stream, "e": ack.epoch, "r": [list(r) for r in ack.ranges]})
+    body: dict[str, Any] = {"s": ack.stream, "e": ack.epoch, "r": [list(r) for r in ack.ranges]}
+    if ack.conflicts:
+        body["x"] = [list(r) for r in ack.conflicts]
+    if ack.max_epoch is not None:
+        body["m"] = ack.max_epoch
+    return _frame(KIND_ACK, body)
 
 
 def decode_ack(payload: bytes) -> Ack:
@@ -386,16 +401,33 @@ def decode_ack(payload: bytes) -> Ack:
     stream = body.get("s")
     if stream not in ("readings", "events"):
         raise ProtocolError(f"ack: unknown stream {stream!r}")
-    ranges = _need(body, "r", list, "ack")
+    ranges = _ranges(_need(body, "r", list, "ack"), "ack")
+    conflicts = _ranges(body.get("x", []), "ack conflicts")
+    max_epoch = body.get("m")
+    return Ack(stream, _key(body.get("e"), "epoch"), ranges, conflicts,
+               None if max_epoch is None else _key(max_epoch, "ack max_epoch"))
+
+
+def _ranges(value: Any, what: str) -> tuple[tuple[int, int], ...]:
+    if not isinstance(value, list) or len(value) > MAX_ROWS:
+        raise ProtocolError(f"{what}: expected a list of at most {MAX_ROWS} [first, last] ranges")
     parsed = []
-    for r in ranges:
+    for r in value:
         if not (isinstance(r, list) and len(r) == 2):
-            raise ProtocolError("ack: a range must be [first, last]")
-        first, last = _uint(r[0], "ack first"), _uint(r[1], "ack last")
+            raise ProtocolError(f"{what}: a range must be [first, last]")
+        first, last = _key(r[0], f"{what} first"), _key(r[1], f"{what} last")
         if last < first:
-            raise ProtocolError(f"ack: range [{first}, {last}] is backwards")
+            raise ProtocolError(f"{what}: range [{first}, {last}] is backwards")
         parsed.append((first, last))
-    return Ack(stream, _uint(body.get("e"), "epoch"), tuple(parsed))
+    return tuple(parsed)
+
+
+def _key(value: Any, what: str) -> int:
+    """A non-negative integer that fits a signed 64-bit key."""
+    value = _uint(value, what)
+    if value > MAX_KEY:
+        raise ProtocolError(f"{what} {value} does not fit a 64-bit key")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------- status, commands

@@ -139,7 +139,7 @@ def test_a_corrupt_buffer_is_moved_aside_kept_and_reported(buffer_path):
     buffer, report = Buffer.open(buffer_path, now=T0 + 60, boot_id="b")
     assert report.corrupt_moved_to is not None and report.corrupt_moved_to.exists()
     assert report.corrupt_moved_to.read_bytes()[:4096] == original[:4096]
-    assert report.epoch == 1 and buffer.counts()["total"] == 0
+    assert report.epoch == 2 and buffer.counts()["total"] == 0  # never epoch 1 again: the data center holds it
     [event] = list(buffer.events())
     assert event["kind"] == "buffer.corrupt" and str(report.corrupt_moved_to) in event["data"]
     buffer.close()
@@ -152,6 +152,72 @@ def test_a_file_that_is_not_sqlite_is_moved_aside(buffer_path):
     assert report.corrupt_moved_to.read_bytes().startswith(b"this is not a database")
     assert "not a database" in report.corrupt_reason
     buffer.close()
+
+
+def test_an_epoch_is_never_reused_when_the_file_and_its_moved_aside_copy_are_both_unreadable(buffer_path):
+    for start in range(3):
+        buffer, _ = Buffer.open(buffer_path, now=T0 + start, boot_id="b")
+        buffer.close()
+    buffer_path.write_bytes(b"\0" * 8192)  # the whole file zeroed: nothing in it says which epochs were used
+    buffer, report = Buffer.open(buffer_path, now=T0 + 60, boot_id="b")
+    assert report.corrupt_moved_to is not None
+    assert report.epoch == 4  # from the sidecar beside the file
+    buffer.close()
+
+
+def test_a_rolled_back_file_continues_above_the_epochs_it_had_used(buffer_path, tmp_path):
+    """A deleted write-ahead log and kill -9, or a restored backup: the file forgets its last epochs."""
+    buffer, _ = Buffer.open(buffer_path, now=T0, boot_id="b")
+    buffer.close()  # epoch 1, checkpointed into the file
+    backup = buffer_path.read_bytes()
+    for start in (1, 2):
+        buffer, _ = Buffer.open(buffer_path, now=T0 + start, boot_id="b")
+        buffer.append_readings([reading(0)])
+        buffer.close()
+    for suffix in ("", "-wal", "-shm"):
+        buffer_path.with_name(buffer_path.name + suffix).unlink(missing_ok=True)
+    buffer_path.write_bytes(backup)  # the file as it was after epoch 1
+    buffer, report = Buffer.open(buffer_path, now=T0 + 60, boot_id="b")
+    assert (report.epoch, report.rolled_back_to) == (4, 1)
+    assert [e["epoch"] for e in buffer.epochs()] == [1, 4]
+    [event] = [e for e in buffer.events() if e["kind"] == "buffer.rolled_back"]
+    assert event["epoch"] == 4 and '"epoch_used": 3' in event["data"]
+    buffer.close()
+
+
+def test_the_epoch_floor_survives_a_garbled_sidecar(buffer_path, caplog):
+    buffer, _ = Buffer.open(buffer_path, now=T0, boot_id="b")
+    buffer.close()
+    buffer.floor_path.write_text("garbage\n")
+    buffer, report = Buffer.open(buffer_path, now=T0 + 1, boot_id="b")
+    assert report.epoch == 2 and "is not an epoch" in caplog.text
+    assert buffer.floor_path.read_text() == "2\n"
+    buffer.close()
+
+
+def test_an_epoch_the_data_center_holds_moves_new_rows_above_it(fresh_buffer):
+    assert fresh_buffer.raise_epoch_floor(1, T0, "held") is None  # its own epoch: nothing to do
+    fresh_buffer.append_readings([reading(0)])
+    assert fresh_buffer.raise_epoch_floor(57, T0 + 1, "the data center holds epoch 57") == 58
+    assert fresh_buffer.append_readings([reading(1)]) == (1, 1)
+    assert [(r["epoch"], r["seq"]) for r in fresh_buffer.pending()] == [(1, 1), (58, 1)]
+    [moved] = [e for e in fresh_buffer.events() if e["kind"] == "buffer.epoch"]
+    assert (moved["epoch"], '"previous": 1' in moved["data"]) == (58, True)
+    assert fresh_buffer.floor_path.read_text() == "58\n"
+
+
+def test_rows_the_data_center_holds_with_other_content_get_new_keys(fresh_buffer):
+    fresh_buffer.append_readings([reading(i) for i in range(6)])  # epoch 1, seq 1..6
+    fresh_buffer.ack("readings", 1, 1, 2)
+    mapping = fresh_buffer.rekey("readings", 1, 1, 4, T0 + 5)  # 1..2 are ours (acked); 3..4 collide
+    assert mapping == {"stream": "readings", "count": 2, "from": {"epoch": 1, "ranges": [(3, 4)]},
+                       "to": {"epoch": 2, "first_seq": 1, "last_seq": 2}}
+    pending = [(r["epoch"], r["seq"], r["value"]) for r in fresh_buffer.pending()]
+    assert pending == [(1, 5, 24.0), (1, 6, 25.0), (2, 1, 22.0), (2, 2, 23.0)]  # same readings, new keys
+    assert fresh_buffer.append_readings([reading(9)]) == (3, 3)  # new rows continue in the new epoch
+    assert fresh_buffer.rekey("readings", 1, 3, 4, T0 + 6) is None  # a repeated notice finds nothing to move
+    kinds = [e["kind"] for e in fresh_buffer.events()]
+    assert kinds == ["buffer.epoch", "buffer.rekey"]
 
 
 def test_unsynced_readings_are_retimed_from_monotonic_time_once_the_clock_syncs(fresh_buffer):

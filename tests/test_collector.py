@@ -122,6 +122,43 @@ def test_a_resend_with_a_corrected_time_replaces_the_unsynced_time(start_collect
     assert rows == [(seq, 1_760_000_000 + (seq - 1) * 10, 2) for seq in range(1, 6)]
 
 
+def test_a_key_held_with_other_content_is_not_dropped_but_sent_back_as_a_conflict(start_collector, gateways,
+                                                                                   migrated):
+    """A gateway that lost its buffer starts again at keys the data center holds: those rows are not the same
+    readings, so they must neither replace the stored ones nor vanish behind ON CONFLICT DO NOTHING."""
+    start_collector()
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=10, epoch=3))
+    gateway.publish(reading_batch("gh-a", first=1, count=10, epoch=3))  # a plain re-send: no conflict
+    gateway.publish(reading_batch("gh-a", first=6, count=10, epoch=3, ts=1_770_000_000.0, sensor="soil"))
+    gateway.publish(event_batch("gh-a", [protocol.Event(1, 1_760_000_000.0, "daemon.start", "daemon", {})], epoch=3),
+                    protocol.UP_EVENTS)
+    gateway.publish(event_batch("gh-a", [protocol.Event(1, 1_770_000_000.0, "buffer.corrupt", "buffer", {}),
+                                         protocol.Event(2, 1_770_000_000.0, "daemon.start", "daemon", {})], epoch=3),
+                    protocol.UP_EVENTS)
+    wait_until(lambda: len(gateway.acks) == 5, 10, "five acks")
+    readings = [a for a in gateway.acks if a.stream == "readings"]
+    assert [(a.ranges, a.conflicts, a.max_epoch) for a in readings] == [
+        (((1, 10),), (), 3), (((1, 10),), (), 3), (((11, 15),), ((6, 10),), 3)]
+    events = [a for a in gateway.acks if a.stream == "events"]
+    assert [(a.ranges, a.conflicts) for a in events] == [(((1, 1),), ()), (((2, 2),), ((1, 1),))]
+    with migrated.connect() as conn:
+        kept = conn.execute("SELECT DISTINCT sensor FROM readings WHERE seq BETWEEN 6 AND 10").fetchall()
+        conflicts = conn.execute("SELECT gateway_id, stream, epoch, first_seq, last_seq, count FROM conflicts "
+                                 "ORDER BY stream").fetchall()
+    assert kept == [("air",)]  # what was stored first stays
+    assert conflicts == [("gh-a", "events", 3, 1, 1, 1), ("gh-a", "readings", 3, 6, 10, 5)]
+
+
+def test_every_ack_tells_the_highest_epoch_held_for_the_gateway(start_collector, gateways, migrated):
+    start_collector()
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=5, epoch=57))
+    gateway.publish(reading_batch("gh-a", first=1, count=5, epoch=2))  # e.g. a re-imaged card starting over
+    wait_until(lambda: len(gateway.acks) == 2, 10, "two acks")
+    assert [(a.epoch, a.max_epoch) for a in gateway.acks] == [(57, 57), (2, 57)]
+
+
 # ------------------------------------------------------------------------------------------------- bad input
 
 

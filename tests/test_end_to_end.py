@@ -90,7 +90,7 @@ class System:
         try:
             with sqlite3.connect(f"file:{self.buffer}?mode=ro", uri=True, timeout=30) as conn:
                 return conn.execute("SELECT COALESCE(MAX(epoch), 0) FROM epochs").fetchone()[0]
-        except sqlite3.OperationalError:
+        except sqlite3.DatabaseError:  # not there yet, or a file the test just corrupted
             return 0
 
     def stop_gateway(self, sig=signal.SIGTERM) -> None:
@@ -156,6 +156,22 @@ class System:
             return [tuple(row) for row in conn.execute(
                 "SELECT epoch, first_seq, last_seq FROM gaps WHERE gateway_id = %s ORDER BY epoch, first_seq",
                 (GATEWAY,))]
+
+    def readings_in_buffer(self) -> dict[tuple[int, int], tuple]:
+        """Every reading of the gateway's buffer: key -> (ts in ms, sensor, quantity, value)."""
+        with sqlite3.connect(f"file:{self.buffer}?mode=ro", uri=True, timeout=30) as conn:
+            return {(e, s): (round(ts * 1000), sensor, quantity, value) for e, s, ts, sensor, quantity, value in
+                    conn.execute("SELECT epoch, seq, ts, sensor, quantity, value FROM readings")}
+
+    def readings_in_database(self) -> dict[tuple[int, int], tuple]:
+        with self.postgres.connect() as conn:
+            return {(e, s): (round(ts * 1000), sensor, quantity, value) for e, s, ts, sensor, quantity, value in
+                    conn.execute("SELECT epoch, seq, extract(epoch FROM ts)::float8, sensor, quantity, value "
+                                 "FROM readings WHERE gateway_id = %s", (GATEWAY,))}
+
+    def event_kinds_in_database(self) -> set[str]:
+        with self.postgres.connect() as conn:
+            return {row[0] for row in conn.execute("SELECT kind FROM events WHERE gateway_id = %s", (GATEWAY,))}
 
     def check(self, dropped: set[tuple[int, int]] = frozenset()) -> Check:
         committed = self.committed() | set(dropped)
@@ -282,3 +298,77 @@ def test_disk_budget_exceeded_sends_a_gap_record_and_keeps_events(system):
         kinds = {row[0] for row in conn.execute("SELECT kind FROM events WHERE gateway_id = %s", (GATEWAY,))}
     assert {"daemon.start", "actuator.change", "buffer.gap"} <= kinds  # events are never dropped for space
 
+
+
+# -------------------------------------------------------------------------- the buffer file lost or rolled back
+
+
+def lose_the_buffer(system: System, how: str) -> None:
+    """What a dying SD card, a clumsy operator or a re-imaged card does to the gateway's buffer."""
+    if how == "corrupt":  # scribbled pages: the file fails its integrity check and is moved aside
+        with sqlite3.connect(system.buffer) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file, none in the log
+        size = system.buffer.stat().st_size
+        with open(system.buffer, "r+b") as f:
+            f.seek(size // 3)
+            f.write(os.urandom(size // 3))
+    elif how == "re-imaged":  # the whole state directory gone, the epoch sidecar with it
+        for path in system.buffer.parent.glob(system.buffer.name + "*"):
+            path.unlink()
+
+
+def assert_every_reading_arrived_as_it_is(system: System, old: dict, new_at_least: int) -> None:
+    """Every reading the gateway holds now is in the database under its key with its own content, and what the
+    earlier life delivered is still there untouched: nothing dropped behind an old key, nothing overwritten."""
+    mine = system.readings_in_buffer()
+    stored = system.readings_in_database()
+    assert len(mine) >= new_at_least
+    wrong = {key: (value, stored.get(key)) for key, value in mine.items() if stored.get(key) != value}
+    assert not wrong, f"{len(wrong)} of {len(mine)} readings are missing or differ: {list(wrong.items())[:3]}"
+    changed = {key for key, value in old.items() if stored.get(key) != value}
+    assert not changed, f"{len(changed)} readings of the earlier life were changed or lost"
+
+
+@pytest.mark.parametrize("how", ["corrupt", "re-imaged"])
+def test_readings_after_a_lost_buffer_all_reach_the_database(system, how):
+    system.start_collector()
+    system.start_gateway()
+    system.wait_for_readings(200)
+    system.drain()
+    old = system.readings_in_database()
+    assert len(old) == len(system.readings_in_buffer()) >= 200
+
+    lose_the_buffer(system, how)
+    system.start_gateway()
+    system.wait_for_readings(300)
+    system.drain()
+    assert_every_reading_arrived_as_it_is(system, old, 300)
+    kinds = system.event_kinds_in_database()
+    if how == "corrupt":
+        assert "buffer.corrupt" in kinds  # the event that says what happened reaches the data center too
+    else:
+        assert "buffer.rekey" in kinds or "buffer.epoch" in kinds  # the data center told it to move on
+        with system.postgres.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM conflicts WHERE gateway_id = %s", (GATEWAY,)).fetchone()[0]
+
+
+def test_a_deleted_write_ahead_log_and_kill_9_never_reuse_an_epoch(system):
+    system.start_collector()
+    system.start_gateway()
+    system.wait_for_readings(100)
+    system.stop_gateway()  # a clean stop: the log is checkpointed into the file
+    system.start_gateway()  # the next epoch lives in the write-ahead log only...
+    before = system.gateway_counts()[0]
+    system.wait_for_readings(before + 100)
+    wait_until(lambda: system.gateway_counts()[1] < 50, what="most readings acknowledged")
+    Path(f"{system.buffer}-wal").unlink()  # ...which someone deletes
+    system.stop_gateway(signal.SIGKILL)
+    old = system.readings_in_database()
+
+    system.start_gateway()
+    system.wait_for_readings(system.gateway_counts()[0] + 200)
+    system.drain()
+    assert_every_reading_arrived_as_it_is(system, old, 200)
+    # SQLite finds the file either rolled back or (with the stale shared-memory index) unreadable; either is reported
+    assert {"buffer.rolled_back", "buffer.corrupt"} & system.event_kinds_in_database()
+    assert "buffer.epoch" not in system.event_kinds_in_database()  # the epoch floor held without the data center

@@ -54,11 +54,30 @@ def test_event_batches_round_trip(events):
     assert decode_events(encode_events("gh", 3, rows)).events == tuple(rows)
 
 
-@given(ranges=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 1000)).map(lambda t: (t[0], t[0] + t[1])),
-                       max_size=10))
-def test_acks_round_trip(ranges):
-    ack = Ack("readings", 7, tuple(ranges))
+seq_ranges_ = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 1000)).map(lambda t: (t[0], t[0] + t[1])),
+                       max_size=10)
+
+
+@given(ranges=seq_ranges_, conflicts=seq_ranges_, max_epoch=st.none() | st.integers(0, protocol.MAX_KEY))
+def test_acks_round_trip(ranges, conflicts, max_epoch):
+    ack = Ack("readings", 7, tuple(ranges), tuple(conflicts), max_epoch)
     assert decode_ack(encode_ack(ack)) == ack
+
+
+def test_an_ack_without_the_epoch_fields_of_newer_data_centers_still_decodes():
+    body = zlib.compress(b'{"s":"events","e":3,"r":[[1,5]]}')
+    assert decode_ack(b"GH\x01A" + body) == Ack("events", 3, ((1, 5),), (), None)
+
+
+@pytest.mark.parametrize("body, message", [
+    ('{"s":"readings","e":1,"r":[],"m":9223372036854775808}', "does not fit a 64-bit key"),
+    ('{"s":"readings","e":1,"r":[],"x":[[5,2]]}', "backwards"),
+    ('{"s":"readings","e":1,"r":[],"x":"all"}', "list of at most"),
+    ('{"s":"readings","e":18446744073709551616,"r":[]}', "does not fit a 64-bit key"),
+])
+def test_malformed_acks_are_refused(body, message):
+    with pytest.raises(ProtocolError, match=message):
+        decode_ack(b"GH\x01A" + zlib.compress(body.encode()))
 
 
 def test_commands_round_trip():

@@ -102,14 +102,24 @@ def plan(decoded: Iterable[Decoded]) -> Work:
     return work
 
 
-def acks(decoded: Iterable[Decoded]) -> list[tuple[str, bytes]]:
-    """``(topic, payload)`` of the ack for every batch of a committed round: one per batch, its own ranges."""
+def acks(decoded: Iterable[Decoded], written: Written | None = None) -> list[tuple[str, bytes]]:
+    """``(topic, payload)`` of the ack for every batch of a committed round: one per batch, its own ranges, less the
+    rows whose keys the database holds with other content (sent back as conflicts), with the highest epoch held."""
+    written = written or Written()
     out = []
     for d in decoded:
-        if isinstance(d.item, (protocol.ReadingBatch, protocol.EventBatch)):
-            stream = "readings" if isinstance(d.item, protocol.ReadingBatch) else "events"
-            ack = protocol.Ack(stream, d.item.epoch, tuple(d.item.ranges()))
-            out.append((protocol.topic(d.item.gateway_id, protocol.DOWN_ACK), protocol.encode_ack(ack)))
+        batch = d.item
+        if not isinstance(batch, (protocol.ReadingBatch, protocol.EventBatch)):
+            continue
+        stream = "readings" if isinstance(batch, protocol.ReadingBatch) else "events"
+        conflicting = set(written.conflicting(batch))
+        stored = batch.ranges()
+        if conflicting:
+            rows = batch.readings if stream == "readings" else batch.events
+            stored = protocol.seq_ranges([r.seq for r in rows if r.seq not in conflicting])
+        ack = protocol.Ack(stream, batch.epoch, tuple(stored), tuple(protocol.seq_ranges(sorted(conflicting))),
+                           written.max_epochs.get(batch.gateway_id))
+        out.append((protocol.topic(batch.gateway_id, protocol.DOWN_ACK), protocol.encode_ack(ack)))
     return out
 
 
@@ -130,6 +140,7 @@ class Stats:
     events_new: int = 0
     gaps_new: int = 0
     rejected: int = 0
+    conflicts: int = 0
     acks: int = 0
     database_errors: int = 0
 
@@ -141,6 +152,7 @@ class Stats:
         self.events_new += written.events_new
         self.gaps_new += written.gaps_new
         self.rejected += sum(isinstance(d.item, Rejected) for d in decoded)
+        self.conflicts += sum(len(seqs) for _, seqs in written.conflicts.values())
         self.acks += acks_sent
 
 
@@ -288,7 +300,7 @@ class Collector:
         decoded, written = result
         if self.after_commit is not None:
             self.after_commit()
-        outgoing = acks(decoded)
+        outgoing = acks(decoded, written)
         for topic, payload in outgoing:
             self._client.publish(topic, payload, qos=1)
         for m in messages:
@@ -354,7 +366,7 @@ class Collector:
         s = self.stats
         return (f"{s.messages} messages in {s.rounds} rounds, {s.readings_new} readings stored "
                 f"({s.readings_duplicate} already there), {s.events_new} events, {s.gaps_new} gaps, "
-                f"{s.rejected} rejected, {s.acks} acks sent")
+                f"{s.rejected} rejected, {s.conflicts} in conflict with stored keys, {s.acks} acks sent")
 
 
 # ---------------------------------------------------------------------------------------------------- MQTT setup

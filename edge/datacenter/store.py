@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from edge.protocol import EventBatch, ReadingBatch
+from edge.protocol import EventBatch, ReadingBatch, seq_ranges
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,25 @@ MIGRATIONS = [
         );
         CREATE UNIQUE INDEX api_tokens_active_name ON api_tokens (name) WHERE revoked_at IS NULL;
     """),
+    # A key that arrives again with other content is a key the gateway used in an earlier life (a lost buffer):
+    # never silently dropped, recorded here and sent back as a conflict so the gateway re-keys it.
+    Migration(3, "epoch conflicts and the highest epoch held per gateway", """
+        CREATE TABLE conflicts (
+            id          bigserial   PRIMARY KEY,
+            gateway_id  text        NOT NULL,
+            stream      text        NOT NULL,
+            epoch       bigint      NOT NULL,
+            first_seq   bigint      NOT NULL,
+            last_seq    bigint      NOT NULL,
+            count       bigint      NOT NULL,
+            detected_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX conflicts_gateway ON conflicts (gateway_id, detected_at);
+        ALTER TABLE gateway_status ADD COLUMN max_epoch bigint;
+        UPDATE gateway_status AS g SET max_epoch = greatest(
+            (SELECT max(epoch) FROM readings AS r WHERE r.gateway_id = g.gateway_id),
+            (SELECT max(epoch) FROM events AS e WHERE e.gateway_id = g.gateway_id));
+    """),
 ]
 
 
@@ -194,35 +213,71 @@ class Written:
     readings_duplicate: int = 0
     events_new: int = 0
     gaps_new: int = 0
+    #: per batch of the round (by identity), the seqs whose key the database holds with other content: not stored
+    conflicts: dict[int, tuple[ReadingBatch | EventBatch, list[int]]] = field(default_factory=dict)
+    #: the highest epoch the database holds for each gateway of the round
+    max_epochs: dict[str, int] = field(default_factory=dict)
+
+    def conflict(self, batch: ReadingBatch | EventBatch, seq: int) -> None:
+        self.conflicts.setdefault(id(batch), (batch, []))[1].append(seq)
+
+    def conflicting(self, batch: ReadingBatch | EventBatch) -> list[int]:
+        """The seqs of ``batch`` that were not stored because their keys hold other content."""
+        return self.conflicts.get(id(batch), (batch, []))[1]
 
     def __add__(self, other: Written) -> Written:
-        return Written(*(getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__))
+        counts = [getattr(self, name) + getattr(other, name)
+                  for name in ("readings_new", "readings_duplicate", "events_new", "gaps_new")]
+        max_epochs = dict(self.max_epochs)
+        for gateway_id, epoch in other.max_epochs.items():
+            max_epochs[gateway_id] = max(epoch, max_epochs.get(gateway_id, epoch))
+        return Written(*counts, {**self.conflicts, **other.conflicts}, max_epochs)
 
 
 # ------------------------------------------------------------------------------------------------------- the store
 
 _STAGE_COLUMNS = ("gateway_id", "epoch", "seq", "ts", "sensor", "quantity", "value", "unit", "quality", "reason",
                   "clock", "boot_id", "mono")
+#: ``batch`` numbers the round's batches, so that a conflict is told to the batch that carried it.
 _STAGE = """CREATE TEMPORARY TABLE IF NOT EXISTS readings_stage (
     gateway_id text, epoch bigint, seq bigint, ts double precision, sensor text, quantity text,
     value double precision, unit text, quality text, reason text, clock smallint, boot_id text,
-    mono double precision) ON COMMIT DELETE ROWS"""
-_COPY = f"COPY readings_stage ({', '.join(_STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    mono double precision, batch integer) ON COMMIT DELETE ROWS"""
+_COPY = f"COPY readings_stage ({', '.join(_STAGE_COLUMNS)}, batch) FROM STDIN (FORMAT BINARY)"
 _STAGE_TYPES = ["text", "int8", "int8", "float8", "text", "text", "float8", "text", "text", "text", "int2", "text",
-                "float8"]
+                "float8", "int4"]
 _INSERT_STAGED = f"""
     INSERT INTO readings ({', '.join(_STAGE_COLUMNS)})
     SELECT gateway_id, epoch, seq, to_timestamp(ts), sensor, quantity, value, unit, quality, reason, clock, boot_id,
            mono
     FROM readings_stage
     ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"""
+#: The same reading sent again: same series, quality and value, and the same time, except that a reading first
+#: stored unsynced (clock 0) may come back with the time the gateway corrected once its clock synced (clock 2).
+_SAME_READING = """
+    (r.sensor, r.quantity, r.unit, r.quality) IS NOT DISTINCT FROM (s.sensor, s.quantity, s.unit, s.quality)
+    AND r.value IS NOT DISTINCT FROM s.value
+    AND (r.ts = to_timestamp(s.ts)
+         OR (r.clock = 0 AND s.clock = 2 AND r.boot_id IS NOT DISTINCT FROM s.boot_id
+             AND r.mono IS NOT DISTINCT FROM s.mono))"""
 #: A re-send may carry a timestamp the gateway corrected after its clock synced (clock 2) for a reading first stored
 #: unsynced (clock 0): the key stays, the better time wins. Runs only for batches holding corrected readings.
-_RETIME_STAGED = """
+_RETIME_STAGED = f"""
     UPDATE readings AS r SET ts = to_timestamp(s.ts), clock = s.clock
     FROM readings_stage AS s
     WHERE s.clock = 2 AND r.clock = 0
-      AND r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq"""
+      AND r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq AND {_SAME_READING}"""
+#: Staged rows whose key is held with other content. Runs only for rounds that met keys already stored.
+_CONFLICTING_STAGED = f"""
+    SELECT s.batch, s.seq FROM readings_stage AS s
+    JOIN readings AS r ON r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq
+    WHERE NOT ({_SAME_READING})"""
+_SAME_EVENT = """
+    SELECT kind = %s AND source = %s AND data = %s::jsonb AND ts = to_timestamp(%s) FROM events
+    WHERE gateway_id = %s AND epoch = %s AND seq = %s"""
+_INSERT_CONFLICT = """
+    INSERT INTO conflicts (gateway_id, stream, epoch, first_seq, last_seq, count)
+    VALUES (%s, %s, %s, %s, %s, %s)"""
 _INSERT_EVENT = """
     INSERT INTO events (gateway_id, epoch, seq, ts, kind, source, data)
     VALUES (%s, %s, %s, to_timestamp(%s), %s, %s, %s)
@@ -231,9 +286,14 @@ _INSERT_GAP = """
     INSERT INTO gaps (gateway_id, stream, epoch, first_seq, last_seq, count, first_ts, last_ts, reported_at)
     VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s), to_timestamp(%s))
     ON CONFLICT (gateway_id, stream, epoch, first_seq) DO NOTHING"""
+#: In gateway order, the same for every collector, so that two rounds never wait on each other's rows.
 _SEEN = """
-    INSERT INTO gateway_status AS g (gateway_id, state, state_since, last_seen) VALUES (%s, 'online', now(), now())
-    ON CONFLICT (gateway_id) DO UPDATE SET last_seen = greatest(g.last_seen, excluded.last_seen)"""
+    INSERT INTO gateway_status AS g (gateway_id, state, state_since, last_seen, max_epoch)
+    SELECT gateway_id, 'online', now(), now(), max_epoch
+    FROM unnest(%s::text[], %s::bigint[]) AS t(gateway_id, max_epoch) ORDER BY gateway_id
+    ON CONFLICT (gateway_id) DO UPDATE SET last_seen = greatest(g.last_seen, excluded.last_seen),
+        max_epoch = greatest(g.max_epoch, excluded.max_epoch)
+    RETURNING gateway_id, max_epoch"""
 #: Status messages apply in arrival order (MQTT keeps one topic's order; a retained one is always the latest). Gateway
 #: clocks are not compared with ours: a Pi without RTC may be years off until it syncs.
 _STATUS = """
@@ -278,7 +338,9 @@ class Store:
                 self._write_readings(work.readings, written)
             for batch in work.events:
                 self._write_events(batch, written)
-            self._touch(work)
+            if written.conflicts:
+                self._record_conflicts(written)
+            self._touch(work, written)
             for status in work.statuses:
                 self.conn.execute(_STATUS, status.__dict__)
             for item in work.rejected:
@@ -291,24 +353,34 @@ class Store:
         with self.conn.cursor() as cur:
             with cur.copy(_COPY) as copy:
                 copy.set_types(_STAGE_TYPES)
-                for batch in batches:
+                for number, batch in enumerate(batches):
                     for r in batch.readings:
                         copy.write_row((batch.gateway_id, batch.epoch, r.seq, r.ts, r.sensor, r.quantity, r.value,
-                                        r.unit, r.quality, r.reason, r.clock, r.boot_id, r.mono))
+                                        r.unit, r.quality, r.reason, r.clock, r.boot_id, r.mono, number))
                         retimed = retimed or r.clock == 2
                     staged += len(batch.readings)
             cur.execute(_INSERT_STAGED)
             written.readings_new += cur.rowcount
             written.readings_duplicate += staged - cur.rowcount
+            if staged > cur.rowcount:
+                for number, seq in cur.execute(_CONFLICTING_STAGED).fetchall():
+                    written.conflict(batches[number], seq)
             if retimed:
                 cur.execute(_RETIME_STAGED)
 
     def _write_events(self, batch: EventBatch, written: Written) -> None:
         with self.conn.cursor() as cur:
             for event in batch.events:
+                data = json.dumps(event.data, ensure_ascii=False)
                 cur.execute(_INSERT_EVENT, (batch.gateway_id, batch.epoch, event.seq, event.ts, event.kind,
-                                            event.source, json.dumps(event.data, ensure_ascii=False)))
-                written.events_new += cur.rowcount
+                                            event.source, data))
+                if cur.rowcount == 0:
+                    same = cur.execute(_SAME_EVENT, (event.kind, event.source, data, event.ts, batch.gateway_id,
+                                                     batch.epoch, event.seq)).fetchone()
+                    if same is not None and not same[0]:
+                        written.conflict(batch, event.seq)
+                    continue
+                written.events_new += 1
                 if event.kind == GAP_KIND:
                     written.gaps_new += self._write_gap(cur, batch.gateway_id, event.ts, event.data)
 
@@ -323,12 +395,27 @@ class Store:
                                   gap["count"], gap["first_ts"], gap["last_ts"], reported))
         return cur.rowcount
 
-    def _touch(self, work: Work) -> None:
-        """Every gateway that sent data was seen now (its online/offline state comes only from status messages)."""
-        gateways = sorted({b.gateway_id for b in work.readings} | {b.gateway_id for b in work.events})
-        if gateways:
-            with self.conn.cursor() as cur:
-                cur.executemany(_SEEN, [(g,) for g in gateways])
+    def _touch(self, work: Work, written: Written) -> None:
+        """Every gateway that sent data was seen now (its online/offline state comes only from status messages), and
+        the highest epoch held for it is brought up to date and read back for the acks."""
+        epochs: dict[str, int] = {}
+        for batch in [*work.readings, *work.events]:
+            epochs[batch.gateway_id] = max(batch.epoch, epochs.get(batch.gateway_id, batch.epoch))
+        if epochs:
+            rows = self.conn.execute(_SEEN, (list(epochs), list(epochs.values()))).fetchall()
+            written.max_epochs.update(dict(rows))
+
+    def _record_conflicts(self, written: Written) -> None:
+        """Rows that were not stored because their key holds other content, as ranges in the ``conflicts`` table."""
+        with self.conn.cursor() as cur:
+            for batch, seqs in written.conflicts.values():
+                stream = "readings" if isinstance(batch, ReadingBatch) else "events"
+                for first, last in seq_ranges(sorted(set(seqs))):
+                    cur.execute(_INSERT_CONFLICT, (batch.gateway_id, stream, batch.epoch, first, last,
+                                                   last - first + 1))
+                    log.error("gateway %s sent %s %d..%d of epoch %d with other content than the data center holds "
+                              "under those keys (a lost buffer?); not stored, the gateway is told to re-key them",
+                              batch.gateway_id, stream, first, last, batch.epoch)
 
 
 def gap_fields(data: dict[str, Any]) -> dict[str, Any] | None:

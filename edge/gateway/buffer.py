@@ -6,6 +6,13 @@ reading reuse a key the data center already holds. ``seq`` is allocated per stre
 epoch inside the transaction that stores the rows, from a counter table, so deleting acknowledged rows never frees a
 ``seq`` for reuse.
 
+The epoch's floor does not live only in the file it protects: a sidecar file ``<buffer>.epoch`` (written and
+fsynced before an epoch is used) and the highest epoch still readable in a file moved aside as corrupt both raise it,
+so a corrupt file, a deleted write-ahead log or a restored backup cannot bring an old epoch back. What even they
+cannot survive (a re-imaged card) the data center catches: its acks carry the highest epoch it holds for the gateway
+(:meth:`Buffer.raise_epoch_floor` moves to a new epoch above it) and name keys it already holds with other content
+(:meth:`Buffer.rekey` sends those rows again under a new epoch).
+
 Rows leave the pending set only through :meth:`Buffer.ack` (the data center's acknowledgement, after its commit), and
 leave the file only through :meth:`Buffer.prune` once acknowledged and older than the retention.
 
@@ -32,6 +39,7 @@ import sqlite_utils
 
 from edge import __version__
 from edge.errors import BufferUnavailable
+from edge.protocol import seq_ranges
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +124,8 @@ class OpenReport:
     previous_epoch_clean: bool | None  # None on a fresh buffer
     corrupt_moved_to: Path | None = None
     corrupt_reason: str | None = None
+    #: the file's last epoch when the sidecar says a later one was used (a rolled-back or restored file)
+    rolled_back_to: int | None = None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -124,6 +134,19 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+def _last_epoch_in(path: Path) -> int:
+    """The highest epoch a file moved aside as corrupt still shows, or 0 when nothing can be read from it."""
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT MAX(epoch) FROM epochs").fetchone()
+        finally:
+            conn.close()
+    except (sqlite3.Error, ValueError):
+        return 0
+    return row[0] if row and isinstance(row[0], int) else 0
 
 
 def _quick_check(path: Path) -> str | None:
@@ -163,14 +186,24 @@ class Buffer:
         buffer._take_owner_lock()
         reason = _quick_check(buffer.path)
         moved_to = buffer._move_aside(now) if reason else None
+        floor = 0
         if moved_to:
             log.error("buffer %s failed its integrity check (%s); moved to %s, starting a fresh buffer",
                       buffer.path, reason, moved_to)
+            floor = _last_epoch_in(moved_to)
         buffer.migrate()
-        previous_clean = buffer._start_epoch(now, boot_id)
+        in_file, used = buffer._last_epochs()
+        previous_clean = buffer._start_epoch(now, boot_id, floor)
         if moved_to:
             buffer.append_event("buffer.corrupt", "buffer", {"moved_to": str(moved_to), "reason": reason}, ts=now)
-        return buffer, OpenReport(buffer.epoch, previous_clean, moved_to, reason)
+        rolled_back = in_file if used > in_file and not moved_to else None
+        if rolled_back is not None:
+            log.error("buffer %s went back in time: its last epoch is %d but epoch %d was used (a deleted "
+                      "write-ahead log, a restored backup?); rows of the lost epochs that had not reached the data "
+                      "center are gone; continuing at epoch %d", buffer.path, in_file, used, buffer.epoch)
+            buffer.append_event("buffer.rolled_back", "buffer", {"last_epoch_in_file": in_file, "epoch_used": used},
+                                ts=now)
+        return buffer, OpenReport(buffer.epoch, previous_clean, moved_to, reason, rolled_back)
 
     @classmethod
     def reader(cls, path: str | os.PathLike[str]) -> "Buffer":
@@ -277,16 +310,117 @@ class Buffer:
         with self._write_lock, db.atomic():
             yield db
 
-    def _start_epoch(self, now: float, boot_id: str) -> bool | None:
+    @property
+    def floor_path(self) -> Path:
+        return Path(f"{self.path}.epoch")
+
+    def _last_epochs(self) -> tuple[int, int]:
+        """The last epoch this file records, and the last the sidecar says was used."""
+        row = self.db.execute("SELECT MAX(epoch) FROM epochs").fetchone()
+        return (row[0] or 0), self._read_floor()
+
+    def _start_epoch(self, now: float, boot_id: str, floor: int = 0) -> bool | None:
+        """Start the epoch after every one this gateway may have used: the file's last, the sidecar's, ``floor``."""
         with self.transaction() as db:
             last = db.execute("SELECT epoch, stopped_ts FROM epochs ORDER BY epoch DESC LIMIT 1").fetchone()
-            self.epoch = (last[0] if last else 0) + 1
-            db.execute("INSERT INTO epochs (epoch, started_ts, boot_id, version) VALUES (?, ?, ?, ?)",
-                       (self.epoch, now, boot_id, __version__))
-            for stream in STREAMS:
-                db.execute("INSERT INTO counters VALUES (?, ?, 0)", (stream, self.epoch))
+            self._begin_epoch(db, max((last[0] if last else 0), self._read_floor(), floor) + 1, now, boot_id)
         # synchronous=FULL: the epoch is on disk before the first reading of it is taken.
         return None if last is None else last[1] is not None
+
+    def _begin_epoch(self, db: sqlite_utils.Database, epoch: int, now: float, boot_id: str) -> None:
+        """Record ``epoch`` (sidecar first, then this file) and make it the one new rows get. In a transaction."""
+        self._write_floor(epoch)
+        db.execute("INSERT INTO epochs (epoch, started_ts, boot_id, version) VALUES (?, ?, ?, ?)",
+                   (epoch, now, boot_id, __version__))
+        for stream in STREAMS:
+            db.execute("INSERT INTO counters VALUES (?, ?, 0)", (stream, epoch))
+        self.epoch = epoch
+
+    def _read_floor(self) -> int:
+        try:
+            text = self.floor_path.read_text().strip()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            log.warning("buffer %s: cannot read the epoch floor %s (%s)", self.path, self.floor_path, exc)
+            return 0
+        if not text.isdigit():
+            log.warning("buffer %s: ignoring the epoch floor %s: %r is not an epoch", self.path, self.floor_path,
+                        text[:40])
+            return 0
+        return int(text)
+
+    def _write_floor(self, epoch: int) -> None:
+        """Replace the sidecar atomically and durably (temporary file, fsync, rename, fsync of the directory). A
+        failure is logged, not fatal: the file's own epochs table and the data center's conflict check remain."""
+        if epoch <= self._read_floor():
+            return
+        tmp = self.floor_path.with_name(self.floor_path.name + ".tmp")
+        try:
+            with open(tmp, "w") as handle:
+                handle.write(f"{epoch}\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.floor_path)
+            directory = os.open(self.floor_path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            log.error("buffer %s: cannot record epoch %d in %s (%s)", self.path, epoch, self.floor_path, exc)
+
+    def raise_epoch_floor(self, held: int, now: float, reason: str) -> int | None:
+        """The data center holds rows of this gateway up to epoch ``held``. Epochs only grow, so one above ours was
+        used by an earlier life of this gateway whose buffer is lost, and ours may be in use too: start a new epoch
+        above it, so that new rows never reuse a key. Returns the new epoch, or None when ours is not below it."""
+        with self.transaction() as db:
+            if self.epoch is not None and self.epoch >= held:
+                return None
+            return self._rotate(db, held, now, reason)
+
+    def _rotate(self, db: sqlite_utils.Database, above: int, now: float, reason: str) -> int:
+        previous = self.epoch
+        boot_id = db.execute("SELECT boot_id FROM epochs WHERE epoch = ?", (previous,)).fetchone()
+        self._begin_epoch(db, max(above, previous or 0, self._read_floor()) + 1, now, boot_id[0] if boot_id else "")
+        self.append_event("buffer.epoch", "buffer", {"previous": previous, "epoch": self.epoch, "reason": reason},
+                          ts=now)
+        log.warning("buffer %s: moved from epoch %s to %d: %s", self.path, previous, self.epoch, reason)
+        return self.epoch
+
+    def rekey(self, stream: str, epoch: int, first: int, last: int, now: float) -> dict[str, Any] | None:
+        """The data center already holds ``first..last`` of ``epoch`` with other content (a key this gateway used in
+        an earlier life): give this gateway's unacknowledged rows of that range new keys in an epoch above ``epoch``,
+        in one transaction, and record a ``buffer.rekey`` event mapping old keys to new. Returns that mapping, or
+        None if no such rows are pending (already re-keyed, or never ours)."""
+        _check_stream(stream)
+        with self.transaction() as db:
+            rows = db.execute(f"SELECT * FROM {stream} WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
+                              f"ORDER BY seq", (epoch, first, last)).fetchall()
+            if not rows:
+                return None
+            if self.epoch <= epoch:
+                self._rotate(db, epoch, now, f"the data center holds other {stream} under epoch {epoch}")
+            columns = [d[0] for d in db.execute(f"SELECT * FROM {stream} LIMIT 0").description]
+            at_epoch, at_seq = columns.index("epoch"), columns.index("seq")
+            start = self._allocate(db, stream, len(rows))
+            moved = []
+            for i, row in enumerate(rows):
+                row = list(row)
+                row[at_epoch], row[at_seq] = self.epoch, start + i
+                moved.append(row)
+            db.execute(f"DELETE FROM {stream} WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ?",
+                       (epoch, first, last))
+            db.conn.executemany(f"INSERT INTO {stream} ({', '.join(columns)}) VALUES "
+                                f"({', '.join('?' for _ in columns)})", moved)
+            mapping = {"stream": stream, "count": len(rows),
+                       "from": {"epoch": epoch, "ranges": seq_ranges([r[at_seq] for r in rows])},
+                       "to": {"epoch": self.epoch, "first_seq": start, "last_seq": start + len(rows) - 1}}
+            self.append_event("buffer.rekey", "buffer", mapping, ts=now)
+        log.warning("buffer %s: the data center holds other %s under epoch %d seq %d..%d; %d pending rows sent again "
+                    "as epoch %d seq %d..%d", self.path, stream, epoch, first, last, len(rows), self.epoch, start,
+                    start + len(rows) - 1)
+        return mapping
 
     def mark_clean_stop(self, now: float) -> None:
         with self._write_lock:
@@ -469,8 +603,6 @@ class Buffer:
         return min(most, max(100, excess // per_row + 1))
 
     def _drop_oldest_pending(self, chunk: int, now: float) -> list[dict[str, Any]]:
-        from edge.protocol import seq_ranges
-
         with self.transaction() as db:
             rows = db.execute(
                 "SELECT epoch, seq, ts FROM readings WHERE acked = 0 ORDER BY epoch, seq LIMIT ?", (chunk,)

@@ -364,13 +364,24 @@ class Sync:
             log.warning("sync: ignored a malformed message on %s: %s", topic, exc)
 
     def _acked(self, ack: protocol.Ack) -> None:
+        """Committed ranges leave the pending set; conflicting ones are re-keyed into a new epoch and sent again
+        (the live lane picks them up); an epoch the data center holds above ours moves us above it."""
+        now = self.clock.time()
+        if ack.max_epoch is not None:
+            self.buffer.raise_epoch_floor(ack.max_epoch, now, f"the data center holds epoch {ack.max_epoch}")
         for first, last in ack.ranges:
             self.buffer.ack(ack.stream, ack.epoch, first, last)
-            for key in [k for k in self.inflight if k[0] == ack.stream and k[1] == ack.epoch
-                        and first <= k[2] <= last]:
-                del self.inflight[key]
-        self.last_ack = self.clock.time()
+            self._settled(ack.stream, ack.epoch, first, last)
+        for first, last in ack.conflicts:
+            self.buffer.rekey(ack.stream, ack.epoch, first, last, now)
+            self._settled(ack.stream, ack.epoch, first, last)
+        self.last_ack = now
         self._wake = True  # the window has room again
+
+    def _settled(self, stream: str, epoch: int, first: int, last: int) -> None:
+        """Batches starting in ``first..last`` of ``epoch`` await no ack any more."""
+        for key in [k for k in self.inflight if k[0] == stream and k[1] == epoch and first <= k[2] <= last]:
+            del self.inflight[key]
 
     # ------------------------------------------------------------------------------------------------ commands
 
