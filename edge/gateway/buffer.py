@@ -470,11 +470,18 @@ class Buffer:
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
         """A write transaction on this thread's connection, serialised with every other write of this process.
-        Raises :class:`BufferWriteError` (:class:`BufferFull` for lack of room) when the file system refuses it."""
+        Raises :class:`BufferWriteError` (:class:`BufferFull` for lack of room) when the file system refuses it.
+
+        Once the epoch is on disk, an outermost transaction first stores what waits for room (events kept in memory,
+        the gap records of readings that could not be stored); those are forgotten only once it has committed."""
         with self._write_lock, self._writing():
             db = self.db
+            outermost = not db.conn.in_transaction
             with db.atomic():
+                waiting = outermost and self._report is not None and self._store_waiting(db)
                 yield db
+            if waiting:
+                self._forget_waiting()
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -523,22 +530,6 @@ class Buffer:
     def _in_transaction(self) -> bool:
         db = getattr(self._local, "db", None)
         return db is not None and db.conn.in_transaction
-
-    @contextmanager
-    def _storing(self) -> Iterator[sqlite_utils.Database]:
-        """A write transaction that first stores what waits for room (the gap records of readings that could not be
-        stored, events kept in memory); those are forgotten only once this transaction has committed. Inside a
-        caller's transaction it is that transaction, and what waits stays waiting."""
-        if self._in_transaction():
-            with self.transaction() as db:
-                yield db
-            return
-        with self._write_lock:
-            with self.transaction() as db:
-                waiting = self._store_waiting(db)
-                yield db
-            if waiting:
-                self._forget_waiting()
 
     def _start_epoch(self, now: float, boot_id: str) -> bool | None:
         with self.transaction() as db:
@@ -601,7 +592,7 @@ class Buffer:
         if not readings:
             return None
         try:
-            with self._storing() as db:
+            with self.transaction() as db:
                 first = self._allocate(db, "readings", len(readings))
                 db.conn.executemany(
                     "INSERT INTO readings (epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, "
@@ -629,7 +620,7 @@ class Buffer:
         text = json.dumps(data or {}, ensure_ascii=False, sort_keys=True)
         nested = self._in_transaction()
         try:
-            with self._storing() as db:
+            with self.transaction() as db:
                 return self._insert_event(db, kind, source, text, ts)
         except BufferWriteError:
             if nested:
@@ -643,11 +634,11 @@ class Buffer:
             if not (self._unstored or self._deferred or self._overflow):
                 return True
             try:
-                with self._storing():
+                with self.transaction():
                     pass
             except BufferWriteError:
                 return False
-        return True
+            return not (self._unstored or self._deferred or self._overflow)
 
     def _insert_event(self, db: sqlite_utils.Database, kind: str, source: str, data: str, ts: float) -> int:
         seq = self._allocate(db, "events", 1)

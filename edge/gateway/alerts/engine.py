@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edge.gateway.alerts.conditions import (ACKED, FIRING, OK, RESOLVED, STALE, STALE_INTERVALS,
@@ -267,6 +267,9 @@ class Engine:
         return bool(incident and incident["acked_ts"])
 
     def _apply(self, watch: Watch, track: TrackRow, change: Transition, value: float | None, now: float) -> None:
+        """Carry out a transition in one transaction. The track in memory changes only once it committed: a buffer
+        that cannot store it (a full disk) leaves the alert where it was, and the next evaluation tries again."""
+        track = replace(track)
         with self.buffer.transaction() as db:
             if change.action == "fire":
                 track.incident_id = self._fire(db, watch, value, now)
@@ -357,9 +360,11 @@ class Engine:
             self.store.drop_owed(db, incident["id"], ("repeat", "escalation"))
             self.store.update_incident(db, incident["id"], next_repeat_ts=None)
             if track is not None and track.state == FIRING and track.incident_id == incident["id"]:
-                track.state = ACKED
+                track = replace(track, state=ACKED)
                 self.store.save_track(db, track)
             self.buffer.append_event("alert.acked", incident["key"], {"code": code, "by": by}, ts=now)
+        if track is not None:
+            self.tracks[track.key] = track  # only once committed
         log.info("alert %s (code %s) acknowledged by %s", incident["key"], code, by)
         return True
 
