@@ -364,14 +364,14 @@ def safe_state(config_path: str | None) -> None:
 
     config = _load(config_path)
     _setup_logging("warning")
-    try:
-        hardware = open_hardware(config, Clock(config.clock.trust), sensors=False)
+    try:  # every output is tried: one that cannot be opened or switched does not keep the others on
+        hardware = open_hardware(config, Clock(config.clock.trust), sensors=False, skip_failed=True)
     except EdgeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    failed = hardware.safe_state()
-    for actuator_id in hardware.actuators:
-        click.echo(f"{actuator_id}: {'FAILED' if actuator_id in failed else 'off'}")
+    failed = set(hardware.safe_state()) | set(hardware.failed)
+    for actuator in config.actuators:
+        click.echo(f"{actuator.id}: {'FAILED' if actuator.id in failed else 'off'}")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1 if failed else 0)  # skip gpiozero's atexit close(), which would let the pins float
