@@ -436,3 +436,62 @@ def test_doctor_calls_a_full_disk_full_not_damage(tmp_path, small_disk):
     assert (buffer_line.status, buffer_line.hint) == ("FAIL", FULL_HINT)
     assert "its file system is full" in buffer_line.summary
     assert (disk_line.status, disk_line.hint) == ("FAIL", FULL_HINT)
+
+
+def test_an_alert_due_while_the_disk_is_full_is_sent_once_there_is_room(small_disk):
+    from alerts_kit import Greenhouse
+
+    from edge.errors import BufferWriteError
+
+    hot = "- {id: hot, type: above, input: {sensor: air, quantity: temperature}, threshold: 40, clear: 38, for: 5m}\n"
+    gh = Greenhouse(small_disk.mount, hot)
+    try:
+        gh.run(minutes=2, air_temperature=41)  # pending, on a disk with room
+        small_disk.fill()
+        for _ in range(36):  # six more minutes above: due, but nothing can be queued
+            for part in (lambda: gh.service.listener(gh.readings({"air_temperature": 41})), gh.jobs):
+                try:
+                    part()
+                except BufferWriteError:
+                    pass  # the daemon's sampler and jobs take it so (logged once by the buffer)
+            gh.clock.advance(10)
+        assert gh.texts() == []
+
+        small_disk.free()
+        gh.run(minutes=2, air_temperature=41)  # warnings wait alerts.group_window (1 min) to share a message
+        [text] = gh.texts()
+        assert text.startswith("Warning Demo: air temperature 41C (above 40)")
+    finally:
+        gh.close()
+
+
+def test_the_data_center_keeps_a_gap_of_readings_never_stored_in_its_gaps_table(small_disk, postgres):
+    """The gap record has the disk budget's shape: the collector's store takes it into ``gaps`` as it is."""
+    from edge import protocol
+    from edge.datacenter.store import Store, Work, migrate
+    from edge.gateway.sync import _event
+
+    buffer, _ = Buffer.open(small_disk.mount / "buffer.db", now=T0, boot_id="b")
+    try:
+        buffer.append_readings([reading(0)])
+        small_disk.fill()
+        for i in range(1, 4):
+            with pytest.raises(BufferFull):
+                buffer.append_readings([reading(i)])
+        small_disk.free()
+        buffer.append_readings([reading(4)])
+        payload = protocol.encode_events("gh-full", buffer.epoch, [_event(r) for r in buffer.pending("events")])
+    finally:
+        buffer.close()
+
+    with postgres.connect() as conn:
+        migrate(conn)
+    store = Store.connect(postgres.url)
+    try:
+        written = store.write(Work(events=[protocol.decode_events(payload)]))
+        gaps = store.conn.execute("SELECT gateway_id, stream, epoch, first_seq, last_seq, count, "
+                                  "extract(epoch FROM first_ts), extract(epoch FROM last_ts) FROM gaps").fetchall()
+    finally:
+        store.close()
+    assert written.gaps_new == 1
+    assert gaps == [("gh-full", "readings", 1, 2, 4, 3, T0 + 1, T0 + 3)]
