@@ -169,6 +169,8 @@ def _write_error(exc: BaseException, path: Path) -> BufferWriteError | None:
         return exc
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return BufferFull(f"no room on the file system of {path} ({exc.strerror})")
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EIO):
+        return BufferWriteError(f"buffer {path} refused a write ({exc.strerror})")
     if not isinstance(exc, sqlite3.OperationalError):
         return None
     code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
@@ -318,13 +320,14 @@ class Buffer:
         if self._report is not None:
             return self._report
         try:
-            try:
-                previous_clean = self._start(now)
-            except sqlite3.DatabaseError as exc:
-                if self._set_aside is not None or not _is_damage(exc):
-                    raise
-                self._move_damaged(now, f"{_text(exc)} (found while opening it)")  # quick_check missed it
-                previous_clean = self._start(now)
+            with self._writing():  # whatever the start writes (files beside the buffer too) may find no room
+                try:
+                    previous_clean = self._start(now)
+                except sqlite3.DatabaseError as exc:
+                    if self._set_aside is not None or not _is_damage(exc):
+                        raise
+                    self._move_damaged(now, f"{_text(exc)} (found while opening it)")  # quick_check missed it
+                    previous_clean = self._start(now)
         except BufferWriteError as exc:
             self.epoch = None  # _start_epoch may have chosen it before its transaction failed
             if self._start_error is None:
