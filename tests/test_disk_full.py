@@ -328,11 +328,17 @@ class Gateway:
     def readings(self) -> list[tuple]:
         return self.query("SELECT epoch, seq, ts, sensor, quantity, value FROM readings ORDER BY epoch, seq")
 
-    def pump_switches(self, timeout: float = 15.0) -> None:
-        """The schedule still switches the pump: on and off again, on the pin itself."""
-        seen: set[str] = set()
-        wait_until(lambda: seen.add(read_lines(self.lines).get("GPIO27", "")) or
-                   {"output 1", "output 0"} <= seen, timeout, "the schedule to switch the pump on and off")
+    def pump_switches(self, times: int = 3, timeout: float = 20.0) -> None:
+        """The schedule still switches the pump, on the pin itself: ``times`` changes of its level seen."""
+        levels: list[str] = []
+
+        def changed() -> bool:
+            level = read_lines(self.lines).get("GPIO27")
+            if level in ("output 0", "output 1") and (not levels or levels[-1] != level):
+                levels.append(level)
+            return len(levels) > times
+
+        wait_until(changed, timeout, f"the schedule to switch the pump {times} times")
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
