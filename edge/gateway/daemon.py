@@ -199,7 +199,8 @@ class Daemon:
         if self.alerts is not None:
             self._step("alerts", self.alerts.close)
         if self.hardware is not None:  # every output again, the last word on which ones are safe
-            failed = self._step("outputs", self.hardware.safe_state) or failed
+            last_word = self._step("outputs", self.hardware.safe_state)
+            failed = failed if last_word is None else last_word
             self._step("hardware", self.hardware.close)
         if self.buffer is not None:
             now = self.clock.time()
