@@ -118,7 +118,8 @@ def buffer_path(tmp_path):
 
 
 def files_of(path) -> dict[str, bytes]:
-    return {suffix: open(f"{path}{suffix}", "rb").read() for suffix in ("", "-wal") if os.path.exists(f"{path}{suffix}")}
+    return {suffix: open(f"{path}{suffix}", "rb").read() for suffix in ("", "-wal")
+            if os.path.exists(f"{path}{suffix}")}
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=lambda f: f.__name__)
