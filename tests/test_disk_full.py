@@ -501,3 +501,31 @@ def test_the_data_center_keeps_a_gap_of_readings_never_stored_in_its_gaps_table(
         store.close()
     assert written.gaps_new == 1
     assert gaps == [("gh-full", "readings", 1, 2, 4, 3, T0 + 1, T0 + 3)]
+
+
+@pytest.mark.slow
+def test_the_uplink_survives_acks_it_cannot_record_and_drains_once_there_is_room(small_disk, broker):
+    """An ack that cannot be recorded leaves its batch pending: it is sent again, the data center drops the
+    duplicate and acks again, and once there is room the ack sticks. The uplink thread never dies of it."""
+    from test_sync import GW, StandInDataCenter
+
+    from edge.gateway.clock import Clock
+    from edge.gateway.sync import Sync, SyncConfig
+
+    buffer, _ = Buffer.open(small_disk.mount / "buffer.db", now=T0, boot_id="b")
+    buffer.append_readings([reading(i) for i in range(200)])
+    data_center = StandInDataCenter(broker)
+    sync = Sync(SyncConfig(url=broker.url, interval="0.5s", ack_timeout="2s", reconnect_min="1s",
+                           reconnect_max="2s"), GW, buffer, Clock("synced"))
+    try:
+        small_disk.fill()
+        sync.start()
+        wait_until(lambda: data_center.received.count((1, 1)) >= 2, what="a batch sent again: its ack was not stored")
+        assert buffer.counts()["pending"] == 200
+        small_disk.free()
+        wait_until(lambda: buffer.counts()["pending"] == 0, what="the acks stored once there is room")
+        assert sorted(data_center.readings) == [(1, seq) for seq in range(1, 201)]
+    finally:
+        sync.stop()
+        data_center.close()
+        buffer.close()
