@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import click
@@ -127,6 +128,7 @@ _NEVER_SWITCHED = {"value": 0.0, "reason": "never switched", "since": None, "unt
 
 def status_report(config, now: float | None = None) -> dict[str, Any]:
     """What ``edge status --json`` prints: a contract for scripts and monitoring."""
+    from edge.gateway.buffer import LOW_SPACE, free_bytes
     from edge.gateway.clock import Clock
     from edge.gateway.control.supervisor import describe_state
 
@@ -166,6 +168,8 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
             "oldest_pending_age_s": None if oldest is None else round(now - oldest, 1),
             "events_pending": events["pending"],
         },
+        "disk": {"path": str(Path(config.buffer.path).absolute().parent),
+                 "free_bytes": (free := free_bytes(Path(config.buffer.path))), "full": free < LOW_SPACE},
         "sync": _sync_report(config, link, running),
         "sensors": sensors,
         "actuators": {a.id: describe_state(a.id, actuator_rows.get(a.id, _NEVER_SWITCHED), now)
@@ -220,6 +224,12 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo(f"buffer   {buf['path']}: {buf['total']} readings, {buf['pending']} pending, "
                f"{buf['acknowledged']} acknowledged; oldest pending {_age(buf['oldest_pending_age_s'])}; "
                f"{buf['events_pending']} events pending")
+    disk = report["disk"]
+    if disk["full"]:
+        click.echo(f"disk     FULL ({_bytes(disk['free_bytes'])} free in {disk['path']}): readings are not being "
+                   f"stored; outputs stay under control; free space and sampling resumes")
+    else:
+        click.echo(f"disk     {_bytes(disk['free_bytes'])} free in {disk['path']}")
     sync = report["sync"]
     click.echo(f"link     {sync['link']}" + (f" since {sync['since']}" if sync["since"] else "")
                + (f"; last ack {sync['last_ack']}" if sync["last_ack"] else "")
@@ -231,6 +241,14 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo("actuators")
     for actuator_id, info in report["actuators"].items():
         click.echo(f"  {actuator_id:<16} {_format_actuator(info)}")
+
+
+def _bytes(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
 
 
 def _format_actuator(info: dict[str, Any]) -> str:
@@ -346,14 +364,14 @@ def safe_state(config_path: str | None) -> None:
 
     config = _load(config_path)
     _setup_logging("warning")
-    try:
-        hardware = open_hardware(config, Clock(config.clock.trust), sensors=False)
+    try:  # every output is tried: one that cannot be opened or switched does not keep the others on
+        hardware = open_hardware(config, Clock(config.clock.trust), sensors=False, skip_failed=True)
     except EdgeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    failed = hardware.safe_state()
-    for actuator_id in hardware.actuators:
-        click.echo(f"{actuator_id}: {'FAILED' if actuator_id in failed else 'off'}")
+    failed = set(hardware.safe_state()) | set(hardware.failed)
+    for actuator in config.actuators:
+        click.echo(f"{actuator.id}: {'FAILED' if actuator.id in failed else 'off'}")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1 if failed else 0)  # skip gpiozero's atexit close(), which would let the pins float

@@ -23,3 +23,13 @@ class SensorError(EdgeError, IOError):
 
 class HardwareError(EdgeError, RuntimeError):
     """An actuator or bus could not be opened or driven."""
+
+
+class BufferWriteError(BufferUnavailable):
+    """The file system refused a write to the buffer (read-only, I/O error, locked): nothing of that write was stored,
+    and the rest of the gateway goes on without it."""
+
+
+class BufferFull(BufferWriteError):
+    """The buffer's file system has no room: nothing more can be stored until space is freed. A degraded state, not a
+    fault a restart would cure."""

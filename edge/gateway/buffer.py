@@ -18,17 +18,26 @@ leave the file only through :meth:`Buffer.prune` once acknowledged and older tha
 
 Each thread gets its own connection (WAL mode: readers never block the writer); writes in this process are
 serialised by a lock so they never wait on SQLite's busy handler.
+
+A damaged file (anything the integrity check at open does not like, including a check that cannot even run) is moved
+aside, kept, and a fresh buffer started. A file system with no room is not damage: writes raise :class:`BufferFull`,
+readings that cannot be stored are counted per sensor and reported as ``buffer.gap`` events once there is room again,
+and events wait in memory meanwhile (see :meth:`Buffer.append_event`), so the rest of the gateway goes on.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
 import sqlite3
+import struct
+import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +47,7 @@ from typing import Any
 import sqlite_utils
 
 from edge import __version__
-from edge.errors import BufferUnavailable
+from edge.errors import BufferFull, BufferUnavailable, BufferWriteError
 from edge.protocol import seq_ranges
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,15 @@ STREAMS = ("readings", "events")
 
 #: Clock state of a reading's timestamp.
 CLOCK_UNSYNCED, CLOCK_SYNCED, CLOCK_CORRECTED = 0, 1, 2
+
+#: Below this many free bytes an I/O error is taken for a full file system, and a full one is not yet called free.
+LOW_SPACE = 1 << 20
+#: Events kept in memory while the buffer cannot store them (the newest; older ones are counted, then reported).
+MAX_DEFERRED_EVENTS = 10_000
+#: Why readings in a ``buffer.gap`` written for readings that were never stored are missing.
+UNSTORED_REASON = "not stored: no room on the buffer's file system"
+_WAL_MAGIC = (0x377F0682, 0x377F0683)
+_WAL_VERSION = 3007000
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -118,28 +136,37 @@ class NewReading:
 
 @dataclass(frozen=True)
 class OpenReport:
-    """What happened when the buffer was opened: for the daemon's log and events."""
+    """What happened when the buffer was opened: for the daemon's log and events.
 
-    epoch: int
+    ``epoch`` is None while the start could not be finished for lack of room (``not_started`` says why): nothing is
+    stored until :meth:`Buffer.resume` succeeds."""
+
+    epoch: int | None
     previous_epoch_clean: bool | None  # None on a fresh buffer
     corrupt_moved_to: Path | None = None
     corrupt_reason: str | None = None
+    not_started: str | None = None
     #: the file's last epoch when the sidecar says a later one was used (a rolled-back or restored file)
     rolled_back_to: int | None = None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
 def _last_epoch_in(path: Path) -> int:
     """The highest epoch a file moved aside as corrupt still shows, or 0 when nothing can be read from it."""
     try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+        # immutable: read the file as it lies, creating nothing beside it (the evidence stays as it was found)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True, timeout=5)
         try:
             row = conn.execute("SELECT MAX(epoch) FROM epochs").fetchone()
         finally:
@@ -149,19 +176,121 @@ def _last_epoch_in(path: Path) -> int:
     return row[0] if row and isinstance(row[0], int) else 0
 
 
-def _quick_check(path: Path) -> str | None:
-    """``None`` if the file is healthy (or absent), else the reason it is not."""
+def free_bytes(path: Path) -> int:
+    """Bytes the file system holding ``path`` still gives an unprivileged writer (``df``'s Avail)."""
+    try:
+        stats = os.statvfs(Path(path).absolute().parent)
+    except OSError:
+        return sys.maxsize  # cannot tell: never take an error for a full disk on this ground
+    return stats.f_bavail * stats.f_frsize
+
+
+def _write_error(exc: BaseException, path: Path) -> BufferWriteError | None:
+    """What a failed SQLite call (or file write) on the buffer amounts to: :class:`BufferFull` when the file system
+    has no room, :class:`BufferWriteError` when it refuses otherwise (read-only, I/O error, locked), None when it is
+    not the file system's doing (a bug, a damaged file)."""
+    if isinstance(exc, BufferWriteError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return BufferFull(f"no room on the file system of {path} ({exc.strerror})")
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EIO):
+        return BufferWriteError(f"buffer {path} refused a write ({exc.strerror})")
+    if not isinstance(exc, sqlite3.OperationalError):
+        return None
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and free_bytes(path) < LOW_SPACE):
+        return BufferFull(f"no room on the file system of {path} ({exc}; {_human(free_bytes(path))} free)")
+    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
+                sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return BufferWriteError(f"buffer {path} refused a write ({exc})")
+    return None
+
+
+def _is_damage(exc: BaseException) -> bool:
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _text(value: Any) -> str:
+    """A damaged file's own words, made safe to log and store (valid UTF-8, nothing raised)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} B"  # pragma: no cover
+
+
+def _wal_checksum(data: bytes, big_endian: bool) -> tuple[int, int]:
+    words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
+    s0 = s1 = 0
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
+
+
+def _wal_problem(path: Path) -> str | None:
+    """What is wrong with the write-ahead log beside ``path``, if anything. SQLite takes a log whose header is damaged
+    for an empty one, so every transaction in it would vanish without an error (and the log is deleted at the next
+    close): it is checked before SQLite opens the file. A log cut short inside its frames is what a power cut leaves,
+    and SQLite keeps what was committed; that is not damage."""
+    wal = Path(f"{path}-wal")
+    try:
+        with open(wal, "rb") as handle:
+            head = handle.read(32)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"the write-ahead log {wal.name} cannot be read ({exc.strerror or exc})"
+    if not head:
+        return None
+    if len(head) < 32:
+        return f"the write-ahead log {wal.name} is damaged ({len(head)} bytes, shorter than its header)"
+    magic, version, *_, check1, check2 = struct.unpack(">8I", head)
+    if magic not in _WAL_MAGIC or version != _WAL_VERSION or _wal_checksum(head[:24], magic & 1) != (check1, check2):
+        return (f"the write-ahead log {wal.name} is damaged (no valid header): SQLite would drop the transactions "
+                f"in it")
+    return None
+
+
+def _quick_check_answer(path: Path) -> list[str]:
+    """SQLite's ``quick_check`` of the file, each line decoded whatever its encoding (the text of a damaged file)."""
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.text_factory = bytes
+        return [_text(row[0]) for row in conn.execute("PRAGMA quick_check")]
+    finally:
+        conn.close()
+
+
+def _integrity_problem(path: Path) -> str | None:
+    """``None`` if the file is healthy (or absent), else what is wrong with it. Whatever goes wrong while checking
+    counts against the file (an exception of any kind, an answer that is not ``ok``, in any encoding), except a file
+    system with no room (:class:`BufferFull`) or a lock another process holds (:class:`BufferWriteError`): those say
+    nothing about the file, which is then checked later."""
     if not path.exists():
         return None
+    problem = _wal_problem(path)
+    if problem:
+        return problem
     try:
-        conn = sqlite3.connect(path, timeout=30)
-        try:
-            rows = [row[0] for row in conn.execute("PRAGMA quick_check")]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
-    return None if rows == ["ok"] else "; ".join(rows[:5])
+        if path.stat().st_size == 0:
+            return "the file is empty (0 bytes): the database in it is gone"
+        rows = _quick_check_answer(path)
+    except Exception as exc:  # noqa: BLE001 - any failure of the check is a failed check
+        error = _write_error(exc, path)
+        if isinstance(error, BufferFull):
+            raise error from exc
+        if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise BufferWriteError(f"buffer {path} is locked by another process ({exc})") from exc
+        return _text(exc) if isinstance(exc, sqlite3.DatabaseError) else _text(f"{type(exc).__name__}: {exc}")
+    return None if rows == ["ok"] else "; ".join(rows[:5]) or "quick_check gave no answer"
 
 
 class Buffer:
@@ -175,35 +304,95 @@ class Buffer:
         self._connections_lock = threading.Lock()
         self._write_lock = threading.RLock()  # re-entrant: a transaction may append an event
         self._owner_lock = None  # the open lock file while this process owns the buffer
+        # Starting (Buffer.open, then Buffer.resume while the file system has no room):
+        self._boot_id = ""
+        self._checked = False
+        self._set_aside: tuple[Path, str] | None = None  # where a damaged file went, and why
+        self._start_error: BufferWriteError | None = None  # why the epoch is not started yet
+        self._report: OpenReport | None = None
+        self._epochs_before = (0, 0)  # the file's last epoch and the sidecar's, before this start
+        # While writes are refused (see _writing): since when, why, and what waits for room.
+        self.refused_since: float | None = None
+        self.refusal: str | None = None
+        self.full = False
+        self._unstored: dict[str, dict[str, Any]] = {}  # sensor -> count, first_ts, last_ts, quantities
+        self._deferred: deque[tuple[str, str, str, float]] = deque()  # events: kind, source, JSON data, ts
+        self._overflow: dict[str, Any] | None = None  # deferred events pushed out by newer ones
 
     # ------------------------------------------------------------------------------------------ opening and closing
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, now: float, boot_id: str) -> tuple["Buffer", OpenReport]:
-        """Check, migrate and start a new epoch. A corrupt file is moved aside (kept) and a fresh one started."""
+        """Check, migrate and start a new epoch. A damaged file is moved aside (kept) and a fresh one started.
+
+        A file system with no room (or one that refuses writes) does not make this raise: the buffer comes back
+        without an epoch (``report.epoch is None``, ``report.not_started`` says why), stores nothing, and
+        :meth:`resume` finishes the start once it can. The epoch is on disk before any reading of it, as always."""
         buffer = cls(path)
         buffer.path.parent.mkdir(parents=True, exist_ok=True)
         buffer._take_owner_lock()
-        reason = _quick_check(buffer.path)
-        moved_to = buffer._move_aside(now) if reason else None
-        floor = 0
-        if moved_to:
-            log.error("buffer %s failed its integrity check (%s); moved to %s, starting a fresh buffer",
-                      buffer.path, reason, moved_to)
-            floor = _last_epoch_in(moved_to)
-        buffer.migrate()
-        in_file, used = buffer._last_epochs()
-        previous_clean = buffer._start_epoch(now, boot_id, floor)
-        if moved_to:
-            buffer.append_event("buffer.corrupt", "buffer", {"moved_to": str(moved_to), "reason": reason}, ts=now)
-        rolled_back = in_file if used > in_file and not moved_to else None
+        buffer._boot_id = boot_id
+        return buffer, buffer.resume(now)
+
+    @property
+    def started(self) -> bool:
+        """True once this process's epoch is on disk (readings can be stored)."""
+        return self._report is not None
+
+    def resume(self, now: float) -> OpenReport:
+        """Finish the start :meth:`open` could not (integrity check, migrations, new epoch); once the epoch is on
+        disk, the report of that start."""
+        if self._report is not None:
+            return self._report
+        try:
+            with self._writing():  # whatever the start writes (files beside the buffer too) may find no room
+                try:
+                    previous_clean = self._start(now)
+                except sqlite3.DatabaseError as exc:
+                    if self._set_aside is not None or not _is_damage(exc):
+                        raise
+                    self._move_damaged(now, f"{_text(exc)} (found while opening it)")  # quick_check missed it
+                    previous_clean = self._start(now)
+        except BufferWriteError as exc:
+            self.epoch = None  # _start_epoch may have chosen it before its transaction failed
+            if self._start_error is None:
+                self.refused_since = None  # said once, with what it means for the start
+                self._refused(exc, starting=True)
+            self._start_error = exc
+            moved, reason = self._set_aside or (None, None)
+            return OpenReport(None, None, moved, reason, not_started=str(exc))
+        self._start_error = None
+        moved, reason = self._set_aside or (None, None)
+        if moved:
+            self.append_event("buffer.corrupt", "buffer", {"moved_to": str(moved), "reason": reason}, ts=now)
+        in_file, used = self._epochs_before
+        rolled_back = in_file if used > in_file and not moved else None
         if rolled_back is not None:
             log.error("buffer %s went back in time: its last epoch is %d but epoch %d was used (a deleted "
                       "write-ahead log, a restored backup?); rows of the lost epochs that had not reached the data "
-                      "center are gone; continuing at epoch %d", buffer.path, in_file, used, buffer.epoch)
-            buffer.append_event("buffer.rolled_back", "buffer", {"last_epoch_in_file": in_file, "epoch_used": used},
-                                ts=now)
-        return buffer, OpenReport(buffer.epoch, previous_clean, moved_to, reason, rolled_back)
+                      "center are gone; continuing at epoch %d", self.path, in_file, used, self.epoch)
+            self.append_event("buffer.rolled_back", "buffer", {"last_epoch_in_file": in_file, "epoch_used": used},
+                              ts=now)
+        self._report = OpenReport(self.epoch, previous_clean, moved, reason, rolled_back_to=rolled_back)
+        return self._report
+
+    def _start(self, now: float) -> bool | None:
+        if not self._checked:
+            reason = _integrity_problem(self.path)  # raises BufferWriteError when it cannot tell (no room, locked)
+            if reason:
+                self._move_damaged(now, reason)
+            self._checked = True
+        self.migrate()
+        self._epochs_before = self._last_epochs()
+        floor = _last_epoch_in(self._set_aside[0]) if self._set_aside else 0
+        return self._start_epoch(now, self._boot_id, floor)
+
+    def _move_damaged(self, now: float, reason: str) -> None:
+        self._close_connections()
+        moved_to = self._move_aside(now)
+        self._set_aside = (moved_to, reason)
+        log.error("buffer %s failed its integrity check (%s); moved to %s, starting a fresh buffer",
+                  self.path, reason, moved_to)
 
     @classmethod
     def reader(cls, path: str | os.PathLike[str]) -> "Buffer":
@@ -213,7 +402,10 @@ class Buffer:
             raise BufferUnavailable(f"no buffer at {buffer.path} (has the gateway run yet?)")
         try:
             buffer.epoch = buffer.current_epoch()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, BufferFull) as exc:
+            if isinstance(_write_error(exc, buffer.path), BufferFull):
+                raise BufferFull(f"cannot read buffer {buffer.path}: its file system is full "
+                                 f"({_human(free_bytes(buffer.path))} free)") from None
             raise BufferUnavailable(f"cannot read buffer {buffer.path}: {exc}") from None
         return buffer
 
@@ -231,10 +423,13 @@ class Buffer:
             holder = handle.read().strip() or "unknown"
             handle.close()
             raise BufferUnavailable(f"buffer {self.path} is in use by another edge process (pid {holder})") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except OSError as exc:  # the pid is for the message above only; a full disk must not stop the start
+            log.debug("could not write the pid into %s: %s", self.lock_path, exc)
         self._owner_lock = handle
 
     def owned_by_a_running_daemon(self) -> bool:
@@ -265,10 +460,17 @@ class Buffer:
 
     @property
     def db(self) -> sqlite_utils.Database:
-        """This thread's connection (one per thread, as SQLite in WAL mode likes it)."""
+        """This thread's connection (one per thread, as SQLite in WAL mode likes it). Raises :class:`BufferFull`
+        when the file cannot even be opened for lack of room (WAL mode needs room for its index file)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            conn = _connect(self.path)
+            try:
+                conn = _connect(self.path)
+            except sqlite3.Error as exc:
+                error = _write_error(exc, self.path)
+                if error is None:
+                    raise
+                raise error from exc
             with self._connections_lock:
                 self._connections.append(conn)
             db = self._local.db = sqlite_utils.Database(conn)
@@ -281,9 +483,9 @@ class Buffer:
         Other parts of the gateway (alerts, control) keep their tables in this file under their own ``component``
         name, so one file holds the gateway's whole state and one backup saves it.
         """
-        db = self.db
         applied = []
-        with self._write_lock:
+        with self._write_lock, self._writing():
+            db = self.db
             db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, "
                 "name TEXT NOT NULL, applied_ts REAL NOT NULL, PRIMARY KEY (component, version))"
@@ -305,10 +507,67 @@ class Buffer:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """A write transaction on this thread's connection, serialised with every other write of this process."""
-        db = self.db
-        with self._write_lock, db.atomic():
-            yield db
+        """A write transaction on this thread's connection, serialised with every other write of this process.
+        Raises :class:`BufferWriteError` (:class:`BufferFull` for lack of room) when the file system refuses it.
+
+        Once the epoch is on disk, an outermost transaction first stores what waits for room (events kept in memory,
+        the gap records of readings that could not be stored); those are forgotten only once it has committed."""
+        with self._write_lock, self._writing():
+            db = self.db
+            outermost = not db.conn.in_transaction
+            with db.atomic():
+                waiting = outermost and self._report is not None and self._store_waiting(db)
+                yield db
+            if waiting:
+                self._forget_waiting()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn the file system's refusals into :class:`BufferWriteError` / :class:`BufferFull`, and keep track of
+        them: the first is logged once, and the first write that goes through again (with room to spare, after a
+        full disk) is logged once too."""
+        depth = getattr(self._local, "writing", 0)
+        self._local.writing = depth + 1
+        try:
+            yield
+        except Exception as exc:
+            error = _write_error(exc, self.path)
+            if error is None:
+                raise
+            self._refused(error)
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            self._local.writing = depth
+        if depth == 0:
+            self._accepted()
+
+    def _refused(self, error: BufferWriteError, starting: bool = False) -> None:
+        if self.refused_since is None:
+            self.refused_since = time.time()
+            self.refusal = str(error)
+            if starting:
+                log.error("buffer %s: cannot start a new epoch (%s): no reading is stored until it can; outputs stay "
+                          "under control", self.path, error)
+            elif self._report is not None:  # while starting, resume() says it, once
+                log.error("buffer %s: %s. Readings that cannot be stored are counted and reported as a gap, events "
+                          "wait in memory, until writes go through again; outputs stay under control",
+                          self.path, error)
+        self.full = self.full or isinstance(error, BufferFull)
+
+    def _accepted(self, readings: bool = False) -> None:
+        """A write went through. After a full disk, room is back once a round of readings is stored or there is
+        room to spare (a write that squeezed into the write-ahead log proves little)."""
+        if self.refused_since is None or self._start_error is not None or \
+                (self.full and not readings and free_bytes(self.path) < LOW_SPACE):
+            return
+        log.warning("buffer %s accepts writes again, after %.0fs", self.path, time.time() - self.refused_since)
+        self.refused_since, self.refusal, self.full = None, None, False
+
+    def _in_transaction(self) -> bool:
+        db = getattr(self._local, "db", None)
+        return db is not None and db.conn.in_transaction
 
     @property
     def floor_path(self) -> Path:
@@ -368,6 +627,8 @@ class Buffer:
             finally:
                 os.close(directory)
         except OSError as exc:
+            if _write_error(exc, self.path) is not None:
+                raise  # no room, a read-only card: the epoch cannot be stored either, and the start waits
             log.error("buffer %s: cannot record epoch %d in %s (%s)", self.path, epoch, self.floor_path, exc)
 
     def raise_epoch_floor(self, held: int, now: float, reason: str) -> int | None:
@@ -375,7 +636,10 @@ class Buffer:
         used by an earlier life of this gateway whose buffer is lost, and ours may be in use too: start a new epoch
         above it, so that new rows never reuse a key. Returns the new epoch, or None when ours is not below it."""
         with self.transaction() as db:
-            if self.epoch is not None and self.epoch >= held:
+            if self.epoch is None:  # not started yet (no room): the start will begin above it
+                self._write_floor(held)
+                return None
+            if self.epoch >= held:
                 return None
             return self._rotate(db, held, now, reason)
 
@@ -423,8 +687,15 @@ class Buffer:
         return mapping
 
     def mark_clean_stop(self, now: float) -> None:
-        with self._write_lock:
+        with self._write_lock, self._writing():
             self.db.execute("UPDATE epochs SET stopped_ts = ? WHERE epoch = ?", (now, self.epoch))
+
+    def _close_connections(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     def close_thread_connection(self) -> None:
         """Close the calling thread's connection (for threads that end before the buffer is closed)."""
@@ -436,11 +707,8 @@ class Buffer:
             self._local.db = None
 
     def close(self) -> None:
-        with self._connections_lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self._report_waiting_lost()
+        self._close_connections()
         if self._owner_lock is not None:
             self._owner_lock.close()  # releases the flock
             self._owner_lock = None
@@ -454,42 +722,155 @@ class Buffer:
             (count, stream, self.epoch),
         ).fetchone()
         if row is None:
+            if self._start_error is not None:  # Buffer.open could not start the epoch: no room, or writes refused
+                raise type(self._start_error)(f"no epoch started yet ({self._start_error})")
             raise BufferUnavailable(f"buffer {self.path} has no epoch started (use Buffer.open)")
         return row[0] - count + 1
 
     def append_readings(self, readings: Sequence[NewReading]) -> tuple[int, int] | None:
-        """Store readings in one transaction; return the ``(first, last)`` seq given to them."""
+        """Store readings in one transaction; return the ``(first, last)`` seq given to them.
+
+        When the file system refuses (:class:`BufferWriteError`, :class:`BufferFull` for lack of room), the readings
+        are counted per sensor and the error raised; the first write that goes through again also stores a
+        ``buffer.gap`` event per sensor naming what was lost (see :meth:`_store_waiting`)."""
         if not readings:
             return None
-        with self.transaction() as db:
-            first = self._allocate(db, "readings", len(readings))
-            db.conn.executemany(
-                "INSERT INTO readings (epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, "
-                "boot_id, mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (self.epoch, first + i, r.ts, r.sensor, r.quantity, r.value, r.unit, r.quality, r.reason,
-                     r.clock, r.boot_id, r.mono)
-                    for i, r in enumerate(readings)
-                ],
-            )
+        try:
+            with self.transaction() as db:
+                first = self._allocate(db, "readings", len(readings))
+                db.conn.executemany(
+                    "INSERT INTO readings (epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, "
+                    "boot_id, mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (self.epoch, first + i, r.ts, r.sensor, r.quantity, r.value, r.unit, r.quality, r.reason,
+                         r.clock, r.boot_id, r.mono)
+                        for i, r in enumerate(readings)
+                    ],
+                )
+        except BufferWriteError:
+            self._count_unstored(readings)
+            raise
+        self._accepted(readings=True)
         return first, first + len(readings) - 1
 
-    def append_event(self, kind: str, source: str, data: dict[str, Any] | None = None, *, ts: float) -> int:
-        """Store one event (never dropped for space); return its seq."""
-        with self.transaction() as db:
-            seq = self._allocate(db, "events", 1)
-            db.execute(
-                "INSERT INTO events (epoch, seq, ts, kind, source, data) VALUES (?, ?, ?, ?, ?, ?)",
-                (self.epoch, seq, ts, kind, source, json.dumps(data or {}, ensure_ascii=False, sort_keys=True)),
-            )
+    def append_event(self, kind: str, source: str, data: dict[str, Any] | None = None, *,
+                     ts: float) -> int | None:
+        """Store one event (never dropped for space); return its seq.
+
+        When the file system refuses the write (no room), the event waits in memory, and the next write that goes
+        through stores it first, with its own time (``None`` is returned meanwhile; at most
+        ``MAX_DEFERRED_EVENTS`` wait, older ones are then counted in a ``buffer.events_lost`` event). Inside a
+        caller's transaction the error is raised instead: that transaction failed, and its caller decides."""
+        text = json.dumps(data or {}, ensure_ascii=False, sort_keys=True)
+        nested = self._in_transaction()
+        try:
+            with self.transaction() as db:
+                return self._insert_event(db, kind, source, text, ts)
+        except BufferWriteError:
+            if nested:
+                raise
+            self._defer_event(kind, source, text, ts)
+            return None
+
+    def flush(self) -> bool:
+        """Store what waits for room (gap records, events kept in memory); True if nothing waits any more."""
+        with self._write_lock:
+            if not (self._unstored or self._deferred or self._overflow):
+                return True
+            try:
+                with self.transaction():
+                    pass
+            except BufferWriteError:
+                return False
+            return not (self._unstored or self._deferred or self._overflow)
+
+    def _insert_event(self, db: sqlite_utils.Database, kind: str, source: str, data: str, ts: float) -> int:
+        seq = self._allocate(db, "events", 1)
+        db.execute("INSERT INTO events (epoch, seq, ts, kind, source, data) VALUES (?, ?, ?, ?, ?, ?)",
+                   (self.epoch, seq, ts, kind, source, data))
         return seq
+
+    # ------------------------------------------------------------------------------------- what waits for room
+
+    def _count_unstored(self, readings: Sequence[NewReading]) -> None:
+        with self._write_lock:
+            for r in readings:
+                lost = self._unstored.setdefault(r.sensor, {"count": 0, "first_ts": r.ts, "last_ts": r.ts,
+                                                            "quantities": set()})
+                lost["count"] += 1
+                lost["first_ts"], lost["last_ts"] = min(lost["first_ts"], r.ts), max(lost["last_ts"], r.ts)
+                lost["quantities"].add(r.quantity)
+
+    def _defer_event(self, kind: str, source: str, data: str, ts: float) -> None:
+        with self._write_lock:
+            self._deferred.append((kind, source, data, ts))
+            if len(self._deferred) > MAX_DEFERRED_EVENTS:
+                _, _, _, old_ts = self._deferred.popleft()
+                lost = self._overflow or {"count": 0, "first_ts": old_ts, "last_ts": old_ts}
+                lost["count"] += 1
+                lost["first_ts"], lost["last_ts"] = min(lost["first_ts"], old_ts), max(lost["last_ts"], old_ts)
+                self._overflow = lost
+
+    def _store_waiting(self, db: sqlite_utils.Database) -> bool:
+        """In the open transaction: the events that waited, oldest first, then one ``buffer.gap`` per sensor whose
+        readings could not be stored. Readings never stored have no seq, so their gap is given a range of seqs
+        of its own, never used by a row: it has the shape of the disk budget's gaps (the data center's ``gaps``
+        table takes both), plus the sensor, its quantities and why. Returns whether anything was written."""
+        if self._overflow:
+            self._insert_event(db, "buffer.events_lost", "buffer", json.dumps(
+                {**self._overflow, "reason": f"more than {MAX_DEFERRED_EVENTS} events waited for room"},
+                sort_keys=True), self._overflow["last_ts"])
+        for kind, source, data, ts in self._deferred:
+            self._insert_event(db, kind, source, data, ts)
+        for sensor, lost in sorted(self._unstored.items()):
+            first = self._allocate(db, "readings", lost["count"])
+            gap = {"stream": "readings", "epoch": self.epoch, "first_seq": first,
+                   "last_seq": first + lost["count"] - 1, "count": lost["count"], "first_ts": lost["first_ts"],
+                   "last_ts": lost["last_ts"], "sensor": sensor, "quantities": sorted(lost["quantities"]),
+                   "reason": UNSTORED_REASON}
+            self._insert_event(db, "buffer.gap", "buffer", json.dumps(gap, ensure_ascii=False, sort_keys=True),
+                               lost["last_ts"])
+        return bool(self._unstored or self._deferred or self._overflow)
+
+    def _forget_waiting(self) -> None:
+        for sensor, lost in sorted(self._unstored.items()):
+            log.warning("buffer %s: %d readings of %s taken while they could not be stored (%s .. %s UTC) are "
+                        "recorded as a gap", self.path, lost["count"], sensor, _utc(lost["first_ts"]),
+                        _utc(lost["last_ts"]))
+        if self._deferred:
+            log.info("buffer %s: stored %d events that waited for room", self.path, len(self._deferred))
+        self._unstored.clear()
+        self._deferred.clear()
+        self._overflow = None
+
+    def waiting(self) -> dict[str, int]:
+        """What waits for room: readings not stored (their gap records are to be written) and events in memory."""
+        with self._write_lock:
+            return {"unstored_readings": sum(lost["count"] for lost in self._unstored.values()),
+                    "deferred_events": len(self._deferred) + (self._overflow or {}).get("count", 0)}
+
+    def _report_waiting_lost(self) -> None:
+        """At close, what still waits for room is lost with the process: the journal is its only record."""
+        if not (self._unstored or self._deferred or self._overflow):
+            return
+        kinds: dict[str, int] = {}
+        for kind, *_ in self._deferred:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        log.error("buffer %s closed while it had no room: lost %d events kept in memory (%s) and the gap records of "
+                  "%s", self.path, len(self._deferred) + (self._overflow or {}).get("count", 0),
+                  ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none",
+                  ", ".join(f"{lost['count']} readings of {sensor} ({_utc(lost['first_ts'])} .. "
+                            f"{_utc(lost['last_ts'])} UTC)" for sensor, lost in sorted(self._unstored.items()))
+                  or "no readings")
+        for kind, source, data, ts in list(self._deferred)[-50:]:
+            log.warning("lost event: %s %s %s %s", _utc(ts), kind, source, data)
 
     def correct_clock(self, boot_id: str, boot_wall_time: float) -> int:
         """Once the clock syncs, re-time this boot's unsynced, unacknowledged readings from monotonic time.
 
         ``boot_wall_time`` is the true wall time at monotonic zero (``wall - monotonic`` read right after sync).
         """
-        with self._write_lock:
+        with self._write_lock, self._writing():
             cursor = self.db.execute(
                 "UPDATE readings SET ts = ? + mono, clock = ? "
                 "WHERE clock = ? AND boot_id = ? AND acked = 0 AND mono IS NOT NULL",
@@ -520,7 +901,7 @@ class Buffer:
     def ack(self, stream: str, epoch: int, first: int, last: int) -> int:
         """Mark ``first..last`` of ``epoch`` acknowledged (idempotent); return how many rows changed."""
         _check_stream(stream)
-        with self._write_lock:
+        with self._write_lock, self._writing():
             cursor = self.db.execute(
                 f"UPDATE {stream} SET acked = 1 WHERE epoch = ? AND seq BETWEEN ? AND ? AND acked = 0",
                 (epoch, first, last),
@@ -529,13 +910,18 @@ class Buffer:
 
     def prune(self, older_than: float) -> int:
         """Delete acknowledged rows (readings and events) older than ``older_than``; pending rows always stay."""
-        with self._write_lock:
+        with self._write_lock, self._writing():
             deleted = 0
             for stream in STREAMS:
                 deleted += self.db.execute(
                     f"DELETE FROM {stream} WHERE acked = 1 AND ts < ?", (older_than,)
                 ).rowcount
         return deleted
+
+    def out_of_room(self) -> bool:
+        """True while the buffer's file system is full: then a write that fails is a degraded state (readings dropped
+        and counted, control going on), not a fault that a restart would cure."""
+        return self.full or free_bytes(self.path) < LOW_SPACE
 
     def write_problem(self, timeout: float = 2.0) -> str | None:
         """``None`` if a write transaction can start on the file now, else why not (for the systemd watchdog).
@@ -573,7 +959,7 @@ class Buffer:
         target = int(max_bytes * 0.95)  # a little headroom, so the next round does not start over at once
         if self.used_bytes() <= max_bytes:
             return gaps
-        with self._write_lock:
+        with self._write_lock, self._writing():
             while (excess := self._excess_rows(target, chunk)) > 0:
                 deleted = self.db.execute(
                     "DELETE FROM readings WHERE (epoch, seq) IN "
@@ -680,6 +1066,10 @@ class Buffer:
 
     def epochs(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM epochs ORDER BY epoch"))
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
 
 
 def _check_stream(stream: str) -> None:

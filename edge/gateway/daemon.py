@@ -3,18 +3,25 @@
 No logic lives here: each part is built and handed what it needs. The order matters and is the point of this file:
 the buffer's new epoch is on disk before any reading; actuators are off before anything can switch them; on stop the
 scheduler finishes its running jobs, outputs go to their safe state and the buffer records a clean stop.
+
+A full disk degrades the daemon, it never stops it: without room for the new epoch it starts anyway, controls the
+outputs, stores no reading, and the ``storage`` job finishes the start (epoch, then alerts and uplink if they could
+not read the buffer either) once there is room. Stopping tries every step whatever the others do.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import signal
 import threading
+import time
 from datetime import datetime, timezone
 
 from edge import __version__
 from edge.config import GatewayConfig
+from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.alerts import build as build_alerts
 from edge.gateway.buffer import Buffer
 from edge.gateway.clock import Clock
@@ -33,6 +40,8 @@ BUDGET_INTERVAL = 60.0
 WATCHDOG_GRACE = 1.0
 #: Seconds the watchdog's buffer check waits for SQLite's write lock (writes in progress take milliseconds).
 BUFFER_WRITE_TIMEOUT = 2.0
+#: Seconds between attempts to finish a start that had no room, and to store what waits for room.
+STORAGE_INTERVAL = 5.0
 
 
 class StopRequest(threading.Event):
@@ -65,7 +74,9 @@ class Daemon:
         self.scheduler = None
         self._control_ran = 0.0  # monotonic time the control job last finished
         self._status = "starting"  # systemd's STATUS= line while healthy
+        self._shown_status = None  # the STATUS= line last sent
         self._unhealthy = False
+        self._waiting_for: set[str] = set()  # parts not started yet for want of a readable buffer (no room)
 
     # ----------------------------------------------------------------------------------------------- lifecycle
 
@@ -75,15 +86,16 @@ class Daemon:
         cfg = self.config
         now = self.clock.time()
         self.buffer, report = Buffer.open(cfg.buffer.path, now=now, boot_id=self.clock.boot_id)
-        previous = {None: "none", True: "clean", False: "unclean"}[report.previous_epoch_clean]
-        self.buffer.append_event("daemon.start", "daemon", {
+        previous = "unknown" if report.epoch is None else \
+            {None: "none", True: "clean", False: "unclean"}[report.previous_epoch_clean]
+        self.buffer.append_event("daemon.start", "daemon", {  # waits in memory while the epoch is not on disk
             "version": __version__, "epoch": report.epoch, "previous_stop": previous,
             "clock_synced": self.clock.is_synced(),
             "intervals": {s.id: s.interval for s in cfg.sensors},  # the data center's coverage counts from these
         }, ts=now)
         if previous == "unclean":
             log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
-        self.alerts = build_alerts(cfg, self.buffer, self.clock)
+        self.alerts = self._build("alerts", lambda: build_alerts(cfg, self.buffer, self.clock))
 
         self.hardware = open_hardware(cfg, self.clock)
         self.hardware.safe_state()
@@ -91,13 +103,14 @@ class Daemon:
         self.supervisor = Supervisor(cfg, self.hardware.actuators, self.buffer, self.clock, latest)
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
         self.sampler = Sampler(slots, self.buffer, self.clock,
-                               listeners=[latest, self._after_round, self.alerts.listener])
+                               listeners=[latest, self._after_round, self._alert_readings])
 
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, executors={
             "default": {"type": "threadpool", "max_workers": 4}})
         self.sampler.schedule(self.scheduler)
-        self.scheduler.add_job(self.maintain, "interval", seconds=MAINTENANCE_INTERVAL, id="maintenance",
-                               next_run_time=datetime.now(timezone.utc), coalesce=True, max_instances=1)
+        self.scheduler.add_job(self._tolerant(self.maintain), "interval", seconds=MAINTENANCE_INTERVAL,
+                               id="maintenance", next_run_time=datetime.now(timezone.utc), coalesce=True,
+                               max_instances=1)
         self._control_ran = self.clock.monotonic()
         self.scheduler.add_job(self.control, "interval", seconds=cfg.control.interval, id="control",
                                coalesce=True, max_instances=1)
@@ -105,46 +118,111 @@ class Daemon:
         if ping:  # late rather than skipped when every worker is busy; a hung scheduler sends nothing at all
             self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog", coalesce=True,
                                    max_instances=1, misfire_grace_time=max(1, int(ping)))
-        self.scheduler.add_job(self.enforce_budget, "interval", seconds=BUDGET_INTERVAL, id="budget",
-                               coalesce=True, max_instances=1)
-        for job, seconds, job_id in self.alerts.jobs():
-            self.scheduler.add_job(job, "interval", seconds=seconds, id=job_id, coalesce=True, max_instances=1)
-        self.sync = Sync(cfg.sync, cfg.gateway.id, self.buffer, self.clock, on_command=self._remote_command,
-                         on_link=self.alerts.observe_link)
+        self.scheduler.add_job(self._tolerant(self.enforce_budget), "interval", seconds=BUDGET_INTERVAL,
+                               id="budget", coalesce=True, max_instances=1)
+        self.scheduler.add_job(self.storage, "interval", seconds=STORAGE_INTERVAL, id="storage", coalesce=True,
+                               max_instances=1)
+        self._add_alert_jobs()
+        self.sync = self._build("uplink", self._make_sync)
         self.scheduler.start()
-        self.sync.start()
+        if self.sync is not None:
+            self.sync.start()
         self.control_server = ControlServer(cfg.control.socket, self._control_handler(), cfg.control.socket_group)
         self.control_server.start()
-        log.info("gateway %s started: epoch %d, %d sensors, %d actuators, %s backend, buffer %s",
-                 cfg.gateway.id, report.epoch, len(cfg.sensors), len(cfg.actuators), cfg.hardware.backend,
-                 cfg.buffer.path)
-        self._status = f"epoch {report.epoch}, sampling {len(cfg.sensors)} sensors"
-        sd_notify(f"READY=1\nSTATUS={self._status}")
+        log.info("gateway %s started: epoch %s, %d sensors, %d actuators, %s backend, buffer %s",
+                 cfg.gateway.id, report.epoch or "not started yet (no room)", len(cfg.sensors),
+                 len(cfg.actuators), cfg.hardware.backend, cfg.buffer.path)
+        self._status = f"epoch {report.epoch or 'not started (no room)'}, sampling {len(cfg.sensors)} sensors"
+        self._shown_status = self.degraded() or self._status
+        sd_notify(f"READY=1\nSTATUS={self._shown_status}")
 
-    def stop(self, reason: str) -> None:
+    def _build(self, what: str, make):
+        """A part that reads the buffer as it is built (alerts, uplink): None, and built later by the ``storage``
+        job, while the buffer cannot be read for lack of room."""
+        try:
+            part = make()
+        except BufferUnavailable as exc:
+            if what not in self._waiting_for:
+                log.warning("%s not started: the buffer cannot be read (%s); starting it once there is room",
+                            what, exc)
+            self._waiting_for.add(what)
+            return None
+        if what in self._waiting_for:
+            log.warning("%s started", what)
+            self._waiting_for.discard(what)
+        return part
+
+    def _make_sync(self) -> Sync:
+        return Sync(self.config.sync, self.config.gateway.id, self.buffer, self.clock,
+                    on_command=self._remote_command, on_link=self._observe_link)
+
+    def _add_alert_jobs(self) -> None:
+        for job, seconds, job_id in self.alerts.jobs() if self.alerts is not None else ():
+            self.scheduler.add_job(self._tolerant(job), "interval", seconds=seconds, id=job_id, coalesce=True,
+                                   max_instances=1)
+
+    def _alert_readings(self, readings) -> None:
+        if self.alerts is not None:
+            self.alerts.listener(readings)
+
+    def _observe_link(self, up: bool, now: float | None = None) -> None:
+        if self.alerts is not None:
+            self.alerts.observe_link(up, now)
+
+    @staticmethod
+    def _tolerant(job):
+        """A scheduler job whose buffer writes may be refused (a full disk: the buffer logs that once) without a
+        traceback at every run; it simply tries again at its next run."""
+        @functools.wraps(job)
+        def run() -> None:
+            try:
+                job()
+            except BufferWriteError as exc:
+                log.debug("%s: not stored (%s)", getattr(job, "__name__", job), exc)
+        return run
+
+    def stop(self, reason: str) -> bool:
+        """Stop every part, each tried whatever the others did; True when every output reached its safe state."""
         if self.scheduler is not None and self.scheduler.get_job("watchdog"):
             self.scheduler.remove_job("watchdog")  # no WATCHDOG=1 after STOPPING=1
         sd_notify("STOPPING=1")
         log.info("stopping (%s)", reason)
         if self.control_server is not None:
-            self.control_server.stop()
+            self._step("control socket", self.control_server.stop)
         if self.sync is not None:
-            self.sync.stop()
+            self._step("uplink", self.sync.stop)
         if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=True)  # running rounds finish and commit
+            self._step("scheduler", lambda: self.scheduler.shutdown(wait=True))  # running rounds finish and commit
+        failed: list[str] = []
         if self.supervisor is not None:
-            self.supervisor.shutdown()
+            failed = self._step("outputs (supervisor)", self.supervisor.shutdown) or []
         if self.alerts is not None:
-            self.alerts.close()
-        if self.hardware is not None:
-            self.hardware.safe_state()
-            self.hardware.close()
+            self._step("alerts", self.alerts.close)
+        if self.hardware is not None:  # every output again, the last word on which ones are safe
+            last_word = self._step("outputs", self.hardware.safe_state)
+            failed = failed if last_word is None else last_word
+            self._step("hardware", self.hardware.close)
         if self.buffer is not None:
             now = self.clock.time()
-            self.buffer.append_event("daemon.stop", "daemon", {"reason": reason}, ts=now)
-            self.buffer.mark_clean_stop(now)
-            self.buffer.close()
-        log.info("stopped cleanly")
+            self._step("stop event", lambda: self.buffer.append_event("daemon.stop", "daemon", {
+                "reason": reason, **({"not_safe": failed} if failed else {})}, ts=now))
+            self._step("clean-stop mark", lambda: self.buffer.mark_clean_stop(now))
+            self._step("buffer", self.buffer.close)
+        if failed:
+            log.error("stopped, but outputs %s are NOT in their safe state: check them now", ", ".join(failed))
+        else:
+            log.info("stopped cleanly")
+        return not failed
+
+    @staticmethod
+    def _step(what: str, step):
+        try:
+            return step()
+        except BufferWriteError as exc:
+            log.warning("stopping: %s not stored (%s)", what, exc)
+        except Exception:
+            log.exception("stopping: %s failed; going on", what)
+        return None
 
     def run(self, duration: float | None = None) -> int:
         """Run in the foreground until SIGTERM/SIGINT or until ``duration`` seconds have passed."""
@@ -156,11 +234,11 @@ class Daemon:
                 self.stop(f"start failed: {exc}")
                 raise
             stopped = self.stopping.wait(duration)
-            self.stop(self.stopping.reason if stopped else "duration elapsed")
+            safe = self.stop(self.stopping.reason if stopped else "duration elapsed")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+        return 0 if safe else 1  # an output left unsafe shows as a failed stop (systemd: the unit failed)
 
     # --------------------------------------------------------------------------------------------------- jobs
 
@@ -176,6 +254,8 @@ class Daemon:
             code = request.get("code")
             if not isinstance(code, str) or not code.strip():
                 raise RequestError('ack_alert needs a "code" string')
+            if self.alerts is None:
+                raise RequestError("alerts are not running: the buffer has no room (see edge status)")
             if not self.alerts.engine.acknowledge(code.strip(), f"cli:{who}"):
                 raise RequestError(f"no open, unacknowledged alert has code {code.strip()!r}")
             return {"acked": code.strip()}
@@ -207,8 +287,43 @@ class Daemon:
 
     def control(self) -> None:
         """Every control.interval: schedules, rules and safety limits (max_on needs this to keep running)."""
-        self.supervisor.evaluate()
+        try:
+            self.supervisor.evaluate()
+        except BufferWriteError as exc:  # outputs were switched; only a record is missing (the buffer logged why)
+            log.debug("control: not stored (%s)", exc)
         self._control_ran = self.clock.monotonic()
+
+    def storage(self) -> None:
+        """Every STORAGE_INTERVAL: finish a start that had no room (the new epoch, then the parts that read the
+        buffer as they start), and store what waits for room (gap records, events kept in memory)."""
+        if not self.buffer.started:
+            report = self.buffer.resume(self.clock.time())
+            if report.epoch is None:
+                return
+            log.warning("buffer: epoch %d started; readings are stored again", report.epoch)
+            self._status = f"epoch {report.epoch}, sampling {len(self.config.sensors)} sensors"
+            if report.previous_epoch_clean is False:
+                log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
+        if self.alerts is None:
+            self.alerts = self._build("alerts", lambda: build_alerts(self.config, self.buffer, self.clock))
+            self._add_alert_jobs()
+        if self.sync is None:
+            self.sync = self._build("uplink", self._make_sync)
+            if self.sync is not None:
+                self.sync.start()
+        self.buffer.flush()
+
+    def degraded(self) -> str | None:
+        """Why the daemon runs degraded (a full disk: readings not stored), for systemd's STATUS= line; else None."""
+        buffer = self.buffer
+        if buffer is None or (buffer.refused_since is None and buffer.started):
+            return None
+        waiting = buffer.waiting()
+        since = buffer.refused_since or time.time()
+        why = "disk full" if buffer.out_of_room() else f"buffer refuses writes ({buffer.refusal})"
+        return (f"degraded: {why} since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC; "
+                f"{waiting['unstored_readings']} readings not stored, {waiting['deferred_events']} events waiting; "
+                f"outputs under control")
 
     def health(self) -> list[str]:
         """What keeps the daemon from being healthy; empty while it is. The scheduler's liveness needs no check
@@ -220,7 +335,7 @@ class Daemon:
         if control_age > 2 * self.config.control.interval + WATCHDOG_GRACE:
             problems.append(f"control (schedules, rules, safety limits): last evaluated {control_age:.0f}s ago")
         problem = self.buffer.write_problem(BUFFER_WRITE_TIMEOUT)
-        if problem:
+        if problem and not self.buffer.out_of_room():  # a full disk is degraded, not hung: a restart cures nothing
             problems.append(f"the buffer does not accept writes ({problem})")
         return problems
 
@@ -232,10 +347,14 @@ class Daemon:
             if self._unhealthy:
                 log.warning("healthy again; the watchdog is fed")
                 self._unhealthy = False
-                sd_notify(f"STATUS={self._status}")
+            status = self.degraded() or self._status
+            if status != self._shown_status:
+                sd_notify(f"STATUS={status}")
+                self._shown_status = status
             sd_notify("WATCHDOG=1")
             return
         log.error("unhealthy, withholding the watchdog ping so systemd restarts the daemon: %s", "; ".join(problems))
         if not self._unhealthy:
             self._unhealthy = True
-            sd_notify(f"STATUS=unhealthy: {'; '.join(problems)}")
+            self._shown_status = f"unhealthy: {'; '.join(problems)}"
+            sd_notify(f"STATUS={self._shown_status}")

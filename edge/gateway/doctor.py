@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge.errors import ConfigError, EdgeError
+from edge.errors import BufferFull, ConfigError, EdgeError
 
 UNIT = "edge-gateway.service"
 #: The unit's optional EnvironmentFile=: what the config's ${VAR}s see when systemd runs the daemon.
@@ -33,6 +33,9 @@ BUDGET_WARN = 0.8
 DISK_FAIL_BYTES = 64 * 10**6
 DAMAGED_HINT = ("the daemon moves a damaged buffer aside at its next start (kept, never deleted) and starts a fresh "
                 "one: sudo systemctl restart edge-gateway")
+FULL_HINT = ("the disk is full: the daemon keeps controlling the outputs but stores no reading. Free space "
+             "(journalctl --vacuum-size=50M, apt-get clean); sampling resumes by itself, with a gap record of what "
+             "was lost")
 #: A sensor whose latest reading is older than this many of its intervals is reported stale.
 STALE_INTERVALS = 3
 
@@ -138,6 +141,8 @@ def check_buffer(config: Any, now: float) -> tuple[Check, bool]:
     hint = DAMAGED_HINT if os.geteuid() == 0 else _access_hint(path)
     try:
         buffer = Buffer.reader(path)
+    except BufferFull as exc:
+        return Check("buffer", "FAIL", str(exc), FULL_HINT), False
     except EdgeError as exc:
         return Check("buffer", "FAIL", str(exc), hint), False
     try:
@@ -165,6 +170,8 @@ def check_buffer(config: Any, now: float) -> tuple[Check, bool]:
 
 
 def check_disk(config: Any) -> Check:
+    from edge.gateway.buffer import LOW_SPACE
+
     path = Path(config.buffer.path).absolute().parent
     while not path.exists():
         path = path.parent
@@ -174,6 +181,8 @@ def check_disk(config: Any) -> Check:
     used = sum(p.stat().st_size for p in (buffer_file, Path(f"{buffer_file}-wal")) if p.exists())
     room = max(0, config.buffer.max_size - used)
     summary = f"{path}: {_human(free)} free of {_human(total)}"
+    if free < LOW_SPACE:
+        return Check("disk", "FAIL", summary, FULL_HINT)
     if free < DISK_FAIL_BYTES:
         return Check("disk", "FAIL", summary, "the buffer cannot grow: free space (journalctl --vacuum-size=50M, "
                                               "apt-get clean) or move the buffer")

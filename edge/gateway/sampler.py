@@ -4,6 +4,9 @@ Sensors with the same interval form one group, read by one scheduler job: a *sam
 timestamped right after its sensor answered (UTC), flagged when the wall clock is not yet synced, and checked against
 the physically possible range of its quantity. A failed read becomes ``quality="error"`` with no value: never a copy
 of the last good value.
+
+A round whose readings the buffer cannot store (a full disk) still reaches the listeners, so rules and alerts go on
+seeing fresh values; the buffer counts what it could not store and records the gap once there is room.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from edge.errors import BufferWriteError
 from edge.gateway.buffer import CLOCK_SYNCED, CLOCK_UNSYNCED, Buffer, NewReading
 from edge.gateway.hardware.base import PLAUSIBLE, Sample, Sensor
 
@@ -97,18 +101,25 @@ class Sampler:
         return readings
 
     def run_round(self, interval: float) -> list[NewReading]:
-        """Read every sensor of one interval group and store them all in one transaction."""
+        """Read every sensor of one interval group and store them all in one transaction. A round is complete once
+        its sensors answered, stored or not (the watchdog looks for hung reads, not for a full disk)."""
         self._check_clock()
         readings: list[NewReading] = []
         for slot in self.groups[interval]:
             readings.extend(self.read_slot(slot))
-        seqs = self.buffer.append_readings(readings)
+        try:
+            seqs = self.buffer.append_readings(readings)
+        except BufferWriteError as exc:  # logged once by the buffer, which counts them for the gap record
+            seqs = None
+            log.debug("round %gs not stored: %s", interval, exc)
         self.last_round[interval] = self.clock.monotonic()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("round %gs stored seq %s: %s", interval, seqs, "; ".join(map(describe, readings)))
         for listener in self.listeners:
             try:
                 listener(readings)
+            except BufferWriteError as exc:
+                log.debug("reading listener %r could not store its state: %s", listener, exc)
             except Exception:
                 log.exception("reading listener %r failed", listener)
         return readings
@@ -117,9 +128,13 @@ class Sampler:
         """When the wall clock syncs, re-time this boot's readings that were taken before."""
         if self._clock_synced or not self.clock.is_synced():
             return
-        self._clock_synced = True
         boot_wall = self.clock.time() - self.clock.monotonic()
-        fixed = self.buffer.correct_clock(self.clock.boot_id, boot_wall)
+        try:
+            fixed = self.buffer.correct_clock(self.clock.boot_id, boot_wall)
+        except BufferWriteError as exc:  # tried again at the next round; readings stay flagged meanwhile
+            log.debug("readings not re-timed yet: %s", exc)
+            return
+        self._clock_synced = True
         self.buffer.append_event("clock.synced", "clock", {"corrected_readings": fixed}, ts=self.clock.time())
         log.info("wall clock synced; corrected the timestamps of %d readings taken before", fixed)
 

@@ -29,6 +29,7 @@ from pydantic import Field, field_validator
 
 from edge import __version__, protocol
 from edge.durations import Duration
+from edge.errors import BufferWriteError
 from edge.gateway.hardware.base import StrictModel
 
 log = logging.getLogger(__name__)
@@ -362,6 +363,8 @@ class Sync:
                 self._command(payload)
         except protocol.ProtocolError as exc:
             log.warning("sync: ignored a malformed message on %s: %s", topic, exc)
+        except BufferWriteError as exc:  # a full disk: an unrecorded ack is re-sent after its timeout, and
+            log.debug("sync: %s not recorded (%s)", topic, exc)  # the data center drops the duplicate
 
     def _acked(self, ack: protocol.Ack) -> None:
         """Committed ranges leave the pending set; conflicting ones are re-keyed into a new epoch and sent again
@@ -436,10 +439,13 @@ class Sync:
 
     def _save_state(self, **values: Any) -> None:
         state = {"since": self._link_since, "last_ack": self.last_ack, **values}
-        with self.buffer.transaction() as db:
-            for key, value in state.items():
-                db.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", (key, None if value is None
-                                                                              else str(value)))
+        try:
+            with self.buffer.transaction() as db:
+                for key, value in state.items():
+                    db.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", (key, None if value is None
+                                                                                  else str(value)))
+        except BufferWriteError as exc:  # what edge status shows; the uplink goes on without it
+            log.debug("sync: link state not recorded (%s)", exc)
 
 
 def _reading(row: dict[str, Any]) -> protocol.Reading:

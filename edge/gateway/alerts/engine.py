@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edge.gateway.alerts.conditions import (ACKED, FIRING, OK, RESOLVED, STALE, STALE_INTERVALS,
@@ -267,9 +267,12 @@ class Engine:
         return bool(incident and incident["acked_ts"])
 
     def _apply(self, watch: Watch, track: TrackRow, change: Transition, value: float | None, now: float) -> None:
+        """Carry out a transition in one transaction. The track in memory changes only once it committed: a buffer
+        that cannot store it (a full disk) leaves the alert where it was, and the next evaluation tries again."""
+        track, code = replace(track), None
         with self.buffer.transaction() as db:
             if change.action == "fire":
-                track.incident_id = self._fire(db, watch, value, now)
+                track.incident_id, code = self._fire(db, watch, value, now)
                 if watch.oneshot:  # an event, not a condition: told once, never repeated nor resolved aloud
                     self._resolve(db, track.incident_id, value, now, quietly=True)
                     track.incident_id, change = None, Transition(RESOLVED, now)
@@ -279,9 +282,11 @@ class Engine:
             track.state, track.since = change.state, change.since
             self.store.save_track(db, track)
         self.tracks[track.key] = track
+        if code is not None:  # said once it is stored (a full disk retries it at every evaluation)
+            log.warning("alert %s fired (code %s, %s, value %s)", watch.key, code, watch.severity, value)
         log.debug("alert %s: %s", watch.key, change.state)
 
-    def _fire(self, db: Any, watch: Watch, value: float | None, now: float) -> int:
+    def _fire(self, db: Any, watch: Watch, value: float | None, now: float) -> tuple[int, str]:
         fact = {"label": watch.label, "subject": watch.subject, "quantity": watch.quantity, "unit": watch.unit,
                 "limit": watch.threshold, "window": watch.window}
         incident_id, code = self.store.new_incident(db, key=watch.key, rule_id=watch.rule_id,
@@ -291,8 +296,7 @@ class Engine:
             self.store.add_notice(db, incident_id, person.key, "firing", now)
         self.buffer.append_event("alert.fired", watch.key, {"code": code, "rule": watch.rule_id,
                                                             "severity": watch.severity, "value": value}, ts=now)
-        log.warning("alert %s fired (code %s, %s, value %s)", watch.key, code, watch.severity, value)
-        return incident_id
+        return incident_id, code
 
     def _resolve(self, db: Any, incident_id: int, value: float | None, now: float, quietly: bool = False) -> None:
         incident = self.store.incident(incident_id)
@@ -357,9 +361,11 @@ class Engine:
             self.store.drop_owed(db, incident["id"], ("repeat", "escalation"))
             self.store.update_incident(db, incident["id"], next_repeat_ts=None)
             if track is not None and track.state == FIRING and track.incident_id == incident["id"]:
-                track.state = ACKED
+                track = replace(track, state=ACKED)
                 self.store.save_track(db, track)
             self.buffer.append_event("alert.acked", incident["key"], {"code": code, "by": by}, ts=now)
+        if track is not None:
+            self.tracks[track.key] = track  # only once committed
         log.info("alert %s (code %s) acknowledged by %s", incident["key"], code, by)
         return True
 

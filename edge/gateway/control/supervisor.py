@@ -9,6 +9,11 @@ output on again, for the time it has left.
 Every change is an event in the buffer with its reason (``schedule:<id>``, ``rule:<id>``, ``manual:<who>``,
 ``safety:max_on``, ``safety:stale_input``, ``startup``, ``shutdown``); the state that must survive a restart (on-times,
 latches, overrides, rule memories) lives in the buffer's SQLite file.
+
+A buffer that cannot store (a full disk) never stops an output from being switched: the switch happens first, the
+event waits in the buffer's memory, and the state is saved at a later evaluation once there is room. Switching on is
+not refused for want of a record either: ``max_on`` is enforced from memory meanwhile, and only its count across a
+restart during the outage is lost (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from edge.durations import format_duration
+from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.control import rules as rule_logic
 from edge.gateway.control.schedules import Place, window
 
@@ -101,13 +108,17 @@ class Supervisor:
         self.intervals = {s.id: s.interval for s in config.sensors}
         self.started = clock.time()
         self._lock = threading.RLock()
-        buffer.migrate("control", MIGRATIONS)
         self.state = {a: ActuatorState(since=self.started) for a in self.actuators}
         self.overrides: dict[str, dict[str, Any]] = {}
         self.rule_state: dict[str, dict[str, Any]] = {}
         self.rule_faults: dict[str, str | None] = {}
         self._carried_on_time: dict[str, float] = {}  # seconds already on before the restart, per actuator
-        self._load(self.started)
+        self._unsaved: set[str] = set()  # actuators whose last change is not on disk yet (no room)
+        try:
+            buffer.migrate("control", MIGRATIONS)
+            self._load(self.started)
+        except BufferUnavailable as exc:  # a full disk at start: control runs from nothing rather than not at all
+            log.warning("control state could not be read (%s): starting without it (outputs are off)", exc)
 
     # ------------------------------------------------------------------------------------------- persistence
 
@@ -146,20 +157,46 @@ class Supervisor:
 
     def _record(self, actuator_id: str, st: ActuatorState, value: float, reason: str, now: float,
                 until: float | None = None) -> None:
-        """Persist a change and its event in one transaction."""
+        """Persist a change and its event in one transaction. If the buffer cannot store them (no room), the change
+        stands all the same: the event waits in the buffer's memory and the state is saved by a later evaluation."""
         previous = st.value
         if value <= 0 and previous > 0:
             st.off_at = now
             if reason != "shutdown":  # a shutdown keeps the on-time so that max_on counts it after the restart
                 st.on_since = None
         st.value, st.reason, st.since, st.until = value, reason, now, until
-        with self.buffer.transaction() as db:
-            self._save_actuator(db, actuator_id, st)
-            self.buffer.append_event("actuator.change", actuator_id, {
-                "value": value, "previous": previous, "reason": reason,
-                **({"until": round(until, 3)} if until else {}),
-            }, ts=now)
+        event = {"value": value, "previous": previous, "reason": reason,
+                 **({"until": round(until, 3)} if until else {})}
+        try:
+            with self.buffer.transaction() as db:
+                self._save_actuator(db, actuator_id, st)
+                self.buffer.append_event("actuator.change", actuator_id, event, ts=now)
+            self._unsaved.discard(actuator_id)
+        except BufferWriteError as exc:
+            log.debug("%s: change not stored yet: %s", actuator_id, exc)
+            self._unsaved.add(actuator_id)
+            self.buffer.append_event("actuator.change", actuator_id, event, ts=now)  # waits in memory for room
         log.info("%s %s (%s)", actuator_id, _describe(value), reason)
+
+    def _save_unsaved(self) -> None:
+        """Store the state of actuators whose change could not be stored when it happened (a full disk)."""
+        for actuator_id in sorted(self._unsaved):
+            try:
+                with self.buffer.transaction() as db:
+                    self._save_actuator(db, actuator_id, self.state[actuator_id])
+            except BufferWriteError:
+                return  # still no room: the next evaluation tries again
+            self._unsaved.discard(actuator_id)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A buffer transaction whose refusal (a full disk) does not stop control: the state in memory goes on, and
+        the buffer has already reported why it cannot store."""
+        try:
+            with self.buffer.transaction() as db:
+                yield db
+        except BufferWriteError as exc:
+            log.debug("control state not stored: %s", exc)
 
     # -------------------------------------------------------------------------------------------- evaluation
 
@@ -167,6 +204,8 @@ class Supervisor:
         """Decide every output from the current requests and limits, and switch what must change."""
         now = self.clock.time() if now is None else now
         with self._lock:
+            if self._unsaved:
+                self._save_unsaved()
             self._expire_overrides(now)
             requests, faults = self._requests(now)
             order = sorted(self.actuators, key=lambda a: self.state[a].value <= 0)  # outputs already on keep priority
@@ -178,7 +217,7 @@ class Supervisor:
         for actuator_id, override in list(self.overrides.items()):
             if override["until"] is not None and now >= override["until"]:
                 del self.overrides[actuator_id]
-                with self.buffer.transaction() as db:
+                with self._transaction() as db:
                     db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
                 log.info("manual override of %s by %s expired", actuator_id, override["who"])
 
@@ -218,7 +257,7 @@ class Supervisor:
         decision = rule_logic.decide(rule, state, reading, now, stale_after)
         if decision.state != state:
             self.rule_state[rule.id] = decision.state
-            with self.buffer.transaction() as db:
+            with self._transaction() as db:
                 db.execute("INSERT OR REPLACE INTO control_rules VALUES (?, ?)", (rule.id, json.dumps(decision.state)))
         if decision.fault != self.rule_faults.get(rule.id):
             self.rule_faults[rule.id] = decision.fault
@@ -245,7 +284,7 @@ class Supervisor:
                 self._switch(actuator_id, want, request.reason, now, request.until)
             elif want > 0 and self._until(actuator_id, request.until) != st.until:
                 st.until = self._until(actuator_id, request.until)  # e.g. an override extended
-                with self.buffer.transaction() as db:
+                with self._transaction() as db:
                     self._save_actuator(db, actuator_id, st)
             return
         if want <= 0:
@@ -328,7 +367,7 @@ class Supervisor:
             limits = self.limits[actuator_id]
             if action == "auto":
                 self.overrides.pop(actuator_id, None)
-                with self.buffer.transaction() as db:
+                with self._transaction() as db:
                     db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
             else:
                 if action == "on":
@@ -343,7 +382,7 @@ class Supervisor:
                 override = {"actuator": actuator_id, "value": 1.0 if action == "on" else 0.0, "until": until,
                             "who": who, "issued": now}
                 self.overrides[actuator_id] = override
-                with self.buffer.transaction() as db:
+                with self._transaction() as db:
                     db.execute("INSERT OR REPLACE INTO control_overrides VALUES (?, ?, ?, ?, ?)",
                                (actuator_id, override["value"], until, who, now))
             self.buffer.append_event("command.actuate", actuator_id,
@@ -360,17 +399,30 @@ class Supervisor:
     def snapshot(self, now: float | None = None) -> dict[str, dict[str, Any]]:
         return {a: self.describe(a, now) for a in self.actuators}
 
-    def shutdown(self, now: float | None = None) -> None:
-        """Every output to its safe state, recorded with reason ``shutdown``; on-times are kept for ``max_on``."""
+    def shutdown(self, now: float | None = None) -> list[str]:
+        """Every output to its safe state, recorded with reason ``shutdown``; on-times are kept for ``max_on``.
+        Every output is tried whatever the others do; returns the ids that failed (each is logged)."""
         now = self.clock.time() if now is None else now
+        failed = []
         with self._lock:
             for actuator_id, st in self.state.items():
                 try:
                     self.actuators[actuator_id].safe_state()
-                except Exception:
+                except Exception as exc:
                     log.exception("%s could not be driven to its safe state", actuator_id)
+                    failed.append(actuator_id)
+                    try:  # still driven as it was: recording it off would be a lie; the fault is recorded
+                        self.buffer.append_event("actuator.fault", actuator_id,
+                                                 {"value": 0.0, "error": str(exc), "reason": "shutdown"}, ts=now)
+                    except Exception:
+                        log.exception("%s: its fault could not be recorded", actuator_id)
+                    continue
                 if st.value > 0:
-                    self._record(actuator_id, st, 0.0, "shutdown", now)
+                    try:
+                        self._record(actuator_id, st, 0.0, "shutdown", now)
+                    except Exception:
+                        log.exception("%s: its switch-off could not be recorded", actuator_id)
+        return failed
 
 
 def _higher(a: Request | None, b: Request) -> Request:

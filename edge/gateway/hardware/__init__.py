@@ -73,6 +73,7 @@ class Hardware:
     actuators: dict[str, Any] = field(default_factory=dict)
     simulation: Any = None
     pin_factory: Any = None
+    failed: dict[str, str] = field(default_factory=dict)  # actuators that could not be opened, and why
 
     def safe_state(self) -> list[str]:
         """Drive every actuator to its safe state; return the ids that failed (each is logged)."""
@@ -112,10 +113,12 @@ def pin_factory_for(backend: str, name: str | None) -> Any:
     return getattr(importlib.import_module(module_name), class_name)()
 
 
-def open_hardware(config: Any, clock: Any, sensors: bool = True) -> Hardware:
+def open_hardware(config: Any, clock: Any, sensors: bool = True, skip_failed: bool = False) -> Hardware:
     """Open the actuators (off) and, unless told not to, the sensors of a validated ``GatewayConfig``.
 
-    Imports only the drivers the config uses."""
+    Imports only the drivers the config uses. With ``skip_failed`` (``edge safe-state``), an actuator that cannot be
+    opened is logged and listed in ``failed`` and the others are still opened (and so driven off); otherwise the
+    first failure closes what was opened, off, and raises."""
     from edge.gateway.hardware.base import HardwareContext
 
     hw = Hardware(pin_factory=pin_factory_for(config.hardware.backend, config.hardware.pin_factory))
@@ -127,7 +130,14 @@ def open_hardware(config: Any, clock: Any, sensors: bool = True) -> Hardware:
     ctx = HardwareContext(clock=clock, pin_factory=hw.pin_factory, simulation=hw.simulation)
     try:
         for cfg in config.actuators:
-            hw.actuators[cfg.id] = actuator_driver(cfg.type).from_config(cfg, ctx)
+            try:
+                hw.actuators[cfg.id] = actuator_driver(cfg.type).from_config(cfg, ctx)
+            except Exception as exc:
+                if not skip_failed:
+                    raise
+                log.exception("actuator %s could not be opened", cfg.id)
+                hw.failed[cfg.id] = str(exc) or type(exc).__name__
+                continue
             if hw.simulation is not None:
                 hw.simulation.attach(hw.actuators[cfg.id])
         for cfg in config.sensors if sensors else ():
