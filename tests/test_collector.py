@@ -9,17 +9,20 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
+import hostile
 from conftest import wait_until
 from dc_kit import (EXAMPLE, StandInGateway, count, datacenter_config, event_batch, reading_batch, reading_keys,
                     wait_for_rows)
 from edge import protocol
 from edge.datacenter.collector import Collector
 from edge.datacenter.store import REJECTED_PAYLOAD_LIMIT, migrate
+from services import Broker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,14 +158,145 @@ def test_bad_payloads_are_rejected_with_a_reason_and_the_stream_goes_on(start_co
 
 
 def test_a_batch_the_database_refuses_is_rejected_alone(start_collector, gateways, migrated):
+    with migrated.connect() as conn:  # a rule the decoders know nothing of: only the database refuses the batch
+        conn.execute("ALTER TABLE readings ADD CONSTRAINT no_poison CHECK (sensor <> 'poison')")
     collector = start_collector(batch_wait="1s")  # both batches arrive within one round
     gateway = gateways("gh-a")
-    gateway.publish(reading_batch("gh-a", first=1, count=5, sensor="nul\x00byte"))  # PostgreSQL text has no NUL
+    gateway.publish(reading_batch("gh-a", first=1, count=5, sensor="poison"))
     gateway.publish(reading_batch("gh-a", first=6, count=5))
     wait_until(lambda: gateway.acked() == [(1, 6, 10)], 10, "the good batch's ack")
     assert collector.stats.rounds == 1
     assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(6, 11)]
-    assert "database refused it" in _only(migrated, "SELECT reason FROM rejected_messages")
+    assert "database refused it: CheckViolation" in _only(migrated, "SELECT reason FROM rejected_messages")
+
+
+#: The payloads that killed the writer thread, all well framed and under 140 bytes (finding 2 of issue 12).
+POISON = {
+    "epoch 2**63": (protocol.UP_READINGS, hostile.frame(b"R", b'{"g":"gh-evil","e":9223372036854775808,"s0":1,'
+                                                        b'"t0":1760000000000,"sd":0,"td":[],"series":[["a","t","C"]],'
+                                                        b'"sc":[0],"si":[0],"v":[1],"q":{},"c":{}}'),
+                    "epoch must be an integer from 0 to 2**63-1"),
+    "seq 2**63": (protocol.UP_EVENTS, hostile.frame(b"E", b'{"g":"gh-evil","e":1,"events":'
+                                                    b'[[9223372036854775808,1760000000000,"k","s",{}]]}'),
+                  "event seq must be an integer from 0 to 2**63-1"),
+    "100,000 deep": (protocol.UP_READINGS, hostile.frame(b"R", b"[" * 100_000 + b"]" * 100_000),
+                     "JSON nested deeper than 32 levels"),
+    "5,000 digits": (protocol.UP_READINGS, hostile.frame(b"R", b'{"g":"gh-evil","e":' + b"1" * 5000 + b"}"),
+                     "an integer of 5000 digits"),
+    "ts 10**400": (protocol.UP_EVENTS, hostile.frame(b"E", b'{"g":"gh-evil","e":1,"events":[[1,1' + b"0" * 400
+                                                     + b',"k","s",{}]]}'), "an integer of 401 digits"),
+    "surrogate sensor": (protocol.UP_READINGS, hostile.frame(b"R", b'{"g":"gh-evil","e":1,"s0":1,"t0":1760000000000,'
+                                                             b'"sd":0,"td":[],"series":[["\\ud800","t","C"]],'
+                                                             b'"sc":[0],"si":[0],"v":[1],"q":{},"c":{}}'),
+                         "a lone surrogate U+D800"),
+    "surrogate kind": (protocol.UP_EVENTS, hostile.frame(b"E", b'{"g":"gh-evil","e":1,"events":'
+                                                         b'[[1,1760000000000,"\\udfff","s",{}]]}'),
+                       "a lone surrogate U+DFFF"),
+    "surrogate status": (protocol.STATUS, hostile.frame(b"S", b'{"state":"online","version":"\\ud800"}'),
+                         "a lone surrogate U+D800"),
+}
+
+
+def test_payloads_that_killed_the_writer_are_rejected_and_the_stream_goes_on(start_collector, gateways, migrated):
+    collector = start_collector()
+    evil, good = gateways("gh-evil"), gateways("gh-a")
+    for first, (name, (leaf, payload, _)) in enumerate(POISON.items()):
+        assert len(payload) < 300, name  # a few hundred bytes each
+        evil.publish(payload, leaf)
+        good.publish(reading_batch("gh-a", first=first * 10 + 1, count=10))
+    wait_until(lambda: len(good.acked()) == len(POISON), 15, "an ack for every good batch")
+    assert collector.running
+    with migrated.connect() as conn:
+        rejected = conn.execute("SELECT topic, reason FROM rejected_messages ORDER BY id").fetchall()
+    assert len(rejected) == len(POISON)
+    for (topic, reason), (name, (leaf, _, why)) in zip(rejected, POISON.items()):
+        assert topic == protocol.topic("gh-evil", leaf) and why in reason, (name, reason)
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 10 * len(POISON) + 1)]
+
+
+def test_a_retained_poison_status_stops_no_collector_that_starts(start_collector, gateways, migrated):
+    leaf, poison, why = POISON["surrogate status"]
+    gateway = gateways("gh-a")
+    gateway.publish(poison, leaf, under="gh-evil", retain=True)
+    first = start_collector("collector-1")
+    gateway.publish(reading_batch("gh-a", first=1, count=10))
+    wait_until(lambda: gateway.acked() == [(1, 1, 10)], 10, "the first ack")
+    second = start_collector("collector-2")  # a new client id: the broker replays the retained status to it too
+    wait_until(lambda: count(migrated, "SELECT count(*) FROM rejected_messages") == 2, 10, "both rejections")
+    gateway.publish(reading_batch("gh-a", first=11, count=10))
+    wait_until(lambda: gateway.acked() == [(1, 1, 10), (1, 11, 20)], 10, "the second ack")
+    assert first.running and second.running and second.stats.rejected == 1
+    with migrated.connect() as conn:
+        reasons = [r[0] for r in conn.execute("SELECT reason FROM rejected_messages")]
+    assert all(why in reason for reason in reasons), reasons
+    assert count(migrated, "SELECT count(*) FROM gateway_status WHERE gateway_id = 'gh-evil'") == 0
+
+
+def test_readings_the_data_center_does_not_believe_are_stored_flagged(start_collector, gateways, migrated):
+    start_collector()
+    gateway = gateways("gh-a")
+    now = time.time()
+    rows = [protocol.Reading(1, now - 60, "air", "temperature", 21.5, "°C"),
+            protocol.Reading(2, now - 60, "air", "temperature", 1e308, "°C"),
+            protocol.Reading(3, 0.0, "air", "temperature", 21.0, "°C", clock=1),  # 1970, "synced"
+            protocol.Reading(4, 4_102_444_800.0, "air", "temperature", 21.0, "°C", clock=1),  # 2100, "synced"
+            protocol.Reading(5, 1000.0, "air", "temperature", 21.0, "°C", clock=0, boot_id="b", mono=1.0),
+            protocol.Reading(6, now - 30, "air", "humidity", 130.0, "%", quality="implausible", reason="over 100")]
+    gateway.publish(protocol.encode_readings("gh-a", 1, rows))
+    wait_until(lambda: gateway.acked() == [(1, 1, 6)], 10, "the ack")
+    with migrated.connect() as conn:
+        stored = conn.execute("SELECT seq, quality, reason, value FROM readings ORDER BY seq").fetchall()
+    assert stored[0] == (1, "good", None, 21.5)
+    assert [r[1] for r in stored[1:]] == ["implausible"] * 5
+    assert "value 1e+308 is outside the physical range" in stored[1][2] and stored[1][3] == 1e308
+    assert "time 1970-01-01T00:00:00Z from a synced clock" in stored[2][2]
+    assert "time 2100-01-01T00:00:00Z from a synced clock" in stored[3][2]
+    assert "from an unsynced clock" in stored[4][2]
+    assert stored[5][2].startswith("data center: value 130") and stored[5][2].endswith("; gateway: over 100")
+
+
+def test_a_corrected_resend_of_a_flagged_unsynced_reading_is_good_again(start_collector, gateways, migrated):
+    start_collector()
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=3, ts=1000.0, clock=0))  # a Pi that booted in 1970
+    gateway.publish(reading_batch("gh-a", first=1, count=3, ts=time.time() - 3600, clock=2))
+    wait_until(lambda: len(gateway.acks) == 2, 10, "two acks")
+    with migrated.connect() as conn:
+        assert conn.execute("SELECT DISTINCT quality, reason, clock FROM readings").fetchall() == [("good", None, 2)]
+
+
+def test_decoding_never_raises_even_on_a_bug(monkeypatch):
+    from edge.datacenter.collector import Incoming, decode
+    from edge.datacenter.store import Rejected
+
+    def bug(_payload):
+        raise KeyError("a bug this input found")
+
+    monkeypatch.setattr(protocol, "flag_implausible", lambda batch, now: bug(batch))
+    item = decode(Incoming("greenhouse/v1/gh-a/up/readings", reading_batch("gh-a", 1, 1), mid=1, qos=1)).item
+    assert isinstance(item, Rejected) and item.reason == "could not decode it: KeyError: 'a bug this input found'"
+
+
+def test_only_data_errors_blame_the_message_every_other_database_error_is_retried(migrated):
+    import psycopg
+    from psycopg import errors
+
+    from edge.datacenter.store import Store
+
+    collector = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated))  # never started
+    collector._store = Store.connect(migrated.url)
+    try:
+        for blamed in (errors.NumericValueOutOfRange(), errors.CheckViolation(), errors.UntranslatableCharacter(),
+                       errors.ProgramLimitExceeded(), psycopg.DataError("client side"), UnicodeEncodeError(
+                           "utf-8", "\ud800", 0, 1, "surrogates not allowed"), OverflowError("too big")):
+            assert not collector._database_unavailable(blamed), blamed
+        for retried in (errors.DiskFull(), errors.OutOfMemory(), errors.AdminShutdown(), errors.QueryCanceled(),
+                        errors.DeadlockDetected(), errors.UndefinedTable(), psycopg.OperationalError("gone")):
+            assert collector._database_unavailable(retried), retried
+        collector._store.conn.close()
+        assert collector._database_unavailable(OverflowError("any error on a broken connection"))
+    finally:
+        collector._store.close()
 
 
 def _only(database, sql: str):

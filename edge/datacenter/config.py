@@ -66,6 +66,10 @@ class DatabaseConfig(_Strict):
 class CollectorConfig(_Strict):
     batch_messages: int = Field(default=50, ge=1, description="MQTT messages written in one transaction at most")
     batch_wait: Duration = Field(default=0.1, description="how long to gather messages before writing")
+    round_rows: int = Field(default=20_000, ge=1, description="rows (readings, events) written in one transaction "
+                            "at most (one message more may cross it): bounds how long another gateway waits")
+    gateway_rate: int = Field(default=20_000, ge=1, description="rows a second one gateway may send before its "
+                              "messages wait until every other gateway's are written (slowed, never dropped)")
 
 
 class LogConfig(_Strict):
