@@ -15,6 +15,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hostile
 from conftest import wait_until
@@ -321,6 +323,38 @@ def test_decode_names_what_is_wrong_without_raising():
     for (topic, payload), reason in cases.items():
         item = decode(Incoming(topic, payload, mid=1, qos=1)).item
         assert isinstance(item, Rejected) and reason in item.reason, (topic, item)
+
+
+def test_generated_hostile_payloads_between_good_batches_never_stop_the_collector(start_collector, gateways,
+                                                                                migrated):
+    """Issue 12's done-when: hostile payloads (and retained poison statuses) through a real Mosquitto into a
+    running collector and PostgreSQL, between good batches: every good batch is stored and acked, the collector
+    keeps running, and a collector that starts afterwards (the retained ones replayed to it) does too."""
+    evil, good = gateways("gh-evil"), gateways("gh-good")
+    evil.publish(POISON["surrogate status"][1], protocol.STATUS, retain=True)
+    collector = start_collector("collector-1")
+    sent = []
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.sampled_from([protocol.UP_READINGS, protocol.UP_EVENTS, protocol.STATUS]),
+                              hostile.hostile_payloads(), st.booleans()), min_size=1, max_size=4))
+    def hostile_then_good(messages):
+        for leaf, payload, retain in messages:
+            evil.publish(payload, leaf, retain=retain and leaf == protocol.STATUS)
+        first = len(sent) * 5 + 1
+        good.publish(reading_batch("gh-good", first=first, count=5, epoch=7))
+        sent.append((7, first, first + 4))
+        wait_until(lambda: good.acked() == sent, 15, "the good batch's ack")
+        assert collector.running, collector.failure
+
+    hostile_then_good()
+    assert count(migrated, "SELECT count(*) FROM readings WHERE gateway_id = 'gh-good'") == 5 * len(sent)
+    assert count(migrated, "SELECT count(*) FROM rejected_messages") > len(sent)  # most hostile ones were refused
+
+    later = start_collector("collector-2")
+    good.publish(reading_batch("gh-good", first=len(sent) * 5 + 1, count=5, epoch=7))
+    wait_until(lambda: len(good.acked()) == len(sent) + 1, 15, "an ack with two collectors running")
+    assert collector.running and later.running and later.stats.messages >= 1
 
 
 # ------------------------------------------------------------------------------------------ one gateway's flood
