@@ -309,19 +309,20 @@ async def _close(stream: queries.Stream) -> None:
         await anyio.to_thread.run_sync(stream.close)
 
 
-async def _relay(first: bytes | None, stream: queries.Stream, exports: Exports) -> AsyncIterator[bytes]:
+async def _relay(first: bytes | None, stream: queries.Stream, exports: Exports,
+                 request: Request) -> AsyncIterator[bytes]:
     """Hand the blocks of an export to the server; close it (and its database session) however the response ends:
-    a client that goes away cancels this (Starlette listens for the disconnect) and the query with it. An error
-    or a limit mid-stream aborts the response, so a client sees an incomplete transfer, never a silently short one
-    (``edge history pull`` resumes after its last complete row)."""
+    a client that goes away stops this (we listen for the disconnect, and so does Starlette) and the query with it.
+    An error or a limit mid-stream aborts the response, so a client sees an incomplete transfer, never a silently
+    short one (``edge history pull`` resumes after its last complete row)."""
     try:
         if first:
             yield first
-        while (block := await _next_block(stream, exports)) is not None:
+        while (block := await _next_block(stream, exports, request)) is not None:
             yield block
-    except ExportCut as exc:
-        log.warning("export %s stopped: %s", stream.export.shape.key, exc)
-        raise
+    except _ClientGone:
+        log.info("%s %s: the client went away mid-export; its query was cancelled", request.method,
+                 request.url.path)
     finally:
         await _close(stream)
 
@@ -334,7 +335,7 @@ async def streamed(request: Request, export: Export, fmt: str, filename: str) ->
     except BaseException:
         await _close(stream)
         raise
-    return StreamingResponse(_relay(first, stream, exports), media_type=MEDIA_TYPES[fmt],
+    return StreamingResponse(_relay(first, stream, exports, request), media_type=MEDIA_TYPES[fmt],
                              headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'})
 
 

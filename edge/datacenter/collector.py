@@ -183,6 +183,7 @@ class FairQueue:
         self.rate = rate
         self.clock = clock
         self._lanes: dict[str, _Lane] = {}
+        self._count = 0
         self._turn = 0  # rotates which gateway goes first among equals
         self._refilled = clock()
 
@@ -192,9 +193,10 @@ class FairQueue:
         if lane is None:
             lane = self._lanes[gateway] = _Lane(budget=self.rate)
         lane.messages.append(message)
+        self._count += 1
 
     def __len__(self) -> int:
-        return sum(len(lane.messages) for lane in self._lanes.values())
+        return self._count
 
     def waiting(self) -> dict[str, int]:
         """Messages waiting per gateway."""
@@ -214,6 +216,7 @@ class FairQueue:
                 lane = self._lanes[gateway]
                 started = time.perf_counter()
                 d = decode(lane.messages.popleft())
+                self._count -= 1
                 cost = rows_of(d.item)
                 lane.budget -= cost + (time.perf_counter() - started) * DECODE_ROWS_PER_SECOND
                 taken.append(d)
