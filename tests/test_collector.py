@@ -401,7 +401,7 @@ def test_a_flooding_gateway_does_not_stall_the_others(start_collector, gateways,
     waits = sorted(acked_at[f] - sent_at[f] for f in sent_at)
     print(f"\nflood stored in {time.monotonic() - sent_at[1]:.1f}s; the normal gateway's {len(waits)} batches "
           f"waited {waits[len(waits) // 2]:.2f}s (median), {waits[-1]:.2f}s at most")
-    assert waits[-1] < FLOOD_BOUND, waits
+    assert waits[len(waits) // 2] < FLOOD_MEDIAN and waits[-1] < FLOOD_BOUND, waits
     assert count(migrated, "SELECT count(*) FROM readings WHERE gateway_id = 'gh-flood'") == 100 * protocol.MAX_ROWS
     assert count(migrated, "SELECT count(*) FROM events WHERE gateway_id = 'gh-flood'") == 5 * protocol.MAX_ROWS
     assert collector.stats.rejected == 0
@@ -461,8 +461,9 @@ def test_decoding_time_counts_against_the_gateway_that_caused_it():
     assert [d.message.mid for d in waiting.take(max_messages=1, max_rows=10**6, decode=decode)] == [3]
 
 
-#: How long a normal gateway's batch may wait beside a flood: a round or two of 20,000 rows, on a loaded machine.
-FLOOD_BOUND = 5.0
+#: How long a normal gateway's batch may wait beside a flood: a round or two of 20,000 rows. Measured: 0.45 s median
+#: and 0.73 s at most on a quiet machine, 0.81 s and 2.8 s with both cores busy; before, 9 s and 18 s on a quiet one.
+FLOOD_MEDIAN, FLOOD_BOUND = 3.0, 8.0
 
 
 # ------------------------------------------------------------------------------------------ status and gaps

@@ -13,7 +13,7 @@ import io
 import os
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -55,10 +55,12 @@ def _store_lies(conn) -> None:
                  "(%s, 'online', now(), now()), (%s, 'online', now(), now()), (%s, 'online', now(), now())",
                  (LIAR, SPAN, DENSE))
     for seq, (ts, value, clock) in enumerate(LIES, 1):
-        conn.execute("INSERT INTO readings (gateway_id, epoch, seq, ts, sensor, quantity, value, unit, quality, clock) "
-                     "VALUES (%s, 1, %s, %s, 'air', 'temperature', %s, '°C', 'good', %s)", (LIAR, seq, ts, value, clock))
+        conn.execute("INSERT INTO readings (gateway_id, epoch, seq, ts, sensor, quantity, value, unit, quality, "
+                     "clock) VALUES (%s, 1, %s, %s, 'air', 'temperature', %s, '°C', 'good', %s)",
+                     (LIAR, seq, ts, value, clock))
     conn.execute("INSERT INTO events (gateway_id, epoch, seq, ts, kind, source, data) VALUES "
-                 "(%s, 1, 1, '0032-06-01 00:00:00+00 BC', 'daemon.start', 'daemon', '{\"intervals\": {\"air\": 1e-300}}'),"
+                 "(%s, 1, 1, '0032-06-01 00:00:00+00 BC', 'daemon.start', 'daemon', "
+                 "'{\"intervals\": {\"air\": 1e-300}}'),"
                  "(%s, 1, 2, '33658-01-01 00:00:00+00', 'alert.fired', 'alerts', '{}'),"
                  "(%s, 1, 3, '2025-07-15 06:00:00+00', 'actuator.change', 'pump', '{\"value\": 1e308}')",
                  (LIAR, LIAR, LIAR))
@@ -211,13 +213,13 @@ def test_clients_that_give_up_on_waiting_exports_leave_nothing_running_and_the_a
         wait_until(lambda: len(history_backends(api)) == 4, 10, "max_exports requests waiting on the lock")
         began = time.monotonic()
         assert get(api, "/v1/gateways", timeout=5).status_code == 200
-        assert time.monotonic() - began < 2, "the gateway list waited for the exports"
+        assert time.monotonic() - began < 3, "the gateway list waited for the exports"
         for client in clients:
             client.join(15)
-        wait_until(lambda: history_backends(api) == [], 5, "the given-up queries to be cancelled")
+        wait_until(lambda: history_backends(api) == [], 10, "the given-up queries to be cancelled")
         began = time.monotonic()
         assert get(api, "/v1/gateways", timeout=5).status_code == 200
-        assert time.monotonic() - began < 2
+        assert time.monotonic() - began < 3
     assert get(api, f"/v1/gateways/{LIAR}/readings?{NARROW}").status_code == 200
 
 
@@ -234,7 +236,7 @@ def test_clients_that_disconnect_mid_export_leave_no_query_running(api):
         client.start()
     for client in clients:
         client.join(30)
-    wait_until(lambda: history_backends(api) == [], 5, "the abandoned exports' queries to end")
+    wait_until(lambda: history_backends(api) == [], 10, "the abandoned exports' queries to end")
     began = time.monotonic()
     assert get(api, "/v1/gateways", timeout=5).status_code == 200
-    assert time.monotonic() - began < 2
+    assert time.monotonic() - began < 3

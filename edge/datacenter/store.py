@@ -368,7 +368,8 @@ def gap_fields(data: dict[str, Any]) -> dict[str, Any] | None:
            "first_seq": _whole(data.get("first_seq")), "last_seq": _whole(data.get("last_seq")),
            "count": _whole(data.get("count")), "first_ts": _seconds(data.get("first_ts")),
            "last_ts": _seconds(data.get("last_ts"))}
-    if gap["stream"] not in ("readings", "events") or None in (gap["epoch"], gap["first_seq"], gap["last_seq"], gap["count"]):
+    required = (gap["epoch"], gap["first_seq"], gap["last_seq"], gap["count"])
+    if gap["stream"] not in ("readings", "events") or None in required:
         return None
     return gap
 
