@@ -6,15 +6,25 @@ Every payload starts with a 4-byte header: ``b"GH"``, the protocol version (1) a
 zlib-compressed JSON object. Reading batches are columnar and delta-encoded before compression (about 3 bytes per
 reading for typical greenhouse data); values are carried exactly (a decimal scale per series where one is exact,
 else the float itself). Decoders raise :class:`ProtocolError` naming what is wrong; they never return half a batch.
+
+Decoders take any bytes, hostile ones included, and raise nothing but :class:`ProtocolError`: the JSON is valid
+UTF-8 with no lone surrogate and no NUL in any text, nested at most ``MAX_DEPTH`` deep, its integers have at most
+``MAX_INT_DIGITS`` digits and its numbers are finite; keys (epoch, seq) fit a signed 64-bit integer, timestamps a
+calendar year 1..9999, names (gateway, sensor, quantity, unit, event kind and source) 1-128 characters without
+control characters. What is well-formed but not believable (a value outside the physical range of its quantity, a
+time outside the window a synced clock can give) is not the decoder's business: :func:`flag_implausible` marks it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import reprlib
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from edge.errors import EdgeError
@@ -28,16 +38,44 @@ KINDS = {KIND_READINGS: "readings", KIND_EVENTS: "events", KIND_ACK: "ack", KIND
 #: Largest payload a decoder accepts, compressed and decompressed (a defence against zip bombs).
 MAX_PAYLOAD = 4 * 1024 * 1024
 MAX_DECOMPRESSED = 32 * 1024 * 1024
-MAX_ROWS = 100_000
-#: Epochs and seqs are PostgreSQL bigints on the data center's side.
+#: Rows (readings or events) in one batch at most. The gateway's ``sync.batch_size`` is bounded by it; the
+#: collector's per-round and per-gateway budgets (docs/datacenter.md) are counted in the same rows.
+MAX_ROWS = 10_000
+#: JSON nesting (objects and arrays) a payload may use: a batch needs 4-5 levels, event data a few more.
+MAX_DEPTH = 32
+#: Digits of one JSON integer at most (2**64 has 20): Python refuses to parse more than 4,300 anyway, slowly.
+MAX_INT_DIGITS = 24
+#: Largest epoch, seq or other key: what a PostgreSQL ``bigint`` (and SQLite's INTEGER) holds.
 MAX_KEY = 2**63 - 1
+#: Timestamps (UTC milliseconds) a payload may carry: calendar years 1..9999, which every side can represent.
+MIN_TS_MS = round(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+MAX_TS_MS = round(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc).timestamp() * 1000)
+#: Monotonic milliseconds at most (a float carries them exactly up to 2**53).
+MAX_MONO_MS = 2**53
+MAX_NAME = 128
 
 QUALITIES = ("good", "error", "implausible")
 TOPIC_ROOT = "greenhouse/v1"
 
 
 class ProtocolError(EdgeError, ValueError):
-    """A payload or topic that does not follow this protocol."""
+    """A payload or topic that does not follow this protocol. The message is cut at ``MAX_REASON`` characters: it
+    may quote hostile input, and it is logged and stored."""
+
+    def __init__(self, message: str):
+        super().__init__(message if len(message) <= MAX_REASON else message[:MAX_REASON - 3] + "...")
+
+
+MAX_REASON = 300
+
+
+_short = reprlib.Repr()
+_short.maxstring, _short.maxother, _short.maxlist, _short.maxdict, _short.maxlevel = 40, 40, 4, 4, 2
+
+
+def _show(value: Any) -> str:
+    """A short repr for error messages: a hostile value never makes a huge or unprintable reason."""
+    return _short.repr(value)
 
 
 # ------------------------------------------------------------------------------------------------------------ topics
@@ -106,14 +144,87 @@ def _unframe(payload: bytes, expected: bytes) -> dict[str, Any]:
             raise ProtocolError(f"payload decompresses to more than {MAX_DECOMPRESSED} bytes")
         if not inflater.eof:
             raise ProtocolError("truncated payload (compressed stream incomplete)")
-        body = json.loads(raw)
     except zlib.error as exc:
         raise ProtocolError(f"corrupt payload: {exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"corrupt payload: not JSON ({exc})") from None
+    body = _parse_json(raw)
     if not isinstance(body, dict):
         raise ProtocolError("corrupt payload: body is not an object")
     return body
+
+
+def _parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, finite numbers, short integers, bounded depth, no NUL or lone surrogate in any text."""
+    try:
+        text = raw.decode("utf-8")  # strict: refuses invalid UTF-8, and surrogates encoded as UTF-8 too
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"corrupt payload: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    # Only a number with many digits or a 3-digit exponent can be too long or overflow to infinity: such a text
+    # (rare, and maybe only inside a string) takes the slow path, whose hooks look at every number.
+    hooks = {"parse_int": _json_int, "parse_float": _json_float} if _SUSPECT_NUMBER.search(text) else {}
+    try:
+        body = json.loads(text, parse_constant=_json_constant, **hooks)
+    except RecursionError:  # the parser's own guard (about 1,000 levels): it never recurses past it
+        raise ProtocolError(f"corrupt payload: JSON nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"corrupt payload: not JSON ({exc})") from None
+    _check_tree(body)
+    return body
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ProtocolError(f"corrupt payload: an integer of {len(text.lstrip('-'))} digits "
+                            f"(at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError(f"corrupt payload: number {text[:40]!r} is out of range")
+    return value
+
+
+def _json_constant(text: str) -> float:
+    raise ProtocolError(f"corrupt payload: {text} is not a JSON number")
+
+
+_SUSPECT_NUMBER = re.compile(r"\d{%d}|[eE]\+?\d{3}" % (MAX_INT_DIGITS + 1))
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _check_tree(body: Any) -> None:
+    """Depth and texts of a parsed document, without recursion (a list of numbers is checked in C)."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ProtocolError(f"corrupt payload: JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                _check_text(key)
+                if isinstance(value, str):
+                    _check_text(value)
+                elif isinstance(value, (dict, list)):
+                    stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            if set(map(type, node)) <= _SCALARS:
+                continue
+            for value in node:
+                if isinstance(value, str):
+                    _check_text(value)
+                elif isinstance(value, (dict, list)):
+                    stack.append((value, depth + 1))
+        elif isinstance(node, str):
+            _check_text(node)
+
+
+def _check_text(text: str) -> None:
+    bad = _BAD_TEXT.search(text)
+    if bad:
+        what = "a NUL character" if bad.group() == "\x00" else f"a lone surrogate U+{ord(bad.group()):04X}"
+        raise ProtocolError(f"corrupt payload: a text holds {what} (texts must be valid Unicode without NUL)")
 
 
 def _need(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -129,8 +240,26 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
 
 
 def _uint(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ProtocolError(f"{what} must be a non-negative integer, not {value!r}")
+    """A key: a non-negative integer that fits a signed 64-bit column."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_KEY:
+        raise ProtocolError(f"{what} must be an integer from 0 to 2**63-1, not {_show(value)}")
+    return value
+
+
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,%d}" % MAX_NAME)
+
+
+def _name(value: Any, what: str, *, empty: bool = False) -> str:
+    """A gateway, sensor, quantity, unit, event kind or source: 1-128 characters, no control characters."""
+    if not isinstance(value, str) or not (_NAME.fullmatch(value) or (empty and value == "")):
+        raise ProtocolError(f"{what} must be 1-{MAX_NAME} characters without control characters, "
+                            f"not {_show(value)}")
+    return value
+
+
+def _ts_ms(value: int, what: str) -> int:
+    if not MIN_TS_MS <= value <= MAX_TS_MS:
+        raise ProtocolError(f"{what} {_show(value)} ms is outside the years 1..9999")
     return value
 
 
@@ -246,10 +375,10 @@ def encode_readings(gateway_id: str, epoch: int, readings: Sequence[Reading]) ->
 def decode_readings(payload: bytes) -> ReadingBatch:
     body = _unframe(payload, KIND_READINGS)
     what = "readings batch"
-    gateway_id = _need(body, "g", str, what)
+    gateway_id = _name(body.get("g"), f"{what}: gateway id")
     epoch = _uint(body.get("e"), "epoch")
     seq0 = _uint(body.get("s0"), "s0")
-    t0 = _need(body, "t0", int, what)
+    t0 = _ts_ms(_need(body, "t0", int, what), "t0")
     sd, td = body.get("sd"), _need(body, "td", list, what)
     series = _need(body, "series", list, what)
     scales, si, values = _need(body, "sc", list, what), _need(body, "si", list, what), _need(body, "v", list, what)
@@ -261,34 +390,34 @@ def decode_readings(payload: bytes) -> ReadingBatch:
     if not isinstance(seq_deltas, list) or len(seq_deltas) != count - 1 or len(td) != count - 1 \
             or len(values) != count:
         raise ProtocolError(f"{what}: column lengths do not match its {count} rows")
-    if len(scales) != len(series) or not all(isinstance(s, list) and len(s) == 3 and all(isinstance(x, str)
-                                                                                         for x in s) for s in series):
+    if len(scales) != len(series) or not all(isinstance(s, list) and len(s) == 3 for s in series):
         raise ProtocolError(f"{what}: malformed series table")
+    series = [(_name(s[0], "sensor"), _name(s[1], "quantity"), _name(s[2], "unit", empty=True)) for s in series]
     readings = []
     seq, ts = seq0, t0
     previous = [0] * len(series)
     try:
         for i in range(count):
             if i:
-                seq += _positive(seq_deltas[i - 1], "seq delta")
-                ts += _int(td[i - 1], "ts delta")
+                seq = _uint(seq + _positive(seq_deltas[i - 1], "seq delta"), f"row {i}: seq")
+                ts = _ts_ms(ts + _int(td[i - 1], "ts delta"), f"row {i}: ts")
             s = si[i]
             if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < len(series):
-                raise ProtocolError(f"{what}: row {i} names series {s!r}, which does not exist")
+                raise ProtocolError(f"{what}: row {i} names series {_show(s)}, which does not exist")
             value = _decode_value(values[i], scales[s], previous, s, i)
             q = quality.get(str(i), [0, None])
             c = clocks.get(str(i), [1, None, None])
-            if not (isinstance(q, list) and len(q) == 2 and q[0] in (0, 1, 2)) or \
-                    not (isinstance(c, list) and len(c) == 3 and c[0] in (0, 1, 2)):
+            if not (isinstance(q, list) and len(q) == 2 and q[0] in (0, 1, 2) and not isinstance(q[0], bool)) or \
+                    not (isinstance(c, list) and len(c) == 3 and c[0] in (0, 1, 2) and not isinstance(c[0], bool)):
                 raise ProtocolError(f"{what}: row {i} has a malformed quality or clock entry")
             if (q[0] == 1) != (value is None):
                 raise ProtocolError(f"{what}: row {i}: an error reading has no value and only an error lacks one")
             sensor, quantity, unit = series[s]
             readings.append(Reading(
                 seq=seq, ts=ts / 1000, sensor=sensor, quantity=quantity, value=value, unit=unit,
-                quality=QUALITIES[q[0]], reason=q[1] if isinstance(q[1], str) else None, clock=c[0],
-                boot_id=c[1] if isinstance(c[1], str) else None,
-                mono=c[2] / 1000 if isinstance(c[2], int) and not isinstance(c[2], bool) else None,
+                quality=QUALITIES[q[0]], reason=q[1] if isinstance(q[1], str) else None, clock=int(c[0]),
+                boot_id=_name(c[1], f"row {i}: boot id") if isinstance(c[1], str) else None,
+                mono=_mono(c[2], i),
             ))
     except (TypeError, IndexError) as exc:
         raise ProtocolError(f"{what}: malformed ({exc})") from None
@@ -297,14 +426,22 @@ def decode_readings(payload: bytes) -> ReadingBatch:
 
 def _int(value: Any, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ProtocolError(f"{what} must be an integer, not {value!r}")
+        raise ProtocolError(f"{what} must be an integer, not {_show(value)}")
     return value
 
 
 def _positive(value: Any, what: str) -> int:
     if _int(value, what) < 1:
-        raise ProtocolError(f"{what} must be positive, not {value!r}")
+        raise ProtocolError(f"{what} must be positive, not {_show(value)}")
     return value
+
+
+def _mono(value: Any, row: int) -> float | None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    if abs(value) > MAX_MONO_MS:
+        raise ProtocolError(f"row {row}: monotonic time {_show(value)} ms is out of range")
+    return value / 1000
 
 
 def _decode_value(raw: Any, scale: Any, previous: list[int], s: int, row: int) -> float | None:
@@ -312,12 +449,75 @@ def _decode_value(raw: Any, scale: Any, previous: list[int], s: int, row: int) -
         return None
     if scale is None:
         if not isinstance(raw, (int, float)) or isinstance(raw, bool) or not math.isfinite(raw):
-            raise ProtocolError(f"row {row}: value {raw!r} is not a finite number")
+            raise ProtocolError(f"row {row}: value {_show(raw)} is not a finite number")
         return float(raw)
     if not isinstance(scale, int) or isinstance(scale, bool) or not 0 <= scale <= 6:
-        raise ProtocolError(f"series {s}: bad scale {scale!r}")
+        raise ProtocolError(f"series {s}: bad scale {_show(scale)}")
     previous[s] += _int(raw, f"row {row} value delta")
-    return previous[s] / 10 ** scale if scale else float(previous[s])
+    try:
+        value = previous[s] / 10 ** scale if scale else float(previous[s])
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise ProtocolError(f"row {row}: value is not a finite number")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- plausibility
+
+#: The physical range of each quantity the data center believes, in the protocol's units (``hardware/base.py
+#: UNITS``). Wider than the gateway's greenhouse plausibility (``edge.gateway.hardware.base.PLAUSIBLE``, which a
+#: sensor's ``plausible:`` may override): a value outside it is not a greenhouse reading whatever the config says.
+PHYSICAL: dict[str, tuple[float, float]] = {
+    "temperature": (-273.15, 1_000.0),     # °C: absolute zero .. beyond any probe a greenhouse has (boiler, flue)
+    "humidity": (0.0, 100.0),              # % relative humidity
+    "soil_moisture": (0.0, 100.0),         # % volumetric water content
+    "light": (0.0, 1_000_000.0),           # lx: full sun is about 120,000
+    "co2": (0.0, 1_000_000.0),             # ppm: 1,000,000 is pure CO2
+    "pressure": (0.0, 100_000.0),          # hPa: vacuum .. 100 bar (irrigation lines included)
+    "flow": (0.0, 1_000_000.0),            # l/min
+    "level": (0.0, 1.0),                   # a float switch: 0 or 1
+}
+#: Any other quantity (derived ones such as vpd, dew_point, dli): a magnitude no sensor unit we use reaches.
+PHYSICAL_DEFAULT = (-1e12, 1e12)
+#: A reading's time is believed from here to ``now + FUTURE_SLACK``: no gateway of this system ran before 2000.
+TRUSTED_FROM = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
+FUTURE_SLACK = 86_400.0
+FLAG_PREFIX = "data center: "
+
+
+def implausibility(reading: Reading, now: float) -> str | None:
+    """Why the data center does not believe this reading (its value or its time), or None."""
+    if reading.value is not None:
+        low, high = PHYSICAL.get(reading.quantity, PHYSICAL_DEFAULT)
+        if not low <= reading.value <= high:
+            return f"value {reading.value:g} is outside the physical range {low:g}..{high:g} of {reading.quantity}"
+    if not TRUSTED_FROM <= reading.ts <= now + FUTURE_SLACK:
+        clock = "a synced" if reading.clock else "an unsynced"
+        return (f"time {_iso(reading.ts)} from {clock} clock is outside 2000-01-01..now+1d "
+                "(the collector's clock)")
+    return None
+
+
+def flag_implausible(batch: ReadingBatch, now: float) -> ReadingBatch:
+    """The batch with every unbelievable reading flagged: quality ``implausible`` (an ``error`` stays an error)
+    and a reason starting with ``data center:``. Keys, values and times are kept as the gateway sent them."""
+    flagged, changed = [], False
+    for r in batch.readings:
+        why = implausibility(r, now)
+        if why is not None:
+            reason = FLAG_PREFIX + why + (f"; gateway: {r.reason}" if r.reason else "")
+            r = replace(r, quality="error" if r.quality == "error" else "implausible", reason=reason)
+            changed = True
+        flagged.append(r)
+    return ReadingBatch(batch.gateway_id, batch.epoch, tuple(flagged)) if changed else batch
+
+
+def _iso(ts: float) -> str:
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return f"{ts:.0f}s"
 
 
 # ------------------------------------------------------------------------------------------------------------ events
@@ -351,17 +551,17 @@ def encode_events(gateway_id: str, epoch: int, events: Sequence[Event]) -> bytes
 
 def decode_events(payload: bytes) -> EventBatch:
     body = _unframe(payload, KIND_EVENTS)
-    gateway_id = _need(body, "g", str, "events batch")
+    gateway_id = _name(body.get("g"), "events batch: gateway id")
     epoch = _uint(body.get("e"), "epoch")
     rows = _need(body, "events", list, "events batch")
     if not 0 < len(rows) <= MAX_ROWS:
         raise ProtocolError(f"events batch: {len(rows)} events (1..{MAX_ROWS} allowed)")
     events = []
     for i, row in enumerate(rows):
-        if not (isinstance(row, list) and len(row) == 5 and isinstance(row[2], str) and isinstance(row[3], str)
-                and isinstance(row[4], dict)):
+        if not (isinstance(row, list) and len(row) == 5 and isinstance(row[4], dict)):
             raise ProtocolError(f"events batch: event {i} is malformed")
-        events.append(Event(_uint(row[0], "event seq"), _int(row[1], "event ts") / 1000, row[2], row[3], row[4]))
+        events.append(Event(_uint(row[0], "event seq"), _ts_ms(_int(row[1], "event ts"), f"event {i}: ts") / 1000,
+                            _name(row[2], f"event {i}: kind"), _name(row[3], f"event {i}: source"), row[4]))
     if any(b.seq <= a.seq for a, b in zip(events, events[1:])):
         raise ProtocolError("events batch: seqs are not increasing")
     return EventBatch(gateway_id, epoch, tuple(events))
@@ -404,8 +604,8 @@ def decode_ack(payload: bytes) -> Ack:
     ranges = _ranges(_need(body, "r", list, "ack"), "ack")
     conflicts = _ranges(body.get("x", []), "ack conflicts")
     max_epoch = body.get("m")
-    return Ack(stream, _key(body.get("e"), "epoch"), ranges, conflicts,
-               None if max_epoch is None else _key(max_epoch, "ack max_epoch"))
+    return Ack(stream, _uint(body.get("e"), "epoch"), ranges, conflicts,
+               None if max_epoch is None else _uint(max_epoch, "ack max_epoch"))
 
 
 def _ranges(value: Any, what: str) -> tuple[tuple[int, int], ...]:
@@ -415,19 +615,11 @@ def _ranges(value: Any, what: str) -> tuple[tuple[int, int], ...]:
     for r in value:
         if not (isinstance(r, list) and len(r) == 2):
             raise ProtocolError(f"{what}: a range must be [first, last]")
-        first, last = _key(r[0], f"{what} first"), _key(r[1], f"{what} last")
+        first, last = _uint(r[0], f"{what} first"), _uint(r[1], f"{what} last")
         if last < first:
             raise ProtocolError(f"{what}: range [{first}, {last}] is backwards")
         parsed.append((first, last))
     return tuple(parsed)
-
-
-def _key(value: Any, what: str) -> int:
-    """A non-negative integer that fits a signed 64-bit key."""
-    value = _uint(value, what)
-    if value > MAX_KEY:
-        raise ProtocolError(f"{what} {value} does not fit a 64-bit key")
-    return value
 
 
 # ------------------------------------------------------------------------------------------------- status, commands
@@ -441,7 +633,12 @@ def encode_status(state: str, **fields: Any) -> bytes:
 def decode_status(payload: bytes) -> dict[str, Any]:
     body = _unframe(payload, KIND_STATUS)
     if body.get("state") not in ("online", "offline"):
-        raise ProtocolError(f"status: unknown state {body.get('state')!r}")
+        raise ProtocolError(f"status: unknown state {_show(body.get('state'))}")
+    if "version" in body and body["version"] is not None:
+        _name(body["version"], "status: version")
+    for key in ("epoch", "backlog"):
+        if body.get(key) is not None:
+            _uint(body[key], f"status: {key}")
     return body
 
 

@@ -88,17 +88,18 @@ def another_gateway(broker: Broker) -> None:
 class Api:
     """`edge dc api` as a subprocess, with tokens made by `edge dc token create`."""
 
-    def __init__(self, env: dict[str, str], tmp: Path):
-        self.env, self.tmp = env, tmp
+    def __init__(self, env: dict[str, str], tmp: Path, config: str = DC_CONFIG):
+        self.env, self.tmp, self.config = env, tmp, config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge", "dc", "api", "-c", DC_CONFIG, "--listen",
+        self.log = tmp / f"api-{self.port}.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge", "dc", "api", "-c", config, "--listen",
                                       f"127.0.0.1:{self.port}", "--log-level", "warning"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=self.log.open("w"), text=True)
         wait_until(self._answers, 30, "the history API to answer")
 
     def _answers(self) -> bool:
-        assert self.proc.poll() is None, self.proc.stderr.read()
+        assert self.proc.poll() is None, self.log.read_text()
         try:
             return httpx.get(f"{self.url}/openapi.json").status_code == 200
         except httpx.TransportError:
@@ -108,7 +109,7 @@ class Api:
         return CliRunner(env=self.env).invoke(main, list(args), catch_exceptions=False)
 
     def token(self, name: str, *patterns: str) -> str:
-        result = self.cli("dc", "token", "create", "-c", DC_CONFIG, "--name", name,
+        result = self.cli("dc", "token", "create", "-c", self.config, "--name", name,
                           *[a for p in patterns for a in ("--gateways", p)])
         assert result.exit_code == 0, result.output
         return result.stdout.strip()
@@ -121,7 +122,7 @@ class Api:
 
     def get(self, path: str, secret: str | None, **kwargs) -> httpx.Response:
         headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-        return httpx.get(self.url + path, headers=headers, timeout=30, **kwargs)
+        return httpx.get(self.url + path, headers=headers, **{"timeout": 30, **kwargs})
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -5,14 +5,20 @@ Every request carries a token (``Authorization: Bearer edge_...``, from ``edge d
 the gateways matching its patterns; any other gateway is a 404 exactly like one that does not exist. Every error is
 an RFC 9457 problem (``application/problem+json``: type, title, status, detail), and the OpenAPI document at
 ``/openapi.json`` describes each one. ``docs/history.md`` is the user's guide.
+
+No request can tie it up (``api:`` in the config): a range longer than ``max_range`` is a 400, a coverage larger than
+``max_rows`` a 413; every query stops at ``statement_timeout``; an export reads the database on one of
+``max_exports`` threads (the others wait, so short requests always find a thread), stops after ``max_rows`` rows or
+``max_duration`` (the client resumes it), and its query is cancelled as soon as its client goes away. Whatever the
+database holds, the answer is never a 500 (``queries``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
@@ -28,8 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge import __version__
 from edge.datacenter import queries, tokens
-from edge.datacenter.config import DataCenterConfig
-from edge.datacenter.queries import Export, Series, Shape
+from edge.datacenter.config import ApiConfig, DataCenterConfig
+from edge.datacenter.queries import Export, ExportCut, Series, Shape
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +92,36 @@ class ProblemDocument(BaseModel):
 
 
 class Database:
-    """Connections for requests: read-only, UTC, one per request (a stream holds its own until it ends). JIT is
-    off: an export runs one short query per day, and compiling each would cost more than it saves."""
+    """Connections for requests: read-only, UTC, one per request (a stream holds its own until it ends), every
+    query stopped at ``statement_timeout``. JIT is off: an export runs one short query per day, and compiling each
+    would cost more than it saves."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, statement_timeout: float = 30.0):
         self.url = url
+        self.statement_timeout = statement_timeout
 
     def connect(self) -> psycopg.Connection:
         return psycopg.connect(self.url, connect_timeout=10, application_name="edge-history",
-                               options="-c TimeZone=UTC -c default_transaction_read_only=on -c jit=off")
+                               options="-c TimeZone=UTC -c default_transaction_read_only=on -c jit=off "
+                                       f"-c statement_timeout={round(self.statement_timeout * 1000)}")
+
+
+class Exports:
+    """How exports run: their database work on at most ``max_exports`` threads at once (each export on its own
+    connection), within ``max_rows`` and ``max_duration``."""
+
+    def __init__(self, api: ApiConfig):
+        self.api = api
+        self.limiter = anyio.CapacityLimiter(api.max_exports)
+        self.limits = queries.Limits(rows=api.max_rows, seconds=api.max_duration)
 
 
 def _database(request: Request) -> Database:
     return request.app.state.database
+
+
+def _exports(request: Request) -> Exports:
+    return request.app.state.exports
 
 
 _bearer = HTTPBearer(auto_error=False, bearerFormat="edge_...",
@@ -159,12 +182,21 @@ def parse_time(name: str, text: str) -> datetime:
     return ts
 
 
-def parse_range(start: str, end: str) -> tuple[datetime, datetime]:
+def parse_range(start: str, end: str, max_range: float | None = None) -> tuple[datetime, datetime]:
     first, last = parse_time("from", start), parse_time("to", end)
     if first >= last:
         raise Problem(400, "bad-range", "Bad range",
                       f"from ({queries.iso(first)}) must be before to ({queries.iso(last)}); to is exclusive")
+    if max_range is not None and (last - first).total_seconds() > max_range:
+        raise Problem(400, "range-too-long", "Range too long",
+                      f"from {queries.iso(first)} to {queries.iso(last)} spans {_days(last - first)} days; one "
+                      f"request may span at most {_days(timedelta(seconds=max_range))} days (api.max_range): "
+                      "split the range")
     return first, last
+
+
+def _days(span: timedelta) -> str:
+    return f"{span.total_seconds() / 86400:,.6g}"
 
 
 def parse_names(name: str, values: list[str] | None) -> list[str]:
@@ -233,24 +265,77 @@ def series_params(chosen: list[Series]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------ streaming
 
 
-async def _relay(first: bytes, blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Hand the blocks of a synchronous export to the server, reading each in a worker thread; close the export
-    (and its database session) however the response ends. An error mid-stream aborts the response, so a client
-    sees an incomplete transfer, never a silently short one."""
+class _ClientGone(Exception):
+    """The client disconnected before the response started."""
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _next_block(stream: queries.Stream, exports: Exports, request: Request | None = None) -> bytes | None:
+    """The export's next block, read on one of the export threads. With ``request``, a client that goes away
+    meanwhile (before the response started) stops the wait and raises :class:`_ClientGone`; the caller then closes
+    the stream, which cancels the query."""
+    outcome: dict[str, Any] = {}
+    async with anyio.create_task_group() as group:
+        async def read() -> None:
+            try:
+                outcome["block"] = await anyio.to_thread.run_sync(stream.next_block, limiter=exports.limiter,
+                                                                  abandon_on_cancel=True)
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
+                outcome["error"] = exc
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            await _until_disconnected(request)
+            outcome["gone"] = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(read)
+        if request is not None:
+            group.start_soon(watch)
+    if "error" in outcome:
+        raise outcome["error"]
+    if outcome.get("gone"):
+        raise _ClientGone()
+    return outcome.get("block")
+
+
+async def _close(stream: queries.Stream) -> None:
+    """Cancel the query running (if any), wait for it, close the connection: whatever cancelled us meanwhile."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(stream.close)
+
+
+async def _relay(first: bytes | None, stream: queries.Stream, exports: Exports,
+                 request: Request) -> AsyncIterator[bytes]:
+    """Hand the blocks of an export to the server; close it (and its database session) however the response ends:
+    a client that goes away stops this (we listen for the disconnect, and so does Starlette) and the query with it.
+    An error or a limit mid-stream aborts the response, so a client sees an incomplete transfer, never a silently
+    short one (``edge history pull`` resumes after its last complete row)."""
     try:
         if first:
             yield first
-        while (block := await anyio.to_thread.run_sync(next, blocks, None)) is not None:
+        while (block := await _next_block(stream, exports, request)) is not None:
             yield block
+    except _ClientGone:
+        log.info("%s %s: the client went away mid-export; its query was cancelled", request.method,
+                 request.url.path)
     finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(blocks.close)
+        await _close(stream)
 
 
-def streamed(database: Database, export: Export, fmt: str, filename: str) -> StreamingResponse:
-    blocks = queries.stream(database.connect, export, fmt)
-    first = next(blocks, b"")  # errors before the first byte still get a problem response, not a broken stream
-    return StreamingResponse(_relay(first, blocks), media_type=MEDIA_TYPES[fmt],
+async def streamed(request: Request, export: Export, fmt: str, filename: str) -> StreamingResponse:
+    database, exports = _database(request), _exports(request)
+    stream = queries.Stream(database.connect, export, fmt, exports.limits)
+    try:
+        first = await _next_block(stream, exports, request)  # errors before the first byte get a problem response
+    except BaseException:
+        await _close(stream)
+        raise
+    return StreamingResponse(_relay(first, stream, exports, request), media_type=MEDIA_TYPES[fmt],
                              headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'})
 
 
@@ -301,62 +386,133 @@ def get_gateway(gateway_id: GatewayId, token: Token, database: Db) -> dict[str, 
 
 
 @router.get("/gateways/{gateway_id}/sensors", summary="The sensors and quantities of a gateway")
-def list_series(gateway_id: GatewayId, token: Token, database: Db) -> list[dict[str, Any]]:
-    with database.connect() as conn:
+async def list_series(request: Request, gateway_id: GatewayId, token: Token) -> list[dict[str, Any]]:
+    def read(conn: psycopg.Connection) -> list[dict[str, Any]]:
         visible_gateway(conn, token, gateway_id)
         return [s.as_dict() for s in queries.series(conn, gateway_id)]
 
+    return await _prepare(request, read)
+
+
+class _Query:
+    """A connection made in a worker thread whose query the event loop can cancel (the client went away)."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self.conn: psycopg.Connection | None = None
+        self.cancelled = False
+
+    def run(self, work: Callable[[psycopg.Connection], Any]) -> Any:
+        if self.cancelled:
+            raise _ClientGone()
+        with self.database.connect() as conn:
+            self.conn = conn
+            if self.cancelled:
+                raise _ClientGone()
+            return work(conn)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.conn is not None and not self.conn.closed:
+            try:
+                self.conn.cancel_safe(timeout=5.0)
+            except psycopg.Error:
+                pass
+
+
+async def _prepare(request: Request, work: Callable[[psycopg.Connection], Any]) -> Any:
+    """A request's preparation (its gateway, series, intervals): on one of the export threads, so that requests
+    waiting on the database never take the threads every other request needs; cancelled in the database if the
+    client goes away meanwhile."""
+    query = _Query(_database(request))
+    outcome: dict[str, Any] = {}
+    async with anyio.create_task_group() as group:
+        async def run() -> None:
+            try:
+                outcome["value"] = await anyio.to_thread.run_sync(query.run, work, limiter=_exports(request).limiter,
+                                                                  abandon_on_cancel=True)
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
+                outcome["error"] = exc
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            await _until_disconnected(request)
+            query.cancel()
+            group.cancel_scope.cancel()
+
+        group.start_soon(run)
+        group.start_soon(watch)
+    if "error" in outcome and not query.cancelled:
+        raise outcome["error"]
+    if "value" not in outcome:
+        raise _ClientGone()
+    return outcome["value"]
+
+
+def _max_range(request: Request) -> float:
+    return _exports(request).api.max_range
+
 
 @router.get("/gateways/{gateway_id}/readings", summary="Readings in a range, raw or downsampled, streamed")
-def get_readings(gateway_id: GatewayId, token: Token, database: Db, start: From, end: To,
-                 sensor: Sensors = None, quantity: Quantities = None,
-                 every: Annotated[Literal["1m", "1h", "1d"] | None, Query(
-                     description="downsample: per bucket (UTC) and series, count, min, mean and max of the good "
-                                 "readings; absent: every reading")] = None,
-                 format: Format = "csv", after: After = None):
-    first, last = parse_range(start, end)
+async def get_readings(request: Request, gateway_id: GatewayId, token: Token, start: From, end: To,
+                       sensor: Sensors = None, quantity: Quantities = None,
+                       every: Annotated[Literal["1m", "1h", "1d"] | None, Query(
+                           description="downsample: per bucket (UTC) and series, count, min, mean and max of the "
+                                       "good readings within the physical range of their quantity; absent: every "
+                                       "reading")] = None,
+                       format: Format = "csv", after: After = None):
+    first, last = parse_range(start, end, _max_range(request))
     shape = queries.AGGREGATE if every else queries.RAW
     cursor = parse_after(after, shape)
     sensors, quantities = parse_names("sensor", sensor), parse_names("quantity", quantity)
-    with database.connect() as conn:
+
+    def prepare(conn: psycopg.Connection) -> list[Series]:
         visible_gateway(conn, token, gateway_id)
-        chosen = choose_series(gateway_id, queries.series(conn, gateway_id), sensors, quantities)
+        return choose_series(gateway_id, queries.series(conn, gateway_id), sensors, quantities)
+
+    chosen = await _prepare(request, prepare)
     params = {"gateway": gateway_id, **series_params(chosen), "bucket": queries.BUCKETS.get(every or "1m")}
     export = Export(shape, first, last, params, after=cursor, guard_names=not safe_names(chosen))
     export = export.clipped(min(s.first for s in chosen), max(s.last for s in chosen)) if chosen \
         else export.emptied()
-    return streamed(database, export, format, _file_name(gateway_id, "readings", first, last))
+    return await streamed(request, export, format, _file_name(gateway_id, "readings", first, last))
 
 
 @router.get("/gateways/{gateway_id}/events", summary="Events in a range: actuator changes, alerts, gaps, ...")
-def get_events(gateway_id: GatewayId, token: Token, database: Db, start: From, end: To,
-               kind: Annotated[list[str] | None, Query(
-                   description="only this kind (repeatable); a family matches all its kinds: actuator, alert, "
-                               "buffer.gap, daemon, command, sms")] = None,
-               format: Format = "csv", after: After = None):
-    first, last = parse_range(start, end)
+async def get_events(request: Request, gateway_id: GatewayId, token: Token, start: From, end: To,
+                     kind: Annotated[list[str] | None, Query(
+                         description="only this kind (repeatable); a family matches all its kinds: actuator, alert, "
+                                     "buffer.gap, daemon, command, sms")] = None,
+                     format: Format = "csv", after: After = None):
+    first, last = parse_range(start, end, _max_range(request))
     cursor = parse_after(after, queries.EVENTS)
     for value in kind or ():
         if not _KIND.match(value):
             raise bad_parameter(f"kind: {value!r} is not an event kind (e.g. actuator.change, alert, buffer.gap)")
-    with database.connect() as conn:
+
+    def prepare(conn: psycopg.Connection) -> tuple[datetime, datetime] | None:
         visible_gateway(conn, token, gateway_id)
-        extent = queries.event_extent(conn, gateway_id)
+        return queries.event_extent(conn, gateway_id)
+
+    extent = await _prepare(request, prepare)
     filters = (queries.EVENT_KINDS,) if kind else ()
     export = Export(queries.EVENTS, first, last, {"gateway": gateway_id, "kinds": kind or []}, filters, cursor)
     export = export.clipped(*extent) if extent else export.emptied()
-    return streamed(database, export, format, _file_name(gateway_id, "events", first, last))
+    return await streamed(request, export, format, _file_name(gateway_id, "events", first, last))
 
 
 @router.get("/gateways/{gateway_id}/coverage", summary="Readings expected against received, per sensor and hour")
-def get_coverage(gateway_id: GatewayId, token: Token, database: Db, start: From, end: To,
-                 sensor: Sensors = None, quantity: Quantities = None, format: Format = "csv"):
-    first, last = parse_range(start, end)
+async def get_coverage(request: Request, gateway_id: GatewayId, token: Token, start: From, end: To,
+                       sensor: Sensors = None, quantity: Quantities = None, format: Format = "csv"):
+    first, last = parse_range(start, end, _max_range(request))
     sensors, quantities = parse_names("sensor", sensor), parse_names("quantity", quantity)
-    with database.connect() as conn:
+
+    def prepare(conn: psycopg.Connection) -> tuple[list[Series], dict[tuple[str, str], queries.Interval]]:
         visible_gateway(conn, token, gateway_id)
         chosen = choose_series(gateway_id, queries.series(conn, gateway_id), sensors, quantities)
-        found = queries.intervals(conn, gateway_id, chosen, last)
+        return chosen, queries.intervals(conn, gateway_id, chosen, last)
+
+    chosen, found = await _prepare(request, prepare)
     now = datetime.now(UTC)
     params = {"gateway": gateway_id, "sensors": [s.sensor for s in chosen], "quantities": [s.quantity for s in chosen],
               "intervals": [found[s.sensor, s.quantity].seconds for s in chosen],
@@ -365,7 +521,13 @@ def get_coverage(gateway_id: GatewayId, token: Token, database: Db, start: From,
     # hours before the first reading of any chosen series, or in the future, expect nothing
     export = export.clipped(min(s.first for s in chosen), max(now, max(s.last for s in chosen))) if chosen \
         else export.emptied()
-    return streamed(database, export, format, _file_name(gateway_id, "coverage", first, last))
+    planned = max(0.0, (export.end - export.start).total_seconds()) / 3600 * len(chosen)
+    max_rows = _exports(request).api.max_rows
+    if planned > max_rows:
+        raise Problem(413, "too-many-rows", "Too many rows",
+                      f"this coverage would be about {planned:,.0f} rows (hours x series); one response carries at "
+                      f"most {max_rows:,} rows (api.max_rows): ask for a shorter range or fewer series")
+    return await streamed(request, export, format, _file_name(gateway_id, "coverage", first, last))
 
 
 # --------------------------------------------------------------------------------------------------- the app
@@ -376,7 +538,8 @@ def create_app(config: DataCenterConfig) -> FastAPI:
     app = FastAPI(title="Greenhouse history API", version=__version__,
                   description="Readings, events and coverage of the greenhouse gateways a token sees. "
                               "Errors are RFC 9457 problems (application/problem+json). See docs/history.md.")
-    app.state.database = Database(config.database.url)
+    app.state.database = Database(config.database.url, config.api.statement_timeout)
+    app.state.exports = Exports(config.api)
     app.include_router(router)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)
@@ -387,6 +550,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, lambda _request, exc: exc.response())
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(psycopg.errors.QueryCanceled, _query_timeout)
+    app.add_exception_handler(ExportCut, _export_cut)
+    app.add_exception_handler(_ClientGone, _client_gone)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _internal_error)
 
@@ -415,6 +581,24 @@ def _database_unavailable(request: Request, exc: psycopg.OperationalError) -> JS
                    {"Retry-After": "10"}).response()
 
 
+def _query_timeout(request: Request, _exc: Exception) -> JSONResponse:
+    limit = request.app.state.database.statement_timeout
+    log.warning("%s %s: a query ran longer than %gs (api.statement_timeout)", request.method, request.url.path, limit)
+    return Problem(503, "query-timeout", "Query timeout",
+                   f"a database query ran longer than {limit:g}s (api.statement_timeout): ask for a shorter range, "
+                   "fewer series or a coarser every, or retry later", {"Retry-After": "30"}).response()
+
+
+def _export_cut(request: Request, exc: ExportCut) -> JSONResponse:
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return Problem(503, "export-limit", "Export limit", f"the export was {exc}", {"Retry-After": "30"}).response()
+
+
+def _client_gone(request: Request, _exc: Exception) -> JSONResponse:
+    log.info("%s %s: the client went away; its query was cancelled", request.method, request.url.path)
+    return Problem(499, "client-closed-request", "Client closed request", "the client went away").response()
+
+
 def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return Problem(500, "internal-error", "Internal error", "the server failed; this is logged").response()
@@ -423,13 +607,17 @@ def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 # ---------------------------------------------------------------------------------------------------- OpenAPI
 
 _ERRORS = {
-    400: "A parameter is unknown, given twice or malformed; the range is empty (`from` must be before `to`), or "
-         "the `after` cursor is malformed.",
+    400: "A parameter is unknown, given twice or malformed; the range is empty (`from` must be before `to`) or "
+         "longer than `api.max_range`, or the `after` cursor is malformed.",
     401: "No token, or one this data center does not know (`WWW-Authenticate: Bearer`).",
     403: "The token was revoked or has expired.",
     404: "No such gateway, sensor or quantity, or a gateway outside the token's scope: the two read the same.",
-    503: "The database is unavailable; retry later (`Retry-After`).",
+    413: "The coverage asked for would be more rows than `api.max_rows`: ask for a shorter range or fewer series.",
+    503: "The database is unavailable, a query ran longer than `api.statement_timeout`, or the export reached a "
+         "limit before its first row; retry later (`Retry-After`).",
 }
+#: Problems only some endpoints answer.
+_ONLY = {413: ("/coverage",)}
 _ROW_FIELDS = {
     "readings": {"ts": "string", "sensor": "string", "quantity": "string", "value": ["number", "null"],
                  "unit": "string", "quality": "string", "epoch": "integer", "seq": "integer"},
@@ -491,7 +679,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             responses.pop("422", None)
             responses["200"] = _ok_responses()[path]
             for status, description in _ERRORS.items():
-                if status != 404 or "{gateway_id}" in path:
+                if (status != 404 or "{gateway_id}" in path) and \
+                        (status not in _ONLY or path.endswith(_ONLY[status])):
                     responses[str(status)] = {"description": description, "content": problem}
     for unused in ("HTTPValidationError", "ValidationError"):
         doc["components"]["schemas"].pop(unused, None)

@@ -7,9 +7,17 @@ acknowledges the MQTT messages (``manual_ack``). A crash anywhere before the MQT
 broker, which delivers them again; the database's unique keys make the second write a no-op, and the ack goes out
 again. A gateway deletes a batch only on that ack.
 
-Input never stops the stream: a payload that is malformed, truncated, oversized, of an unknown version, or names a
-gateway other than its topic's, is stored in ``rejected_messages`` with the reason and acknowledged. A database
-outage is the opposite: nothing is acknowledged, the round is retried with backoff, and the broker keeps the rest.
+Input never stops the stream. Any failure while decoding, planning or writing one message is confined to that
+message: a payload that is malformed, truncated, oversized, of an unknown version, out of the protocol's bounds
+(``edge.protocol``), names a gateway other than its topic's, or that the database refuses, is stored in
+``rejected_messages`` with the reason and acknowledged; readings the data center does not believe (a value outside
+the physical range, a time outside 2000..now+1d) are stored flagged ``implausible``. Only the database being
+unavailable is the opposite: nothing is acknowledged, the round is retried with backoff, and the broker keeps the rest.
+
+One gateway cannot stall the others: messages wait in a queue per gateway, and each round takes them in turn, one
+message per gateway per turn, up to ``collector.round_rows`` rows. A gateway that sent more than
+``collector.gateway_rate`` rows a second (decoding time counted as rows) goes after every gateway within its rate,
+so a flood waits its turn while the others go first; it is slowed, never dropped.
 
 The collector is stateless. Several run side by side on the shared subscription ``$share/<group>/...``; each needs
 its own client id, kept across restarts so the broker session (and what was in flight) is resumed.
@@ -22,8 +30,9 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,8 +46,12 @@ log = logging.getLogger(__name__)
 
 UPLINK = f"{protocol.TOPIC_ROOT}/+/up/#"
 STATUS = f"{protocol.TOPIC_ROOT}/+/{protocol.STATUS}"
-_REFUSED_BY_DATABASE = (psycopg.DataError, psycopg.IntegrityError)
+#: SQLSTATE classes that blame the data, not the database: data exception, integrity violation, program limit
+#: exceeded (a value too large for an index or a jsonb). Any other database error means the database is unavailable.
+_MESSAGE_FAULTS = ("22", "23", "54")
 _REPORT_EVERY = 60.0
+#: A second of decoding counts like this many rows against a gateway's rate (about what a second of writing stores).
+DECODE_ROWS_PER_SECOND = 100_000
 
 
 def default_client_id() -> str:
@@ -71,12 +84,20 @@ class Decoded:
 _UPLINK_DECODERS = {protocol.UP_READINGS: protocol.decode_readings, protocol.UP_EVENTS: protocol.decode_events}
 
 
-def decode(message: Incoming) -> Decoded:
-    """What a message carries, or a :class:`Rejected` naming what is wrong with it. Never raises on input."""
+def decode(message: Incoming, now: float | None = None) -> Decoded:
+    """What a message carries, with the readings the data center does not believe flagged (``now``: the
+    collector's clock), or a :class:`Rejected` naming what is wrong with it. Never raises on input: an unexpected
+    exception (a bug this input found) rejects the message too, with its type in the reason."""
     try:
-        return Decoded(message, _decode(message))
+        item = _decode(message)
+        if isinstance(item, protocol.ReadingBatch):
+            item = protocol.flag_implausible(item, time.time() if now is None else now)
+        return Decoded(message, item)
     except protocol.ProtocolError as exc:
         return Decoded(message, Rejected(message.topic, str(exc), message.payload))
+    except Exception as exc:  # noqa: BLE001 - belt and braces: no input may end the writer
+        log.exception("decoding a message on %s failed unexpectedly", message.topic)
+        return Decoded(message, Rejected(message.topic, f"could not decode it: {_describe(exc)}", message.payload))
 
 
 def _decode(message: Incoming) -> Item:
@@ -124,8 +145,118 @@ def acks(decoded: Iterable[Decoded], written: Written | None = None) -> list[tup
 
 
 def refused(d: Decoded, reason: str) -> Decoded:
-    """The same message, now rejected because the database refused it (a NUL in a text, a time out of range)."""
+    """The same message, now rejected because the database refused it (a value it cannot store, a bug)."""
     return Decoded(d.message, Rejected(d.message.topic, f"database refused it: {reason}", d.message.payload))
+
+
+def rows_of(item: Item) -> int:
+    """What a decoded message costs to write, in rows (at least 1)."""
+    if isinstance(item, protocol.ReadingBatch):
+        return len(item.readings)
+    if isinstance(item, protocol.EventBatch):
+        return len(item.events)
+    return 1
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_first_line(exc)}"[:protocol.MAX_REASON]
+
+
+def _gateway_of(topic: str) -> str:
+    try:
+        return protocol.parse_topic(topic)[0]
+    except protocol.ProtocolError:
+        return ""
+
+
+# ------------------------------------------------------------------------------------------ fairness (pure)
+
+
+@dataclass
+class _Lane:
+    """One gateway's waiting messages and its budget: rows it may send now before it yields to the others."""
+
+    messages: deque = field(default_factory=deque)
+    budget: float = 0.0
+
+
+class FairQueue:
+    """Messages waiting to be written, one FIFO per gateway (a gateway's messages keep their order).
+
+    ``take()`` makes a round: gateways in turn, one message each per turn, those within their rate (a budget of
+    ``rate`` rows a second, at most one second's worth saved up) before those over it, until the round holds
+    ``max_messages`` messages or ``max_rows`` rows. A message's cost is its rows plus its decoding time (at
+    ``DECODE_ROWS_PER_SECOND``). Nothing is ever dropped: a gateway over its rate is only served after the others.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.clock = clock
+        self._lanes: dict[str, _Lane] = {}
+        self._count = 0
+        self._turn = 0  # rotates which gateway goes first among equals
+        self._refilled = clock()
+
+    def put(self, message: Incoming) -> None:
+        gateway = _gateway_of(message.topic)
+        lane = self._lanes.get(gateway)
+        if lane is None:
+            lane = self._lanes[gateway] = _Lane(budget=self.rate)
+        lane.messages.append(message)
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def waiting(self) -> dict[str, int]:
+        """Messages waiting per gateway."""
+        return {gateway: len(lane.messages) for gateway, lane in self._lanes.items() if lane.messages}
+
+    def take(self, max_messages: int, max_rows: int, decode: Callable[[Incoming], Decoded]) -> list[Decoded]:
+        self._refill()
+        taken: list[Decoded] = []
+        rows = 0
+        while len(taken) < max_messages and rows < max_rows:
+            order = self._order()
+            if not order:
+                break
+            for gateway in order:
+                if len(taken) >= max_messages or rows >= max_rows:
+                    break
+                lane = self._lanes[gateway]
+                started = time.perf_counter()
+                d = decode(lane.messages.popleft())
+                self._count -= 1
+                cost = rows_of(d.item)
+                lane.budget -= cost + (time.perf_counter() - started) * DECODE_ROWS_PER_SECOND
+                taken.append(d)
+                rows += cost
+        self._forget_idle()
+        return taken
+
+    def _order(self) -> list[str]:
+        """Gateways with messages waiting: those within their rate first (in turn), then the others (the least
+        over their rate first). One message each is taken per turn, so a turn never favours the big."""
+        waiting = [g for g, lane in self._lanes.items() if lane.messages]
+        if not waiting:
+            return []
+        self._turn = (self._turn + 1) % len(waiting)
+        waiting = waiting[self._turn:] + waiting[:self._turn]
+        within = [g for g in waiting if self._lanes[g].budget > 0]
+        if within:
+            return within
+        return sorted(waiting, key=lambda g: -self._lanes[g].budget)[:1]
+
+    def _refill(self) -> None:
+        now = self.clock()
+        elapsed, self._refilled = max(0.0, now - self._refilled), now
+        for lane in self._lanes.values():
+            lane.budget = min(lane.budget + elapsed * self.rate, self.rate)
+
+    def _forget_idle(self) -> None:
+        """A gateway with nothing waiting and a full budget is forgotten (thousands of gateways come and go)."""
+        for gateway in [g for g, lane in self._lanes.items() if not lane.messages and lane.budget >= self.rate]:
+            del self._lanes[gateway]
 
 
 # ----------------------------------------------------------------------------------------------------- collector
@@ -168,6 +299,7 @@ class Collector:
         self.client_id = client_id or config.mqtt.client_id or default_client_id()
         self.after_commit = after_commit
         self.inbox: queue.Queue[Incoming] = queue.Queue()
+        self.waiting = FairQueue(config.collector.gateway_rate)
         self.stats = Stats()
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # set once the broker confirmed the subscriptions
@@ -255,9 +387,9 @@ class Collector:
             log.warning("database unavailable (%s); will retry with the first messages", _first_line(exc))
         try:
             while not self._stop.is_set():
-                messages = self._take()
-                if messages:
-                    self.handle(messages)
+                decoded = self._take()
+                if decoded:
+                    self._handle(decoded)
                 if time.monotonic() >= next_report:
                     log.info("collector: %s", self._summary())
                     next_report = time.monotonic() + _REPORT_EVERY
@@ -272,24 +404,35 @@ class Collector:
         """False once the writer thread has ended (after stop(), or on a failure: see ``failure``)."""
         return self._writer.is_alive()
 
-    def _take(self) -> list[Incoming]:
-        """Up to batch_messages messages: the first one that comes, then whatever follows within batch_wait."""
-        try:
-            messages = [self.inbox.get(timeout=0.2)]
-        except queue.Empty:
-            return []
-        deadline = time.monotonic() + self.config.collector.batch_wait
-        while len(messages) < self.config.collector.batch_messages:
-            remaining = deadline - time.monotonic()
+    def _take(self) -> list[Decoded]:
+        """The next round: whatever arrived (waiting for the first message, then gathering for batch_wait) goes to
+        its gateway's queue, and the round takes from the queues in turn (:class:`FairQueue`)."""
+        if not self.waiting:
             try:
-                messages.append(self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait())
+                self.waiting.put(self.inbox.get(timeout=0.2))
+            except queue.Empty:
+                return []
+            deadline = time.monotonic() + self.config.collector.batch_wait
+            while len(self.waiting) < self.config.collector.batch_messages:
+                remaining = deadline - time.monotonic()
+                try:
+                    self.waiting.put(self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+        while True:  # everything else that is here already: the round may prefer it
+            try:
+                self.waiting.put(self.inbox.get_nowait())
             except queue.Empty:
                 break
-        return messages
+        collector = self.config.collector
+        return self.waiting.take(collector.batch_messages, collector.round_rows, decode)
 
     def handle(self, messages: list[Incoming]) -> None:
-        """One round: decode, commit, then acks to the gateways, then MQTT acks. Nothing is acked uncommitted."""
-        decoded = [decode(m) for m in messages]
+        """One round of these messages, in this order: decode, commit, acks to the gateways, then MQTT acks."""
+        self._handle([decode(m) for m in messages])
+
+    def _handle(self, decoded: list[Decoded]) -> None:
+        """Commit, then acks to the gateways, then MQTT acks. Nothing is acked uncommitted."""
         for d in decoded:
             if isinstance(d.item, Rejected):
                 log.warning("rejected a message on %s (%d bytes): %s", d.message.topic, len(d.message.payload),
@@ -303,9 +446,9 @@ class Collector:
         outgoing = acks(decoded, written)
         for topic, payload in outgoing:
             self._client.publish(topic, payload, qos=1)
-        for m in messages:
-            if m.qos:
-                self._client.ack(m.mid, m.qos)
+        for d in decoded:
+            if d.message.qos:
+                self._client.ack(d.message.mid, d.message.qos)
         self.stats.add(decoded, written, len(outgoing))
         log.debug("round: %d messages, %d new readings, %d duplicates, %d acks", len(decoded), written.readings_new,
                   written.readings_duplicate, len(outgoing))
@@ -316,7 +459,9 @@ class Collector:
         while not self._stop.is_set():
             try:
                 return self._write(self._open_store(), decoded)
-            except psycopg.Error as exc:
+            except Exception as exc:
+                if not isinstance(exc, psycopg.Error) and not self._database_unavailable(exc):
+                    raise  # writing a rejection failed: a bug; end loudly, nothing of the round was acked
                 self.stats.database_errors += 1
                 log.warning("database unavailable (%s); retrying in %.1fs, nothing acknowledged meanwhile",
                             _first_line(exc), delay)
@@ -325,21 +470,39 @@ class Collector:
                 delay = min(delay * 2, self.config.database.retry_max)
         return None
 
+    def _database_unavailable(self, exc: BaseException) -> bool:
+        """True when the database failed (connection lost, shut down, out of disk, a timeout...): the round is
+        retried and nothing is acked. False when the message is to blame (the database refused its data, or an
+        unexpected error while preparing it): that message alone is rejected."""
+        if self._store is None or self._store.broken:
+            return True
+        if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+            return False
+        if isinstance(exc, psycopg.Error):
+            return not (exc.sqlstate or "").startswith(_MESSAGE_FAULTS)
+        return False
+
     def _write(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
         try:
             return decoded, store.write(plan(decoded))
-        except _REFUSED_BY_DATABASE as exc:
-            log.warning("the database refused a round (%s); writing its messages one by one", _first_line(exc))
+        except Exception as exc:
+            if self._database_unavailable(exc):
+                raise
+            log.warning("a round failed (%s); writing its messages one by one", _describe(exc))
         return self._write_one_by_one(store, decoded)
 
     def _write_one_by_one(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
-        """Isolate the message(s) the database refuses, so one bad batch cannot wedge the stream."""
+        """Isolate the message(s) that fail to write, so one bad batch cannot wedge the stream."""
         out, total = [], Written()
         for d in decoded:
             try:
                 written = store.write(plan([d]))
-            except _REFUSED_BY_DATABASE as exc:
-                d = refused(d, _first_line(exc))
+            except Exception as exc:
+                if self._database_unavailable(exc):
+                    raise
+                if not isinstance(exc, psycopg.Error):
+                    log.error("writing a message on %s failed unexpectedly", d.message.topic, exc_info=exc)
+                d = refused(d, _describe(exc))
                 log.warning("rejected a message on %s: %s", d.message.topic, d.item.reason)
                 written = store.write(plan([d]))
             out.append(d)

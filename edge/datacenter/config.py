@@ -66,6 +66,24 @@ class DatabaseConfig(_Strict):
 class CollectorConfig(_Strict):
     batch_messages: int = Field(default=50, ge=1, description="MQTT messages written in one transaction at most")
     batch_wait: Duration = Field(default=0.1, description="how long to gather messages before writing")
+    round_rows: int = Field(default=20_000, ge=1, description="rows (readings, events) written in one transaction "
+                            "at most (one message more may cross it): bounds how long another gateway waits")
+    gateway_rate: int = Field(default=20_000, ge=1, description="rows a second one gateway may send before its "
+                              "messages wait until every other gateway's are written (slowed, never dropped)")
+
+
+class ApiConfig(_Strict):
+    """Bounds of the history API (``edge dc api``), so that no request can tie it up."""
+
+    max_range: Duration = Field(default=3660 * 86400.0, gt=0, description="longest from..to of one request "
+                                "(longer: a 400 problem naming this limit)")
+    max_rows: int = Field(default=10_000_000, ge=1, description="rows one response carries at most: a longer "
+                          "export is cut there and resumed by the client; coverage planned larger is a 413")
+    max_duration: Duration = Field(default=600.0, gt=0, description="seconds of database work one response may "
+                                   "take; a longer export is cut there and resumed by the client")
+    statement_timeout: Duration = Field(default=30.0, gt=0, description="one database query at most")
+    max_exports: int = Field(default=8, ge=1, description="exports reading the database at once (each on its own "
+                             "connection); more wait their turn, so other requests always find a thread")
 
 
 class LogConfig(_Strict):
@@ -76,6 +94,7 @@ class DataCenterConfig(_Strict):
     mqtt: BrokerConfig
     database: DatabaseConfig
     collector: CollectorConfig = CollectorConfig()
+    api: ApiConfig = ApiConfig()
     log: LogConfig = LogConfig()
 
 

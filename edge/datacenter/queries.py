@@ -10,20 +10,30 @@ sensors, times, cursors) is a bound parameter. An export never holds more than o
 - **NDJSON and JSON** lines are built by PostgreSQL (``row_to_json``) and read through a server-side (named)
   cursor, ``FETCH_ROWS`` rows at a time.
 
-Both walk the requested range one UTC day at a time (``WINDOW``). Rows are ordered by a key (for raw readings
-``ts, sensor, quantity, epoch, seq``), so a day's rows are sorted on their own and the first bytes leave at once,
-however long the range; PostgreSQL never sorts a year. The same key is the resume cursor (``after``): an export
-restarted after the last row it delivered continues exactly there.
+Both walk the requested range one UTC day at a time (``WINDOW``), and only the days that hold data: before each
+day an index probe finds the next row, so a gateway whose rows span 1970 to 2100 costs a few queries, not 47,000.
+Rows are ordered by a key (for raw readings ``ts, sensor, quantity, epoch, seq``), so a day's rows are sorted on
+their own and the first bytes leave at once, however long the range; PostgreSQL never sorts a year. The same key is
+the resume cursor (``after``): an export restarted after the last row it delivered continues exactly there.
+
+Whatever the database holds (rows an older collector stored in 32 BC or AD 33658, a value of 1e308), nothing here
+fails on it: times read into Python are clamped to the years 1..9999 in SQL, aggregates use only good values within
+the physical range of their quantity (``edge.protocol.PHYSICAL``). :class:`Stream` reads an export block by block
+and can be cancelled from another thread (the client went away), and stops at its row and time limits.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
+
+from edge.protocol import PHYSICAL, PHYSICAL_DEFAULT
 
 UTC = timezone.utc
 #: date_bin's origin: buckets and coverage hours start on UTC boundaries.
@@ -62,7 +72,15 @@ def iso(ts: datetime | None) -> str | None:
     """UTC ISO-8601 with milliseconds and ``Z``: the form every timestamp of the API takes."""
     if ts is None:
         return None
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    ts = ts.astimezone(UTC)
+    return f"{ts.year:04d}-" + ts.strftime("%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+#: A time read into Python, clamped to the years Python (and the API) can represent, with a day to spare at the end
+#: (an export's window arithmetic adds up to a day). NULL stays NULL.
+def _clamped(column: str) -> str:
+    return f"CASE WHEN {column} IS NOT NULL THEN greatest(least({column}, '9999-12-30 00:00:00+00'), " \
+           f"'0001-01-01 00:00:00+00') END"
 
 
 # ------------------------------------------------------------------------------------------------------ series
@@ -84,7 +102,7 @@ class Series:
 
 
 #: A loose index scan over (gateway_id, sensor, quantity, ts): one index probe per series, however many readings.
-_SERIES = """
+_SERIES = f"""
 WITH RECURSIVE s AS (
     (SELECT sensor, quantity FROM readings WHERE gateway_id = %(gateway)s ORDER BY sensor, quantity LIMIT 1)
     UNION ALL
@@ -93,7 +111,7 @@ WITH RECURSIVE s AS (
         WHERE r.gateway_id = %(gateway)s AND (r.sensor, r.quantity) > (s.sensor, s.quantity)
         ORDER BY r.sensor, r.quantity LIMIT 1) n
 )
-SELECT s.sensor, s.quantity, l.unit, f.ts, l.ts FROM s
+SELECT s.sensor, s.quantity, l.unit, {_clamped("f.ts")}, {_clamped("l.ts")} FROM s
 CROSS JOIN LATERAL (SELECT ts FROM readings r WHERE r.gateway_id = %(gateway)s AND r.sensor = s.sensor
                     AND r.quantity = s.quantity ORDER BY ts LIMIT 1) f
 CROSS JOIN LATERAL (SELECT ts, unit FROM readings r WHERE r.gateway_id = %(gateway)s AND r.sensor = s.sensor
@@ -106,7 +124,8 @@ def series(conn: psycopg.Connection, gateway_id: str) -> list[Series]:
 
 
 def event_extent(conn: psycopg.Connection, gateway_id: str) -> tuple[datetime, datetime] | None:
-    row = conn.execute("SELECT min(ts), max(ts) FROM events WHERE gateway_id = %s", (gateway_id,)).fetchone()
+    row = conn.execute(f"SELECT {_clamped('min(ts)')}, {_clamped('max(ts)')} FROM events WHERE gateway_id = %s",
+                       (gateway_id,)).fetchone()
     return None if row[0] is None else (row[0], row[1])
 
 
@@ -142,7 +161,7 @@ def intervals(conn: psycopg.Connection, gateway_id: str, chosen: Sequence[Series
     found = {}
     for s in chosen:
         seconds = configured.get(s.sensor)
-        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 < seconds < 10**9:
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 1e-3 <= seconds < 10**9:
             found[(s.sensor, s.quantity)] = Interval(float(seconds), "config")
         else:
             median = conn.execute(_MEDIAN_SPACING, {"gateway": gateway_id, "sensor": s.sensor,
@@ -190,12 +209,15 @@ def safe_name(name: str) -> bool:
 @dataclass(frozen=True)
 class Shape:
     """What one exported row is: an inner query (``{where}`` is filled with constant fragments), its output
-    columns, and the key that orders the rows and resumes an export."""
+    columns, and the key that orders the rows and resumes an export. ``probe`` finds the time of the next row at
+    or after ``%(start)s`` (and before ``%(end)s``), so days without data are skipped; None: every day is read
+    (coverage reports the hours without data too)."""
 
     source: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     where: tuple[str, ...] = ()
+    probe: str | None = None
 
     @property
     def header(self) -> bytes:
@@ -210,6 +232,13 @@ _T, _X, _NAME, _WORD, _J = "time", "text", "name", "word", "json"
 _IN_WINDOW = "ts >= %(start)s AND ts < %(end)s"
 _OF_SERIES = "gateway_id = %(gateway)s AND sensor = ANY(%(sensors)s) AND quantity = ANY(%(quantities)s)"
 
+#: One index probe per chosen series (the sensors x quantities asked for): the earliest row in the window.
+_READINGS_PROBE = """
+SELECT min(x.ts) FROM unnest(%(sensors)s::text[]) AS s(sensor) CROSS JOIN unnest(%(quantities)s::text[]) AS q(quantity)
+CROSS JOIN LATERAL (SELECT ts FROM readings WHERE gateway_id = %(gateway)s AND sensor = s.sensor
+                    AND quantity = q.quantity AND ts >= %(start)s AND ts < %(end)s ORDER BY ts LIMIT 1) AS x"""
+_EVENTS_PROBE = "SELECT min(ts) FROM events WHERE gateway_id = %(gateway)s AND ts >= %(start)s AND ts < %(end)s"
+
 RAW = Shape(
     source="SELECT date_trunc('milliseconds', ts) AS ts, sensor, quantity, value, unit, quality, epoch, seq "
            "FROM readings WHERE {where}",
@@ -217,7 +246,16 @@ RAW = Shape(
              Column("unit", _X), Column("quality", _WORD), Column("epoch"), Column("seq")),
     key=("ts", "sensor", "quantity", "epoch", "seq"),
     where=(_OF_SERIES, _IN_WINDOW),
+    probe=_READINGS_PROBE,
 )
+
+def _physical_sql() -> str:
+    """``value`` within the physical range of its quantity (what the collector believes; older rows may not be)."""
+    cases = " ".join(f"WHEN '{quantity}' THEN value BETWEEN {low!r} AND {high!r}"
+                     for quantity, (low, high) in PHYSICAL.items())
+    low, high = PHYSICAL_DEFAULT
+    return f"CASE quantity {cases} ELSE value BETWEEN {low!r} AND {high!r} END"
+
 
 AGGREGATE = Shape(
     source="SELECT date_bin(%(bucket)s, ts, %(origin)s) AS ts, sensor, quantity, unit, count(*) AS count, "
@@ -226,7 +264,8 @@ AGGREGATE = Shape(
     columns=(Column("ts", _T), Column("sensor", _NAME), Column("quantity", _NAME), Column("unit", _X),
              Column("count"), Column("min"), Column("mean"), Column("max")),
     key=("ts", "sensor", "quantity", "unit"),
-    where=(_OF_SERIES, _IN_WINDOW, "quality = 'good' AND value IS NOT NULL"),
+    where=(_OF_SERIES, _IN_WINDOW, "quality = 'good' AND value IS NOT NULL", _physical_sql()),
+    probe=_READINGS_PROBE,
 )
 
 EVENTS = Shape(
@@ -235,6 +274,7 @@ EVENTS = Shape(
              Column("seq")),
     key=("ts", "epoch", "seq"),
     where=("gateway_id = %(gateway)s", _IN_WINDOW),
+    probe=_EVENTS_PROBE,
 )
 #: ``kind=actuator`` matches ``actuator.change``, ``actuator.refused``...; ``kind=alert.fired`` only that kind.
 EVENT_KINDS = "(kind = ANY(%(kinds)s) OR split_part(kind, '.', 1) = ANY(%(kinds)s))"
@@ -292,13 +332,22 @@ class Export:
             return f"COPY ({query}) TO STDOUT (FORMAT csv)"
         return f"SELECT row_to_json(j)::text FROM ({query}) AS j"  # compact, in column order, rows kept in order
 
-    def windows(self) -> Iterator[dict[str, Any]]:
-        """The bound values of each day's query, in order (an export resumed after a row starts at its time)."""
+    def windows(self, next_row: Callable[[dict[str, Any]], datetime | None] | None = None
+                ) -> Iterator[dict[str, Any]]:
+        """The bound values of each day's query, in order (an export resumed after a row starts at its time).
+        With ``next_row`` (the shape's probe: the time of the first row at or after ``start``, given the bound
+        values), days without data are skipped."""
         start = max(self.start, self.after[0]) if self.after else self.start
         values = {**self.params, "origin": ORIGIN}
         values.update({f"after{i}": v for i, v in enumerate(self.after or ())})
         while start < self.end:
-            end = min(_floor(start, WINDOW) + WINDOW, self.end)
+            if next_row is not None:
+                found = next_row({**values, "start": start, "end": self.end})
+                if found is None:
+                    return
+                start = max(start, _floor(found, WINDOW))
+            day = _floor(start, WINDOW)
+            end = self.end if self.end - day <= WINDOW else day + WINDOW  # never past year 9999
             yield {**values, "start": start, "end": end}
             start = end
 
@@ -315,40 +364,129 @@ def _floor(ts: datetime, size: timedelta) -> datetime:
     return ts - (ts - ORIGIN) % size
 
 
+class ExportCut(Exception):
+    """An export stopped at one of its limits (rows, time) or because it was cancelled: the client resumes it."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one response may take: rows at most, and seconds of work from its first query."""
+
+    rows: int = 10_000_000
+    seconds: float = 600.0
+
+
+class Stream:
+    """One export read block by block (``next_block()``, at most about ``BLOCK`` bytes, None at the end) on its
+    own connection, from one consistent snapshot. ``cancel()`` may be called from any thread: it cancels the query
+    running (PostgreSQL stops it at once) and makes the export stop. ``close()`` waits until no query runs, then
+    closes the connection. Past its row or time limit the export stops with :class:`ExportCut`."""
+
+    def __init__(self, connect: Connect, export: Export, fmt: str, limits: Limits = Limits()):
+        self.export, self.fmt, self.limits = export, fmt, limits
+        self.rows = 0
+        self.cancelled = False
+        self._connect = connect
+        self._conn: psycopg.Connection | None = None
+        self._blocks: Iterator[bytes] | None = None
+        self._deadline: float | None = None
+        self._busy = threading.Lock()  # held while a query may run
+
+    def next_block(self) -> bytes | None:
+        with self._busy:
+            self._check()
+            if self._blocks is None:
+                self._deadline = time.monotonic() + self.limits.seconds
+                self._conn = self._connect()
+                self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                self._conn.read_only = True
+                pieces = {"csv": _csv_pieces, "ndjson": _ndjson_pieces, "json": _json_pieces}[self.fmt]
+                self._blocks = _blocks(pieces(self._conn, self.export, self))
+            try:
+                return next(self._blocks, None)
+            except psycopg.errors.QueryCanceled:
+                if self.cancelled:
+                    raise ExportCut("cancelled: the client went away") from None
+                raise
+
+    def check(self, rows: int = 0) -> None:
+        """Called between queries and batches of rows: stop at a limit or once cancelled."""
+        self.rows += rows
+        self._check()
+
+    def _check(self) -> None:
+        if self.cancelled:
+            raise ExportCut("cancelled: the client went away")
+        if self.rows > self.limits.rows:
+            raise ExportCut(f"cut after {self.limits.rows} rows (api.max_rows): resume after the last row")
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise ExportCut(f"cut after {self.limits.seconds:g}s (api.max_duration): resume after the last row")
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            try:
+                conn.cancel_safe(timeout=5.0)
+            except psycopg.Error:
+                pass  # the connection is gone already: nothing runs
+
+    def close(self) -> None:
+        """Stop what runs (if anything), wait for it, close the connection."""
+        if self._busy.locked():
+            self.cancel()
+        with self._busy:
+            if self._blocks is not None:
+                self._blocks.close()
+            if self._conn is not None:
+                self._conn.close()
+
+
 def stream(connect: Connect, export: Export, fmt: str) -> Iterator[bytes]:
-    """The export as blocks of at most about ``BLOCK`` bytes, read from one consistent snapshot."""
-    conn = connect()
+    """The export as blocks of at most about ``BLOCK`` bytes (a :class:`Stream` without limits, as a generator)."""
+    reader = Stream(connect, export, fmt, Limits(rows=2**62, seconds=float("inf")))
     try:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        pieces = {"csv": _csv_pieces, "ndjson": _ndjson_pieces, "json": _json_pieces}[fmt](conn, export)
-        yield from _blocks(pieces)
+        while (block := reader.next_block()) is not None:
+            yield block
     finally:
-        conn.close()
+        reader.close()
 
 
-def _csv_pieces(conn: psycopg.Connection, export: Export) -> Iterator[bytes | memoryview]:
+def _probe(conn: psycopg.Connection, export: Export) -> Callable[[dict[str, Any]], datetime | None] | None:
+    if export.shape.probe is None:
+        return None
+    return lambda values: conn.execute(export.shape.probe, values).fetchone()[0]
+
+
+def _csv_pieces(conn: psycopg.Connection, export: Export, stream: Stream) -> Iterator[bytes | memoryview]:
     yield export.shape.header
     sql = export.sql("csv")
     with conn.cursor() as cur:
-        for values in export.windows():
+        for values in export.windows(_probe(conn, export)):
+            stream.check()
             with cur.copy(sql, values) as copy:
-                yield from copy  # one CSV row per item, formatted by PostgreSQL
+                for row in copy:  # one CSV row per item, formatted by PostgreSQL
+                    yield row
+                    stream.rows += 1
+                    if stream.rows % FETCH_ROWS == 0:
+                        stream.check()
 
 
-def _ndjson_pieces(conn: psycopg.Connection, export: Export) -> Iterator[bytes]:
+def _ndjson_pieces(conn: psycopg.Connection, export: Export, stream: Stream) -> Iterator[bytes]:
     sql = export.sql("json")
-    for values in export.windows():
+    for values in export.windows(_probe(conn, export)):
+        stream.check()
         with conn.cursor(name="history_export") as cur:
             cur.execute(sql, values)
             while rows := cur.fetchmany(FETCH_ROWS):
                 yield ("\n".join(row[0] for row in rows) + "\n").encode()
+                stream.check(len(rows))
 
 
-def _json_pieces(conn: psycopg.Connection, export: Export) -> Iterator[bytes]:
+def _json_pieces(conn: psycopg.Connection, export: Export, stream: Stream) -> Iterator[bytes]:
     """One JSON array, written as NDJSON lines with separators."""
     opened = False
-    for lines in _ndjson_pieces(conn, export):
+    for lines in _ndjson_pieces(conn, export, stream):
         yield (b",\n" if opened else b"[\n") + lines[:-1].replace(b"\n", b",\n")
         opened = True
     yield b"\n]\n" if opened else b"[]\n"

@@ -1,9 +1,9 @@
 """PostgreSQL storage of the data center: schema, tracked migrations, and the one write the collector makes.
 
 Everything a gateway sends is keyed by ``(gateway_id, epoch, seq)``, so writing a batch again (a re-send after a
-lost ack, a redelivery after a collector crash) changes nothing. Readings go in through ``COPY`` into a temporary
-staging table and one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; all of a collector's work for one round is a
-single transaction. ``docs/datacenter.md`` explains the schema.
+lost ack, a redelivery after a collector crash) changes nothing. Readings and events go in through ``COPY`` into
+temporary staging tables and one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` each (gaps in one statement too);
+all of a collector's work for one round is a single transaction. ``docs/datacenter.md`` explains the schema.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import psycopg
 
-from edge.protocol import EventBatch, ReadingBatch, seq_ranges
+from edge.protocol import MAX_TS_MS, MIN_TS_MS, EventBatch, ReadingBatch, seq_ranges
 
 log = logging.getLogger(__name__)
 
@@ -252,18 +253,21 @@ _INSERT_STAGED = f"""
            mono
     FROM readings_stage
     ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"""
-#: The same reading sent again: same series, quality and value, and the same time, except that a reading first
-#: stored unsynced (clock 0) may come back with the time the gateway corrected once its clock synced (clock 2).
+#: The same reading sent again: same series and value, and the same time, except that a reading first stored
+#: unsynced (clock 0) may come back with the time the gateway corrected once its clock synced (clock 2). Not the
+#: quality: the collector's own judgement of it (``protocol.flag_implausible``) may change between two sendings.
 _SAME_READING = """
-    (r.sensor, r.quantity, r.unit, r.quality) IS NOT DISTINCT FROM (s.sensor, s.quantity, s.unit, s.quality)
+    (r.sensor, r.quantity, r.unit) IS NOT DISTINCT FROM (s.sensor, s.quantity, s.unit)
     AND r.value IS NOT DISTINCT FROM s.value
     AND (r.ts = to_timestamp(s.ts)
          OR (r.clock = 0 AND s.clock = 2 AND r.boot_id IS NOT DISTINCT FROM s.boot_id
              AND r.mono IS NOT DISTINCT FROM s.mono))"""
 #: A re-send may carry a timestamp the gateway corrected after its clock synced (clock 2) for a reading first stored
-#: unsynced (clock 0): the key stays, the better time wins. Runs only for batches holding corrected readings.
+#: unsynced (clock 0): the key stays, the better time wins, and with it the quality the collector judged for it (a
+#: reading flagged for its unsynced 1970 time is good again at its corrected time). Runs only for batches holding
+#: corrected readings, and only for the same reading.
 _RETIME_STAGED = f"""
-    UPDATE readings AS r SET ts = to_timestamp(s.ts), clock = s.clock
+    UPDATE readings AS r SET ts = to_timestamp(s.ts), clock = s.clock, quality = s.quality, reason = s.reason
     FROM readings_stage AS s
     WHERE s.clock = 2 AND r.clock = 0
       AND r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq AND {_SAME_READING}"""
@@ -272,19 +276,29 @@ _CONFLICTING_STAGED = f"""
     SELECT s.batch, s.seq FROM readings_stage AS s
     JOIN readings AS r ON r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq
     WHERE NOT ({_SAME_READING})"""
-_SAME_EVENT = """
-    SELECT kind = %s AND source = %s AND data = %s::jsonb AND ts = to_timestamp(%s) FROM events
-    WHERE gateway_id = %s AND epoch = %s AND seq = %s"""
 _INSERT_CONFLICT = """
     INSERT INTO conflicts (gateway_id, stream, epoch, first_seq, last_seq, count)
     VALUES (%s, %s, %s, %s, %s, %s)"""
-_INSERT_EVENT = """
-    INSERT INTO events (gateway_id, epoch, seq, ts, kind, source, data)
-    VALUES (%s, %s, %s, to_timestamp(%s), %s, %s, %s)
+_EVENT_COLUMNS = ("gateway_id", "epoch", "seq", "ts", "kind", "source", "data")
+_EVENT_STAGE = """CREATE TEMPORARY TABLE IF NOT EXISTS events_stage (
+    gateway_id text, epoch bigint, seq bigint, ts double precision, kind text, source text, data text,
+    batch integer) ON COMMIT DELETE ROWS"""
+_EVENT_COPY = f"COPY events_stage ({', '.join(_EVENT_COLUMNS)}, batch) FROM STDIN (FORMAT BINARY)"
+_EVENT_STAGE_TYPES = ["text", "int8", "int8", "float8", "text", "text", "text", "int4"]
+_INSERT_STAGED_EVENTS = f"""
+    INSERT INTO events ({', '.join(_EVENT_COLUMNS)})
+    SELECT gateway_id, epoch, seq, to_timestamp(ts), kind, source, data::jsonb FROM events_stage
     ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"""
-_INSERT_GAP = """
+#: Staged events whose key is held with another event. Runs only for rounds that met keys already stored.
+_CONFLICTING_STAGED_EVENTS = """
+    SELECT s.batch, s.seq FROM events_stage AS s
+    JOIN events AS e ON e.gateway_id = s.gateway_id AND e.epoch = s.epoch AND e.seq = s.seq
+    WHERE NOT (e.kind = s.kind AND e.source = s.source AND e.data = s.data::jsonb AND e.ts = to_timestamp(s.ts))"""
+_INSERT_GAPS = """
     INSERT INTO gaps (gateway_id, stream, epoch, first_seq, last_seq, count, first_ts, last_ts, reported_at)
-    VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s), to_timestamp(%s))
+    SELECT g, s, e, f, l, n, to_timestamp(ft), to_timestamp(lt), to_timestamp(r)
+    FROM unnest(%s::text[], %s::text[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::float8[],
+                %s::float8[]) AS x(g, s, e, f, l, n, ft, lt, r)
     ON CONFLICT (gateway_id, stream, epoch, first_seq) DO NOTHING"""
 #: In gateway order, the same for every collector, so that two rounds never wait on each other's rows.
 _SEEN = """
@@ -318,6 +332,7 @@ class Store:
         migrate(conn)
         with conn.transaction():
             conn.execute(_STAGE)
+            conn.execute(_EVENT_STAGE)
 
     @classmethod
     def connect(cls, url: str, **kwargs: Any) -> Store:
@@ -336,16 +351,16 @@ class Store:
         with self.conn.transaction():
             if work.readings:
                 self._write_readings(work.readings, written)
-            for batch in work.events:
-                self._write_events(batch, written)
+            if work.events:
+                self._write_events(work.events, written)
             if written.conflicts:
                 self._record_conflicts(written)
             self._touch(work, written)
             for status in work.statuses:
                 self.conn.execute(_STATUS, status.__dict__)
             for item in work.rejected:
-                self.conn.execute(_REJECT, (item.topic, item.reason, item.payload[:REJECTED_PAYLOAD_LIMIT],
-                                            len(item.payload)))
+                self.conn.execute(_REJECT, (storable_text(item.topic), storable_text(item.reason),
+                                            item.payload[:REJECTED_PAYLOAD_LIMIT], len(item.payload)))
         return written
 
     def _write_readings(self, batches: list[ReadingBatch], written: Written) -> None:
@@ -368,32 +383,31 @@ class Store:
             if retimed:
                 cur.execute(_RETIME_STAGED)
 
-    def _write_events(self, batch: EventBatch, written: Written) -> None:
+    def _write_events(self, batches: list[EventBatch], written: Written) -> None:
+        """Every event of the round in one ``COPY`` and one insert; the gaps they report in one more statement."""
+        gaps: list[tuple[int, int, tuple[Any, ...]]] = []  # batch number, event seq, gap row
         with self.conn.cursor() as cur:
-            for event in batch.events:
-                data = json.dumps(event.data, ensure_ascii=False)
-                cur.execute(_INSERT_EVENT, (batch.gateway_id, batch.epoch, event.seq, event.ts, event.kind,
-                                            event.source, data))
-                if cur.rowcount == 0:
-                    same = cur.execute(_SAME_EVENT, (event.kind, event.source, data, event.ts, batch.gateway_id,
-                                                     batch.epoch, event.seq)).fetchone()
-                    if same is not None and not same[0]:
-                        written.conflict(batch, event.seq)
-                    continue
-                written.events_new += 1
-                if event.kind == GAP_KIND:
-                    written.gaps_new += self._write_gap(cur, batch.gateway_id, event.ts, event.data)
-
-    @staticmethod
-    def _write_gap(cur: psycopg.Cursor, gateway_id: str, reported: float, data: dict[str, Any]) -> int:
-        gap = gap_fields(data)
-        if gap is None:
-            log.warning("gateway %s sent a %s event without epoch/first_seq/last_seq/count; stored as an event "
-                        "only", gateway_id, GAP_KIND)
-            return 0
-        cur.execute(_INSERT_GAP, (gateway_id, gap["stream"], gap["epoch"], gap["first_seq"], gap["last_seq"],
-                                  gap["count"], gap["first_ts"], gap["last_ts"], reported))
-        return cur.rowcount
+            with cur.copy(_EVENT_COPY) as copy:
+                copy.set_types(_EVENT_STAGE_TYPES)
+                for number, batch in enumerate(batches):
+                    for event in batch.events:
+                        copy.write_row((batch.gateway_id, batch.epoch, event.seq, event.ts, event.kind, event.source,
+                                        json.dumps(event.data, ensure_ascii=False), number))
+                        if event.kind == GAP_KIND:
+                            gap = _gap_row(batch.gateway_id, event.ts, event.data)
+                            if gap is not None:
+                                gaps.append((number, event.seq, gap))
+            staged = sum(len(batch.events) for batch in batches)
+            cur.execute(_INSERT_STAGED_EVENTS)
+            written.events_new += cur.rowcount
+            if staged > cur.rowcount:
+                clashes = set(cur.execute(_CONFLICTING_STAGED_EVENTS).fetchall())
+                for number, seq in sorted(clashes):
+                    written.conflict(batches[number], seq)
+                gaps = [g for g in gaps if (g[0], g[1]) not in clashes]  # a gap another life reported is not ours
+            if gaps:
+                cur.execute(_INSERT_GAPS, [list(column) for column in zip(*(gap for _, _, gap in gaps))])
+                written.gaps_new += cur.rowcount
 
     def _touch(self, work: Work, written: Written) -> None:
         """Every gateway that sent data was seen now (its online/offline state comes only from status messages), and
@@ -418,13 +432,33 @@ class Store:
                               batch.gateway_id, stream, first, last, batch.epoch)
 
 
+def _gap_row(gateway_id: str, reported: float, data: dict[str, Any]) -> tuple[Any, ...] | None:
+    gap = gap_fields(data)
+    if gap is None:
+        log.warning("gateway %s sent a %s event without epoch/first_seq/last_seq/count; stored as an event only",
+                    gateway_id, GAP_KIND)
+        return None
+    return (gateway_id, gap["stream"], gap["epoch"], gap["first_seq"], gap["last_seq"], gap["count"],
+            gap["first_ts"], gap["last_ts"], reported)
+
+
+def storable_text(text: str) -> str:
+    """A text PostgreSQL stores whatever it holds: NUL and lone surrogates replaced (for reasons and topics, which
+    may quote hostile input)."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def gap_fields(data: dict[str, Any]) -> dict[str, Any] | None:
     """The gap a ``buffer.gap`` event describes, or None when a required field is missing or of the wrong type."""
     gap = {"stream": data.get("stream", "readings"), "epoch": _whole(data.get("epoch")),
            "first_seq": _whole(data.get("first_seq")), "last_seq": _whole(data.get("last_seq")),
            "count": _whole(data.get("count")), "first_ts": _seconds(data.get("first_ts")),
            "last_ts": _seconds(data.get("last_ts"))}
-    if not isinstance(gap["stream"], str) or None in (gap["epoch"], gap["first_seq"], gap["last_seq"], gap["count"]):
+    required = (gap["epoch"], gap["first_seq"], gap["last_seq"], gap["count"])
+    if gap["stream"] not in ("readings", "events") or None in required:
         return None
     return gap
 
@@ -435,5 +469,7 @@ def _whole(value: Any) -> int | None:
 
 
 def _seconds(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A time in seconds within the years the protocol allows, else None."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and MIN_TS_MS <= value * 1000 <= MAX_TS_MS
     return float(value) if ok else None
