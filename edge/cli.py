@@ -299,11 +299,13 @@ def _print_rows(rows, fmt: str) -> None:
 @click.argument("actuator")
 @click.argument("action", type=click.Choice(["on", "off", "auto"]))
 @click.option("--for", "duration", callback=_duration, metavar="DURATION",
-              help="How long the override lasts (on: default control.manual_default; off: until auto).")
+              help="How long the override lasts (default control.manual_default); longer than the actuator's "
+              "max_manual is refused.")
 def actuate(config_path: str | None, actuator: str, action: str, duration: float | None) -> None:
     """Switch an actuator of the running daemon by hand, or hand it back to its schedules and rules (auto).
 
-    The safety limits still apply: the answer is the resulting state, or the refusal and its reason.
+    The safety limits and safety rules (frost protection) still apply: the answer is the resulting state, or the
+    refusal and its reason.
 
     Example: edge actuate -c /etc/edge/gateway.yaml pump-bed-1 on --for 10m
     """

@@ -18,7 +18,7 @@ from edge.config import GatewayConfig
 from edge.gateway.alerts import build as build_alerts
 from edge.gateway.buffer import Buffer
 from edge.gateway.clock import Clock
-from edge.gateway.control.supervisor import LatestReadings, Supervisor, socket_handler
+from edge.gateway.control.supervisor import LatestReadings, Refused, Supervisor, socket_handler
 from edge.gateway.control_socket import ControlServer
 from edge.gateway.hardware import Hardware, open_hardware
 from edge.gateway.notify import sd_notify, watchdog_interval
@@ -198,12 +198,15 @@ class Daemon:
         self.buffer.enforce_budget(self.config.buffer.max_size, self.clock.time())
 
     def _remote_command(self, command) -> dict:
-        """An actuate command from the data center, to the supervisor like any manual command."""
+        """An actuate command from the data center (its fields already strictly typed by the protocol), to the
+        supervisor like any manual command: the same bounds and limits, the same refusals."""
         if command.op != "actuate":
             raise ValueError(f"unknown op {command.op!r}")
         args = command.args
-        return self.supervisor.command(str(args.get("actuator")), str(args.get("action")), args.get("for"),
-                                       f"remote:{command.id}")
+        try:
+            return self.supervisor.command(args["actuator"], args["action"], args.get("for"), f"remote:{command.id}")
+        except Refused as exc:
+            raise Refused(f"refused: {exc}") from None
 
     def control(self) -> None:
         """Every control.interval: schedules, rules and safety limits (max_on needs this to keep running)."""
