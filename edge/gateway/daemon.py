@@ -214,8 +214,9 @@ class Daemon:
         self._control_ran = self.clock.monotonic()
 
     def health(self) -> list[str]:
-        """What keeps the daemon from being healthy; empty while it is. The scheduler's liveness needs no check
-        here: this runs in a scheduler job, so a dead or wedged scheduler sends no ping at all."""
+        """What keeps the daemon from being healthy; empty while it is: sampling, control, a writable buffer, and an
+        uplink thread that is alive and making progress. The scheduler's liveness needs no check here: this runs in
+        a scheduler job, so a dead or wedged scheduler sends no ping at all."""
         problems = [f"sampling every {interval:g}s: " + ("no round completed yet" if age == math.inf
                                                          else f"last round completed {age:.0f}s ago")
                     for interval, age in self.sampler.stale(WATCHDOG_GRACE).items()]
@@ -225,6 +226,9 @@ class Daemon:
         problem = self.buffer.write_problem(BUFFER_WRITE_TIMEOUT)
         if problem:
             problems.append(f"the buffer does not accept writes ({problem})")
+        problem = self.sync.problem() if self.sync is not None else None
+        if problem:  # a dead or wedged uplink: the backlog would grow until someone noticed
+            problems.append(problem)
         return problems
 
     def watchdog(self) -> None:
