@@ -328,7 +328,12 @@ class Sync:
                           (protocol.PRESENCE_TOPIC, 1)])
         self.connected = True
         self._failures = 0
-        self._link_changed(True)
+        try:
+            self._link_changed(True)
+        except Exception:  # say, the buffer locked past its timeout: this connection is not usable, try again
+            log.exception("sync: could not take up the new connection; reconnecting")
+            self.connected = False
+            _close(client)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties=None) -> None:
         if self._stop.is_set():
