@@ -544,3 +544,22 @@ def test_a_batch_sent_before_the_collector_is_back_is_acked_well_before_the_ack_
     finally:
         for collector in collectors:
             collector.stop()
+
+
+def test_an_unreadable_password_file_is_an_outage_not_a_dead_or_stalled_uplink(buffer, broker, tmp_path):
+    from edge.gateway.clock import FakeClock
+
+    clock = FakeClock(start=time.time())
+    config = SyncConfig(url=broker.url, password_file=tmp_path / "missing-password", reconnect_min="0.2s",
+                        reconnect_max="0.5s")
+    sync = Sync(config, GW, buffer, clock)
+    sync.start()
+    try:
+        wait_until(lambda: (buffer.sync_state().get("error") or "").startswith("[Errno 2] No such file"),
+                   what="the failed attempt recorded")
+        assert buffer.sync_state()["link"] == "down"
+        clock.advance(600)  # ten minutes of failed attempts: still trying, so not stalled
+        wait_until(lambda: sync.problem() is None, timeout=10, what="the next attempt")
+        assert sync._thread.is_alive()
+    finally:
+        sync.stop()

@@ -260,8 +260,11 @@ class Sync:
     # ----------------------------------------------------------------------------------------------- connection
 
     def _connect(self) -> bool:
+        """One connection attempt. Any failure (the broker, the network, a password or CA file that cannot be read)
+        leaves the link down with the reason, and the caller waits out the backoff: a failure to connect is an
+        outage, not a stalled uplink, so it never makes the watchdog restart the daemon."""
         self._refused = None
-        client = self._make_client()
+        client = None
         parts = urlsplit(self.config.url)
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
         kwargs: dict[str, Any] = {"keepalive": int(self.config.keepalive)}
@@ -273,6 +276,7 @@ class Sync:
             props.SessionExpiryInterval = 86400  # commands and acks queued while we are away are kept a day
             kwargs.update(clean_start=False, properties=props)
         try:
+            client = self._make_client()
             client.connect(parts.hostname, port, **kwargs)
             deadline = time.monotonic() + 10
             while not self.connected and time.monotonic() < deadline and not self._stop.is_set():
@@ -281,11 +285,12 @@ class Sync:
                     raise OSError(self._refused)
                 if rc != 0:
                     raise OSError(_paho_error(rc))
-        except (OSError, ValueError) as exc:
+        except Exception as exc:
             self._failures += 1
-            log.warning("sync: cannot connect to %s:%s (%s); retrying", parts.hostname, port, exc)
-            self._save_state(link="down", error=str(exc))
+            log.warning("sync: cannot connect to %s:%s (%s); retrying", parts.hostname, port, exc,
+                        exc_info=not isinstance(exc, (OSError, ValueError)))
             _close(client)
+            self._save_state(link="down", error=str(exc))
             return False
         if not self.connected:
             _close(client)
