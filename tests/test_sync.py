@@ -413,32 +413,36 @@ def test_a_garbled_buffer_row_is_set_aside_reported_and_the_rest_flows(buffer, b
     corrupt(buffer, "UPDATE readings SET unit = CAST(X'C328' AS TEXT) WHERE seq = 5")  # invalid UTF-8
     corrupt(buffer, "UPDATE readings SET value = 9e999 WHERE seq = 9")  # infinity: cannot be encoded
     corrupt(buffer, "UPDATE events SET data = '{\"value\": ' WHERE seq = ?", first)  # not JSON any more
+    corrupt(buffer, "UPDATE readings SET seq = CAST(X'FF07' AS TEXT) WHERE seq = 12")  # even the key garbled
     assert _quick_check(buffer.path) is None
 
     sync = make_sync(broker)
     wait_until(lambda: pending(buffer) == 0 and buffer.counts("events")["pending"] == 0, what="the rest to flow")
-    assert set(data_center.readings) == {(1, seq) for seq in range(1, 21)} - {(1, 5), (1, 9)}
-    wait_until(lambda: len([e for e in data_center.events if e.kind.startswith("buffer.")]) == 3,
+    assert set(data_center.readings) == {(1, seq) for seq in range(1, 21)} - {(1, 5), (1, 9), (1, 12)}
+    wait_until(lambda: len([e for e in data_center.events if e.kind.startswith("buffer.")]) == 4,
                what="the data center to be told")
     gaps = sorted((e.data["first_seq"], e.data["last_seq"], e.data["count"], e.data["reason"])
                   for e in data_center.events if e.kind == "buffer.gap")
     assert [g[:3] for g in gaps] == [(5, 5, 1), (9, 9, 1)]
     assert gaps[0][3].startswith("set aside: cannot be read: Could not decode to UTF-8 column 'unit'")
     assert gaps[1][3] == "set aside: cannot be encoded: value 'inf' is not a finite number"
-    [aside] = [e for e in data_center.events if e.kind == "buffer.set_aside"]
-    assert aside.data["seq"] == first and aside.data["reason"].startswith("cannot be encoded: data is not JSON")
+    aside = sorted(((e.data["stream"], e.data["seq"]), e.data["reason"]) for e in data_center.events
+                   if e.kind == "buffer.set_aside")
+    assert aside[0][0] == ("events", first) and aside[0][1].startswith("cannot be encoded: data is not JSON")
+    assert aside[1] == (("readings", "x'FF07'"), "its key is not a pair of integers")
     kept = {(r["stream"], r["seq"]): json.loads(r["cells"]) for r in buffer.db.query("SELECT * FROM sync_quarantine")}
-    assert set(kept) == {("readings", 5), ("readings", 9), ("events", first)}
+    assert set(kept) == {("readings", 5), ("readings", 9), ("readings", "x'FF07'"), ("events", first)}
     assert kept[("readings", 5)]["unit"] == ["text", "C328"]  # the garbled bytes, exactly
     assert kept[("readings", 9)]["value"] == ["real", "Inf"]
+    assert kept[("readings", "x'FF07'")]["seq"] == ["text", "FF07"]
     assert sync.problem() is None
 
     sync.stop()  # the next start does not read them again
     make_sync(broker)
     append(buffer, 3, start=20)
     wait_until(lambda: pending(buffer) == 0, what="new readings after a restart")
-    assert buffer.db.execute("SELECT COUNT(*) FROM sync_quarantine").fetchone()[0] == 3
-    assert len([e for e in buffer.events() if e["kind"] in ("buffer.gap", "buffer.set_aside")]) == 3
+    assert buffer.db.execute("SELECT COUNT(*) FROM sync_quarantine").fetchone()[0] == 4
+    assert len([e for e in buffer.events() if e["kind"] in ("buffer.gap", "buffer.set_aside")]) == 4
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit below

@@ -335,8 +335,9 @@ class Sync:
         self._failures = 0
         try:
             self._link_changed(True)
-        except Exception:  # say, the buffer locked past its timeout: this connection is not usable, try again
+        except Exception as exc:  # say, the buffer locked past its timeout: this connection is not usable, try again
             log.exception("sync: could not take up the new connection; reconnecting")
+            self._refused = f"could not take up the connection ({_reason(exc, named=True)})"
             self.connected = False
             _close(client)
 
@@ -393,8 +394,9 @@ class Sync:
 
     def _open_lanes(self) -> None:
         """Readings taken from now on are live; older pending ones are the backlog."""
-        row = self.buffer.db.execute(
-            "SELECT epoch, seq FROM readings WHERE acked = 0 ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
+        row = self.buffer.db.execute(  # a garbled key (text, it sorts last) is swept aside by _read, not read here
+            "SELECT epoch, seq FROM readings WHERE acked = 0 AND typeof(epoch) = 'integer' AND typeof(seq) = 'integer' "
+            "ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
         live_from = tuple(row) if row else (0, 0)
         self.lanes = [Lane("events", "events"), Lane("live", "readings", after=live_from),
                       Lane("backlog", "readings", until=live_from, rate=self.config.backlog_rate)]
@@ -485,6 +487,12 @@ class Sync:
         except sqlite3.OperationalError as exc:
             if not _undecodable(exc):
                 raise
+        table = _table(stream)
+        for hex_epoch, hex_seq in self.buffer.db.execute(  # a garbled key first: it cannot even be selected
+                f"SELECT hex(epoch), hex(seq) FROM {table} WHERE acked = 0 AND "
+                f"(typeof(epoch) != 'integer' OR typeof(seq) != 'integer')").fetchall():
+            self._set_aside(stream, f"x'{hex_epoch}'", f"x'{hex_seq}'", "its key is not a pair of integers",
+                            match=("hex(epoch) = ? AND hex(seq) = ?", (hex_epoch, hex_seq)))
         keys = self.buffer.db.execute(f"SELECT epoch, seq FROM {_table(stream)} WHERE acked = 0 AND {where}",
                                       params).fetchall()
         for epoch, seq in keys:
@@ -531,22 +539,25 @@ class Sync:
             return protocol.encode_readings(self.gateway_id, epoch, [_reading(r) for r in rows])
         return protocol.encode_events(self.gateway_id, epoch, [_event(r) for r in rows])
 
-    def _set_aside(self, stream: str, epoch: int, seq: int, reason: str) -> None:
+    def _set_aside(self, stream: str, epoch: Any, seq: Any, reason: str,
+                   match: tuple[str, tuple] | None = None) -> None:
         """Move one row that cannot be sent to ``sync_quarantine`` (its raw cells kept, hex-encoded, so nothing is
         lost on the gateway and nothing undecodable is read again) and tell the data center in the same transaction:
         a reading becomes a ``buffer.gap`` of one row (the record the disk budget uses, so the data center's gap
-        table names it); an event, a ``buffer.set_aside`` event."""
+        table names it); an event, or a row whose key itself is garbled (``match`` then finds it by the hex of its
+        key), a ``buffer.set_aside`` event."""
         reason = _printable(reason)
         now = self.clock.time()
         table = _table(stream)
+        where, params = match or ("epoch = ? AND seq = ?", (epoch, seq))
         with self.buffer.transaction() as db:
-            cells = _raw_cells(db, table, epoch, seq)
+            cells = _raw_cells(db, table, where, params)
             if cells is None:
                 return  # already gone (acknowledged and pruned meanwhile)
             db.execute("INSERT OR REPLACE INTO sync_quarantine VALUES (?, ?, ?, ?, ?, ?)",
                        (stream, epoch, seq, now, reason, json.dumps(cells, sort_keys=True)))
-            db.execute(f"DELETE FROM {table} WHERE epoch = ? AND seq = ?", (epoch, seq))
-            if stream == "readings":
+            db.execute(f"DELETE FROM {table} WHERE {where}", params)
+            if stream == "readings" and match is None:
                 ts = _number(cells.get("ts"))
                 self.buffer.append_event("buffer.gap", "sync", {
                     "stream": "readings", "epoch": epoch, "first_seq": seq, "last_seq": seq, "count": 1,
@@ -554,7 +565,7 @@ class Sync:
             else:
                 self.buffer.append_event("buffer.set_aside", "sync", {
                     "stream": stream, "epoch": epoch, "seq": seq, "reason": reason}, ts=now)
-        log.error("sync: %s %d of epoch %d %s; moved to sync_quarantine and reported to the data center",
+        log.error("sync: %s %s of epoch %s %s; moved to sync_quarantine and reported to the data center",
                   stream[:-1], seq, epoch, reason)
 
     def _expire(self, now_mono: float) -> None:
@@ -731,13 +742,13 @@ def _undecodable(exc: sqlite3.Error) -> bool:
     return "Could not decode" in str(exc)
 
 
-def _raw_cells(db: Any, table: str, epoch: int, seq: int) -> dict[str, list[Any]] | None:
+def _raw_cells(db: Any, table: str, where: str, params: tuple) -> dict[str, list[Any]] | None:
     """Every cell of one row as ``[sqlite type, text]``: text and blobs as hex (their exact bytes, whatever they
     are), numbers as their literal. Read with SQL functions only, so an undecodable cell never reaches Python."""
     columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()]
     parts = ", ".join(f"typeof(\"{c}\"), CASE WHEN typeof(\"{c}\") IN ('text', 'blob') THEN hex(\"{c}\") "
                       f"ELSE quote(\"{c}\") END" for c in columns)
-    row = db.execute(f"SELECT {parts} FROM {table} WHERE epoch = ? AND seq = ?", (epoch, seq)).fetchone()
+    row = db.execute(f"SELECT {parts} FROM {table} WHERE {where}", params).fetchone()
     if row is None:
         return None
     return {c: [row[2 * i], row[2 * i + 1]] for i, c in enumerate(columns)}
