@@ -74,6 +74,25 @@ def test_sigterm_stops_within_5_seconds_with_everything_committed(gateway_config
     assert events(buffer_path)[-1]["data"] == {"reason": "SIGTERM"}
 
 
+def test_a_clean_stop_with_a_broker_logs_no_error(gateway_config, tmp_path, start_daemon, broker):
+    gateway_config.write_text(gateway_config.read_text() + f"sync: {{url: '{broker.url}'}}\n")
+    daemon = start_daemon(gateway_config)
+
+    def link() -> str | None:
+        if not (tmp_path / "buffer.db").exists():
+            return None
+        buffer = Buffer.reader(tmp_path / "buffer.db")
+        try:
+            return buffer.sync_state().get("link")
+        finally:
+            buffer.close()
+
+    wait_until(lambda: link() == "up", what="the uplink")
+    code, err = daemon.stop(signal.SIGTERM)
+    assert code == 0 and "stopped cleanly" in err
+    assert [line for line in err.splitlines() if line.startswith(("ERROR", "CRITICAL"))] == []
+
+
 def test_run_for_stops_by_itself(gateway_config, start_daemon):
     daemon = start_daemon(gateway_config, "--for", "2s")
     _, err = daemon.proc.communicate(timeout=60)
