@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import wait_until
+from edge.errors import BufferUnavailable
 from edge.gateway.buffer import Buffer
 
 pytestmark = pytest.mark.slow
@@ -79,9 +80,10 @@ def test_a_clean_stop_with_a_broker_logs_no_error(gateway_config, tmp_path, star
     daemon = start_daemon(gateway_config)
 
     def link() -> str | None:
-        if not (tmp_path / "buffer.db").exists():
+        try:
+            buffer = Buffer.reader(tmp_path / "buffer.db")
+        except BufferUnavailable:  # not created yet
             return None
-        buffer = Buffer.reader(tmp_path / "buffer.db")
         try:
             return buffer.sync_state().get("link")
         finally:

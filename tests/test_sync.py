@@ -344,7 +344,8 @@ def test_hostile_commands_are_each_answered_and_the_uplink_keeps_acking(buffer, 
     wait_until(lambda: data_center.status, what="the gateway to connect")
     now = str(time.time()).encode()
     hostile = {
-        "lone surrogate in the id": raw_command(b'{"id": "c-\\udc80", "issued": ' + now + b', "op": "ping", "args": {}}'),
+        "lone surrogate in the id": raw_command(b'{"id": "c-\\udc80", "issued": ' + now
+                                                + b', "op": "ping", "args": {}}'),
         "JSON 100,000 deep": raw_command(b'{"id": "deep", "issued": ' + now + b', "op": "ping", "args": '
                                          + b"[" * 100_000 + b"]" * 100_000 + b"}"),
         "a 5,000-digit integer": raw_command(b'{"id": "big", "issued": 1' + b"0" * 5000 + b', "op": "ping"}'),

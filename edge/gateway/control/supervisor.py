@@ -331,7 +331,6 @@ class Supervisor:
                                      or not 0 < duration <= 366 * 86400):
             raise Refused(f"invalid duration {duration!r}: give seconds, more than 0")
         with self._lock:
-            limits = self.limits[actuator_id]
             if action == "auto":
                 self.overrides.pop(actuator_id, None)
                 with self.buffer.transaction() as db:
