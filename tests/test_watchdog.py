@@ -194,10 +194,14 @@ def test_a_wedged_or_dead_uplink_makes_the_daemon_unhealthy(tmp_path, broker):
     daemon = Daemon(load_config(path, env={}), clock=clock)
     daemon.start()
     data_center = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-dc", protocol=mqtt.MQTTv5)
+    births = []
+    data_center.on_message = lambda *args: births.append(args[-1].payload)
     data_center.connect(broker.host, broker.port)
+    data_center.subscribe(protocol.topic("gh-watchdog", protocol.STATUS), qos=1)
     data_center.loop_start()
     try:
-        wait_until(lambda: daemon.sync.connected and not daemon.health(), timeout=10, what="a healthy daemon")
+        # The birth message comes after the gateway's SUBSCRIBE on the same connection: commands reach it from then.
+        wait_until(lambda: births and not daemon.health(), timeout=10, what="a healthy daemon, online")
         # Wedged: a remote command waits for the supervisor, held by an output that does not answer (here: us).
         entered = threading.Event()
         remote = daemon.sync.on_command
