@@ -132,7 +132,6 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
     from edge.gateway.clock import Clock
     from edge.gateway.control.supervisor import describe_state
 
-    now = time.time() if now is None else now
     buffer = _open_reader(config)
     try:
         readings = buffer.counts("readings")
@@ -144,6 +143,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         link = buffer.sync_state()
     finally:
         buffer.close()
+    now = time.time() if now is None else now  # after the queries: no reading or heartbeat is newer than now
     oldest = readings.pop("oldest_pending_ts")
     sensors = {}
     for sensor in config.sensors:
@@ -170,22 +170,34 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         },
         "disk": {"path": str(Path(config.buffer.path).absolute().parent),
                  "free_bytes": (free := free_bytes(Path(config.buffer.path))), "full": free < LOW_SPACE},
-        "sync": _sync_report(config, link, running),
+        "sync": _sync_report(config, link, running, now),
         "sensors": sensors,
         "actuators": {a.id: describe_state(a.id, actuator_rows.get(a.id, _NEVER_SWITCHED), now)
                       for a in config.actuators},
     }
 
 
-def _sync_report(config, link: dict[str, str | None], running: bool) -> dict[str, Any]:
+def _sync_report(config, link: dict[str, str | None], running: bool, now: float) -> dict[str, Any]:
+    """The uplink as its thread last recorded it. The thread records a heartbeat (``beat``) at least every 10 s
+    while it makes progress; an older one means it is wedged or failing at every turn: ``stalled``, whatever the
+    link was. A thread that ended records ``down`` and why (and no heartbeat)."""
     def number(key: str) -> float | None:
-        return None if link.get(key) in (None, "None") else float(link[key])
+        try:
+            return None if link.get(key) in (None, "None") else float(link[key])
+        except ValueError:
+            return None
 
     state = link.get("link") if running else "daemon not running"
+    error = link.get("error") if link.get("error") not in (None, "None") else None
+    beat = number("beat")
+    if running and config.sync.url and beat is not None and now - beat > config.sync.stall_after:
+        state = "stalled"
+        error = (f"the uplink thread has made no progress since {_iso(beat)} ({now - beat:.0f}s)"
+                 + (f"; last error: {error}" if error else ""))
     if not config.sync.url:
         state = "offline (no broker configured)"
     return {"link": state or "unknown", "since": _iso(number("since")), "last_ack": _iso(number("last_ack")),
-            "error": link.get("error") if link.get("error") not in (None, "None") else None}
+            "error": error}
 
 
 def _format_value(q: dict[str, Any]) -> str:
@@ -317,11 +329,13 @@ def _print_rows(rows, fmt: str) -> None:
 @click.argument("actuator")
 @click.argument("action", type=click.Choice(["on", "off", "auto"]))
 @click.option("--for", "duration", callback=_duration, metavar="DURATION",
-              help="How long the override lasts (on: default control.manual_default; off: until auto).")
+              help="How long the override lasts (default control.manual_default); longer than the actuator's "
+              "max_manual is refused.")
 def actuate(config_path: str | None, actuator: str, action: str, duration: float | None) -> None:
     """Switch an actuator of the running daemon by hand, or hand it back to its schedules and rules (auto).
 
-    The safety limits still apply: the answer is the resulting state, or the refusal and its reason.
+    The safety limits and safety rules (frost protection) still apply: the answer is the resulting state, or the
+    refusal and its reason.
 
     Example: edge actuate -c /etc/edge/gateway.yaml pump-bed-1 on --for 10m
     """

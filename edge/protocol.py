@@ -32,8 +32,9 @@ from edge.errors import EdgeError
 VERSION = 1
 MAGIC = b"GH"
 KIND_READINGS, KIND_EVENTS, KIND_ACK, KIND_STATUS, KIND_COMMAND = b"R", b"E", b"A", b"S", b"C"
+KIND_PRESENCE = b"P"
 KINDS = {KIND_READINGS: "readings", KIND_EVENTS: "events", KIND_ACK: "ack", KIND_STATUS: "status",
-         KIND_COMMAND: "command"}
+         KIND_COMMAND: "command", KIND_PRESENCE: "presence"}
 
 #: Largest payload a decoder accepts, compressed and decompressed (a defence against zip bombs).
 MAX_PAYLOAD = 4 * 1024 * 1024
@@ -89,6 +90,11 @@ def topic(gateway_id: str, leaf: str) -> str:
 
 UP_READINGS, UP_EVENTS, STATUS, DOWN_ACK, DOWN_CMD = "up/readings", "up/events", "status", "down/ack", "down/cmd"
 LEAVES = (UP_READINGS, UP_EVENTS, STATUS, DOWN_ACK, DOWN_CMD)
+
+#: Retained; every collector publishes a new start id here each time it has (re)subscribed to the uplink, so that
+#: gateways re-send at once what the broker may have dropped while no collector was there. No gateway id can be
+#: ``$collector`` (ids are letters, digits, - and _), and no collector subscription matches this topic.
+PRESENCE_TOPIC = f"{TOPIC_ROOT}/$collector/presence"
 
 
 def parse_topic(name: str) -> tuple[str, str]:
@@ -642,7 +648,38 @@ def decode_status(payload: bytes) -> dict[str, Any]:
     return body
 
 
+def encode_presence(start: str, **fields: Any) -> bytes:
+    """A collector's presence: ``start`` is new at every (re)subscription (a fresh random id)."""
+    return _frame(KIND_PRESENCE, {"start": start, **fields})
+
+
+def decode_presence(payload: bytes) -> dict[str, Any]:
+    body = _unframe(payload, KIND_PRESENCE)
+    start = body.get("start")
+    if not isinstance(start, str) or not 1 <= len(start) <= 128:
+        raise ProtocolError("presence: field 'start' missing or not a string of 1-128 characters")
+    return body
+
+
 COMMAND_OPS = ("actuate", "ping")
+ACTIONS = ("on", "off", "auto")
+#: Longest override a command may ask for at all; each actuator's ``max_manual`` is usually far shorter.
+MAX_COMMAND_DURATION = 366 * 86400.0
+#: Latest ``issued`` time a command may carry (UTC seconds; about the year 5138).
+MAX_ISSUED = 1e11
+_COMMAND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_ACTUATOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_COMMAND_FIELDS = {"id", "issued", "op", "args"}
+_COMMAND_ARGS = {"actuate": {"actuator", "action", "for"}, "ping": set()}
+
+
+class BadCommand(ProtocolError):
+    """A command that does not follow the protocol; ``command_id`` is its id when that much was valid, so the
+    refusal can still name the command it answers."""
+
+    def __init__(self, message: str, command_id: str | None = None):
+        super().__init__(message)
+        self.command_id = command_id
 
 
 @dataclass(frozen=True)
@@ -659,15 +696,67 @@ def encode_command(command: Command) -> bytes:
 
 
 def decode_command(payload: bytes) -> Command:
+    """A command with every field strictly typed: an id of 1-64 letters, digits, ``.``, ``_``, ``:`` or ``-``; a
+    finite ``issued`` time; a known op; exactly the arguments of that op (``actuate``: an actuator id, an action
+    ``on``/``off``/``auto`` and an optional ``for`` of seconds, a number, not a boolean, within 0 and
+    :data:`MAX_COMMAND_DURATION`; ``ping``: none). Unknown fields are refused, not ignored."""
     body = _unframe(payload, KIND_COMMAND)
-    command_id = _need(body, "id", str, "command")
-    if not 1 <= len(command_id) <= 64:
-        raise ProtocolError("command: id must be 1-64 characters")
+    command_id = body.get("id")
+    if not isinstance(command_id, str) or not _COMMAND_ID.fullmatch(command_id):
+        raise BadCommand("command: id must be 1-64 letters, digits, '.', '_', ':' or '-' (got "
+                         f"{_show(command_id)})")
+    unknown = set(body) - _COMMAND_FIELDS
+    if unknown:
+        raise BadCommand(f"command: unknown field(s) {_names(unknown)}", command_id)
     issued = body.get("issued")
-    if not isinstance(issued, (int, float)) or isinstance(issued, bool) or not math.isfinite(issued):
-        raise ProtocolError("command: issued must be a time in seconds")
+    if not _is_number(issued) or not 0 <= issued <= MAX_ISSUED:
+        raise BadCommand(f"command: issued must be a time in UTC seconds (got {_show(issued)})", command_id)
     op = body.get("op")
     if op not in COMMAND_OPS:
-        raise ProtocolError(f"command: unknown op {op!r} (ops: {', '.join(COMMAND_OPS)})")
-    args = _need(body, "args", dict, "command")
+        raise BadCommand(f"command: unknown op {_show(op)} (ops: {', '.join(COMMAND_OPS)})", command_id)
+    args = body.get("args")
+    if not isinstance(args, dict):
+        raise BadCommand(f"command: args must be an object (got {_show(args)})", command_id)
+    unknown = set(args) - _COMMAND_ARGS[op]
+    if unknown:
+        raise BadCommand(f"command {op}: unknown argument(s) {_names(unknown)}", command_id)
+    if op == "actuate":
+        args = _actuate_args(args, command_id)
     return Command(command_id, float(issued), op, args)
+
+
+def _actuate_args(args: dict[str, Any], command_id: str) -> dict[str, Any]:
+    actuator, action, duration = args.get("actuator"), args.get("action"), args.get("for")
+    if not isinstance(actuator, str) or not _ACTUATOR_ID.fullmatch(actuator):
+        raise BadCommand(f"command actuate: actuator must be an actuator id (got {_show(actuator)})", command_id)
+    if action not in ACTIONS:
+        raise BadCommand(f"command actuate: action must be one of {', '.join(ACTIONS)} (got {_show(action)})",
+                         command_id)
+    if duration is not None and (not _is_number(duration) or not 0 < duration <= MAX_COMMAND_DURATION):
+        raise BadCommand(f'command actuate: "for" must be a number of seconds, more than 0 and at most '
+                         f"{MAX_COMMAND_DURATION:.0f} (got {_show(duration)})", command_id)
+    return {"actuator": actuator, "action": action, "for": None if duration is None else float(duration)}
+
+
+def _is_number(value: Any) -> bool:
+    """An int or a finite float, not a bool (JSON ``true`` is not 1). Huge integers are compared, never converted."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -2**63 <= value < 2**63
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _show(value: Any) -> str:
+    """A short, printable rendering of a JSON value for an error message (never the whole of a hostile input)."""
+    if isinstance(value, (list, dict)):
+        return "an array" if isinstance(value, list) else "an object"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return "a huge integer"
+    text = json.dumps(value)  # ensure_ascii: a lone surrogate shows as \udc80, not as itself
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _names(keys: set[str]) -> str:
+    shown = sorted(keys)[:5]
+    return ", ".join(_show(k) for k in shown) + (f" and {len(keys) - len(shown)} more" if len(keys) > 5 else "")

@@ -8,6 +8,8 @@ import pwd
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -56,7 +58,7 @@ def test_edge_actuate_reports_a_refusal_and_exits_1(gateway_config, tmp_path, st
     wait_until(lambda: (tmp_path / "control.sock").exists(), what="the control socket")
     out = edge("actuate", "-c", str(gateway_config), "pump", "on", "--for", "1h")
     assert out.returncode == 1
-    assert out.stderr.strip() == "refused: duration exceeds max_on 15m"
+    assert out.stderr.strip() == "refused: 1h exceeds pump's max_on 15m"
 
 
 def test_edge_actuate_without_a_daemon_says_so(gateway_config):
@@ -72,6 +74,15 @@ def test_edge_actuate_without_a_daemon_says_so(gateway_config):
     (b'{"op": "actuate", "actuator": "pump", "action": "on", "sudo": true}\n', "unknown field(s) sudo"),
     (b'{"op": "actuate", "actuator": "pump; rm -rf /", "action": "on"}\n', "refused: unknown actuator"),
     (b"{" + b" " * 20000 + b"}\n", "request too large"),
+    (b'{"op": "\xff\xfe"}\n', "malformed request: not JSON (UnicodeDecodeError"),
+    (b"[" * 8000 + b"]" * 8000 + b"\n", "malformed request: not JSON (RecursionError"),
+    (b'{"op": "actuate", "actuator": "pump", "action": "on", "for": 1' + b"0" * 5000 + b"}\n",
+     "malformed request: not JSON (ValueError: Exceeds the limit"),
+    (b"{}\n", 'malformed request: expected a JSON object with "op"'),
+    (b"\n", "malformed request: empty"),
+    (b'{"op": "actuate", "actuator": "pump", "action": "on"}', None),  # no newline, then EOF: still a request
+    (b'{"op": "actuate", "actuator": "pump", "action": "on", "for": true}\n', '"for" must be a number'),
+    (b'{"op": "actuate", "actuator": "\\udc80", "action": "on"}\n', "refused: unknown actuator '\\udc80'"),
 ])
 def test_malformed_requests_get_a_clear_error_and_change_nothing(gateway_config, daemon, payload, error):
     import socket
@@ -82,7 +93,12 @@ def test_malformed_requests_get_a_clear_error_and_change_nothing(gateway_config,
         sock.settimeout(10)
         sock.connect(str(path))
         sock.sendall(payload)
+        if not payload.endswith(b"\n"):
+            sock.shutdown(socket.SHUT_WR)
         answer = json.loads(sock.makefile("rb").readline())
+    if error is None:  # the one well-formed request of the list
+        assert answer["ok"] is True and answer["result"]["state"] == "on"
+        return
     assert answer["ok"] is False and error in answer["error"]
     assert (read_lines(lines), actuators(gateway_config)) == before
     assert call(path, {"op": "status"})["ok"] is True  # the daemon is still serving
@@ -141,3 +157,84 @@ def test_safe_state_after_kill_9_leaves_every_pin_at_its_safe_level(gateway_conf
     assert out.stdout.splitlines() == ["fan: off", "pump: off"]
     # driven at their off levels and left driven (the pump's relay board is active-low)
     assert read_lines(lines) == {"GPIO18": "output 0", "GPIO27": "output 1"}
+
+
+# ------------------------------------------------------------------------------------------ no client ties it up
+
+
+def daemon_threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_a_client_that_sends_nothing_is_closed_after_the_timeout_with_a_log_line(gateway_config, daemon):
+    import socket
+
+    proc, path, _ = daemon
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.settimeout(30)
+        silent.connect(str(path))
+        began = time.monotonic()
+        assert call(path, {"op": "status"})["ok"] is True  # others are served meanwhile
+        assert silent.recv(100) == b""  # a clean close, no answer owed
+        assert 4 < time.monotonic() - began < 15
+    _, err = proc.stop()
+    assert "control socket: closed the connection of pid " in err and "no request within 5s" in err
+
+
+def test_ten_concurrent_edge_actuate_clients_are_all_served(gateway_config, daemon):
+    proc, path, _ = daemon
+    answers: list = []
+
+    def client(i: int) -> None:
+        try:
+            answers.append(call(path, {"op": "actuate", "actuator": "fan", "action": "on", "for": 60 + i}))
+        except OSError as exc:
+            answers.append(exc)
+
+    proc.proc.send_signal(signal.SIGSTOP)  # a busy daemon: nobody is accepted until it runs again
+    try:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(10)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # every client has connected (into the backlog) or failed by now
+    finally:
+        proc.proc.send_signal(signal.SIGCONT)
+    for thread in threads:
+        thread.join(30)
+    assert [a for a in answers if not isinstance(a, dict)] == []  # no EAGAIN
+    assert len(answers) == 10 and all(a["ok"] for a in answers)
+
+
+def test_a_thousand_idle_connections_make_no_thousand_threads_and_lock_nobody_out(gateway_config, daemon):
+    import resource
+    import socket
+
+    proc, path, _ = daemon
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 4096), hard), hard))
+    wait_until(lambda: call(path, {"op": "status"})["ok"], what="the daemon to answer")
+    before = daemon_threads(proc.proc.pid)
+    idle = []
+    try:
+        while len(idle) < 1000:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            try:
+                sock.connect(str(path))
+            except BlockingIOError:  # the backlog is full for a moment: the daemon accepts as fast as it can
+                sock.close()
+                time.sleep(0.01)
+                continue
+            idle.append(sock)
+        time.sleep(0.5)
+        assert daemon_threads(proc.proc.pid) <= before + 5
+        began = time.monotonic()
+        assert call(path, {"op": "status"})["ok"] is True
+        assert time.monotonic() - began < 2
+    finally:
+        for sock in idle:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert proc.proc.poll() is None
+    _, err = proc.stop()
+    assert "idle ones to make room" in err

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import wait_until
+from edge.errors import BufferUnavailable
 from edge.gateway.buffer import Buffer
 
 pytestmark = pytest.mark.slow
@@ -72,6 +73,26 @@ def test_sigterm_stops_within_5_seconds_with_everything_committed(gateway_config
     assert epoch["stopped_ts"] is not None
     buffer.close()
     assert events(buffer_path)[-1]["data"] == {"reason": "SIGTERM"}
+
+
+def test_a_clean_stop_with_a_broker_logs_no_error(gateway_config, tmp_path, start_daemon, broker):
+    gateway_config.write_text(gateway_config.read_text() + f"sync: {{url: '{broker.url}'}}\n")
+    daemon = start_daemon(gateway_config)
+
+    def link() -> str | None:
+        try:
+            buffer = Buffer.reader(tmp_path / "buffer.db")
+        except BufferUnavailable:  # not created yet
+            return None
+        try:
+            return buffer.sync_state().get("link")
+        finally:
+            buffer.close()
+
+    wait_until(lambda: link() == "up", what="the uplink")
+    code, err = daemon.stop(signal.SIGTERM)
+    assert code == 0 and "stopped cleanly" in err
+    assert [line for line in err.splitlines() if line.startswith(("ERROR", "CRITICAL"))] == []
 
 
 def test_run_for_stops_by_itself(gateway_config, start_daemon):

@@ -136,14 +136,46 @@ def test_a_zip_bomb_is_refused():
 
 
 @pytest.mark.parametrize("body, message", [
-    (b'{"id": "", "issued": 1, "op": "ping", "args": {}}', "id must be 1-64 characters"),
+    (b'{"id": "", "issued": 1, "op": "ping", "args": {}}', "id must be 1-64 letters"),
+    (b'{"id": "x\\udc80", "issued": 1, "op": "ping", "args": {}}', r'id must be .* \(got "x\\udc80"\)'),
+    (b'{"id": 7, "issued": 1, "op": "ping", "args": {}}', "id must be 1-64 letters"),
     (b'{"id": "x", "issued": "yesterday", "op": "ping", "args": {}}', "issued must be a time"),
-    (b'{"id": "x", "issued": 1, "op": "reboot", "args": {}}', "unknown op 'reboot'"),
-    (b'{"id": "x", "issued": 1, "op": "ping", "args": []}', "field 'args' missing or not dict"),
+    (b'{"id": "x", "issued": 1' + b"0" * 400 + b', "op": "ping", "args": {}}', r"issued .* \(got a huge integer\)"),
+    (b'{"id": "x", "issued": true, "op": "ping", "args": {}}', r"issued must be a time .*\(got true\)"),
+    (b'{"id": "x", "issued": 1, "op": "reboot", "args": {}}', 'unknown op "reboot"'),
+    (b'{"id": "x", "issued": 1, "op": "ping", "args": []}', "args must be an object"),
+    (b'{"id": "x", "issued": 1, "op": "ping", "args": {}, "sudo": 1}', 'unknown field\\(s\\) "sudo"'),
+    (b'{"id": "x", "issued": 1, "op": "ping", "args": {"n": 1}}', 'ping: unknown argument\\(s\\) "n"'),
+    (b'{"id": "x", "issued": 1, "op": "actuate", "args": {"actuator": "pump", "action": "on", "for": true}}',
+     r'"for" must be a number of seconds.*\(got true\)'),
+    (b'{"id": "x", "issued": 1, "op": "actuate", "args": {"actuator": "pump", "action": "on", "for": -5}}',
+     '"for" must be a number of seconds, more than 0'),
+    (b'{"id": "x", "issued": 1, "op": "actuate", "args": {"actuator": "pump", "action": "on", "for": 1e9}}',
+     "at most 31622400"),
+    (b'{"id": "x", "issued": 1, "op": "actuate", "args": {"actuator": "pump", "action": "on", "for": "1h"}}',
+     '"for" must be a number'),
+    (b'{"id": "x", "issued": 1, "op": "actuate", "args": {"actuator": "pump", "action": "melt"}}',
+     'action must be one of on, off, auto \\(got "melt"\\)'),
+    (b'{"id": "x", "issued": 1, "op": "actuate", "args": {"actuator": ["pump"], "action": "on"}}',
+     "actuator must be an actuator id \\(got an array\\)"),
+    (b'{"id": "x", "issued": 1, "op": "actuate", "args": {"actuator": "pump", "action": "on", "speed": 2}}',
+     'actuate: unknown argument\\(s\\) "speed"'),
 ])
 def test_malformed_commands_are_refused(body, message):
     with pytest.raises(ProtocolError, match=message):
         decode_command(frame(b"C", body))
+
+
+def test_a_refused_command_still_names_its_id_when_the_id_was_valid():
+    with pytest.raises(protocol.BadCommand) as refused:
+        decode_command(frame(b"C", b'{"id": "c-9", "issued": 1, "op": "actuate", "args": {"for": true}}'))
+    assert refused.value.command_id == "c-9"
+
+
+def test_presence_round_trips_and_a_bad_one_is_refused():
+    assert protocol.decode_presence(protocol.encode_presence("abc", client="c1"))["start"] == "abc"
+    with pytest.raises(ProtocolError, match="presence: field 'start'"):
+        protocol.decode_presence(frame(b"P", b'{"start": 5}'))
 
 
 @pytest.mark.parametrize("topic, expected", [

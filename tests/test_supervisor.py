@@ -246,7 +246,7 @@ def test_after_a_crash_the_output_is_recorded_off_and_its_on_time_still_counts(t
 
 
 def test_a_manual_duration_longer_than_max_on_is_refused(greenhouse):
-    with pytest.raises(Refused, match="duration exceeds max_on 15m"):
+    with pytest.raises(Refused, match="1h exceeds pump's max_on 15m"):
         greenhouse.supervisor.command("pump", "on", 3600, "cli")
     assert greenhouse.value("pump") == 0
 
@@ -286,8 +286,21 @@ def test_manual_override_beats_rules_until_auto(greenhouse):
     result = greenhouse.supervisor.command("fan", "off", None, "cli:farmer")
     assert (result["state"], result["reason"]) == ("off", "manual:cli:farmer")
     greenhouse.tick(600, air=35.0)
-    assert greenhouse.value("fan") == 0  # an off override without --for lasts until auto
+    assert greenhouse.value("fan") == 0  # an off override without --for lasts control.manual_default (1h)
     assert greenhouse.supervisor.command("fan", "auto", None, "cli:farmer")["reason"] == "rule:cooling"
+
+
+def test_an_override_without_a_duration_ends_after_manual_default_or_max_manual(greenhouse):
+    greenhouse.tick(10, air=35.0)
+    until = greenhouse.supervisor.command("fan", "off", None, "cli")["override"]["until"]
+    assert until == greenhouse.clock.time() + 3600  # control.manual_default
+    greenhouse.tick(3599, air=35.0)
+    assert greenhouse.value("fan") == 0
+    greenhouse.tick(1, air=35.0)
+    assert greenhouse.value("fan") == 1 and greenhouse.changes("fan")[-1] == ("fan", 1.0, "rule:cooling")
+    # a pump's max_manual (30 minutes by default) is shorter than manual_default, so it bounds the default too
+    until = greenhouse.supervisor.command("pump", "off", None, "cli")["override"]["until"]
+    assert until == greenhouse.clock.time() + 1800
 
 
 def test_a_manual_on_expires(greenhouse):
@@ -320,7 +333,9 @@ def test_the_power_budget_limits_outputs_on_at_once(tmp_path):
 def test_unknown_actuators_actions_and_durations_are_refused(greenhouse):
     for args, message in ((("nope", "on", 60), "unknown actuator 'nope'"),
                           (("fan", "toggle", 60), "unknown action 'toggle'"),
-                          (("fan", "on", -5), "invalid duration -5")):
+                          (("fan", "on", -5), "invalid duration -5"),
+                          (("fan", "on", True), "invalid duration True"),
+                          (("fan", "on", float("nan")), "invalid duration nan")):
         with pytest.raises(Refused, match=message):
             greenhouse.supervisor.command(*args, "cli")
     assert greenhouse.changes() == []
@@ -331,3 +346,90 @@ def test_shutdown_turns_everything_off_with_its_reason(greenhouse):
     greenhouse.supervisor.shutdown()
     assert greenhouse.pin(24) == 0
     assert greenhouse.changes("lights")[-1] == ("lights", 0.0, "shutdown")
+
+
+# ------------------------------------------------------------------------------------------- bounded overrides
+
+
+def test_a_1000_hour_override_is_refused_with_its_reason_on_and_off_alike(greenhouse):
+    with pytest.raises(Refused, match=r"^1000h exceeds heater's max_manual 4h$"):
+        greenhouse.supervisor.command("heater", "on", 1000 * 3600, "cli")
+    with pytest.raises(Refused, match=r"^366d exceeds heater's max_manual 4h$"):
+        greenhouse.supervisor.command("heater", "off", 366 * 86400, "remote:c-1")
+    with pytest.raises(Refused, match=r"^31m exceeds pump's max_manual 30m$"):  # water: minutes, not hours
+        greenhouse.supervisor.command("pump", "off", 31 * 60, "cli")
+    assert greenhouse.supervisor.overrides == {} and greenhouse.changes() == []
+    assert greenhouse.supervisor.command("heater", "off", 4 * 3600, "cli")["override"]["value"] == 0.0
+
+
+def test_max_manual_in_the_config_replaces_the_default_of_the_kind(tmp_path):
+    config = CONFIG.replace("kind: light, pin: 24}", "kind: light, pin: 24, max_manual: 2d}")
+    gh = Greenhouse(tmp_path, "2025-07-15 12:00:00", config=config)
+    try:
+        assert gh.supervisor.command("lights", "on", 36 * 3600, "cli")["remaining_s"] == 36 * 3600
+        with pytest.raises(Refused, match="3d exceeds lights's max_manual 2d"):
+            gh.supervisor.command("lights", "on", 3 * 86400, "cli")
+    finally:
+        gh.stop()
+
+
+def test_an_unbounded_override_stored_by_an_older_version_is_bounded_at_start(greenhouse):
+    with greenhouse.buffer.transaction() as db:  # "off until auto", as versions before max_manual stored it
+        db.execute("INSERT INTO control_overrides VALUES ('heater', 0.0, NULL, 'cli:old', ?)",
+                   (greenhouse.clock.time(),))
+    greenhouse.restart(downtime=60)
+    assert greenhouse.supervisor.describe("heater")["override"]["until"] == greenhouse.clock.time() - 60 + 4 * 3600
+
+
+SAFETY_RULES = """  - {id: frost-safety, type: threshold, input: {sensor: air, quantity: temperature}, actuator: heater,
+     on_below: 4, off_above: 7, priority: safety}
+  - {id: heater-overheat, type: threshold, input: {sensor: air, quantity: temperature}, actuator: heater,
+     on_above: 35, off_below: 30, action: off, priority: safety}
+"""
+
+
+@pytest.fixture
+def guarded(tmp_path):
+    gh = Greenhouse(tmp_path, "2025-01-15 02:00:00", extra=SAFETY_RULES)
+    yield gh
+    gh.stop()
+
+
+def test_a_manual_off_does_not_stop_safety_frost_protection(guarded):
+    guarded.tick(air=12.0)
+    guarded.supervisor.command("heater", "off", 4 * 3600, "cli:farmer")
+    guarded.tick(10, air=3.0)  # frost: the safety rule heats through the manual off
+    assert guarded.value("heater") == 1 and guarded.pin(17) == 1
+    assert guarded.changes("heater")[-1] == ("heater", 1.0, "rule:frost-safety")
+    guarded.tick(10, air=8.0)  # frost over: the manual off, still in force, has the output again
+    assert guarded.value("heater") == 0
+    assert guarded.changes("heater")[-1] == ("heater", 0.0, "manual:cli:farmer")
+
+
+def test_an_over_temperature_cut_off_beats_a_manual_on_and_yields_when_it_clears(guarded):
+    guarded.tick(air=20.0)
+    guarded.supervisor.command("heater", "on", 3600, "remote:c-7")
+    assert guarded.value("heater") == 1
+    guarded.tick(10, air=36.0)
+    assert guarded.value("heater") == 0 and guarded.changes("heater")[-1] == ("heater", 0.0, "rule:heater-overheat")
+    guarded.tick(10, air=33.0)  # inside the hysteresis band: still cut off
+    assert guarded.value("heater") == 0
+    guarded.tick(200, air=26.0)  # below off_below (and the cooling fan off, so its interlock lets go)
+    guarded.tick(31, air=26.0)  # past min_off and the interlock's wait: the override has the heater again
+    assert guarded.changes("heater")[-1] == ("heater", 1.0, "manual:remote:c-7")
+
+
+def test_a_safety_rule_still_obeys_the_safety_limits(guarded):
+    guarded.tick(air=20.0)
+    guarded.supervisor.command("fan", "on", 3600, "cli")  # the interlock keeps the heater off while the fan runs
+    guarded.tick(10, air=3.0)
+    assert guarded.value("heater") == 0 and guarded.value("fan") == 1
+    assert guarded.events("actuator.refused")[-1]["data"] == {"request": "rule:frost-safety",
+                                                              "refused": "interlock with fan"}
+
+
+def test_a_normal_rule_still_yields_to_a_manual_override(greenhouse):
+    greenhouse.tick(air=12.0)
+    greenhouse.supervisor.command("heater", "off", 3600, "cli")
+    greenhouse.tick(10, air=3.0)  # the plain frost rule of CONFIG is not a safety rule
+    assert greenhouse.value("heater") == 0

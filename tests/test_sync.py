@@ -7,11 +7,14 @@ test, so that acks can be withheld, delayed or counted.)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
+import sqlite3
 import subprocess
 import threading
 import time
+import zlib
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -108,7 +111,7 @@ def make_sync(buffer):
 
 
 def settings_command(command):
-    if command.args.get("fail"):
+    if command.args.get("actuator") == "fan":
         raise ValueError("refused: interlock with heater-1")
     return {"actuator": command.args.get("actuator"), "state": "on"}
 
@@ -195,7 +198,7 @@ def test_commands_are_answered_once_and_replays_are_refused(buffer, broker, data
     data_center.command(protocol.Command("c-2", now, "actuate", {"actuator": "pump-1", "action": "on", "for": 60}))
     data_center.command(protocol.Command("c-2", now, "actuate", {"actuator": "pump-1", "action": "on", "for": 60}))
     data_center.command(protocol.Command("c-3", now - 3600, "ping", {}))
-    data_center.command(protocol.Command("c-4", now, "actuate", {"actuator": "fan", "fail": True}))
+    data_center.command(protocol.Command("c-4", now, "actuate", {"actuator": "fan", "action": "on"}))
     wait_until(lambda: len(results(buffer)) == 5, what="five command results")
     by_id = [(r["id"], r["ok"], r.get("error")) for r in results(buffer)]
     assert by_id[0][:2] == ("c-1", True)
@@ -322,5 +325,246 @@ def test_a_wrong_password_is_refused_and_nothing_leaves(buffer, tls_broker, tmp_
                    what="the refusal to be recorded")
         assert buffer.sync_state()["error"] == "broker refused the connection: Not authorized"
         assert pending(buffer) == 5
+    finally:
+        sync.stop()
+
+
+# ------------------------------------------------------------------------------- an uplink that cannot die silently
+
+
+def raw_command(body: bytes) -> bytes:
+    """A command payload as a hostile data center (or a broken one) could send it: any JSON text at all."""
+    return b"GH\x01C" + zlib.compress(body)
+
+
+def test_hostile_commands_are_each_answered_and_the_uplink_keeps_acking(buffer, broker, data_center, make_sync):
+    calls = []
+    sync = make_sync(broker)
+    sync.on_command = lambda command: calls.append(command) or {"state": "on"}
+    wait_until(lambda: data_center.status, what="the gateway to connect")
+    now = str(time.time()).encode()
+    hostile = {
+        "lone surrogate in the id": raw_command(b'{"id": "c-\\udc80", "issued": ' + now
+                                                + b', "op": "ping", "args": {}}'),
+        "JSON 100,000 deep": raw_command(b'{"id": "deep", "issued": ' + now + b', "op": "ping", "args": '
+                                         + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        "a 5,000-digit integer": raw_command(b'{"id": "big", "issued": 1' + b"0" * 5000 + b', "op": "ping"}'),
+        "issued 10^400": raw_command(b'{"id": "c-400", "issued": 1' + b"0" * 400 + b', "op": "ping", "args": {}}'),
+        '"for": true': protocol.encode_command(protocol.Command("c-true", float(now), "actuate",
+                                                                {"actuator": "pump-1", "action": "on", "for": True})),
+        '"for": NaN': raw_command(b'{"id": "c-nan", "issued": ' + now + b', "op": "actuate", "args": '
+                                  b'{"actuator": "pump-1", "action": "on", "for": NaN}}'),
+        "an unknown argument": protocol.encode_command(protocol.Command(
+            "c-speed", float(now), "actuate", {"actuator": "pump-1", "action": "on", "speed": 3})),
+        "a surrogate in the actuator": raw_command(b'{"id": "c-act", "issued": ' + now + b', "op": "actuate", '
+                                                   b'"args": {"actuator": "\\udc80", "action": "on"}}'),
+        "a surrogate in a key": raw_command(b'{"id": "c-key", "issued": ' + now + b', "op": "ping", '
+                                            b'"args": {}, "\\ud800": 1}'),
+        "an array body": raw_command(b"[1, 2, 3]"),
+        "a 10,000-character id": raw_command(b'{"id": "' + b"x" * 10_000 + b'", "issued": 1, "op": "ping"}'),
+        "not even zlib": b"GH\x01C\x00\x01\x02",
+    }
+    for payload in hostile.values():
+        data_center.client.publish(protocol.topic(GW, protocol.DOWN_CMD), payload, qos=1)
+    data_center.command(protocol.Command("c-ok", time.time(), "ping", {}))
+    wait_until(lambda: len(results(buffer)) == len(hostile) + 1, what="an answer to every command")
+    answers = results(buffer)
+    assert [r["ok"] for r in answers] == [False] * len(hostile) + [True]
+    assert all(r["error"] for r in answers[:-1])
+    by_id = {r["id"]: r for r in answers if r["id"]}
+    assert by_id["c-true"]["error"].startswith('command actuate: "for" must be a number of seconds')
+    assert by_id["c-true"]["error"].endswith("(got true)")
+    assert by_id["c-nan"]["error"].endswith("(got NaN)")
+    assert by_id["c-speed"]["error"] == 'command actuate: unknown argument(s) "speed"'
+    assert by_id["c-400"]["error"] == "command: issued must be a time in UTC seconds (got a huge integer)"
+    assert by_id["c-key"]["error"] == 'command: unknown field(s) "\\ud800"'
+    assert calls == []  # nothing reached the supervisor
+    assert sync.problem() is None and sync._thread.is_alive()
+    append(buffer, 5)
+    wait_until(lambda: pending(buffer) == 0, what="readings acked after the hostile commands")
+    wait_until(lambda: len([e for e in data_center.events if e.kind == "command.result"]) == len(hostile) + 1,
+               what="every answer at the data center")
+
+
+def test_a_huge_ack_is_ignored_and_the_uplink_carries_on(buffer, broker, data_center, make_sync):
+    sync = make_sync(broker)
+    wait_until(lambda: data_center.status, what="the gateway to connect")
+    huge = protocol._frame(protocol.KIND_ACK, {"s": "readings", "e": 2**70, "r": [[1, 2**80]]})
+    data_center.client.publish(protocol.topic(GW, protocol.DOWN_ACK), huge, qos=1)
+    append(buffer, 5)
+    wait_until(lambda: pending(buffer) == 0, what="readings acked after the huge ack")
+    assert sync.problem() is None
+
+
+def corrupt(buffer, sql: str, *params) -> None:
+    """Change the buffer file behind the buffer's back, as a failing SD card does (the result passes quick_check)."""
+    conn = sqlite3.connect(buffer.path, isolation_level=None)
+    try:
+        conn.execute(sql, params)
+    finally:
+        conn.close()
+
+
+def test_a_garbled_buffer_row_is_set_aside_reported_and_the_rest_flows(buffer, broker, data_center, make_sync):
+    from edge.gateway.buffer import _quick_check
+
+    append(buffer, 20)
+    first = buffer.append_event("actuator.change", "fan", {"value": 1.0}, ts=time.time())
+    buffer.append_event("actuator.change", "fan", {"value": 0.0}, ts=time.time())
+    corrupt(buffer, "UPDATE readings SET unit = CAST(X'C328' AS TEXT) WHERE seq = 5")  # invalid UTF-8
+    corrupt(buffer, "UPDATE readings SET value = 9e999 WHERE seq = 9")  # infinity: cannot be encoded
+    corrupt(buffer, "UPDATE events SET data = '{\"value\": ' WHERE seq = ?", first)  # not JSON any more
+    corrupt(buffer, "UPDATE readings SET seq = CAST(X'FF07' AS TEXT) WHERE seq = 12")  # even the key garbled
+    assert _quick_check(buffer.path) is None
+
+    sync = make_sync(broker)
+    wait_until(lambda: pending(buffer) == 0 and buffer.counts("events")["pending"] == 0, what="the rest to flow")
+    assert set(data_center.readings) == {(1, seq) for seq in range(1, 21)} - {(1, 5), (1, 9), (1, 12)}
+    wait_until(lambda: len([e for e in data_center.events if e.kind.startswith("buffer.")]) == 4,
+               what="the data center to be told")
+    gaps = sorted((e.data["first_seq"], e.data["last_seq"], e.data["count"], e.data["reason"])
+                  for e in data_center.events if e.kind == "buffer.gap")
+    assert [g[:3] for g in gaps] == [(5, 5, 1), (9, 9, 1)]
+    assert gaps[0][3].startswith("set aside: cannot be read: Could not decode to UTF-8 column 'unit'")
+    assert gaps[1][3] == "set aside: cannot be encoded: value 'inf' is not a finite number"
+    aside = sorted(((e.data["stream"], e.data["seq"]), e.data["reason"]) for e in data_center.events
+                   if e.kind == "buffer.set_aside")
+    assert aside[0][0] == ("events", first) and aside[0][1].startswith("cannot be encoded: data is not JSON")
+    assert aside[1] == (("readings", "x'FF07'"), "its key is not a pair of integers")
+    kept = {(r["stream"], r["seq"]): json.loads(r["cells"]) for r in buffer.db.query("SELECT * FROM sync_quarantine")}
+    assert set(kept) == {("readings", 5), ("readings", 9), ("readings", "x'FF07'"), ("events", first)}
+    assert kept[("readings", 5)]["unit"] == ["text", "C328"]  # the garbled bytes, exactly
+    assert kept[("readings", 9)]["value"] == ["real", "Inf"]
+    assert kept[("readings", "x'FF07'")]["seq"] == ["text", "FF07"]
+    assert sync.problem() is None
+
+    sync.stop()  # the next start does not read them again
+    make_sync(broker)
+    append(buffer, 3, start=20)
+    wait_until(lambda: pending(buffer) == 0, what="new readings after a restart")
+    assert buffer.db.execute("SELECT COUNT(*) FROM sync_quarantine").fetchone()[0] == 4
+    assert len([e for e in buffer.events() if e["kind"] in ("buffer.gap", "buffer.set_aside")]) == 4
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit below
+def test_a_dead_uplink_thread_is_a_problem_and_recorded_for_edge_status(buffer, broker, data_center, make_sync):
+    sync = make_sync(broker)
+    wait_until(lambda: data_center.status, what="the gateway to connect")
+    assert sync.problem() is None
+
+    def killed():
+        raise SystemExit("killed by the test")
+
+    sync.step = killed
+    wait_until(lambda: not sync._thread.is_alive(), what="the thread to end")
+    assert sync.problem() == "the uplink thread has ended (SystemExit: killed by the test)"
+    state = buffer.sync_state()
+    assert state["link"] == "down" and state["error"] == "the uplink thread has ended: SystemExit: killed by the test"
+
+
+def test_a_wedged_uplink_is_stalled_for_the_watchdog_and_edge_status(buffer, broker, data_center, tmp_path):
+    from edge.cli import status_report
+    from edge.config import parse_config
+    from edge.gateway.clock import FakeClock
+
+    clock = FakeClock(start=time.time())
+    entered, release = threading.Event(), threading.Event()
+
+    def hangs(command):  # say, the supervisor's lock held by an output that does not answer
+        entered.set()
+        release.wait(60)
+        return {}
+
+    config = parse_config(f"gateway: {{id: {GW}}}\nbuffer: {{path: {buffer.path}}}\n"
+                          f"sync: {{url: '{broker.url}', stall_after: 2m}}\n")
+    sync = Sync(config.sync, GW, buffer, clock, on_command=hangs)
+    sync.start()
+    try:
+        wait_until(lambda: data_center.status, what="the gateway to connect")
+        assert status_report(config, now=clock.time())["sync"]["link"] == "up"
+        data_center.command(protocol.Command("c-hang", clock.time(), "actuate", {"actuator": "fan", "action": "on"}))
+        assert entered.wait(10)
+        clock.advance(119)
+        assert sync.problem() is None
+        clock.advance(2)
+        assert sync.problem() == "the uplink is stalled: no progress for 121s"
+        report = status_report(config, now=clock.time())["sync"]
+        assert report["link"] == "stalled"
+        assert report["error"].startswith("the uplink thread has made no progress since ")
+        release.set()
+        wait_until(lambda: sync.problem() is None, what="the uplink to recover")
+        wait_until(lambda: status_report(config, now=clock.time())["sync"]["link"] == "up", what="status: up")
+    finally:
+        release.set()
+        sync.stop()
+
+
+def test_a_clean_stop_logs_no_error(buffer, broker, data_center, make_sync, caplog):
+    sync = make_sync(broker)
+    wait_until(lambda: data_center.status, what="the gateway to connect")
+    with caplog.at_level(logging.INFO):
+        sync.stop()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    wait_until(lambda: data_center.status[-1]["state"] == "offline", what="the goodbye")
+
+
+# --------------------------------------------------------------------------------------- after a broker restart
+
+
+def test_a_batch_sent_before_the_collector_is_back_is_acked_well_before_the_ack_timeout(buffer, broker, postgres,
+                                                                                        make_sync):
+    from dc_kit import datacenter_config
+    from edge.datacenter.collector import Collector
+    from edge.datacenter.store import migrate
+
+    with postgres.connect() as conn:
+        migrate(conn)
+    collectors = []
+
+    def start_collector() -> Collector:
+        collectors.append(Collector(datacenter_config(broker, postgres), client_id="collector-1").start())
+        assert collectors[-1].subscribed.wait(10)
+        return collectors[-1]
+
+    try:
+        start_collector()
+        sync = make_sync(broker, ack_timeout="30s")
+        append(buffer, 10)
+        wait_until(lambda: pending(buffer) == 0, what="the first readings acked")
+        collectors[-1].stop()
+        broker.kill()  # no snapshot since it started: it forgets every session, the collector's subscription too
+        broker.start()
+        log_from = len(broker.log_text())
+        append(buffer, 50, start=10)
+        # The gateway reconnects and sends the new readings while no collector is subscribed: the broker drops them.
+        wait_until(lambda: f"Received PUBLISH from edge-{GW}" in broker.log_text()[log_from:]
+                   and "up/readings" in broker.log_text()[log_from:], what="the gateway to publish")
+        assert sync.inflight and pending(buffer) == 50
+        began = time.monotonic()
+        start_collector()
+        wait_until(lambda: pending(buffer) == 0, timeout=25, what="the backlog acked")
+        assert time.monotonic() - began < 10  # not the 30 s ack timeout
+        with postgres.connect() as conn:
+            assert conn.execute("SELECT COUNT(*) FROM readings WHERE gateway_id = %s", (GW,)).fetchone()[0] == 60
+    finally:
+        for collector in collectors:
+            collector.stop()
+
+
+def test_an_unreadable_password_file_is_an_outage_not_a_dead_or_stalled_uplink(buffer, broker, tmp_path):
+    from edge.gateway.clock import FakeClock
+
+    clock = FakeClock(start=time.time())
+    config = SyncConfig(url=broker.url, password_file=tmp_path / "missing-password", reconnect_min="0.2s",
+                        reconnect_max="0.5s")
+    sync = Sync(config, GW, buffer, clock)
+    sync.start()
+    try:
+        wait_until(lambda: (buffer.sync_state().get("error") or "").startswith("[Errno 2] No such file"),
+                   what="the failed attempt recorded")
+        assert buffer.sync_state()["link"] == "down"
+        clock.advance(600)  # ten minutes of failed attempts: still trying, so not stalled
+        wait_until(lambda: sync.problem() is None, timeout=10, what="the next attempt")
+        assert sync._thread.is_alive()
     finally:
         sync.stop()

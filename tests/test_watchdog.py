@@ -174,3 +174,53 @@ def test_watchdog_pings_stop_while_a_sampler_job_hangs_and_resume_when_it_answer
     assert received[resumed_at][0] - received[unhealthy_at][0] >= 1.5
     assert messages[unhealthy_at + 1:resumed_at] == ["STATUS=epoch 1, sampling 1 sensors"]  # healthy again
     assert messages[-1] == "STOPPING=1"
+
+
+# ------------------------------------------------------------------------------------------------------ the uplink
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit below
+def test_a_wedged_or_dead_uplink_makes_the_daemon_unhealthy(tmp_path, broker):
+    import paho.mqtt.client as mqtt
+
+    from edge import protocol
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text(tmp_path, interval="1m", control="1m")
+                    + f"actuators:\n  - {{id: fan, type: pwm, kind: fan, pin: 18}}\n"
+                    + f"sync: {{url: '{broker.url}', stall_after: 1m}}\n")
+    clock = FakeClock(start=time.time())
+    daemon = Daemon(load_config(path, env={}), clock=clock)
+    daemon.start()
+    data_center = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-dc", protocol=mqtt.MQTTv5)
+    births = []
+    data_center.on_message = lambda *args: births.append(args[-1].payload)
+    data_center.connect(broker.host, broker.port)
+    data_center.subscribe(protocol.topic("gh-watchdog", protocol.STATUS), qos=1)
+    data_center.loop_start()
+    try:
+        # The birth message comes after the gateway's SUBSCRIBE on the same connection: commands reach it from then.
+        wait_until(lambda: births and not daemon.health(), timeout=10, what="a healthy daemon, online")
+        # Wedged: a remote command waits for the supervisor, held by an output that does not answer (here: us).
+        entered = threading.Event()
+        remote = daemon.sync.on_command
+        daemon.sync.on_command = lambda command: entered.set() or remote(command)
+        with daemon.supervisor._lock:
+            data_center.publish(protocol.topic("gh-watchdog", protocol.DOWN_CMD), protocol.encode_command(
+                protocol.Command("c-1", clock.time(), "actuate", {"actuator": "fan", "action": "on"})), qos=1)
+            assert entered.wait(10)
+            clock.advance(61)
+            assert daemon.health() == ["the uplink is stalled: no progress for 61s"]
+        wait_until(lambda: daemon.health() == [], timeout=10, what="the uplink to recover")
+
+        def killed():
+            raise SystemExit("killed by the test")
+
+        daemon.sync.step = killed  # dead: the thread ends
+        wait_until(lambda: daemon.health(), timeout=10, what="the dead thread to be noticed")
+        assert daemon.health() == ["the uplink thread has ended (SystemExit: killed by the test)"]
+    finally:
+        data_center.loop_stop()
+        data_center.disconnect()
+        daemon.stop("test")

@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections import deque
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,6 +352,10 @@ class Collector:
                           # not shared: a shared subscription gets no retained messages; and only on a new
                           # subscription (retainHandling 1), not again at every reconnect
                           (STATUS, SubscribeOptions(qos=1, retainHandling=1))])
+        # After the SUBSCRIBE on this connection, so subscribed when gateways see it: a broker restarted without our
+        # session dropped what gateways sent meanwhile, and a new start id tells them to re-send it now.
+        client.publish(protocol.PRESENCE_TOPIC, protocol.encode_presence(
+            uuid.uuid4().hex, client=self.client_id, ts=round(time.time(), 3)), qos=1, retain=True)
         self.connected.set()
         log.info("connected to the broker (session %s)", "resumed" if flags.session_present else "new")
 

@@ -25,7 +25,7 @@ from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.alerts import build as build_alerts
 from edge.gateway.buffer import Buffer
 from edge.gateway.clock import Clock
-from edge.gateway.control.supervisor import LatestReadings, Supervisor, socket_handler
+from edge.gateway.control.supervisor import LatestReadings, Refused, Supervisor, socket_handler
 from edge.gateway.control_socket import ControlServer
 from edge.gateway.hardware import Hardware, open_hardware
 from edge.gateway.notify import sd_notify, watchdog_interval
@@ -278,12 +278,15 @@ class Daemon:
         self.buffer.enforce_budget(self.config.buffer.max_size, self.clock.time())
 
     def _remote_command(self, command) -> dict:
-        """An actuate command from the data center, to the supervisor like any manual command."""
+        """An actuate command from the data center (its fields already strictly typed by the protocol), to the
+        supervisor like any manual command: the same bounds and limits, the same refusals."""
         if command.op != "actuate":
             raise ValueError(f"unknown op {command.op!r}")
         args = command.args
-        return self.supervisor.command(str(args.get("actuator")), str(args.get("action")), args.get("for"),
-                                       f"remote:{command.id}")
+        try:
+            return self.supervisor.command(args["actuator"], args["action"], args.get("for"), f"remote:{command.id}")
+        except Refused as exc:
+            raise Refused(f"refused: {exc}") from None
 
     def control(self) -> None:
         """Every control.interval: schedules, rules and safety limits (max_on needs this to keep running)."""
@@ -326,8 +329,9 @@ class Daemon:
                 f"outputs under control")
 
     def health(self) -> list[str]:
-        """What keeps the daemon from being healthy; empty while it is. The scheduler's liveness needs no check
-        here: this runs in a scheduler job, so a dead or wedged scheduler sends no ping at all."""
+        """What keeps the daemon from being healthy; empty while it is: sampling, control, a writable buffer, and an
+        uplink thread that is alive and making progress. The scheduler's liveness needs no check here: this runs in
+        a scheduler job, so a dead or wedged scheduler sends no ping at all."""
         problems = [f"sampling every {interval:g}s: " + ("no round completed yet" if age == math.inf
                                                          else f"last round completed {age:.0f}s ago")
                     for interval, age in self.sampler.stale(WATCHDOG_GRACE).items()]
@@ -337,6 +341,9 @@ class Daemon:
         problem = self.buffer.write_problem(BUFFER_WRITE_TIMEOUT)
         if problem and not self.buffer.out_of_room():  # a full disk is degraded, not hung: a restart cures nothing
             problems.append(f"the buffer does not accept writes ({problem})")
+        problem = self.sync.problem() if self.sync is not None else None
+        if problem:  # a dead or wedged uplink: the backlog would grow until someone noticed
+            problems.append(problem)
         return problems
 
     def watchdog(self) -> None:

@@ -8,16 +8,28 @@ broker PUBACK means nothing here; paho's in-memory queue is never trusted across
 Three lanes share the link: **events** (always first, small), **live** readings (taken since the link came up:
 sent every ``interval``, so a long backlog never delays them), and the **backlog** (older pending readings, oldest
 first, at most ``backlog_rate`` readings per second and ``max_inflight`` batches awaiting acks). A batch whose ack
-does not come within ``ack_timeout`` is sent again, oldest first; a reconnect sends everything unacknowledged again.
-The data center's unique key makes every re-send harmless.
+does not come within ``ack_timeout`` is sent again, oldest first; a reconnect sends everything unacknowledged again,
+and so does a collector announcing itself (``protocol.PRESENCE_TOPIC``: after a broker restart the broker drops what
+was published before any collector had subscribed again). The data center's unique key makes every re-send harmless.
+
+The uplink cannot die silently. One message (an ack, a command) that cannot be handled is answered or logged and the
+thread goes on; a buffer row that cannot be read or encoded (a garbled cell on a failing SD card) is moved to
+``sync_quarantine`` with its raw cells, and the data center is told (a ``buffer.gap`` for a reading, a
+``buffer.set_aside`` for an event); any other failure is logged and retried. :meth:`Sync.problem` says when the thread
+has ended or made no progress for ``stall_after``: the daemon's watchdog then stops pinging and systemd restarts it,
+and ``edge status`` shows the link ``down`` or ``stalled`` with the reason (from ``beat`` in ``sync_state``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import random
+import sqlite3
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +49,22 @@ log = logging.getLogger(__name__)
 MIGRATIONS = [(1, "sync state", """
     CREATE TABLE sync_commands (id TEXT PRIMARY KEY, issued REAL NOT NULL, received REAL NOT NULL, ok INTEGER NOT NULL);
     CREATE TABLE sync_state (key TEXT PRIMARY KEY, value TEXT);
+"""), (2, "rows set aside", """
+    CREATE TABLE sync_quarantine (
+        stream  TEXT NOT NULL,
+        epoch   INTEGER NOT NULL,
+        seq     INTEGER NOT NULL,
+        moved   REAL NOT NULL,       -- when it was set aside
+        reason  TEXT NOT NULL,
+        cells   TEXT NOT NULL,       -- JSON {column: [sqlite type, hex of text/blob or the number's literal]}
+        PRIMARY KEY (stream, epoch, seq)
+    );
 """)]
+
+#: The thread writes its heartbeat (``beat`` in ``sync_state``, for ``edge status``) at most this often.
+BEAT_EVERY = 10.0
+#: Longest single sleep of the thread (reconnect backoff is cut into slices this long, each one a heartbeat).
+SLICE = 5.0
 
 
 class SyncConfig(StrictModel):
@@ -59,11 +86,18 @@ class SyncConfig(StrictModel):
     reconnect_max: Duration = 120.0
     status_interval: Duration = Field(default=60.0, description="how often the retained status (backlog) is renewed")
     command_max_age: Duration = Field(default=300.0, description="commands issued longer ago than this are refused")
+    stall_after: Duration = Field(
+        default=120.0, description="the uplink thread counts as stalled after no progress this long: edge status "
+        "says so and the watchdog restarts the daemon")
 
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
         return protocol.check_broker_url(value) if value.strip() else ""
+
+
+class BadRow(Exception):
+    """A buffer row that cannot be sent as it is (a cell that cannot be decoded, a value that cannot be encoded)."""
 
 
 @dataclass
@@ -102,7 +136,7 @@ class Sync:
         self.on_command = on_command
         self.on_link = on_link
         self.connected = False
-        self.inbox: deque[tuple[str, bytes]] = deque()
+        self.inbox: deque[tuple[str, bytes, bool]] = deque()
         self.inflight: dict[tuple[str, int, int], Inflight] = {}
         self.resend: deque[Inflight] = deque()
         self.lanes: list[Lane] = []
@@ -116,6 +150,11 @@ class Sync:
         self._next_status = 0.0
         self._link_since = clock.time()
         self.last_ack: float | None = None
+        self._beat_mono = clock.monotonic()  # when the thread last made progress (clock.monotonic)
+        self._beat_saved = float("-inf")  # when the heartbeat was last written for edge status (clock.monotonic)
+        self._last_error: str | None = None  # the last failure of the thread's loop, while it lasts
+        self._errors = 0  # failures in a row
+        self._ended: str | None = None  # why the thread ended, if it did without being stopped
         buffer.migrate("sync", MIGRATIONS)
 
     @property
@@ -127,8 +166,10 @@ class Sync:
     def start(self) -> None:
         if not self.enabled:
             log.info("sync: no broker url configured; buffering only")
-            self._save_state(link="offline")
+            self._save_state(link="offline", error=None)
             return
+        self._beat_mono = self.clock.monotonic()
+        self._save_state(link="connecting", error=None)  # not the previous run's "up"
         self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
         self._thread.start()
 
@@ -137,30 +178,94 @@ class Sync:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def problem(self) -> str | None:
+        """Why the uplink is not doing its job (for the watchdog), or None: the thread ended although nobody stopped
+        it, or it has made no progress for ``stall_after`` (wedged, or failing at every turn). A link that is down
+        is not a problem here: the thread is then busy reconnecting, and the link_down alert covers the outage."""
+        if self._thread is None or self._stop.is_set():
+            return None
+        if not self._thread.is_alive():
+            return f"the uplink thread has ended ({self._ended or 'no reason recorded'})"
+        quiet = self.clock.monotonic() - self._beat_mono
+        if quiet > self.config.stall_after:
+            return f"the uplink is stalled: no progress for {quiet:.0f}s" + (
+                f" (last error: {self._last_error})" if self._last_error else "")
+        return None
+
     def _run(self) -> None:
+        why = "stopped"
         try:
             while not self._stop.is_set():
-                if not self.connected:
-                    if not self._connect():
-                        self._stop.wait(self._backoff())
-                    continue
-                rc = self._client.loop(timeout=min(0.05, self.config.interval))
-                if rc != 0 and self.connected:
-                    self._lost(f"network loop: {_paho_error(rc)}")
-                    continue
-                self.step()
+                try:
+                    self._turn()
+                except Exception as exc:  # never the end of the uplink: logged, retried, and watched by problem()
+                    self._failed(exc)
             if self.connected:
                 self._goodbye()
-        except Exception:
-            log.exception("sync thread failed; the buffer keeps everything and the next start resends it")
+        except BaseException as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
+            if not self._stop.is_set():
+                self._ended = why
+                log.critical("sync: the uplink thread has ended (%s); the watchdog will restart the daemon", why)
+                self._quietly(self._save_state, link="down", error=f"the uplink thread has ended: {why}", beat=None)
             self.buffer.close_thread_connection()
+
+    def _turn(self) -> None:
+        """One turn of the thread: connect (or wait to), or run the network loop once and do the work."""
+        if not self.connected:
+            if not self._connect():
+                self._sleep(self._backoff())
+            self._alive()
+            return
+        rc = self._client.loop(timeout=min(0.05, self.config.interval))
+        if rc != 0 and self.connected:
+            self._lost(f"network loop: {_paho_error(rc)}")
+            return
+        self.step()
+        self._alive()
+
+    def _alive(self) -> None:
+        """The thread made progress: feed problem(), and now and then the heartbeat edge status reads."""
+        self._beat_mono = self.clock.monotonic()
+        if self._errors:
+            log.info("sync: working again after %d failed turns", self._errors)
+            self._errors, self._last_error = 0, None
+            self._save_state(error=None)
+        if self._beat_mono - self._beat_saved >= BEAT_EVERY:
+            self._save_state()
+
+    def _failed(self, exc: Exception) -> None:
+        self._errors += 1
+        self._last_error = _printable(f"{type(exc).__name__}: {exc}")
+        if self._errors == 1 or self._errors % 100 == 0:
+            log.exception("sync: a turn failed (%d in a row); retrying, everything stays buffered", self._errors)
+        self._quietly(self._save_state, error=self._last_error)
+        self._stop.wait(min(1.0, self.config.interval))
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait (for the reconnect backoff) in slices, each one a sign of life."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._stop.wait(min(left, SLICE))
+            self._alive()
+
+    @staticmethod
+    def _quietly(action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            action(*args, **kwargs)
+        except Exception as exc:
+            log.warning("sync: could not record the uplink's state: %s", exc)
 
     # ----------------------------------------------------------------------------------------------- connection
 
     def _connect(self) -> bool:
+        """One connection attempt. Any failure (the broker, the network, a password or CA file that cannot be read)
+        leaves the link down with the reason, and the caller waits out the backoff: a failure to connect is an
+        outage, not a stalled uplink, so it never makes the watchdog restart the daemon."""
         self._refused = None
-        client = self._make_client()
+        client = None
         parts = urlsplit(self.config.url)
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
         kwargs: dict[str, Any] = {"keepalive": int(self.config.keepalive)}
@@ -172,6 +277,7 @@ class Sync:
             props.SessionExpiryInterval = 86400  # commands and acks queued while we are away are kept a day
             kwargs.update(clean_start=False, properties=props)
         try:
+            client = self._make_client()
             client.connect(parts.hostname, port, **kwargs)
             deadline = time.monotonic() + 10
             while not self.connected and time.monotonic() < deadline and not self._stop.is_set():
@@ -180,11 +286,12 @@ class Sync:
                     raise OSError(self._refused)
                 if rc != 0:
                     raise OSError(_paho_error(rc))
-        except (OSError, ValueError) as exc:
+        except Exception as exc:
             self._failures += 1
-            log.warning("sync: cannot connect to %s:%s (%s); retrying", parts.hostname, port, exc)
-            self._save_state(link="down", error=str(exc))
+            log.warning("sync: cannot connect to %s:%s (%s); retrying", parts.hostname, port, exc,
+                        exc_info=not isinstance(exc, (OSError, ValueError)))
             _close(client)
+            self._save_state(link="down", error=str(exc))
             return False
         if not self.connected:
             _close(client)
@@ -223,10 +330,17 @@ class Sync:
             self._refused = f"broker refused the connection: {reason_code}"
             return
         client.subscribe([(protocol.topic(self.gateway_id, protocol.DOWN_ACK), 1),
-                          (protocol.topic(self.gateway_id, protocol.DOWN_CMD), 1)])
+                          (protocol.topic(self.gateway_id, protocol.DOWN_CMD), 1),
+                          (protocol.PRESENCE_TOPIC, 1)])
         self.connected = True
         self._failures = 0
-        self._link_changed(True)
+        try:
+            self._link_changed(True)
+        except Exception as exc:  # say, the buffer locked past its timeout: this connection is not usable, try again
+            log.exception("sync: could not take up the new connection; reconnecting")
+            self._refused = f"could not take up the connection ({_reason(exc, named=True)})"
+            self.connected = False
+            _close(client)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties=None) -> None:
         if self._stop.is_set():
@@ -235,7 +349,7 @@ class Sync:
             self._lost(f"disconnected: {reason_code}")
 
     def _on_message(self, _client, _userdata, message) -> None:
-        self.inbox.append((message.topic, bytes(message.payload)))
+        self.inbox.append((message.topic, bytes(message.payload), bool(message.retain)))
 
     def _lost(self, why: str) -> None:
         log.warning("sync: link to the broker lost (%s); everything unacknowledged stays buffered", why)
@@ -265,22 +379,25 @@ class Sync:
         return random.uniform(self.config.reconnect_min, max(self.config.reconnect_min, ceiling))
 
     def _goodbye(self) -> None:
-        """On a clean stop: say offline (the will is only for unclean ends) and disconnect."""
+        """On a clean stop: say offline (the will is only for unclean ends) and disconnect. paho sends the DISCONNECT
+        and closes the socket inside ``disconnect()`` when no loop thread runs, so no ``loop()`` may follow it (paho
+        would log "Client is not connected" as an ERROR)."""
         try:
             self._client.publish(protocol.topic(self.gateway_id, protocol.STATUS),
                                  protocol.encode_status("offline", version=__version__), qos=1, retain=True)
             self._client.loop(timeout=0.2)
             self._client.disconnect()
-            self._client.loop(timeout=0.2)
         except (OSError, ValueError):
             pass
+        self.connected = False
 
     # ------------------------------------------------------------------------------------------------- the work
 
     def _open_lanes(self) -> None:
         """Readings taken from now on are live; older pending ones are the backlog."""
-        row = self.buffer.db.execute(
-            "SELECT epoch, seq FROM readings WHERE acked = 0 ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
+        row = self.buffer.db.execute(  # a garbled key (text, it sorts last) is swept aside by _read, not read here
+            "SELECT epoch, seq FROM readings WHERE acked = 0 AND typeof(epoch) = 'integer' AND typeof(seq) = 'integer' "
+            "ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
         live_from = tuple(row) if row else (0, 0)
         self.lanes = [Lane("events", "events"), Lane("live", "readings", after=live_from),
                       Lane("backlog", "readings", until=live_from, rate=self.config.backlog_rate)]
@@ -290,6 +407,8 @@ class Sync:
         """Handle what arrived, then send what the window and the rates allow. Called by the sync thread."""
         while self.inbox:
             self._handle(*self.inbox.popleft())
+            if not self.connected:
+                return  # a reconnect sends everything again anyway
         now_mono = time.monotonic()
         if now_mono < self._next_fill and not self._wake:
             return  # nothing new to send before the next interval, and no ack freed the window
@@ -314,37 +433,141 @@ class Sync:
                 limit = min(limit, int(lane.budget))
                 if limit < min(self.config.batch_size, lane.rate):
                     return
-            rows = self.buffer.pending(lane.stream, limit=limit, after=lane.after)
-            rows = [r for r in rows if r["epoch"] == rows[0]["epoch"]] if rows else rows
+            found = self._read(lane.stream, "(epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
+                               (*lane.after, limit), lambda: self.buffer.pending(lane.stream, limit=limit,
+                                                                                  after=lane.after))
+            rows = [r for r in found if r["epoch"] == found[0]["epoch"]] if found else found
             if lane.until is not None:
                 rows = [r for r in rows if (r["epoch"], r["seq"]) <= lane.until]
             rows = [r for r in rows if (lane.stream, r["epoch"], r["seq"]) not in self.inflight]
             if not rows:
                 return
-            self._publish(lane.stream, rows, lane.name)
-            lane.after = (rows[-1]["epoch"], rows[-1]["seq"])
-            if lane.rate is not None:
-                lane.budget -= len(rows)
+            sent = self._publish(lane.stream, rows, lane.name)
+            if not self.connected:
+                return
+            if sent:
+                lane.after = (sent[-1]["epoch"], sent[-1]["seq"])
+                if lane.rate is not None:
+                    lane.budget -= len(sent)
 
-    def _publish(self, stream: str, rows: list[dict[str, Any]], lane: str) -> None:
-        epoch = rows[0]["epoch"]
-        if stream == "readings":
-            payload = protocol.encode_readings(self.gateway_id, epoch, [_reading(r) for r in rows])
-            leaf = protocol.UP_READINGS
-        else:
-            payload = protocol.encode_events(self.gateway_id, epoch, [_event(r) for r in rows])
-            leaf = protocol.UP_EVENTS
+    def _publish(self, stream: str, rows: list[dict[str, Any]], lane: str) -> list[dict[str, Any]]:
+        """Publish ``rows`` (one epoch, seq order), or as many of them as fit one payload; rows that cannot be
+        encoded are set aside. Returns the rows sent (none if all were set aside or the link was lost)."""
+        payload, rows = self._encode(stream, rows)
+        if not rows:
+            return []
+        leaf = protocol.UP_READINGS if stream == "readings" else protocol.UP_EVENTS
         info = self._client.publish(protocol.topic(self.gateway_id, leaf), payload, qos=1)
         if info.rc != 0:
             self._lost(f"publish: {_paho_error(info.rc)}")
-            return
+            return []
+        epoch = rows[0]["epoch"]
         item = Inflight(stream, epoch, rows[0]["seq"], rows[-1]["seq"], len(rows), time.monotonic(), lane)
         self.inflight[(stream, epoch, item.first)] = item
+        return rows
 
     def _resend(self, item: Inflight) -> None:
-        rows = self.buffer.pending_range(item.stream, item.epoch, item.first, item.last)
-        for start in range(0, len(rows), self.config.batch_size):
-            self._publish(item.stream, rows[start:start + self.config.batch_size], "resend")
+        rows = self._read(item.stream, "epoch = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+                          (item.epoch, item.first, item.last),
+                          lambda: self.buffer.pending_range(item.stream, item.epoch, item.first, item.last))
+        while rows and self.connected:
+            sent = self._publish(item.stream, rows[:self.config.batch_size], "resend")
+            if not sent:
+                return  # the link was lost (everything goes again after the reconnect), or every row was set aside
+            rows = [r for r in rows if r["seq"] > sent[-1]["seq"]]
+
+    # --------------------------------------------------------------------------------------- rows that cannot go
+
+    def _read(self, stream: str, where: str, params: tuple, query: Callable[[], list[dict[str, Any]]]
+              ) -> list[dict[str, Any]]:
+        """``query()``; if SQLite cannot decode a cell of the rows it reads (invalid UTF-8 in a TEXT column passes
+        ``quick_check``), find the rows at fault one by one (``where`` selects the same pending rows), set them
+        aside, and read again."""
+        try:
+            return query()
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise
+        table = _table(stream)
+        for hex_epoch, hex_seq in self.buffer.db.execute(  # a garbled key first: it cannot even be selected
+                f"SELECT hex(epoch), hex(seq) FROM {table} WHERE acked = 0 AND "
+                f"(typeof(epoch) != 'integer' OR typeof(seq) != 'integer')").fetchall():
+            self._set_aside(stream, f"x'{hex_epoch}'", f"x'{hex_seq}'", "its key is not a pair of integers",
+                            match=("hex(epoch) = ? AND hex(seq) = ?", (hex_epoch, hex_seq)))
+        keys = self.buffer.db.execute(f"SELECT epoch, seq FROM {_table(stream)} WHERE acked = 0 AND {where}",
+                                      params).fetchall()
+        for epoch, seq in keys:
+            try:
+                self.buffer.db.execute(f"SELECT * FROM {_table(stream)} WHERE epoch = ? AND seq = ?",
+                                       (epoch, seq)).fetchall()
+            except sqlite3.OperationalError as exc:
+                if not _undecodable(exc):
+                    raise
+                self._set_aside(stream, epoch, seq, f"cannot be read: {exc}")
+        return query()
+
+    def _encode(self, stream: str, rows: list[dict[str, Any]]) -> tuple[bytes | None, list[dict[str, Any]]]:
+        """The payload of ``rows`` and the rows it carries. A row that cannot be encoded alone is set aside; a
+        payload over the protocol's limit carries fewer rows (the rest go in the next batch)."""
+        try:
+            payload = self._payload(stream, rows)
+        except Exception as exc:  # which row? try each alone; the culprits go aside, the rest goes on
+            good = []
+            for row in rows:
+                try:
+                    self._payload(stream, [row])
+                    good.append(row)
+                except Exception as row_exc:
+                    self._set_aside(stream, row["epoch"], row["seq"],
+                                    f"cannot be encoded: {_reason(row_exc, named=not isinstance(row_exc, BadRow))}")
+            if len(good) == len(rows):
+                raise exc  # no single row is at fault: not a row problem
+            if not good:
+                return None, []
+            return self._encode(stream, good)
+        while len(payload) > protocol.MAX_PAYLOAD:
+            if len(rows) == 1:
+                self._set_aside(stream, rows[0]["epoch"], rows[0]["seq"],
+                                f"too large to send ({len(payload)} bytes encoded)")
+                return None, []
+            rows = rows[:len(rows) // 2]
+            payload = self._payload(stream, rows)
+        return payload, rows
+
+    def _payload(self, stream: str, rows: list[dict[str, Any]]) -> bytes:
+        epoch = rows[0]["epoch"]
+        if stream == "readings":
+            return protocol.encode_readings(self.gateway_id, epoch, [_reading(r) for r in rows])
+        return protocol.encode_events(self.gateway_id, epoch, [_event(r) for r in rows])
+
+    def _set_aside(self, stream: str, epoch: Any, seq: Any, reason: str,
+                   match: tuple[str, tuple] | None = None) -> None:
+        """Move one row that cannot be sent to ``sync_quarantine`` (its raw cells kept, hex-encoded, so nothing is
+        lost on the gateway and nothing undecodable is read again) and tell the data center in the same transaction:
+        a reading becomes a ``buffer.gap`` of one row (the record the disk budget uses, so the data center's gap
+        table names it); an event, or a row whose key itself is garbled (``match`` then finds it by the hex of its
+        key), a ``buffer.set_aside`` event."""
+        reason = _printable(reason)
+        now = self.clock.time()
+        table = _table(stream)
+        where, params = match or ("epoch = ? AND seq = ?", (epoch, seq))
+        with self.buffer.transaction() as db:
+            cells = _raw_cells(db, table, where, params)
+            if cells is None:
+                return  # already gone (acknowledged and pruned meanwhile)
+            db.execute("INSERT OR REPLACE INTO sync_quarantine VALUES (?, ?, ?, ?, ?, ?)",
+                       (stream, epoch, seq, now, reason, json.dumps(cells, sort_keys=True)))
+            db.execute(f"DELETE FROM {table} WHERE {where}", params)
+            if stream == "readings" and match is None:
+                ts = _number(cells.get("ts"))
+                self.buffer.append_event("buffer.gap", "sync", {
+                    "stream": "readings", "epoch": epoch, "first_seq": seq, "last_seq": seq, "count": 1,
+                    "first_ts": ts, "last_ts": ts, "reason": f"set aside: {reason}"}, ts=now)
+            else:
+                self.buffer.append_event("buffer.set_aside", "sync", {
+                    "stream": stream, "epoch": epoch, "seq": seq, "reason": reason}, ts=now)
+        log.error("sync: %s %s of epoch %s %s; moved to sync_quarantine and reported to the data center",
+                  stream[:-1], seq, epoch, reason)
 
     def _expire(self, now_mono: float) -> None:
         late = [key for key, item in self.inflight.items() if now_mono - item.sent_at > self.config.ack_timeout]
@@ -354,17 +577,38 @@ class Sync:
                      item.first, item.last, item.epoch, self.config.ack_timeout)
             self.resend.append(item)
 
-    def _handle(self, topic: str, payload: bytes) -> None:
+    def _handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """One message from the broker. Whatever it holds, it ends here: a command is answered, anything else that
+        cannot be handled is logged, and the thread goes on."""
         try:
+            if topic == protocol.PRESENCE_TOPIC:
+                self._presence(payload, retained)
+                return
             _, leaf = protocol.parse_topic(topic)
             if leaf == protocol.DOWN_ACK:
                 self._acked(protocol.decode_ack(payload))
             elif leaf == protocol.DOWN_CMD:
                 self._command(payload)
         except protocol.ProtocolError as exc:
-            log.warning("sync: ignored a malformed message on %s: %s", topic, exc)
+            log.warning("sync: ignored a malformed message on %s: %s", _printable(topic), _printable(str(exc)))
         except BufferWriteError as exc:  # a full disk: an unrecorded ack is re-sent after its timeout, and
-            log.debug("sync: %s not recorded (%s)", topic, exc)  # the data center drops the duplicate
+            log.debug("sync: %s not recorded (%s)", _printable(topic), exc)  # the data center drops the duplicate
+        except Exception as exc:
+            log.exception("sync: a message on %s (%d bytes) could not be handled (%s); ignored",
+                          _printable(topic), len(payload), _reason(exc, named=True))
+
+    def _presence(self, payload: bytes, retained: bool) -> None:
+        """A collector (re)subscribed. A retained presence only says one did before we subscribed; a live one says
+        it did just now, so whatever we sent while it was away may have been dropped by the broker: send everything
+        awaiting an ack again at once, instead of waiting for ``ack_timeout``."""
+        presence = protocol.decode_presence(payload)
+        if retained or not self.inflight:
+            return
+        log.info("sync: a collector is back (%s); sending the %d batches awaiting acks again now",
+                 _printable(str(presence.get("client", "?"))), len(self.inflight))
+        for key in sorted(self.inflight, key=lambda k: (k[1], k[2])):
+            self.resend.append(self.inflight.pop(key))
+        self._wake = True
 
     def _acked(self, ack: protocol.Ack) -> None:
         """Committed ranges leave the pending set; conflicting ones are re-keyed into a new epoch and sent again
@@ -389,12 +633,18 @@ class Sync:
     # ------------------------------------------------------------------------------------------------ commands
 
     def _command(self, payload: bytes) -> None:
+        """Carry out one command and answer it with a ``command.result`` event, whatever the payload holds: a
+        malformed one (deep JSON, a huge number, a lone surrogate, a wrong type) is answered with the reason."""
         now = self.clock.time()
         try:
             command = protocol.decode_command(payload)
-        except protocol.ProtocolError as exc:
-            log.warning("sync: refused a malformed command: %s", exc)
-            self.buffer.append_event("command.result", "sync", {"id": None, "ok": False, "error": str(exc)}, ts=now)
+        except Exception as exc:  # ProtocolError, or whatever a hostile payload makes the decoder raise
+            error = _reason(exc) if isinstance(exc, protocol.ProtocolError) else \
+                f"malformed command: {_reason(exc, named=True)}"
+            command_id = getattr(exc, "command_id", None)
+            log.warning("sync: refused a malformed command%s: %s", f" {command_id}" if command_id else "", error)
+            self.buffer.append_event("command.result", "sync", {"id": command_id, "ok": False, "error": error},
+                                     ts=now)
             return
         refusal = self._replay_refusal(command, now)
         if refusal:
@@ -407,7 +657,7 @@ class Sync:
             try:
                 result = {"ok": True, "result": self.on_command(command)}
             except Exception as exc:  # a refusal or a bad argument: report it, change nothing else
-                result = {"ok": False, "error": str(exc)}
+                result = {"ok": False, "error": _reason(exc)}
         if refusal is None or "already" not in refusal:
             with self.buffer.transaction() as db:
                 db.execute("INSERT OR IGNORE INTO sync_commands VALUES (?, ?, ?, ?)",
@@ -438,25 +688,113 @@ class Sync:
         self._save_state(link="up")
 
     def _save_state(self, **values: Any) -> None:
-        state = {"since": self._link_since, "last_ack": self.last_ack, **values}
+        """Record the uplink's state for ``edge status``; every record is also a heartbeat (``beat``, wall time)."""
+        state = {"since": self._link_since, "last_ack": self.last_ack, "beat": self.clock.time(), **values}
         try:
             with self.buffer.transaction() as db:
                 for key, value in state.items():
                     db.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", (key, None if value is None
-                                                                                  else str(value)))
+                                                                                  else _printable(str(value))))
         except BufferWriteError as exc:  # what edge status shows; the uplink goes on without it
             log.debug("sync: link state not recorded (%s)", exc)
+            return
+        self._beat_saved = self.clock.monotonic()
 
 
 def _reading(row: dict[str, Any]) -> protocol.Reading:
-    return protocol.Reading(row["seq"], row["ts"], row["sensor"], row["quantity"], row["value"], row["unit"],
-                            row["quality"], row["reason"], row["clock"], row["boot_id"], row["mono"])
+    """A buffer row as it goes on the wire; BadRow if a cell is not what the schema promises."""
+    quality = row["quality"]
+    if quality not in protocol.QUALITIES:
+        raise BadRow(f"quality {quality!r} is not one of {', '.join(protocol.QUALITIES)}")
+    if row["clock"] not in (0, 1, 2):
+        raise BadRow(f"clock {row['clock']!r} is not 0, 1 or 2")
+    return protocol.Reading(_int(row, "seq"), _finite(row, "ts"), _text(row, "sensor"), _text(row, "quantity"),
+                            None if row["value"] is None else _finite(row, "value", None), _text(row, "unit"), quality,
+                            _text(row, "reason", True), row["clock"], _text(row, "boot_id", True),
+                            None if row["mono"] is None else _finite(row, "mono"))
 
 
 def _event(row: dict[str, Any]) -> protocol.Event:
-    import json
+    data = row["data"]
+    try:
+        data = json.loads(data) if isinstance(data, str) else data
+    except (ValueError, RecursionError) as exc:
+        raise BadRow(f"data is not JSON ({_reason(exc, named=True)})") from None
+    if not isinstance(data, dict):
+        raise BadRow("data is not a JSON object")
+    return protocol.Event(_int(row, "seq"), _finite(row, "ts"), _text(row, "kind"), _text(row, "source"), data)
 
-    return protocol.Event(row["seq"], row["ts"], row["kind"], row["source"], json.loads(row["data"]))
+
+def _int(row: dict[str, Any], key: str) -> int:
+    value = row[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRow(f"{key} {value!r} is not an integer")
+    return value
+
+
+def _finite(row: dict[str, Any], key: str, bound: float | None = 1e15) -> float:
+    """A number cell: finite, and for times within ``bound`` seconds of 1970 (a clock's nonsense, not a time)."""
+    value = row[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+            bound is not None and not -bound < value < bound):
+        raise BadRow(f"{key} {str(value)[:40]!r} is not a finite number" + ("" if bound is None else " of seconds"))
+    return float(value)
+
+
+def _text(row: dict[str, Any], key: str, optional: bool = False) -> str | None:
+    value = row[key]
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise BadRow(f"{key} {str(value)[:40]!r} is not text")
+    return value
+
+
+def _table(stream: str) -> str:
+    if stream not in ("readings", "events"):
+        raise ValueError(f"unknown stream {stream!r}")
+    return stream
+
+
+def _undecodable(exc: sqlite3.Error) -> bool:
+    return "Could not decode" in str(exc)
+
+
+def _raw_cells(db: Any, table: str, where: str, params: tuple) -> dict[str, list[Any]] | None:
+    """Every cell of one row as ``[sqlite type, text]``: text and blobs as hex (their exact bytes, whatever they
+    are), numbers as their literal. Read with SQL functions only, so an undecodable cell never reaches Python."""
+    columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()]
+    parts = ", ".join(f"typeof(\"{c}\"), CASE WHEN typeof(\"{c}\") IN ('text', 'blob') THEN hex(\"{c}\") "
+                      f"ELSE quote(\"{c}\") END" for c in columns)
+    row = db.execute(f"SELECT {parts} FROM {table} WHERE {where}", params).fetchone()
+    if row is None:
+        return None
+    return {c: [row[2 * i], row[2 * i + 1]] for i, c in enumerate(columns)}
+
+
+def _number(cell: list[Any] | None) -> float | None:
+    """The value of a raw cell if it is a finite number (the ``ts`` of a gap record), else None."""
+    if not cell or cell[0] not in ("integer", "real"):
+        return None
+    try:
+        value = float(cell[1])
+    except ValueError:
+        return None
+    return value if -1e15 < value < 1e15 else None
+
+
+def _reason(exc: BaseException, named: bool = False) -> str:
+    """An exception as one printable line of bounded length, for events and logs; ``named`` puts its type first
+    (for failures that are not refusals: a RecursionError says more by its name than by its message)."""
+    text = str(exc) or type(exc).__name__
+    return _printable(f"{type(exc).__name__}: {text}" if named else text)
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """``text`` safe to store and log: lone surrogates and control characters escaped, at most ``limit`` chars."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _close(client) -> None:

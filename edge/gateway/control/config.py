@@ -102,14 +102,26 @@ class _Rule(StrictModel):
 
 
 class ThresholdRule(_Rule):
-    """Hysteresis: on above ``on_above`` until below ``off_below`` (cooling), or on below ``on_below`` until above
-    ``off_above`` (heating, frost protection)."""
+    """Hysteresis: holds above ``on_above`` until below ``off_below`` (cooling), or below ``on_below`` until above
+    ``off_above`` (heating, frost protection). While it holds, it requests its actuator on at ``value``, or, with
+    ``action: off``, holds it off (a cut-off, such as a heater's over-temperature limit). A ``priority: safety``
+    rule beats manual and remote overrides (frost protection heats through an ``edge actuate heater-1 off``); the
+    safety limits (max_on, min_off, interlocks, power budget) still have the last word."""
 
     type: Literal["threshold"]
     on_above: float | None = None
     off_below: float | None = None
     on_below: float | None = None
     off_above: float | None = None
+    action: Literal["on", "off"] = Field(default="on", description="while the rule holds: on at value, or off")
+    priority: Literal["normal", "safety"] = Field(
+        default="normal", description="normal: below manual overrides; safety: above them (frost, over-temperature)")
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: object) -> object:
+        """YAML reads a bare ``on`` / ``off`` as true / false: take them as meant."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _one_direction(self) -> "ThresholdRule":
@@ -158,6 +170,7 @@ class ControlConfig(StrictModel):
     socket: str = Field(default="/run/edge/control.sock", description="Unix socket for edge actuate / status")
     socket_group: str | None = Field(
         default=None, description="group allowed to use the control socket besides root and the daemon's user")
-    manual_default: Duration = Field(default=3600.0, description="how long `edge actuate ID on` lasts without --for")
+    manual_default: Duration = Field(default=3600.0, description="how long `edge actuate ID on|off` lasts without "
+                                     "--for (never longer than the actuator's max_manual)")
     max_outputs_on: int | None = Field(default=None, ge=1, description="power budget: outputs on at once")
     interlocks: list[Interlock] = Field(default_factory=list)

@@ -1,8 +1,9 @@
 """Control rules as pure functions: (rule, its remembered state, its input reading, now) -> a decision.
 
-A rule either *requests* its actuator on (with a value) or requests nothing; it never asks for "off", so rules,
-schedules and manual overrides combine simply (the supervisor turns an output off when nothing requests it). A rule
-whose input is missing, in error or stale requests nothing and reports a fault: it releases its actuator.
+A rule either *requests* its actuator on (with a value) or requests nothing, so rules, schedules and manual
+overrides combine simply (the supervisor turns an output off when nothing requests it). The one exception is a
+threshold rule with ``action: off`` (a cut-off): while it holds it requests 0, which beats any "on" of its level.
+A rule whose input is missing, in error or stale requests nothing and reports a fault: it releases its actuator.
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ def threshold(rule: ThresholdRule, state: dict[str, Any], reading: Input | None,
     if problem:
         return Decision(None, {"on": False}, problem)
     value, was_on = reading.value, bool(state.get("on"))
-    if rule.on_above is not None:  # cooling
+    if rule.on_above is not None:  # cooling, or an over-temperature cut-off
         on = value > rule.on_above or (was_on and value > rule.off_below)
     else:  # heating / frost protection
         on = value < rule.on_below or (was_on and value < rule.off_above)
-    return Decision(rule.value if on else None, {"on": on})
+    if not on:
+        return Decision(None, {"on": False})
+    return Decision(rule.value if rule.action == "on" else 0.0, {"on": True})
 
 
 def irrigation(rule: IrrigationRule, state: dict[str, Any], reading: Input | None, now: float,

@@ -1,7 +1,8 @@
 """The supervisor: the only code that switches an output.
 
-At every evaluation it gathers, for each actuator, what wants it on (a manual override, a rule, a schedule: in that
-priority), then lets the safety limits have the last word: ``max_on`` (continuous on-time, counted across a restart,
+At every evaluation it gathers, for each actuator, what wants it on or off (a safety rule, a manual override, a
+rule, a schedule: in that priority; manual and remote overrides are bounded by the actuator's ``max_manual``), then
+lets the safety limits have the last word: ``max_on`` (continuous on-time, counted across a restart,
 then latched off until the request goes away), ``min_on``, ``min_off``, interlocks with their wait, and the power
 budget (``max_outputs_on``). Requests are level-triggered: after a restart only a reason that still holds switches an
 output on again, for the time it has left.
@@ -144,8 +145,10 @@ class Supervisor:
                 if row["reason"] == "shutdown" and row["on_since"] is not None:
                     self._carried_on_time[row["actuator"]] = max(0.0, row["since"] - row["on_since"])
         for row in db.query("SELECT * FROM control_overrides"):
-            if row["actuator"] in self.state:
-                self.overrides[row["actuator"]] = row
+            if row["actuator"] in self.state:  # bounded by max_manual, even one stored by an older version
+                bound = row["issued"] + self.limits[row["actuator"]].manual_limit()
+                self.overrides[row["actuator"]] = {**row, "until": bound if row["until"] is None
+                                                   else min(row["until"], bound)}
         for row in db.query("SELECT * FROM control_rules"):
             self.rule_state[row["rule"]] = json.loads(row["state"])
 
@@ -222,8 +225,9 @@ class Supervisor:
                 log.info("manual override of %s by %s expired", actuator_id, override["who"])
 
     def _requests(self, now: float) -> tuple[dict[str, Request], dict[str, str]]:
-        """The winning request of each actuator (manual > rule > schedule), and the rules whose input failed."""
-        levels: list[list[tuple[str, Request]]] = [[], [], []]  # schedule, rule, manual: later levels win
+        """The winning request of each actuator (safety rule > manual > rule > schedule), and the rules whose input
+        failed. The safety limits come after, in ``_settle``."""
+        levels: list[list[tuple[str, Request]]] = [[], [], [], []]  # schedule, rule, manual, safety rule: later win
         for schedule in self.config.schedules:
             w = window(schedule, now, self.place)
             if w is not None:
@@ -234,7 +238,8 @@ class Supervisor:
             if decision.fault:
                 faults[rule.id] = decision.fault
             if decision.request is not None:
-                levels[1].append((rule.actuator, Request(decision.request, f"rule:{rule.id}", decision.until)))
+                level = 3 if getattr(rule, "priority", "normal") == "safety" else 1
+                levels[level].append((rule.actuator, Request(decision.request, f"rule:{rule.id}", decision.until)))
         for actuator_id, override in self.overrides.items():
             levels[2].append((actuator_id, Request(override["value"], f"manual:{override['who']}",
                                                    override["until"])))
@@ -242,7 +247,7 @@ class Supervisor:
         for level in levels:
             best: dict[str, Request] = {}
             for actuator_id, request in level:  # within a level, the strongest request wins
-                if actuator_id not in best or request.value > best[actuator_id].value:
+                if _stronger(request, best.get(actuator_id)):
                     best[actuator_id] = request
             winners.update(best)
         return winners, faults
@@ -361,24 +366,22 @@ class Supervisor:
             raise Refused(f"unknown actuator {actuator_id!r} (actuators: {', '.join(self.actuators)})")
         if action not in ("on", "off", "auto"):
             raise Refused(f"unknown action {action!r}: use on, off or auto")
-        if duration is not None and not (isinstance(duration, (int, float)) and 0 < duration <= 366 * 86400):
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                     or not 0 < duration <= 366 * 86400):
             raise Refused(f"invalid duration {duration!r}: give seconds, more than 0")
         with self._lock:
-            limits = self.limits[actuator_id]
             if action == "auto":
                 self.overrides.pop(actuator_id, None)
                 with self._transaction() as db:
                     db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
             else:
+                duration = self._override_duration(actuator_id, action, duration)
                 if action == "on":
-                    duration = duration or self.control.manual_default
-                    if limits.max_on is not None and duration > limits.max_on:
-                        raise Refused(f"duration exceeds max_on {format_duration(limits.max_on)}")
                     if self.state[actuator_id].value <= 0:
                         refusal = self._refusal(actuator_id, now)
                         if refusal:
                             raise Refused(refusal)
-                until = now + duration if duration else None
+                until = now + duration
                 override = {"actuator": actuator_id, "value": 1.0 if action == "on" else 0.0, "until": until,
                             "who": who, "issued": now}
                 self.overrides[actuator_id] = override
@@ -389,6 +392,20 @@ class Supervisor:
                                      {"action": action, "for": duration, "who": who}, ts=now)
             self.evaluate(now)
             return self.describe(actuator_id, now)
+
+    def _override_duration(self, actuator_id: str, action: str, duration: float | None) -> float:
+        """How long an ``on``/``off`` override lasts: as asked, or ``control.manual_default``; never longer than the
+        actuator's ``max_manual`` (nor, for ``on``, its ``max_on``). An explicit duration past a bound is refused."""
+        limits = self.limits[actuator_id]
+        bounds = [("max_manual", limits.manual_limit())]
+        if action == "on" and limits.max_on is not None:
+            bounds.insert(0, ("max_on", limits.max_on))
+        if duration is None:
+            return min(self.control.manual_default, *(bound for _, bound in bounds))
+        for name, bound in bounds:
+            if duration > bound:
+                raise Refused(f"{format_duration(duration)} exceeds {actuator_id}'s {name} {format_duration(bound)}")
+        return float(duration)
 
     def describe(self, actuator_id: str, now: float | None = None) -> dict[str, Any]:
         now = self.clock.time() if now is None else now
@@ -425,8 +442,13 @@ class Supervisor:
         return failed
 
 
-def _higher(a: Request | None, b: Request) -> Request:
-    return b if a is None or b.value > a.value else a
+def _stronger(request: Request, than: Request | None) -> bool:
+    """Within one level: an off request (a cut-off) beats any on request; otherwise the higher value wins."""
+    if than is None:
+        return True
+    if (request.value <= 0) != (than.value <= 0):
+        return request.value <= 0
+    return request.value > than.value
 
 
 def _describe(value: float) -> str:

@@ -119,6 +119,21 @@ ActuatorRef = Annotated[Identifier, AfterValidator(ActuatorId)]
 
 ActuatorKind = Literal["fan", "heater", "pump", "vent", "light", "co2", "mister", "other"]
 
+#: The longest manual or remote override (``on`` or ``off``) of each kind of actuator when its config gives no
+#: ``max_manual``: long enough for the work a person does by hand, short enough that a forgotten override ends the
+#: same shift. Water and CO2 are counted in minutes (a flooded bed, a CO2 level unsafe for people); heat, air and
+#: light in hours. docs/control.md has the reasons.
+MAX_MANUAL_BY_KIND: dict[str, float] = {
+    "heater": 4 * 3600.0,
+    "fan": 8 * 3600.0,
+    "vent": 8 * 3600.0,
+    "light": 12 * 3600.0,
+    "pump": 30 * 60.0,
+    "mister": 15 * 60.0,
+    "co2": 60 * 60.0,
+    "other": 60 * 60.0,
+}
+
 
 class ActuatorConfig(StrictModel):
     """Keys every actuator has; a driver's config subclasses this and fixes ``type`` to a literal."""
@@ -132,11 +147,17 @@ class ActuatorConfig(StrictModel):
         default=None, description="longest continuous on-time, counted across daemon restarts; then forced off")
     min_on: Duration | None = Field(default=None, description="once on, stay on at least this long")
     min_off: Duration | None = Field(default=None, description="once off, stay off at least this long")
+    max_manual: Duration | None = Field(
+        default=None, description="longest manual or remote override, on or off (null: the default of its kind)")
     feedback: SensorInput | None = Field(
         default=None,
         description="a sensor quantity that shows this actuator working (a pump's flow meter, a fan's air "
         "temperature); alert rules use it to detect an actuator that does not respond",
     )
+
+    def manual_limit(self) -> float:
+        """The longest override this actuator accepts: ``max_manual``, or the default of its kind."""
+        return self.max_manual if self.max_manual is not None else MAX_MANUAL_BY_KIND[self.kind]
 
 
 @runtime_checkable
