@@ -457,22 +457,27 @@ def dc() -> None:
 @dc.command()
 @click.option("-c", "--config", "config_path", required=True, envvar="EDGE_DC_CONFIG",
               type=click.Path(dir_okay=False), help="Data-center config file (default: $EDGE_DC_CONFIG).")
+@click.option("--username", default=None, help="Broker account of this instance (overrides mqtt.username). "
+              "config/mosquitto/ names each session by its account: every running collector needs its own.")
 @click.option("--client-id", default=None, help="MQTT client id of this instance (overrides mqtt.client_id); "
-              "keep it across restarts, and unique among running collectors.")
+              "keep it across restarts, and unique among running collectors (a broker that binds ids to "
+              "accounts, as config/mosquitto/ does, uses the account name instead).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
               help="Override the config's log.level.")
-def collector(config_path: str, client_id: str | None, log_level: str | None) -> None:
+def collector(config_path: str, username: str | None, client_id: str | None, log_level: str | None) -> None:
     """Store gateway uplink (readings, events, status) in PostgreSQL; ack each batch after its commit.
 
     Runs in the foreground until SIGTERM/SIGINT, then finishes the round in hand. Run several (each with its own
-    --client-id) to share the stream.
+    broker account, --username) to share the stream.
 
-    Example: edge dc collector -c config/datacenter.yaml
+    Example: edge dc collector -c config/datacenter.yaml --username collector-2
     """
     import signal
     import threading
 
     config = _load_datacenter(config_path)
+    if username is not None:
+        config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"username": username})})
     _setup_logging(log_level or config.log.level)
     try:
         from edge.datacenter.collector import Collector

@@ -8,7 +8,11 @@ import socket
 import pytest
 from click.testing import CliRunner
 
+from conftest import wait_until
+from dc_kit import Login
+from edge import protocol
 from edge.cli import main
+from edge.gateway import sync
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.doctor import Check, check_service, diagnose, format_report
 from services import free_port
@@ -80,6 +84,63 @@ def test_wrong_credentials_fail_and_the_password_is_never_shown(write_config, se
     code, output = doctor(config)
     assert line(output, "broker").startswith("OK    broker")
     assert secure_broker.users["gh-a"] not in output
+
+
+COMMAND = protocol.encode_command(protocol.Command(id="c-1", issued=1_760_000_000.0, op="ping", args={}))
+
+
+def test_the_broker_login_leaves_a_command_queued_for_the_stopped_daemon(write_config, secure_broker, tmp_path):
+    # The broker names sessions by account, so the doctor's login resumes the daemon's own session: it must leave
+    # it as it found it, with what was queued for the gateway meanwhile.
+    daemon = Login(secure_broker, "gh-a", clean_start=False, session_expiry=86400)  # as the uplink connects
+    daemon.subscribe(protocol.topic("gh-a", protocol.DOWN_CMD))
+    daemon.close()  # the daemon stopped
+    commander = Login(secure_broker, "commander")
+    assert commander.publish(protocol.topic("gh-a", protocol.DOWN_CMD), COMMAND) == 0
+    commander.close()
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(secure_broker.users["gh-a"] + "\n")
+    code, output = doctor(write_config(sync=f"{{url: {secure_broker.url}, password_file: {secret}}}"))
+    assert line(output, "broker") == f"OK    broker   127.0.0.1:{secure_broker.port}: connected as 'gh-a' (mqttv5)"
+    back = Login(secure_broker, "gh-a", clean_start=False, session_expiry=86400)  # the daemon starts again
+    try:
+        wait_until(lambda: back.messages, 5, "the command queued while the daemon was stopped")
+        assert back.messages == [(protocol.topic("gh-a", protocol.DOWN_CMD), COMMAND)]
+    finally:
+        back.close()
+
+
+def test_while_the_daemon_runs_the_broker_line_is_its_link_and_no_second_login(write_config, secure_broker,
+                                                                               tmp_path):
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(secure_broker.users["gh-a"] + "\n")
+    config = write_config(sync=f"{{url: {secure_broker.url}, password_file: {secret}}}")
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=1.0, boot_id="b")  # holds the owner lock like a daemon
+    buffer.migrate("sync", sync.MIGRATIONS)
+    daemon = Login(secure_broker, "gh-a")  # the daemon's connection
+    where = f"127.0.0.1:{secure_broker.port}"
+
+    def broker_line(link: str, error: str | None) -> Check:
+        with buffer.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO sync_state VALUES ('link', ?), ('error', ?)", (link, error))
+        [check] = [c for c in diagnose(config, systemctl=lambda verb, unit: "").checks if c.name == "broker"]
+        return check
+
+    try:
+        assert broker_line("up", None) == Check(
+            "broker", "OK", f"{where}: the running daemon is connected as 'gh-a' (not logged in a second time)")
+        refused = broker_line("down", "broker refused the connection: Not authorized")
+        assert (refused.status, refused.summary) == (
+            "FAIL", f"{where}: the running daemon is refused: broker refused the connection: Not authorized")
+        assert "mosquitto_passwd" in refused.hint
+        down = broker_line("down", "disconnected: keepalive timeout")
+        assert (down.status, down.summary) == (
+            "WARN", f"{where}: answers, but the running daemon is not connected (disconnected: keepalive timeout)")
+        assert daemon.publish(protocol.topic("gh-a", protocol.STATUS)) < 0x80  # still connected, never kicked
+        assert "already connected" not in secure_broker.log_text()
+    finally:
+        daemon.close()
+        buffer.close()
 
 
 def test_an_invalid_config_is_the_only_line_and_fails(tmp_path):

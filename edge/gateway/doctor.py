@@ -2,10 +2,10 @@
 configured here), and every WARN or FAIL carries a short hint: what to look at, or the command that shows more.
 
 The checks: the config is valid; the clock is synced; the buffer passes SQLite's quick_check and fits its budget; the
-buffer's file system has room; the broker accepts the configured credentials (TCP, then an MQTT CONNECT, under a
-client id of its own so the daemon's session is untouched); each SMS transport's host or device is there; the sensors
-answer (``edge probe`` when the daemon is stopped, else the daemon's latest readings, so no bus is shared); and the
-state of the systemd unit. Secrets are read to use them, never printed.
+buffer's file system has room; the broker accepts the configured credentials (TCP, then an MQTT CONNECT that leaves
+the daemon's broker session as it was; while the daemon runs, its own link state instead of a second login); each SMS
+transport's host or device is there; the sensors answer (``edge probe`` when the daemon is stopped, else the daemon's
+latest readings, so no bus is shared); and the state of the systemd unit. Secrets are read to use them, never printed.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def diagnose(config_path: str | os.PathLike[str] | None, *, env: Mapping[str, st
                                     f"{len(config.actuators)} actuators, {config.hardware.backend} backend")]
     checks.append(check_clock(config))
     buffer_check, daemon_running = check_buffer(config, now)
-    checks += [buffer_check, check_disk(config), check_broker(config, timeout)]
+    checks += [buffer_check, check_disk(config), check_broker(config, timeout, daemon_running)]
     checks += check_sms(config, timeout)
     checks.append(check_sensors(config, daemon_running, now))
     checks.append(check_service(systemctl))
@@ -183,8 +183,13 @@ def check_disk(config: Any) -> Check:
     return Check("disk", "OK", summary)
 
 
-def check_broker(config: Any, timeout: float) -> Check:
-    """TCP and an MQTT CONNECT with the configured credentials; the password is read, sent, and never shown."""
+def check_broker(config: Any, timeout: float, daemon_running: bool = False) -> Check:
+    """TCP and an MQTT CONNECT with the configured credentials; the password is read, sent, and never shown.
+
+    The broker binds each session to its account (``use_username_as_clientid``), so a second login as the gateway
+    would take over the daemon's connection. While the daemon runs, the doctor therefore only checks that the broker
+    answers on TCP and reports the daemon's own link state; when it is stopped, it logs in without disturbing the
+    session the daemon will resume (see :func:`_mqtt_connect`)."""
     sync = config.sync
     if not sync.url:
         return Check("broker", "SKIP", "no sync.url: the gateway only buffers")
@@ -203,7 +208,12 @@ def check_broker(config: Any, timeout: float) -> Check:
         return Check("broker", "FAIL", f"{where}: cannot resolve {parts.hostname} ({exc.strerror})",
                      "check the name in sync.url and DNS (resolvectl status), or use the broker's IP address")
     try:
-        refused = _mqtt_connect(sync, config.gateway.id, parts.hostname, port, username, password, timeout)
+        if daemon_running:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                pass
+            refused = None
+        else:
+            refused = _mqtt_connect(sync, parts.hostname, port, username, password, timeout)
     except ssl.SSLError as exc:
         return Check("broker", "FAIL", f"{where}: TLS failed ({exc.reason or exc})",
                      "check sync.ca_file and the broker's certificate; a clock that is not synced also fails TLS")
@@ -216,20 +226,59 @@ def check_broker(config: Any, timeout: float) -> Check:
     except OSError as exc:
         return Check("broker", "FAIL", f"{where}: {exc.strerror or exc}", "check the network and sync.url")
     if refused:
-        return Check("broker", "FAIL", f"{where}: the broker refused {username!r}: {refused}",
-                     "check sync.username (default: the gateway id) and the password in sync.password_file "
-                     "against the broker's password file (mosquitto_passwd)")
+        return Check("broker", "FAIL", f"{where}: the broker refused {username!r}: {refused}", _LOGIN_HINT)
+    if daemon_running:
+        return _daemon_link(config, where, username)
     return Check("broker", "OK", f"{where}: connected as {username!r} ({sync.mqtt_version})")
 
 
-def _mqtt_connect(sync: Any, gateway_id: str, host: str, port: int, username: str, password: str | None,
-                  timeout: float) -> str | None:
-    """None when the broker accepts the login, else its reason. Raises OSError for network failures."""
-    import paho.mqtt.client as mqtt
+_LOGIN_HINT = ("check sync.username (default: the gateway id) and the password in sync.password_file against the "
+               "broker's password file (mosquitto_passwd)")
 
-    version = mqtt.MQTTv5 if sync.mqtt_version == "mqttv5" else mqtt.MQTTv311
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-doctor-{gateway_id}-{os.getpid()}",
-                         protocol=version)  # never the daemon's id: its session stays as it is
+
+def _daemon_link(config: Any, where: str, username: str) -> Check:
+    """The running daemon's own view of its link (it logs in; the doctor does not log in a second time)."""
+    from edge.gateway.buffer import Buffer
+
+    try:
+        buffer = Buffer.reader(config.buffer.path)
+        try:
+            state = buffer.sync_state()
+        finally:
+            buffer.close()
+    except Exception as exc:  # sqlite3.DatabaseError, EdgeError, OSError: the buffer line reports the cause
+        return Check("broker", "WARN", f"{where}: answers; cannot read the daemon's link state ({exc})",
+                     "edge status shows the link")
+    error = state.get("error") if state.get("error") not in (None, "None") else None
+    if state.get("link") == "up":
+        return Check("broker", "OK", f"{where}: the running daemon is connected as {username!r} "
+                                     "(not logged in a second time)")
+    if error and "refused" in error:
+        return Check("broker", "FAIL", f"{where}: the running daemon is refused: {error}", _LOGIN_HINT)
+    return Check("broker", "WARN", f"{where}: answers, but the running daemon is not connected"
+                 + (f" ({error})" if error else ""), "journalctl -u edge-gateway -n 50 says why; edge status")
+
+
+#: As the daemon's uplink (edge.gateway.sync) asks for its session, so a doctor login never shortens it.
+GATEWAY_SESSION_EXPIRY = 86400
+
+
+def _mqtt_connect(sync: Any, host: str, port: int, username: str, password: str | None,
+                  timeout: float) -> str | None:
+    """None when the broker accepts the login, else its reason. Raises OSError for network failures.
+
+    The broker names the session after the account, so this login resumes the (stopped) daemon's session. It
+    leaves that session as it found it: no clean start, the daemon's session expiry, no subscription, and manual
+    acknowledgement that never acknowledges, so a command queued for the gateway is not consumed: the broker sends
+    it again when the daemon resumes the session."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    v5 = sync.mqtt_version == "mqttv5"
+    extra = {} if v5 else {"clean_session": False}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-doctor-{os.getpid()}",
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True, **extra)
     client.connect_timeout = timeout
     client.username_pw_set(username, password)
     if urlsplit(sync.url).scheme == "mqtts":
@@ -238,8 +287,14 @@ def _mqtt_connect(sync: Any, gateway_id: str, host: str, port: int, username: st
                        keyfile=str(sync.key_file) if sync.key_file else None)
     answer: dict[str, Any] = {}
     client.on_connect = lambda _c, _u, _f, reason_code, _p=None: answer.setdefault("reason", reason_code)
+    connect: dict[str, Any] = {}
+    if v5:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = GATEWAY_SESSION_EXPIRY
+        props.ReceiveMaximum = 1  # at most one queued message comes our way (and it stays unacknowledged)
+        connect = {"clean_start": False, "properties": props}
     try:
-        client.connect(host, port, keepalive=max(5, int(timeout) * 2))
+        client.connect(host, port, keepalive=max(5, int(timeout) * 2), **connect)
         deadline = time.monotonic() + timeout
         while "reason" not in answer:
             if time.monotonic() > deadline:
