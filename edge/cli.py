@@ -130,7 +130,8 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
     from edge.gateway.clock import Clock
     from edge.gateway.control.supervisor import describe_state
 
-    now = time.time() if now is None else now
+    from edge.gateway.alerts.outbox import queue_summary, transport_health
+
     buffer = _open_reader(config)
     try:
         readings = buffer.counts("readings")
@@ -140,8 +141,12 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         running = buffer.owned_by_a_running_daemon()
         actuator_rows = buffer.control_state()
         link = buffer.sync_state()
+        sms_queue, sms_health = queue_summary(buffer.db), transport_health(buffer.db)
     finally:
         buffer.close()
+    # Ages are measured against a clock read after the queries: a reading the daemon commits while they run is
+    # never "in the future" (a clock read before them gave negative ages).
+    now = time.time() if now is None else now
     oldest = readings.pop("oldest_pending_ts")
     sensors = {}
     for sensor in config.sensors:
@@ -167,6 +172,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
             "events_pending": events["pending"],
         },
         "sync": _sync_report(config, link, running),
+        "sms": _sms_report(config, sms_queue, sms_health, now),
         "sensors": sensors,
         "actuators": {a.id: describe_state(a.id, actuator_rows.get(a.id, _NEVER_SWITCHED), now)
                       for a in config.actuators},
@@ -182,6 +188,19 @@ def _sync_report(config, link: dict[str, str | None], running: bool) -> dict[str
         state = "offline (no broker configured)"
     return {"link": state or "unknown", "since": _iso(number("since")), "last_ack": _iso(number("last_ack")),
             "error": link.get("error") if link.get("error") not in (None, "None") else None}
+
+
+def _sms_report(config, queue: dict[str, Any], health: dict[str, dict[str, Any]], now: float) -> dict[str, Any]:
+    """The SMS queue, and each configured transport's account state (``ok`` until an attempt found otherwise)."""
+    oldest = queue["oldest_queued_ts"]
+    transports = {}
+    for transport in config.sms.transports:
+        known = health.get(transport.name)
+        transports[transport.name] = {"state": known["state"] if known else "ok",
+                                      "detail": known["detail"] if known else None,
+                                      "since": _iso(known["since_ts"]) if known else None}
+    return {"queued": queue["queued"], "oldest_queued": _iso(oldest),
+            "oldest_queued_age_s": None if oldest is None else round(now - oldest, 1), "transports": transports}
 
 
 def _format_value(q: dict[str, Any]) -> str:
@@ -202,8 +221,8 @@ def _age(seconds: float | None) -> str:
 
 @main.command()
 @config_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys: gateway, epoch, clock, buffer, "
-              "sensors).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys: gateway, epoch, daemon, clock, "
+              "buffer, sync, sms, sensors, actuators).")
 def status(config_path: str | None, as_json: bool) -> None:
     """Show the gateway's state from its buffer; works while the daemon runs.
 
@@ -224,6 +243,13 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo(f"link     {sync['link']}" + (f" since {sync['since']}" if sync["since"] else "")
                + (f"; last ack {sync['last_ack']}" if sync["last_ack"] else "")
                + (f"; last error: {sync['error']}" if sync["error"] else ""))
+    sms = report["sms"]
+    if sms["transports"] or sms["queued"]:
+        troubles = [f"{name} {info['state'].upper()} since {info['since']} ({info['detail']})"
+                    for name, info in sms["transports"].items() if info["state"] != "ok"]
+        click.echo(f"sms      {sms['queued']} queued" + (f", oldest {_age(sms['oldest_queued_age_s'])}"
+                                                          if sms["queued"] else "")
+                   + "; " + ("; ".join(troubles) if troubles else "transports ok"))
     click.echo("sensors")
     for sensor_id, info in report["sensors"].items():
         values = ", ".join(f"{q} {_format_value(v)}" for q, v in info["quantities"].items()) or "no readings yet"

@@ -25,7 +25,7 @@ def kavenegar():
 
 
 @pytest.mark.parametrize("status, outcome", [(200, "accepted"), (418, "no_credit"), (411, "permanent"),
-                                             (409, "busy"), (403, "retryable"), (412, "retryable"),
+                                             (409, "busy"), (403, "refused"), (412, "refused"), (401, "refused"),
                                              (422, "retryable"), (500, "retryable")])
 def test_kavenegar_status_codes_are_classified_as_documented(status, outcome):
     body = {"return": {"status": status, "message": "..."}, "entries": [{"messageid": 1, "status": 1}]}

@@ -3,8 +3,6 @@ broker is tried for real (private Mosquitto) with the configured credentials, an
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from click.testing import CliRunner
 
@@ -16,6 +14,7 @@ from edge.gateway import sync
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.doctor import Check, check_service, diagnose, format_report
 from services import free_port
+from sms_fakes import KEY, FakeKavenegar
 
 GATEWAY = """\
 gateway: {id: GATEWAY}
@@ -187,20 +186,67 @@ def test_while_the_daemon_runs_sensors_are_judged_from_its_readings_not_probed(w
         buffer.close()
 
 
+def sms_checks(report) -> list[Check]:
+    return [check for check in report.checks if check.name == "sms"]
+
+
+def kavenegar_config(write_config, tmp_path, key: str, extra: str = "") -> object:
+    key_file = tmp_path / "kavenegar.key"
+    key_file.write_text(key + "\n")
+    return write_config(sms=f"{{transports: [{{type: kavenegar, api_key_file: {key_file}, sender: '2000660110', "
+                            f"receive: false}}{extra}]}}")
+
+
 def test_sms_transports_are_checked_without_sending_anything(write_config, tmp_path):
-    key = tmp_path / "kavenegar.key"
-    key.write_text("secret-api-key\n")
-    with socket.socket() as listener:  # an HTTP gateway that accepts connections
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        sms = (f"{{transports: [{{type: kavenegar, api_key_file: {key}, base_url: 'http://127.0.0.1:{port}', "
-               f"receive: false}}, {{type: modem, port: {tmp_path / 'ttyUSB9'}}}]}}")
-        code, output = doctor(write_config(sms=sms))
-    sms_lines = [text for text in output.splitlines() if text[6:].startswith("sms ")]
-    assert sms_lines == [f"OK    sms      kavenegar: 127.0.0.1:{port} reachable",
-                         f"FAIL  sms      modem: no device {tmp_path / 'ttyUSB9'}"]
-    assert code == 1 and "secret-api-key" not in output
+    fake = FakeKavenegar()
+    config = kavenegar_config(write_config, tmp_path, KEY, f", {{type: modem, port: {tmp_path / 'ttyUSB9'}}}")
+    report = diagnose(config, systemctl=lambda verb, unit: "", http=fake.transport)
+    assert [(c.status, c.summary) for c in sms_checks(report)] == [
+        ("OK", "kavenegar: api.kavenegar.com accepts the API key, 5,000,000 rials of credit (nothing sent)"),
+        ("FAIL", f"modem: no device {tmp_path / 'ttyUSB9'}")]
+    assert fake.sent == [] and [r.url.path for r in fake.requests] == [f"/v1/{KEY}/account/info.json"]
+    assert KEY not in "\n".join(format_report(report))
+
+
+def test_a_wrong_kavenegar_key_fails_the_doctor_with_a_hint_and_is_never_shown(write_config, tmp_path):
+    fake = FakeKavenegar(key="the-key-in-the-panel")
+    report = diagnose(kavenegar_config(write_config, tmp_path, KEY), systemctl=lambda verb, unit: "",
+                      http=fake.transport)
+    [check] = sms_checks(report)
+    assert (check.status, check.summary) == (
+        "FAIL", "kavenegar: api.kavenegar.com refuses the API key: 403 invalid API key (کد شناسائی API-Key معتبر "
+                "نمی‌باشد)")
+    assert check.hint.startswith(f"copy the API key from the Kavenegar panel into {tmp_path / 'kavenegar.key'}")
+    assert not report.ok and KEY not in "\n".join(format_report(report))
+
+
+def test_a_kavenegar_account_without_credit_fails_the_doctor(write_config, tmp_path):
+    fake = FakeKavenegar(credit=0)
+    [check] = sms_checks(diagnose(kavenegar_config(write_config, tmp_path, KEY), systemctl=lambda verb, unit: "",
+                                  http=fake.transport))
+    assert (check.status, check.summary) == ("FAIL", "kavenegar: no credit left (remaincredit 0)")
+    assert check.hint.startswith("top up the Kavenegar account")
+
+
+def test_what_the_daemon_found_about_an_account_fails_the_doctor(write_config, tmp_path):
+    from edge.gateway.alerts.outbox import Outbox
+    from edge.gateway.alerts.transports.kavenegar import KavenegarTransport
+
+    fake = FakeKavenegar(lines={"3000123"})  # the key works, the configured sender line does not
+    config = kavenegar_config(write_config, tmp_path, KEY)
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=1_760_000_000.0, boot_id="b")
+    outbox = Outbox(buffer, [KavenegarTransport(KEY, "2000660110", http=fake.transport, receive=False)])
+    outbox.submit(recipient="Ali", number="+989121234567", text="hello", critical=True, now=1_760_000_000.0)
+    outbox.flush(1_760_000_000.0)  # as the daemon's outbox did
+    outbox.close()
+    buffer.close()
+    [check] = sms_checks(diagnose(config, systemctl=lambda verb, unit: "", http=fake.transport))
+    assert (check.status, check.summary) == (
+        "FAIL", "kavenegar: the daemon's sending is refused since 2025-10-09 08:53 UTC: 412 invalid sender line "
+                "(ارسال کننده نامعتبر است)")
+    assert "sms.transports[].sender" in check.hint
+    assert check.lines == ("doctor's own check: api.kavenegar.com accepts the API key, 5,000,000 rials of credit "
+                           "(nothing sent)",)
 
 
 @pytest.mark.parametrize("active, enabled, status", [
