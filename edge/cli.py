@@ -460,8 +460,9 @@ def doctor(config_path: str | None, timeout: float, env_file: str | None) -> Non
     if env_file is not None or ENV_FILE.is_file():
         try:
             env.update(read_env_file(env_file or ENV_FILE))
-        except OSError as exc:
-            click.echo(f"error: cannot read {env_file or ENV_FILE}: {exc.strerror}", err=True)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
+            click.echo(f"error: cannot read {env_file or ENV_FILE}: {reason}", err=True)
             sys.exit(1)
     report = diagnose(config_path, env=env, timeout=timeout)
     for line in format_report(report):

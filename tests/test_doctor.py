@@ -278,3 +278,11 @@ def test_the_env_file_gives_the_config_its_variables_as_systemd_would(write_conf
     config = write_config(sync="{url: '${EDGE_MQTT_URL}'}")
     result = CliRunner().invoke(main, ["doctor", "-c", str(config), "--env-file", str(env_file)])
     assert line(result.output, "broker").startswith("OK    broker")
+
+
+def test_an_env_file_that_is_not_utf8_is_named_not_a_traceback(write_config, tmp_path):
+    env_file = tmp_path / "gateway.env"
+    env_file.write_bytes(b"EDGE_MQTT_URL=mqtt://b\xe4:1883\n")
+    result = CliRunner().invoke(main, ["doctor", "-c", str(write_config()), "--env-file", str(env_file)])
+    assert result.exit_code == 1 and not isinstance(result.exception, UnicodeDecodeError)
+    assert result.output.strip() == f"error: cannot read {env_file}: not valid UTF-8"
