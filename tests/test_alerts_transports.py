@@ -125,6 +125,8 @@ def test_an_http_200_failure_body_counts_as_failure():
 
 def test_generic_answers_are_classified():
     assert interpret(429, None, "slow down", [200], {}).outcome == "busy"
+    assert interpret(401, None, "bad api key", [200], {}).outcome == "refused"
+    assert interpret(403, None, "forbidden", [200], {}).outcome == "refused"
     assert interpret(503, None, "", [200], {}).outcome == "retryable"
     assert interpret(201, {"sid": "SM1"}, "", [200, 201], {}).outcome == "accepted"
 
