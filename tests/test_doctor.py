@@ -88,7 +88,9 @@ def test_wrong_credentials_fail_and_the_password_is_never_shown(write_config, se
 COMMAND = protocol.encode_command(protocol.Command(id="c-1", issued=1_760_000_000.0, op="ping", args={}))
 
 
-def test_the_broker_login_leaves_a_command_queued_for_the_stopped_daemon(write_config, secure_broker, tmp_path):
+@pytest.mark.parametrize("version", ["mqttv5", "mqttv311"])
+def test_the_broker_login_leaves_a_command_queued_for_the_stopped_daemon(write_config, secure_broker, tmp_path,
+                                                                         version):
     # The broker names sessions by account, so the doctor's login resumes the daemon's own session: it must leave
     # it as it found it, with what was queued for the gateway meanwhile.
     daemon = Login(secure_broker, "gh-a", clean_start=False, session_expiry=86400)  # as the uplink connects
@@ -99,8 +101,9 @@ def test_the_broker_login_leaves_a_command_queued_for_the_stopped_daemon(write_c
     commander.close()
     secret = tmp_path / "mqtt-password"
     secret.write_text(secure_broker.users["gh-a"] + "\n")
-    code, output = doctor(write_config(sync=f"{{url: {secure_broker.url}, password_file: {secret}}}"))
-    assert line(output, "broker") == f"OK    broker   127.0.0.1:{secure_broker.port}: connected as 'gh-a' (mqttv5)"
+    code, output = doctor(write_config(sync=f"{{url: {secure_broker.url}, password_file: {secret}, "
+                                            f"mqtt_version: {version}}}"))
+    assert line(output, "broker") == f"OK    broker   127.0.0.1:{secure_broker.port}: connected as 'gh-a' ({version})"
     back = Login(secure_broker, "gh-a", clean_start=False, session_expiry=86400)  # the daemon starts again
     try:
         wait_until(lambda: back.messages, 5, "the command queued while the daemon was stopped")
