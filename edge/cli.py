@@ -145,7 +145,8 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
     finally:
         buffer.close()
     # Ages are measured against a clock read after the queries: a reading the daemon commits while they run is
-    # never "in the future" (a clock read before them gave negative ages).
+    # never "in the future" (a clock read before them gave negative ages). One still can be when the wall clock
+    # stepped back since it was stamped (NTP correcting a Pi's clock): such an age shows as 0 (_age_of).
     now = time.time() if now is None else now
     oldest = readings.pop("oldest_pending_ts")
     sensors = {}
@@ -154,7 +155,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         last_ts = rows[0]["ts"] if rows else None
         sensors[sensor.id] = {
             "last_ts": _iso(last_ts),
-            "age_s": None if last_ts is None else round(now - last_ts, 1),
+            "age_s": _age_of(last_ts, now),
             "quantities": {r["quantity"]: {"value": r["value"], "unit": r["unit"], "quality": r["quality"],
                                            "reason": r["reason"]} for r in rows},
         }
@@ -168,7 +169,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         "buffer": {
             "path": str(config.buffer.path), **readings,
             "oldest_pending": _iso(oldest),
-            "oldest_pending_age_s": None if oldest is None else round(now - oldest, 1),
+            "oldest_pending_age_s": _age_of(oldest, now),
             "events_pending": events["pending"],
         },
         "sync": _sync_report(config, link, running),
@@ -190,6 +191,11 @@ def _sync_report(config, link: dict[str, str | None], running: bool) -> dict[str
             "error": link.get("error") if link.get("error") not in (None, "None") else None}
 
 
+def _age_of(ts: float | None, now: float) -> float | None:
+    """Seconds since ``ts`` (0.1 s), never below 0 (a time ahead of ``now`` means the clock stepped back)."""
+    return None if ts is None else max(0.0, round(now - ts, 1))
+
+
 def _sms_report(config, queue: dict[str, Any], health: dict[str, dict[str, Any]], now: float) -> dict[str, Any]:
     """The SMS queue, and each configured transport's account state (``ok`` until an attempt found otherwise)."""
     oldest = queue["oldest_queued_ts"]
@@ -200,7 +206,7 @@ def _sms_report(config, queue: dict[str, Any], health: dict[str, dict[str, Any]]
                                       "detail": known["detail"] if known else None,
                                       "since": _iso(known["since_ts"]) if known else None}
     return {"queued": queue["queued"], "oldest_queued": _iso(oldest),
-            "oldest_queued_age_s": None if oldest is None else round(now - oldest, 1), "transports": transports}
+            "oldest_queued_age_s": _age_of(oldest, now), "transports": transports}
 
 
 def _format_value(q: dict[str, Any]) -> str:

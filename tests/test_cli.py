@@ -159,3 +159,18 @@ def test_the_doctors_ages_are_measured_after_the_buffer_was_read(gateway_config,
     assert buffer.summary.endswith("oldest 35s old")
     [sensors] = [check for check in report.checks if check.name == "sensors"]
     assert sensors.lines == ("soil: no reading yet",)  # air's reading is fresh, neither stale nor from the future
+
+
+def test_a_reading_stamped_before_the_clock_stepped_back_shows_age_0_not_a_negative_one(gateway_config, monkeypatch):
+    import edge.cli
+    from edge.cli import status_report
+    from edge.config import load_config
+
+    config = load_config(gateway_config)
+    race = DaemonWritesDuringTheQueries(monkeypatch, config.buffer.path, edge.cli)
+    try:
+        monkeypatch.setattr(edge.cli, "time", type("SteppedBack", (), {"time": staticmethod(lambda: race.now - 0.3)}))
+        report = status_report(config)  # NTP stepped the wall clock 0.3 s back after the daemon's last reading
+    finally:
+        race.close()
+    assert report["sensors"]["air"]["age_s"] == 0.0

@@ -528,6 +528,7 @@ def _human(size: float) -> str:
 def _age(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
+    seconds = max(0.0, seconds)  # a time ahead of now: the wall clock stepped back since (NTP)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"
