@@ -132,6 +132,8 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
     from edge.gateway.clock import Clock
     from edge.gateway.control.supervisor import describe_state
 
+    from edge.gateway.alerts.outbox import queue_summary, transport_health
+
     buffer = _open_reader(config)
     try:
         readings = buffer.counts("readings")
@@ -141,9 +143,13 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         running = buffer.owned_by_a_running_daemon()
         actuator_rows = buffer.control_state()
         link = buffer.sync_state()
+        sms_queue, sms_health = queue_summary(buffer.db), transport_health(buffer.db)
     finally:
         buffer.close()
-    now = time.time() if now is None else now  # after the queries: no reading or heartbeat is newer than now
+    # Ages are measured against a clock read after the queries: a reading the daemon commits while they run is
+    # never "in the future" (a clock read before them gave negative ages). One still can be when the wall clock
+    # stepped back since it was stamped (NTP correcting a Pi's clock): such an age shows as 0 (_age_of).
+    now = time.time() if now is None else now
     oldest = readings.pop("oldest_pending_ts")
     sensors = {}
     for sensor in config.sensors:
@@ -151,7 +157,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         last_ts = rows[0]["ts"] if rows else None
         sensors[sensor.id] = {
             "last_ts": _iso(last_ts),
-            "age_s": None if last_ts is None else round(now - last_ts, 1),
+            "age_s": _age_of(last_ts, now),
             "quantities": {r["quantity"]: {"value": r["value"], "unit": r["unit"], "quality": r["quality"],
                                            "reason": r["reason"]} for r in rows},
         }
@@ -165,12 +171,13 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         "buffer": {
             "path": str(config.buffer.path), **readings,
             "oldest_pending": _iso(oldest),
-            "oldest_pending_age_s": None if oldest is None else round(now - oldest, 1),
+            "oldest_pending_age_s": _age_of(oldest, now),
             "events_pending": events["pending"],
         },
         "disk": {"path": str(Path(config.buffer.path).absolute().parent),
                  "free_bytes": (free := free_bytes(Path(config.buffer.path))), "full": free < LOW_SPACE},
         "sync": _sync_report(config, link, running, now),
+        "sms": _sms_report(config, sms_queue, sms_health, now),
         "sensors": sensors,
         "actuators": {a.id: describe_state(a.id, actuator_rows.get(a.id, _NEVER_SWITCHED), now)
                       for a in config.actuators},
@@ -200,6 +207,24 @@ def _sync_report(config, link: dict[str, str | None], running: bool, now: float)
             "error": error}
 
 
+def _age_of(ts: float | None, now: float) -> float | None:
+    """Seconds since ``ts`` (0.1 s), never below 0 (a time ahead of ``now`` means the clock stepped back)."""
+    return None if ts is None else max(0.0, round(now - ts, 1))
+
+
+def _sms_report(config, queue: dict[str, Any], health: dict[str, dict[str, Any]], now: float) -> dict[str, Any]:
+    """The SMS queue, and each configured transport's account state (``ok`` until an attempt found otherwise)."""
+    oldest = queue["oldest_queued_ts"]
+    transports = {}
+    for transport in config.sms.transports:
+        known = health.get(transport.name)
+        transports[transport.name] = {"state": known["state"] if known else "ok",
+                                      "detail": known["detail"] if known else None,
+                                      "since": _iso(known["since_ts"]) if known else None}
+    return {"queued": queue["queued"], "oldest_queued": _iso(oldest),
+            "oldest_queued_age_s": _age_of(oldest, now), "transports": transports}
+
+
 def _format_value(q: dict[str, Any]) -> str:
     if q["quality"] == "error":
         return f"error ({q['reason']})"
@@ -218,8 +243,8 @@ def _age(seconds: float | None) -> str:
 
 @main.command()
 @config_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys: gateway, epoch, clock, buffer, "
-              "sensors).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys: gateway, epoch, daemon, clock, "
+              "buffer, sync, sms, sensors, actuators).")
 def status(config_path: str | None, as_json: bool) -> None:
     """Show the gateway's state from its buffer; works while the daemon runs.
 
@@ -246,6 +271,13 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo(f"link     {sync['link']}" + (f" since {sync['since']}" if sync["since"] else "")
                + (f"; last ack {sync['last_ack']}" if sync["last_ack"] else "")
                + (f"; last error: {sync['error']}" if sync["error"] else ""))
+    sms = report["sms"]
+    if sms["transports"] or sms["queued"]:
+        troubles = [f"{name} {info['state'].upper()} since {info['since']} ({info['detail']})"
+                    for name, info in sms["transports"].items() if info["state"] != "ok"]
+        click.echo(f"sms      {sms['queued']} queued" + (f", oldest {_age(sms['oldest_queued_age_s'])}"
+                                                          if sms["queued"] else "")
+                   + "; " + ("; ".join(troubles) if troubles else "transports ok"))
     click.echo("sensors")
     for sensor_id, info in report["sensors"].items():
         values = ", ".join(f"{q} {_format_value(v)}" for q, v in info["quantities"].items()) or "no readings yet"
@@ -466,8 +498,9 @@ def doctor(config_path: str | None, timeout: float, env_file: str | None) -> Non
     if env_file is not None or ENV_FILE.is_file():
         try:
             env.update(read_env_file(env_file or ENV_FILE))
-        except OSError as exc:
-            click.echo(f"error: cannot read {env_file or ENV_FILE}: {exc.strerror}", err=True)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
+            click.echo(f"error: cannot read {env_file or ENV_FILE}: {reason}", err=True)
             sys.exit(1)
     report = diagnose(config_path, env=env, timeout=timeout)
     for line in format_report(report):
@@ -489,22 +522,27 @@ def dc() -> None:
 @dc.command()
 @click.option("-c", "--config", "config_path", required=True, envvar="EDGE_DC_CONFIG",
               type=click.Path(dir_okay=False), help="Data-center config file (default: $EDGE_DC_CONFIG).")
+@click.option("--username", default=None, help="Broker account of this instance (overrides mqtt.username). "
+              "config/mosquitto/ names each session by its account: every running collector needs its own.")
 @click.option("--client-id", default=None, help="MQTT client id of this instance (overrides mqtt.client_id); "
-              "keep it across restarts, and unique among running collectors.")
+              "keep it across restarts, and unique among running collectors (a broker that binds ids to "
+              "accounts, as config/mosquitto/ does, uses the account name instead).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
               help="Override the config's log.level.")
-def collector(config_path: str, client_id: str | None, log_level: str | None) -> None:
+def collector(config_path: str, username: str | None, client_id: str | None, log_level: str | None) -> None:
     """Store gateway uplink (readings, events, status) in PostgreSQL; ack each batch after its commit.
 
     Runs in the foreground until SIGTERM/SIGINT, then finishes the round in hand. Run several (each with its own
-    --client-id) to share the stream.
+    broker account, --username) to share the stream.
 
-    Example: edge dc collector -c config/datacenter.yaml
+    Example: edge dc collector -c config/datacenter.yaml --username collector-2
     """
     import signal
     import threading
 
     config = _load_datacenter(config_path)
+    if username is not None:
+        config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"username": username})})
     _setup_logging(log_level or config.log.level)
     try:
         from edge.datacenter.collector import Collector

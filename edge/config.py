@@ -127,6 +127,7 @@ class _Document:
         self.source = source
         self.lines: dict[Loc, int] = {}
         self.problems: list[tuple[int, str]] = []
+        self.merged: dict[int, int] = {}  # id(mapping node) -> how many of its pairs came from merge keys
 
     def problem(self, loc: Loc, message: str) -> None:
         self.problems.append((self.line_of(loc), f"{self.source}:{self.line_of(loc)}: {render_loc(loc)}: {message}"))
@@ -147,8 +148,127 @@ def render_loc(loc: Loc) -> str:
     return out or "(top level)"
 
 
+#: What a config file may be at most. A real one is a few kB, a dozen levels deep, a few thousand values; the bounds
+#: keep a hostile or broken file (a YAML "billion laughs", a runaway nesting, a log pasted by mistake) from costing
+#: more than a moment and a few MB before it is refused.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 40
+MAX_VALUES = 100_000
+
+
+def read_config_file(file: Path) -> str:
+    """The text of a config file, or :class:`ConfigError` naming the file (and the line, where there is one):
+    unreadable, a directory, larger than :data:`MAX_FILE_BYTES`, UTF-16/32, or not valid UTF-8. A UTF-8 byte order
+    mark is dropped."""
+    try:
+        with open(file, "rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([f"{file}: larger than {MAX_FILE_BYTES // 1024} kB: not a config file (a config is a few "
+                           "kB); is it the right file?"])
+    encoding = _wide_encoding(data)
+    if encoding:
+        raise ConfigError([f"{file}:1: the file is {encoding}: save it as UTF-8"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError([f"{file}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} in column {column}): save "
+                           "the file as UTF-8"]) from None
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """``"UTF-16"`` / ``"UTF-32"`` for a file in one of those (by its byte order mark, or by the zero bytes that
+    ASCII text has in every other position), else None."""
+    if data.startswith((b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
+        return "UTF-32"
+    if data.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return "UTF-16"
+    head = data[:400]
+    if len(head) >= 4 and max(head[0::2].count(0), head[1::2].count(0)) * 4 >= len(head):
+        return "UTF-16"
+    return None
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, doc: _Document) -> None:
+    """A character YAML does not allow (a control character, NUL), named with its line."""
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    doc.problems.append((line, f"{doc.source}:{line}: yaml: control character U+{exc.character:04X} in column "
+                               f"{column} is not allowed (only tab, newline and printable characters)"))
+
+
+def _check_shape(text: str, doc: _Document) -> bool:
+    """One pass over the YAML events, before anything is built (the parser is iterative, so this pass itself has
+    no depth limit): refuse nesting deeper than :data:`MAX_DEPTH` and documents that expand to more than
+    :data:`MAX_VALUES` values. Aliases (``*name``) and merge keys (``<<: *name``) repeat what their anchor holds, so
+    both are counted as expanded: a "billion laughs" is ten lines that expand to a billion values. Syntax errors are
+    left to the composer, which reports them with their line."""
+    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels) once expanded
+    stack: list[list[Any]] = []  # open collections: [anchor, values, levels below]
+    total = 0
+
+    def add(values: int, levels: int) -> None:
+        nonlocal total
+        if stack:
+            stack[-1][1] += values
+            stack[-1][2] = max(stack[-1][2], levels)
+        else:
+            total += values
+
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1 if event.start_mark else 1
+            if isinstance(event, yaml.AliasEvent):
+                if any(frame[0] == event.anchor for frame in stack):
+                    doc.problems.append((line, f"{doc.source}:{line}: yaml: alias *{event.anchor} refers to a "
+                                               "collection that contains it (it would never end)"))
+                    return False
+                values, levels = sizes.get(event.anchor, (1, 0))  # an unknown anchor: the composer says so
+                if len(stack) + levels > MAX_DEPTH:
+                    doc.problems.append((line, f"{doc.source}:{line}: yaml: nested more than {MAX_DEPTH} levels deep "
+                                               f"(through *{event.anchor})"))
+                    return False
+                add(values, levels)
+            elif isinstance(event, yaml.ScalarEvent):
+                if event.anchor:
+                    sizes[event.anchor] = (1, 0)
+                add(1, 0)
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                stack.append([event.anchor, 1, 0])
+                if len(stack) > MAX_DEPTH:
+                    doc.problems.append((line, f"{doc.source}:{line}: yaml: nested more than {MAX_DEPTH} levels deep"))
+                    return False
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                anchor, values, levels = stack.pop()
+                if anchor:
+                    sizes[anchor] = (values, levels + 1)
+                add(values, levels + 1)
+            else:
+                continue
+            if total + sum(frame[1] for frame in stack) > MAX_VALUES:
+                doc.problems.append((line, f"{doc.source}:{line}: yaml: the document expands to more than "
+                                           f"{MAX_VALUES} values (aliases such as *name repeat all that their anchor "
+                                           "holds): not a config file"))
+                return False
+    except yaml.reader.ReaderError:
+        raise
+    except yaml.YAMLError:
+        return True
+    return True
+
+
 def _read_yaml(text: str, doc: _Document, env: Mapping[str, str]) -> Any:
-    loader = yaml.SafeLoader(text)
+    try:
+        if not _check_shape(text, doc):
+            return None
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        _reader_problem(exc, text, doc)
+        return None
     try:
         root = loader.get_single_node()
     except yaml.YAMLError as exc:
@@ -160,22 +280,26 @@ def _read_yaml(text: str, doc: _Document, env: Mapping[str, str]) -> Any:
     finally:
         loader.dispose()
     if root is None:
-        return {}
+        doc.problems.append((1, f"{doc.source}:1: the file is empty (or holds only comments)"))
+        return None
     return _convert(root, (), doc, env, loader)
 
 
 def _convert(node: yaml.Node, loc: Loc, doc: _Document, env: Mapping[str, str], loader: yaml.SafeLoader) -> Any:
     doc.lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        merged = _flatten(node, doc, loader)
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        from_merge: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node)
             child, line = loc + (key,), key_node.start_mark.line + 1
-            if key in result:
+            if key in result and key not in from_merge:
                 doc.problems.append((line, f"{doc.source}:{line}: {render_loc(child)}: "
                                            f"duplicate key (first on line {doc.lines[child]})"))
                 continue
+            # merged keys come first; the mapping's own keys override them (YAML's merge key semantics)
+            (from_merge.add if index < merged else from_merge.discard)(key)
             doc.lines[child] = line
             result[key] = _convert(value_node, child, doc, env, loader)
         return result
@@ -185,6 +309,19 @@ def _convert(node: yaml.Node, loc: Loc, doc: _Document, env: Mapping[str, str], 
     if isinstance(value, str) and "${" in value:
         value = _substitute(value, loc, doc, env)
     return value
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _flatten(node: yaml.MappingNode, doc: _Document, loader: yaml.SafeLoader) -> int:
+    """Resolve the mapping's merge keys (``<<: *name``) once; return how many of its pairs came from them (they
+    come first in ``node.value``). A node reached again through an alias is already flat: its count is kept."""
+    if id(node) not in doc.merged:
+        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
+        loader.flatten_mapping(node)
+        doc.merged[id(node)] = len(node.value) - own
+    return doc.merged[id(node)]
 
 
 def _substitute(text: str, loc: Loc, doc: _Document, env: Mapping[str, str]) -> str:
@@ -423,23 +560,14 @@ def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | N
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
     """Load and validate a config file; ``None`` loads the embedded simulated-greenhouse demo."""
     file = Path(path) if path is not None else DEMO_CONFIG
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([f"{file}: cannot read: {reason}"]) from None
-    return parse_config(text, str(file), env)
+    return parse_config(read_config_file(file), str(file), env)
 
 
 def load_model(model: type[BaseModel], path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Any:
     """Load any YAML file into ``model`` with the same ``${VAR}`` substitution and ``FILE:LINE`` errors as a gateway
     config (the data-center config uses it)."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([f"{file}: cannot read: {reason}"]) from None
+    text = read_config_file(file)
     doc = _Document(str(file))
     data = _read_yaml(text, doc, os.environ if env is None else env)
     if data is not None and not isinstance(data, dict):

@@ -1,5 +1,5 @@
-"""Helpers for data-center tests: collector configs, a stand-in gateway that publishes batches and records acks,
-and queries that count what reached PostgreSQL."""
+"""Helpers for data-center tests: collector configs, a stand-in gateway that publishes batches and records acks, a
+raw login under any account of the secure broker, and queries that count what reached PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from conftest import wait_until
 from edge import protocol
@@ -90,6 +92,45 @@ class StandInGateway:
         """``(epoch, first, last)`` of every range acked so far, in arrival order."""
         with self._lock:
             return [(a.epoch, first, last) for a in self.acks if a.stream == stream for first, last in a.ranges]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Login:
+    """One raw MQTT v5 login under an account of the secure broker, recording every answer of the broker."""
+
+    def __init__(self, broker, username: str, *, client_id: str = "", clean_start: bool = True,
+                 session_expiry: int = 0):
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(username, broker.users[username])
+        self.pubacks: dict[int, int] = {}
+        self.subacks: dict[int, list[int]] = {}
+        self.messages: list[tuple[str, bytes]] = []
+        self.connected = threading.Event()
+        self.client.on_connect = lambda _c, _u, _f, code, _p: code.is_failure or self.connected.set()
+        self.client.on_publish = lambda _c, _u, mid, code, _p: self.pubacks.__setitem__(mid, code.value)
+        self.client.on_subscribe = lambda _c, _u, mid, codes, _p: self.subacks.__setitem__(
+            mid, [code.value for code in codes])
+        self.client.on_message = lambda _c, _u, message: self.messages.append((message.topic,
+                                                                               bytes(message.payload)))
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = session_expiry
+        self.client.connect(broker.host, broker.port, clean_start=clean_start, properties=props)
+        self.client.loop_start()
+        assert self.connected.wait(5), f"{username} could not log in"
+
+    def publish(self, topic: str, payload: bytes = b"x") -> int:
+        """The PUBACK reason code of one QoS 1 publish."""
+        info = self.client.publish(topic, payload, qos=1)
+        wait_until(lambda: info.mid in self.pubacks, 5, f"the PUBACK of {topic}")
+        return self.pubacks[info.mid]
+
+    def subscribe(self, topic: str) -> int:
+        """The SUBACK reason code of one QoS 1 subscription (0x01: granted QoS 1)."""
+        _, mid = self.client.subscribe(topic, qos=1)
+        return wait_until(lambda: self.subacks.get(mid), 5, f"the SUBACK of {topic}")[0]
 
     def close(self) -> None:
         self.client.disconnect()

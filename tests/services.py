@@ -37,8 +37,9 @@ MOSQUITTO = Path(os.environ.get("EDGE_TEST_MOSQUITTO", "/usr/sbin/mosquitto"))
 MOSQUITTO_PASSWD = Path("/usr/bin/mosquitto_passwd")
 PROJECT_BROKER_CONFIG = ROOT / "config" / "mosquitto"
 
-#: Accounts of the secure broker: two gateways and the collector (test-only passwords).
-SECURE_USERS = {"gh-a": "pw-gh-a", "gh-b": "pw-gh-b", "collector": "pw-collector"}
+#: Accounts of the secure broker: two gateways, two collectors and the commander (test-only passwords).
+SECURE_USERS = {"gh-a": "pw-gh-a", "gh-b": "pw-gh-b", "collector": "pw-collector", "collector-2": "pw-collector-2",
+                "commander": "pw-commander"}
 
 #: High enough that no test is ever hit by Mosquitto's silent drop past the queue limit.
 TEST_MAX_QUEUED = 1_000_000
@@ -143,10 +144,12 @@ class Broker:
         _wait_for(lambda: not _port_open(self.port), 5.0, f"port {self.port} to close")
 
     def _write_config(self) -> None:
-        lines = self._project_settings() if self.acl else ["allow_anonymous true", "persistence true",
-                                                          "autosave_interval 1800"]
+        # the listener first: listener settings written before any `listener` line (use_username_as_clientid)
+        # would make Mosquitto open its default listener on port 1883 as well
+        lines = [f"listener {self.port} 127.0.0.1"]
+        lines += self._project_settings() if self.acl else ["allow_anonymous true", "persistence true",
+                                                           "autosave_interval 1800"]
         lines += [
-            f"listener {self.port} 127.0.0.1",
             f"persistence_location {self.workdir}/",
             "persistence_file mosquitto.db",
             f"max_queued_messages {self.max_queued_messages}",

@@ -12,19 +12,24 @@ KEY = "4A6B2F3C-SECRET-KEY-7D1E"
 
 #: Kavenegar's documented ``return.message`` texts for the codes the tests use.
 KAVENEGAR_MESSAGES = {200: "تایید شد", 403: "کد شناسائی API-Key معتبر نمی‌باشد", 409: "سرور قادر به پاسخگوئی نیست",
-                      411: "دریافت کننده نامعتبر است", 418: "اعتبار حساب شما کافی نیست"}
+                      411: "دریافت کننده نامعتبر است", 412: "ارسال کننده نامعتبر است",
+                      418: "اعتبار حساب شما کافی نیست"}
 
 
 class FakeKavenegar:
-    """``https://api.kavenegar.com/v1/{API_KEY}/sms/send.json`` and ``sms/receive.json``.
+    """``https://api.kavenegar.com/v1/{API_KEY}/sms/send.json``, ``sms/receive.json`` and ``account/info.json``.
 
-    ``script`` holds the next answers: a status code (answered as Kavenegar does: HTTP status = ``return.status``),
-    ``"timeout"`` (the message is taken and sent, but the answer is lost) or ``"refuse"`` (no connection).
-    A repeated ``localid`` returns the earlier message and sends nothing, as documented.
+    ``script`` holds the next answers to sends: a status code (answered as Kavenegar does: HTTP status =
+    ``return.status``), ``"timeout"`` (the message is taken and sent, but the answer is lost) or ``"refuse"`` (no
+    connection). A repeated ``localid`` returns the earlier message and sends nothing, as documented. A key other
+    than ``key`` gets 403 from every method; a sender line not in ``lines`` (when given) gets 412; no ``credit``
+    left gets 418. ``account/info.json`` answers ``entries: {remaincredit, expiredate, type}`` and sends nothing.
     """
 
-    def __init__(self, key: str = KEY):
+    def __init__(self, key: str = KEY, *, lines: set[str] | None = None, credit: int = 5_000_000):
         self.key = key
+        self.lines = lines
+        self.credit = credit
         self.script: list[int | str] = []
         self.sent: list[dict[str, Any]] = []
         self.inbox: list[dict[str, Any]] = []
@@ -43,9 +48,11 @@ class FakeKavenegar:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        _, version, key, _, method = request.url.path.split("/")
+        _, version, key, group, method = request.url.path.split("/")
         if key != self.key:
             return self.answer(403)
+        if (group, method) == ("account", "info.json"):
+            return self.answer(200, {"remaincredit": self.credit, "expiredate": 1_900_000_000, "type": "master"})
         if method == "receive.json":
             entries, self.inbox = self.inbox, []
             return self.answer(200, entries)
@@ -55,6 +62,10 @@ class FakeKavenegar:
         if action not in (200, "timeout"):
             return self.answer(int(action))
         form = dict(parse_qsl(request.content.decode()))
+        if self.lines is not None and form.get("sender") not in self.lines:
+            return self.answer(412)
+        if self.credit <= 0:
+            return self.answer(418)
         entry = self._by_localid.get(form.get("localid", ""))
         if entry is None:
             entry = {"messageid": 8792343 + len(self.sent), "message": form["message"], "status": 1,

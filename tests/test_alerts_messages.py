@@ -151,7 +151,7 @@ def test_a_long_list_is_cut_with_and_n_more_within_its_budget():
 names = st.text(alphabet=PERSIAN + "abcXYZ-_ 0123456789" + ZWNJ, min_size=1, max_size=64)
 values = st.floats(min_value=-40, max_value=10_000, allow_nan=False)
 kinds = st.sampled_from(["above", "below", "rate", "stale", "actuator_fault", "link_down", "buffer",
-                         "clock_unsynced", "unclean_restart", "sms_credit"])
+                         "clock_unsynced", "unclean_restart", "sms_credit", "sms_refused"])
 
 
 @settings(max_examples=300)

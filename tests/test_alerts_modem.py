@@ -90,6 +90,32 @@ def test_cms_error_500_is_retryable_and_the_next_attempt_goes_through(modem):
     assert [m.text for m in sim.messages] == ["hello"]
 
 
+def test_an_error_on_part_2_is_partial_and_the_rest_follows_with_the_same_reference(modem):
+    sim, transport = modem
+    text = (PERSIAN * 3)[:150]
+    sim.fail_next(code=500, after=1)
+    first = transport.send(OutgoingSms("123456789012345678", NUMBER, text))
+    assert (first.outcome, first.parts_done) == ("partial", 1)
+    assert "+CMS ERROR: 500" in first.detail and "part 2 of 3" in first.detail
+    rest = transport.send(OutgoingSms("123456789012345678", NUMBER, text, parts_done=first.parts_done))
+    assert (rest.outcome, rest.parts_done) == ("accepted", 3)
+    assert [p.sequence for p in sim.parts] == [1, 2, 3] and len({p.reference for p in sim.parts}) == 1
+    assert [(m.text, m.parts) for m in sim.messages] == [(text, 3)]
+
+
+def test_a_modem_that_stops_answering_after_part_1_keeps_the_text_it_is_never_retryable_elsewhere():
+    with SimulatedModem() as sim:
+        transport = ModemTransport(sim.port, timeout=0.5)
+        text = (PERSIAN * 3)[:150]
+        assert transport.send(OutgoingSms("1", NUMBER, "hello")).outcome == "accepted"  # set up, answering
+        sim.fail_next(code=500, after=1)
+        assert transport.send(OutgoingSms("2", NUMBER, text)).outcome == "partial"
+        sim.silent = True
+        again = transport.send(OutgoingSms("2", NUMBER, text, parts_done=1))
+        transport.close()
+    assert (again.outcome, again.parts_done) == ("partial", 1)  # no PDU of this attempt left: nothing in doubt
+
+
 def test_an_incoming_sms_is_announced_by_cmti_and_read(modem):
     sim, transport = modem
     transport.send(OutgoingSms("1", NUMBER, "hello"))  # the port is open and set up

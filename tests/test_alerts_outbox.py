@@ -7,7 +7,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from edge.gateway.alerts.outbox import Outbox, backoff, plan
+from edge.gateway.alerts.outbox import Outbox, backoff, plan, transport_health
+from edge.gateway.alerts.segments import segment_count
 from edge.gateway.alerts.transports.kavenegar import KavenegarTransport
 from edge.gateway.alerts.transports.modem import ModemTransport
 from edge.gateway.alerts.transports.modem_sim import SimulatedModem
@@ -118,6 +119,17 @@ def test_after_same_provider_for_a_message_in_doubt_fails_over_rather_than_stay_
     assert outbox.messages()[0]["transport"] == "modem"
 
 
+def test_a_provider_that_keeps_timing_out_is_left_after_same_provider_for(outbox, kavenegar, modem):
+    kavenegar.script = ["timeout"] * 1000  # each answer lost: it may have sent it, or may never
+    queue(outbox)
+    now = NOW
+    while not modem.messages and now < NOW + 7200:
+        outbox.flush(now)
+        now += 60
+    assert 1800 < now - NOW < 7200
+    assert outbox.messages()[0]["state"] == "sent" and outbox.messages()[0]["transport"] == "modem"
+
+
 def test_a_busy_provider_is_asked_again_later_not_replaced(outbox, kavenegar, modem):
     kavenegar.script = [409, 409]
     queue(outbox)
@@ -204,3 +216,70 @@ def test_the_plan_and_the_backoff_are_pure():
     assert [t.name for t in plan([http, gsm], link_up=False)] == ["modem", "kavenegar"]
     assert [t.name for t in plan([http, gsm], link_up=False, pinned="kavenegar")] == ["kavenegar"]
     assert [backoff(n, 30, 600) for n in (1, 2, 3, 4, 5, 6)] == [30, 60, 120, 240, 480, 600]
+
+
+# ------------------------------------------------------------------------------------------ multipart SMS
+
+LONG = ("هشدار فوری گلخانه دمو: دمای هوا ۴۲٫۳ درجه است و از ۴۰ بالاتر رفته؛ پنجره‌ها را باز کنید و فن را روشن "
+        "کنید. " * 2)[:150]  # three UCS-2 parts
+
+
+@pytest.fixture
+def modem_first(tmp_path, kavenegar, modem):
+    """The modem first (as while the uplink is down), Kavenegar behind it."""
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=NOW, boot_id="b")
+    box = Outbox(buffer, [ModemTransport(modem.port, timeout=2),
+                          KavenegarTransport(KEY, "2000660110", http=kavenegar.transport, receive=False)],
+                 retry_initial=30, retry_max=600, same_provider_for=1800)
+    yield box
+    box.close()
+    buffer.close()
+
+
+def test_a_cms_error_on_part_2_sends_only_the_missing_parts_later_on_the_same_modem(modem_first, kavenegar, modem):
+    assert segment_count(LONG) == 3
+    modem.fail_next(code=500, after=1)  # part 1 goes out, part 2 is refused
+    queue(modem_first, LONG)
+    attempts = modem_first.flush(NOW)
+    assert [(a.transport, a.outcome) for a in attempts] == [("modem", "partial")]
+    [row] = modem_first.messages()
+    assert (row["state"], row["pinned"], row["parts_done"], row["parts_via"]) == ("queued", "modem", 1, "modem")
+    assert kavenegar.requests == []  # no second, whole copy through another transport
+    modem_first.flush(NOW + 30)
+    assert modem_first.messages()[0]["state"] == "sent"
+    assert [(m.number, m.text, m.parts) for m in modem.messages] == [(NUMBER, LONG, 3)]  # whole, once
+    assert [part.sequence for part in modem.parts] == [1, 2, 3]  # part 1 was not sent again
+    assert kavenegar.requests == []
+
+
+def test_a_modem_broken_after_part_1_is_left_only_after_same_provider_for_and_the_text_arrives(modem_first,
+                                                                                               kavenegar, modem):
+    modem.fail_next(count=1000, code=500, after=1)
+    queue(modem_first, LONG)
+    now = NOW
+    while not kavenegar.sent and now < NOW + 7200:
+        modem_first.flush(now)
+        now += 60
+    assert now - NOW > 1800  # the modem had its 30 minutes to finish the text
+    assert [e["message"] for e in kavenegar.sent] == [LONG]  # an alert is never lost
+    assert modem_first.messages()[0]["state"] == "sent" and [part.sequence for part in modem.parts] == [1]
+
+
+# ------------------------------------------------------------------------------------ account problems
+
+
+def test_a_refused_key_sends_through_the_modem_and_is_logged_once_per_transport(outbox, modem, caplog):
+    outbox.transports[0] = KavenegarTransport("a-key-the-provider-does-not-know", "2000660110",
+                                              http=FakeKavenegar().transport, receive=False)
+    with caplog.at_level("DEBUG", logger="edge.gateway.alerts.outbox"):
+        for minute in range(3):
+            queue(outbox, f"alert {minute}")
+            attempts = outbox.flush(NOW + minute * 60)
+            assert [(a.transport, a.outcome) for a in attempts] == [("kavenegar", "refused"), ("modem", "accepted")]
+    assert [m.text for m in modem.messages] == ["alert 0", "alert 1", "alert 2"]
+    problems = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert problems == ["SMS transport kavenegar cannot send anything: 403 invalid API key (کد شناسائی API-Key "
+                        "معتبر نمی‌باشد). Until that is fixed, messages go through the other transports (edge "
+                        "doctor shows what to do)"]
+    assert "a-key-the-provider-does-not-know" not in caplog.text
+    assert transport_health(outbox.buffer.db)["kavenegar"]["state"] == "refused"

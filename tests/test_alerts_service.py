@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -95,3 +96,60 @@ def test_actuator_changes_recorded_in_the_buffer_reach_the_alerts(tmp_path):
     gh.run(minutes=8, soil_soil_moisture=30)
     assert gh.texts()[0].startswith("Warning Demo: pump is on but does not respond")
     gh.close()
+
+
+def test_a_wrong_kavenegar_key_sends_by_modem_raises_an_account_alert_and_logs_once(tmp_path, modem, caplog):
+    fake = FakeKavenegar(key="the-key-in-the-panel")  # the gateway has another one
+    gh = Greenhouse(tmp_path, HOT_CRITICAL, transports=[KavenegarTransport(KEY, "2000660110", http=fake.transport),
+                                                       ModemTransport(modem.port, timeout=2)])
+    with caplog.at_level("INFO", logger="edge"):
+        gh.run(minutes=40, air_temperature=41)  # the critical alert, then its repeats: every SMS meets the bad key
+    texts = [m.text for m in modem.messages]
+    assert texts[0].startswith("CRITICAL Demo: air temperature 41C")
+    assert texts[1].startswith("Warning Demo: SMS account at kavenegar refused, since")
+    assert len(texts) >= 3 and fake.sent == []
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "kavenegar cannot send anything: 403 invalid API key" in errors[0]
+    assert KEY not in caplog.text
+    assert sorted(i["rule_id"] for i in gh.buffer.alert_incidents(active_only=True)) == ["hot", "~account"]
+    gh.close()
+
+
+def test_a_key_that_works_again_clears_the_account_alert(tmp_path, modem):
+    fake = FakeKavenegar(key="the-key-in-the-panel")
+    gh = Greenhouse(tmp_path, HOT_CRITICAL, transports=[KavenegarTransport(KEY, "2000660110", http=fake.transport),
+                                                       ModemTransport(modem.port, timeout=2)])
+    gh.run(minutes=2, air_temperature=41)
+    assert sorted(i["rule_id"] for i in gh.buffer.alert_incidents(active_only=True)) == ["hot", "~account"]
+    fake.key = KEY  # fixed in the panel (or the right key put in place and the daemon restarted)
+    gh.run(minutes=30, air_temperature=41)  # the next repeat goes through Kavenegar
+    assert fake.sent and [i["rule_id"] for i in gh.buffer.alert_incidents(active_only=True)] == ["hot"]
+    gh.close()
+
+
+def test_with_only_kavenegar_a_wrong_key_keeps_the_sms_queued_and_edge_status_and_alerts_say_so(tmp_path):
+    from click.testing import CliRunner
+
+    from alerts_kit import config_text
+    from edge.cli import main
+
+    key_file = tmp_path / "kavenegar.key"
+    key_file.write_text(KEY + "\n")
+    sms = (f"sms:\n  transports:\n    - {{type: kavenegar, api_key_file: {key_file}, sender: '2000660110', "
+           "receive: false}\n")
+    fake = FakeKavenegar(key="the-key-in-the-panel")
+    gh = Greenhouse(tmp_path, HOT_CRITICAL, sms=sms,
+                    transports=[KavenegarTransport(KEY, "2000660110", http=fake.transport, receive=False)])
+    gh.run(minutes=5, air_temperature=41)
+    gh.close()
+    config = tmp_path / "gateway.yaml"
+    config.write_text(config_text(HOT_CRITICAL, sms=sms, buffer=tmp_path / "buffer.db"))
+    runner = CliRunner()
+    report = json.loads(runner.invoke(main, ["status", "-c", str(config), "--json"]).output)
+    assert report["sms"]["queued"] == 2  # the alert and the alert about the key: both wait, neither is lost
+    assert report["sms"]["transports"]["kavenegar"]["state"] == "refused"
+    assert report["sms"]["transports"]["kavenegar"]["detail"].startswith("403 invalid API key")
+    text = runner.invoke(main, ["status", "-c", str(config)]).output
+    assert "sms      2 queued, oldest " in text and "kavenegar REFUSED since " in text
+    alerts = runner.invoke(main, ["alerts", "-c", str(config), "--active"]).output
+    assert "~account" in alerts and "FIRING" in alerts

@@ -25,7 +25,7 @@ def kavenegar():
 
 
 @pytest.mark.parametrize("status, outcome", [(200, "accepted"), (418, "no_credit"), (411, "permanent"),
-                                             (409, "busy"), (403, "retryable"), (412, "retryable"),
+                                             (409, "busy"), (403, "refused"), (412, "refused"), (401, "refused"),
                                              (422, "retryable"), (500, "retryable")])
 def test_kavenegar_status_codes_are_classified_as_documented(status, outcome):
     body = {"return": {"status": status, "message": "..."}, "entries": [{"messageid": 1, "status": 1}]}
@@ -125,6 +125,8 @@ def test_an_http_200_failure_body_counts_as_failure():
 
 def test_generic_answers_are_classified():
     assert interpret(429, None, "slow down", [200], {}).outcome == "busy"
+    assert interpret(401, None, "bad api key", [200], {}).outcome == "refused"
+    assert interpret(403, None, "forbidden", [200], {}).outcome == "refused"
     assert interpret(503, None, "", [200], {}).outcome == "retryable"
     assert interpret(201, {"sid": "SM1"}, "", [200, 201], {}).outcome == "accepted"
 

@@ -100,3 +100,77 @@ def test_status_tells_a_clean_stop_from_a_crash(gateway_config, start_daemon):
                    and status_json(gateway_config)["daemon"] == "running", what="the daemon to run")
         daemon.stop(stop_signal)
         assert status_json(gateway_config)["daemon"] == expected
+
+
+class DaemonWritesDuringTheQueries:
+    """A wall clock for the CLI and the doctor that a daemon's write moves on: while the report reads the buffer,
+    5 s pass and the daemon commits a reading stamped with that later time (the race behind a negative age)."""
+
+    def __init__(self, monkeypatch, path, module):
+        from types import SimpleNamespace
+
+        from edge.gateway.buffer import Buffer, NewReading
+
+        self.now = 1_760_000_000.0
+        self.writer, _ = Buffer.open(path, now=self.now, boot_id="b")
+        self.writer.append_readings([NewReading(self.now - 30, "air", "temperature", 20.0, "°C")])
+        original = Buffer.counts
+
+        def counts(buffer, stream):
+            if stream == "readings" and buffer is not self.writer:
+                self.now += 5
+                self.writer.append_readings([NewReading(self.now, "air", "temperature", 21.0, "°C"),
+                                             NewReading(self.now, "air", "humidity", 50.0, "%")])
+            return original(buffer, stream)
+
+        monkeypatch.setattr(Buffer, "counts", counts)
+        monkeypatch.setattr(module, "time", SimpleNamespace(time=lambda: self.now))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def test_status_ages_are_measured_after_the_buffer_was_read(gateway_config, monkeypatch):
+    import edge.cli
+    from edge.cli import status_report
+    from edge.config import load_config
+
+    config = load_config(gateway_config)
+    race = DaemonWritesDuringTheQueries(monkeypatch, config.buffer.path, edge.cli)
+    try:
+        report = status_report(config)
+    finally:
+        race.close()
+    assert report["sensors"]["air"]["age_s"] == 0.0  # the reading committed meanwhile, seen as just now
+    assert report["buffer"]["oldest_pending_age_s"] == 35.0
+
+
+def test_the_doctors_ages_are_measured_after_the_buffer_was_read(gateway_config, monkeypatch):
+    import edge.gateway.doctor
+    from edge.gateway.doctor import diagnose
+
+    path = gateway_config.parent / "buffer.db"
+    race = DaemonWritesDuringTheQueries(monkeypatch, path, edge.gateway.doctor)
+    try:
+        report = diagnose(gateway_config, systemctl=lambda verb, unit: "")  # the writer holds the daemon's lock
+    finally:
+        race.close()
+    [buffer] = [check for check in report.checks if check.name == "buffer"]
+    assert buffer.summary.endswith("oldest 35s old")
+    [sensors] = [check for check in report.checks if check.name == "sensors"]
+    assert sensors.lines == ("soil: no reading yet",)  # air's reading is fresh, neither stale nor from the future
+
+
+def test_a_reading_stamped_before_the_clock_stepped_back_shows_age_0_not_a_negative_one(gateway_config, monkeypatch):
+    import edge.cli
+    from edge.cli import status_report
+    from edge.config import load_config
+
+    config = load_config(gateway_config)
+    race = DaemonWritesDuringTheQueries(monkeypatch, config.buffer.path, edge.cli)
+    try:
+        monkeypatch.setattr(edge.cli, "time", type("SteppedBack", (), {"time": staticmethod(lambda: race.now - 0.3)}))
+        report = status_report(config)  # NTP stepped the wall clock 0.3 s back after the daemon's last reading
+    finally:
+        race.close()
+    assert report["sensors"]["air"]["age_s"] == 0.0

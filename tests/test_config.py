@@ -217,3 +217,133 @@ def test_alert_rules_are_checked_against_the_whole_config(tmp_path):
     assert problems(result) == [f"{path}:25: alerts.rules[0].sensors[1]: unknown sensor 'nope' (sensors: air, soil)"]
     path, result = check(tmp_path, text.replace(", nope]", "]"))
     assert problems(result) == [f"{path}:22: alerts.recipients: there are recipients but no sms.transports"]
+
+
+# ------------------------------------------------------------------------ files that are not plain YAML configs
+
+
+def check_bytes(tmp_path, data: bytes, name: str = "gateway.yaml"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, CliRunner().invoke(main, ["check", "-c", str(path)])
+
+
+@pytest.mark.parametrize("char", ["\x01", "\x00", "\x1b", "\x7f"])
+def test_a_control_character_is_named_with_its_line_not_a_traceback(tmp_path, char):
+    path, result = check_bytes(tmp_path, GOOD.replace("id: air", f"id: a{char}ir").encode())
+    assert result.exit_code == 2
+    assert problems(result) == [f"{path}:6: yaml: control character U+{ord(char):04X} in column 10 is not allowed "
+                                "(only tab, newline and printable characters)"]
+
+
+@pytest.mark.parametrize("data, expected", [
+    (GOOD.replace("kind: fan", "kind: f\xe4n").encode("latin-1"), "{path}:18: not valid UTF-8 (byte 0xe4 in column "
+                                                                   "12): save the file as UTF-8"),
+    (GOOD.encode("utf-16"), "{path}:1: the file is UTF-16: save it as UTF-8"),
+    (GOOD.encode("utf-16-le"), "{path}:1: the file is UTF-16: save it as UTF-8"),
+    (GOOD.encode("utf-32"), "{path}:1: the file is UTF-32: save it as UTF-8"),
+    (b"", "{path}:1: the file is empty (or holds only comments)"),
+    (b"# nothing yet\n", "{path}:1: the file is empty (or holds only comments)"),
+    (b"# " + b"x" * 2_000_000 + b"\n", "{path}: larger than 1024 kB: not a config file (a config is a few kB); is it "
+                                      "the right file?"),
+])
+def test_files_in_the_wrong_encoding_empty_or_huge_get_one_clear_line(tmp_path, data, expected):
+    path, result = check_bytes(tmp_path, data)
+    assert result.exit_code == 2
+    assert problems(result) == [expected.format(path=path)]
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path, result = check_bytes(tmp_path, b"\xef\xbb\xbf" + GOOD.encode())
+    assert result.exit_code == 0, result.output
+
+
+def test_a_directory_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert caught.value.problems == [f"{tmp_path}: cannot read: Is a directory"]
+
+
+BILLION_LAUGHS = "\n".join(['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'] + [
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]) + "\n" + GOOD
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_in_bounded_memory(tmp_path):
+    import resource
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(BILLION_LAUGHS)  # 11 lines that expand to 387 million strings
+
+    def small_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (1024 ** 3, 1024 ** 3))
+
+    done = subprocess.run([sys.executable, "-m", "edge", "check", "-c", str(path)], capture_output=True, text=True,
+                          timeout=60, preexec_fn=small_address_space)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"{path}:6: yaml: the document expands to more than 100000 values (aliases such as *name "
+                           "repeat all that their anchor holds): not a config file\n")
+
+
+def test_a_merge_key_bomb_is_refused_too(tmp_path):
+    lines = ["m0: &m0 {k0: 1, k1: 1, k2: 1, k3: 1, k4: 1, k5: 1, k6: 1, k7: 1, k8: 1}"]
+    lines += [f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 9)}]}}" for i in range(1, 10)]
+    with pytest.raises(ConfigError) as caught:
+        parse_config("\n".join(lines) + "\n" + GOOD, "bomb.yaml")
+    assert caught.value.problems[0].startswith("bomb.yaml:5: yaml: the document expands to more than 100000 values")
+
+
+@pytest.mark.parametrize("text, line, detail", [
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n", 21, ""),
+    ("x: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", 21, ""),
+    ("x:\n" + "".join("  " * i + "- \n" for i in range(60)), 61, ""),  # block style, one level per line
+    ("d0: &d0 " + "[" * 30 + "]" * 30 + "\nd1: &d1 " + "[" * 5 + "*d0" + "]" * 5 + "\nd2: [[[[[[*d1]]]]]]\n", 23,
+     " (through *d1)"),
+])
+def test_deep_nesting_is_refused_even_through_aliases(tmp_path, text, line, detail):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(GOOD + text, "deep.yaml")
+    assert caught.value.problems == [f"deep.yaml:{line}: yaml: nested more than 40 levels deep{detail}"]
+
+
+def test_an_alias_inside_its_own_anchor_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        parse_config("loop: &loop [1, *loop]\n" + GOOD, "loop.yaml")
+    assert caught.value.problems == ["loop.yaml:1: yaml: alias *loop refers to a collection that contains it (it "
+                                     "would never end)"]
+
+
+def test_anchors_aliases_and_merge_keys_within_the_bounds_still_work():
+    config = parse_config("""\
+gateway: {id: gh-1}
+sensors:
+  - {id: air, type: simulated, measures: [temperature], interval: &every 10s}
+  - {id: soil, type: simulated, measures: [soil_moisture], zone: bed-1, interval: *every}
+actuators:
+  - &fan {id: fan, type: pwm, kind: fan, pin: 18}
+  - {<<: *fan, id: fan-2, pin: 19}
+  - {<<: *fan, id: fan-3, pin: 20}
+""")
+    assert [s.interval for s in config.sensors] == [10.0, 10.0]
+    assert [(a.id, a.kind, a.pin) for a in config.actuators] == [("fan", "fan", 18), ("fan-2", "fan", 19),
+                                                                  ("fan-3", "fan", 20)]
+
+
+def test_a_key_given_twice_beside_a_merge_key_is_still_a_duplicate():
+    with pytest.raises(ConfigError) as caught:
+        parse_config("gateway: {id: gh-1}\nx: &x {a: 1}\ny: {<<: *x, b: 1, b: 2}\n", "dup.yaml")
+    assert caught.value.problems == ["dup.yaml:3: y.b: duplicate key (first on line 3)"]
+
+
+def test_the_data_center_config_gets_the_same_checks(tmp_path):
+    from edge.datacenter.config import load_datacenter_config
+
+    path = tmp_path / "datacenter.yaml"
+    path.write_text(BILLION_LAUGHS.replace(GOOD, "mqtt: {url: 'mqtt://b:1883'}\n"))
+    with pytest.raises(ConfigError) as caught:
+        load_datacenter_config(path, env={})
+    assert caught.value.problems[0].startswith(f"{path}:6: yaml: the document expands to more than")
+    path.write_bytes(b"mqtt:\n  url: mqtt://b\x01:1883\n")
+    with pytest.raises(ConfigError) as caught:
+        load_datacenter_config(path, env={})
+    assert caught.value.problems == [f"{path}:2: yaml: control character U+0001 in column 16 is not allowed (only "
+                                     "tab, newline and printable characters)"]

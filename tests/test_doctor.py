@@ -3,15 +3,18 @@ broker is tried for real (private Mosquitto) with the configured credentials, an
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from click.testing import CliRunner
 
+from conftest import wait_until
+from dc_kit import Login
+from edge import protocol
 from edge.cli import main
+from edge.gateway import sync
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.doctor import Check, check_service, diagnose, format_report
 from services import free_port
+from sms_fakes import KEY, FakeKavenegar
 
 GATEWAY = """\
 gateway: {id: GATEWAY}
@@ -82,6 +85,66 @@ def test_wrong_credentials_fail_and_the_password_is_never_shown(write_config, se
     assert secure_broker.users["gh-a"] not in output
 
 
+COMMAND = protocol.encode_command(protocol.Command(id="c-1", issued=1_760_000_000.0, op="ping", args={}))
+
+
+@pytest.mark.parametrize("version", ["mqttv5", "mqttv311"])
+def test_the_broker_login_leaves_a_command_queued_for_the_stopped_daemon(write_config, secure_broker, tmp_path,
+                                                                         version):
+    # The broker names sessions by account, so the doctor's login resumes the daemon's own session: it must leave
+    # it as it found it, with what was queued for the gateway meanwhile.
+    daemon = Login(secure_broker, "gh-a", clean_start=False, session_expiry=86400)  # as the uplink connects
+    daemon.subscribe(protocol.topic("gh-a", protocol.DOWN_CMD))
+    daemon.close()  # the daemon stopped
+    commander = Login(secure_broker, "commander")
+    assert commander.publish(protocol.topic("gh-a", protocol.DOWN_CMD), COMMAND) == 0
+    commander.close()
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(secure_broker.users["gh-a"] + "\n")
+    code, output = doctor(write_config(sync=f"{{url: {secure_broker.url}, password_file: {secret}, "
+                                            f"mqtt_version: {version}}}"))
+    assert line(output, "broker") == f"OK    broker   127.0.0.1:{secure_broker.port}: connected as 'gh-a' ({version})"
+    back = Login(secure_broker, "gh-a", clean_start=False, session_expiry=86400)  # the daemon starts again
+    try:
+        wait_until(lambda: back.messages, 5, "the command queued while the daemon was stopped")
+        assert back.messages == [(protocol.topic("gh-a", protocol.DOWN_CMD), COMMAND)]
+    finally:
+        back.close()
+
+
+def test_while_the_daemon_runs_the_broker_line_is_its_link_and_no_second_login(write_config, secure_broker,
+                                                                               tmp_path):
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(secure_broker.users["gh-a"] + "\n")
+    config = write_config(sync=f"{{url: {secure_broker.url}, password_file: {secret}}}")
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=1.0, boot_id="b")  # holds the owner lock like a daemon
+    buffer.migrate("sync", sync.MIGRATIONS)
+    daemon = Login(secure_broker, "gh-a")  # the daemon's connection
+    where = f"127.0.0.1:{secure_broker.port}"
+
+    def broker_line(link: str, error: str | None) -> Check:
+        with buffer.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO sync_state VALUES ('link', ?), ('error', ?)", (link, error))
+        [check] = [c for c in diagnose(config, systemctl=lambda verb, unit: "").checks if c.name == "broker"]
+        return check
+
+    try:
+        assert broker_line("up", None) == Check(
+            "broker", "OK", f"{where}: the running daemon is connected as 'gh-a' (not logged in a second time)")
+        refused = broker_line("down", "broker refused the connection: Not authorized")
+        assert (refused.status, refused.summary) == (
+            "FAIL", f"{where}: the running daemon is refused: broker refused the connection: Not authorized")
+        assert "mosquitto_passwd" in refused.hint
+        down = broker_line("down", "disconnected: keepalive timeout")
+        assert (down.status, down.summary) == (
+            "WARN", f"{where}: answers, but the running daemon is not connected (disconnected: keepalive timeout)")
+        assert daemon.publish(protocol.topic("gh-a", protocol.STATUS)) < 0x80  # still connected, never kicked
+        assert "already connected" not in secure_broker.log_text()
+    finally:
+        daemon.close()
+        buffer.close()
+
+
 def test_an_invalid_config_is_the_only_line_and_fails(tmp_path):
     path = tmp_path / "gateway.yaml"
     path.write_text("gateway: {id: x}\nsensors: 3\n")
@@ -126,20 +189,67 @@ def test_while_the_daemon_runs_sensors_are_judged_from_its_readings_not_probed(w
         buffer.close()
 
 
+def sms_checks(report) -> list[Check]:
+    return [check for check in report.checks if check.name == "sms"]
+
+
+def kavenegar_config(write_config, tmp_path, key: str, extra: str = "") -> object:
+    key_file = tmp_path / "kavenegar.key"
+    key_file.write_text(key + "\n")
+    return write_config(sms=f"{{transports: [{{type: kavenegar, api_key_file: {key_file}, sender: '2000660110', "
+                            f"receive: false}}{extra}]}}")
+
+
 def test_sms_transports_are_checked_without_sending_anything(write_config, tmp_path):
-    key = tmp_path / "kavenegar.key"
-    key.write_text("secret-api-key\n")
-    with socket.socket() as listener:  # an HTTP gateway that accepts connections
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        sms = (f"{{transports: [{{type: kavenegar, api_key_file: {key}, base_url: 'http://127.0.0.1:{port}', "
-               f"receive: false}}, {{type: modem, port: {tmp_path / 'ttyUSB9'}}}]}}")
-        code, output = doctor(write_config(sms=sms))
-    sms_lines = [text for text in output.splitlines() if text[6:].startswith("sms ")]
-    assert sms_lines == [f"OK    sms      kavenegar: 127.0.0.1:{port} reachable",
-                         f"FAIL  sms      modem: no device {tmp_path / 'ttyUSB9'}"]
-    assert code == 1 and "secret-api-key" not in output
+    fake = FakeKavenegar()
+    config = kavenegar_config(write_config, tmp_path, KEY, f", {{type: modem, port: {tmp_path / 'ttyUSB9'}}}")
+    report = diagnose(config, systemctl=lambda verb, unit: "", http=fake.transport)
+    assert [(c.status, c.summary) for c in sms_checks(report)] == [
+        ("OK", "kavenegar: api.kavenegar.com accepts the API key, 5,000,000 rials of credit (nothing sent)"),
+        ("FAIL", f"modem: no device {tmp_path / 'ttyUSB9'}")]
+    assert fake.sent == [] and [r.url.path for r in fake.requests] == [f"/v1/{KEY}/account/info.json"]
+    assert KEY not in "\n".join(format_report(report))
+
+
+def test_a_wrong_kavenegar_key_fails_the_doctor_with_a_hint_and_is_never_shown(write_config, tmp_path):
+    fake = FakeKavenegar(key="the-key-in-the-panel")
+    report = diagnose(kavenegar_config(write_config, tmp_path, KEY), systemctl=lambda verb, unit: "",
+                      http=fake.transport)
+    [check] = sms_checks(report)
+    assert (check.status, check.summary) == (
+        "FAIL", "kavenegar: api.kavenegar.com refuses the API key: 403 invalid API key (کد شناسائی API-Key معتبر "
+                "نمی‌باشد)")
+    assert check.hint.startswith(f"copy the API key from the Kavenegar panel into {tmp_path / 'kavenegar.key'}")
+    assert not report.ok and KEY not in "\n".join(format_report(report))
+
+
+def test_a_kavenegar_account_without_credit_fails_the_doctor(write_config, tmp_path):
+    fake = FakeKavenegar(credit=0)
+    [check] = sms_checks(diagnose(kavenegar_config(write_config, tmp_path, KEY), systemctl=lambda verb, unit: "",
+                                  http=fake.transport))
+    assert (check.status, check.summary) == ("FAIL", "kavenegar: no credit left (remaincredit 0)")
+    assert check.hint.startswith("top up the Kavenegar account")
+
+
+def test_what_the_daemon_found_about_an_account_fails_the_doctor(write_config, tmp_path):
+    from edge.gateway.alerts.outbox import Outbox
+    from edge.gateway.alerts.transports.kavenegar import KavenegarTransport
+
+    fake = FakeKavenegar(lines={"3000123"})  # the key works, the configured sender line does not
+    config = kavenegar_config(write_config, tmp_path, KEY)
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=1_760_000_000.0, boot_id="b")
+    outbox = Outbox(buffer, [KavenegarTransport(KEY, "2000660110", http=fake.transport, receive=False)])
+    outbox.submit(recipient="Ali", number="+989121234567", text="hello", critical=True, now=1_760_000_000.0)
+    outbox.flush(1_760_000_000.0)  # as the daemon's outbox did
+    outbox.close()
+    buffer.close()
+    [check] = sms_checks(diagnose(config, systemctl=lambda verb, unit: "", http=fake.transport))
+    assert (check.status, check.summary) == (
+        "FAIL", "kavenegar: the daemon's sending is refused since 2025-10-09 08:53 UTC: 412 invalid sender line "
+                "(ارسال کننده نامعتبر است)")
+    assert "sms.transports[].sender" in check.hint
+    assert check.lines == ("doctor's own check: api.kavenegar.com accepts the API key, 5,000,000 rials of credit "
+                           "(nothing sent)",)
 
 
 @pytest.mark.parametrize("active, enabled, status", [
@@ -171,3 +281,11 @@ def test_the_env_file_gives_the_config_its_variables_as_systemd_would(write_conf
     config = write_config(sync="{url: '${EDGE_MQTT_URL}'}")
     result = CliRunner().invoke(main, ["doctor", "-c", str(config), "--env-file", str(env_file)])
     assert line(result.output, "broker").startswith("OK    broker")
+
+
+def test_an_env_file_that_is_not_utf8_is_named_not_a_traceback(write_config, tmp_path):
+    env_file = tmp_path / "gateway.env"
+    env_file.write_bytes(b"EDGE_MQTT_URL=mqtt://b\xe4:1883\n")
+    result = CliRunner().invoke(main, ["doctor", "-c", str(write_config()), "--env-file", str(env_file)])
+    assert result.exit_code == 1 and not isinstance(result.exception, UnicodeDecodeError)
+    assert result.output.strip() == f"error: cannot read {env_file}: not valid UTF-8"

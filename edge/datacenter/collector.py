@@ -375,7 +375,8 @@ class Collector:
         self.subscribed.clear()
         if self._stop.is_set():
             return
-        hint = " (another collector uses the same client id?)" if reason_code == "Session taken over" else ""
+        hint = (" (another collector logged in with the same account or client id? each needs its own account)"
+                if reason_code == "Session taken over" else "")
         log.warning("disconnected from the broker: %s%s; reconnecting", reason_code, hint)
 
     def _on_message(self, _client, _userdata, message) -> None:

@@ -23,11 +23,13 @@ class _Strict(BaseModel):
 
 class BrokerConfig(_Strict):
     url: str = Field(description="mqtt://host:1883 or mqtts://host:8883")
-    username: str | None = Field(default=None, description="broker account (config/mosquitto/acl: collector)")
+    username: str | None = Field(default=None, description="broker account of this instance (config/mosquitto/acl: "
+                                 "collector, collector-2, ...; one per running collector)")
     password_file: Path | None = Field(default=None, description="file holding the broker password (not inline)")
     ca_file: Path | None = Field(default=None, description="CA certificate for mqtts:// (default: system CAs)")
     client_id: str | None = Field(default=None, description="stable per collector instance; default "
-                                  "edge-collector-<hostname>; two running collectors must differ")
+                                  "edge-collector-<hostname>; two running collectors must differ (a broker that "
+                                  "binds ids to accounts uses the account name instead)")
     share_group: str = Field(default="collectors", description="collectors in one group split the stream")
     session_expiry: Duration = Field(default=3600.0, description="how long the broker keeps our queue while away")
     receive_maximum: int = Field(default=1000, ge=1, le=65535, description="unacknowledged messages in flight to us")

@@ -2,10 +2,10 @@
 configured here), and every WARN or FAIL carries a short hint: what to look at, or the command that shows more.
 
 The checks: the config is valid; the clock is synced; the buffer passes SQLite's quick_check and fits its budget; the
-buffer's file system has room; the broker accepts the configured credentials (TCP, then an MQTT CONNECT, under a
-client id of its own so the daemon's session is untouched); each SMS transport's host or device is there; the sensors
-answer (``edge probe`` when the daemon is stopped, else the daemon's latest readings, so no bus is shared); and the
-state of the systemd unit. Secrets are read to use them, never printed.
+buffer's file system has room; the broker accepts the configured credentials (TCP, then an MQTT CONNECT that leaves
+the daemon's broker session as it was; while the daemon runs, its own link state instead of a second login); each SMS
+transport's host or device is there; the sensors answer (``edge probe`` when the daemon is stopped, else the daemon's
+latest readings, so no bus is shared); and the state of the systemd unit. Secrets are read to use them, never printed.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ class Report:
 
 def diagnose(config_path: str | os.PathLike[str] | None, *, env: Mapping[str, str] | None = None,
              timeout: float = 5.0, now: float | None = None,
-             systemctl: Callable[[str, str], str] | None = None) -> Report:
-    """Run every check on a gateway config. ``systemctl(verb, unit)`` answers ``is-active``/``is-enabled`` (tests)."""
+             systemctl: Callable[[str, str], str] | None = None, http: Any = None) -> Report:
+    """Run every check on a gateway config. ``systemctl(verb, unit)`` answers ``is-active``/``is-enabled``, ``http``
+    (an httpx transport) stands in for the SMS providers (tests)."""
     from edge.config import DEMO_CONFIG, load_config
 
     source = str(config_path if config_path is not None else DEMO_CONFIG)
@@ -72,13 +73,12 @@ def diagnose(config_path: str | os.PathLike[str] | None, *, env: Mapping[str, st
     except ConfigError as exc:
         return Report(source, (Check("config", "FAIL", f"{len(exc.problems)} problem(s)",
                                      f"fix them, then: edge check -c {source}", tuple(exc.problems)),))
-    now = time.time() if now is None else now
     checks = [Check("config", "OK", f"gateway {config.gateway.id}: {len(config.sensors)} sensors, "
                                     f"{len(config.actuators)} actuators, {config.hardware.backend} backend")]
     checks.append(check_clock(config))
     buffer_check, daemon_running = check_buffer(config, now)
-    checks += [buffer_check, check_disk(config), check_broker(config, timeout)]
-    checks += check_sms(config, timeout)
+    checks += [buffer_check, check_disk(config), check_broker(config, timeout, daemon_running)]
+    checks += check_sms(config, timeout, http)
     checks.append(check_sensors(config, daemon_running, now))
     checks.append(check_service(systemctl))
     return Report(source, tuple(checks))
@@ -129,8 +129,10 @@ def check_clock(config: Any) -> Check:
                  "/etc/systemd/timesyncd.conf)")
 
 
-def check_buffer(config: Any, now: float) -> tuple[Check, bool]:
-    """The buffer's integrity and size against its budget; also whether a daemon owns it right now."""
+def check_buffer(config: Any, now: float | None = None) -> tuple[Check, bool]:
+    """The buffer's integrity and size against its budget; also whether a daemon owns it right now. Ages are
+    measured from ``now``, by default the time once the buffer was read (never before: a reading the daemon commits
+    meanwhile would look younger than zero)."""
     from edge.gateway.buffer import Buffer
 
     path = Path(config.buffer.path).absolute()
@@ -155,6 +157,7 @@ def check_buffer(config: Any, now: float) -> tuple[Check, bool]:
             return Check("buffer", "FAIL", f"{path}: {exc}", hint), running
     finally:
         buffer.close()
+    now = time.time() if now is None else now
     if rows != ["ok"]:
         return Check("buffer", "FAIL", f"{path}: damaged ({'; '.join(rows[:3])})", DAMAGED_HINT), running
     share = used / budget
@@ -192,8 +195,13 @@ def check_disk(config: Any) -> Check:
     return Check("disk", "OK", summary)
 
 
-def check_broker(config: Any, timeout: float) -> Check:
-    """TCP and an MQTT CONNECT with the configured credentials; the password is read, sent, and never shown."""
+def check_broker(config: Any, timeout: float, daemon_running: bool = False) -> Check:
+    """TCP and an MQTT CONNECT with the configured credentials; the password is read, sent, and never shown.
+
+    The broker binds each session to its account (``use_username_as_clientid``), so a second login as the gateway
+    would take over the daemon's connection. While the daemon runs, the doctor therefore only checks that the broker
+    answers on TCP and reports the daemon's own link state; when it is stopped, it logs in without disturbing the
+    session the daemon will resume (see :func:`_mqtt_connect`)."""
     sync = config.sync
     if not sync.url:
         return Check("broker", "SKIP", "no sync.url: the gateway only buffers")
@@ -212,7 +220,12 @@ def check_broker(config: Any, timeout: float) -> Check:
         return Check("broker", "FAIL", f"{where}: cannot resolve {parts.hostname} ({exc.strerror})",
                      "check the name in sync.url and DNS (resolvectl status), or use the broker's IP address")
     try:
-        refused = _mqtt_connect(sync, config.gateway.id, parts.hostname, port, username, password, timeout)
+        if daemon_running:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                pass
+            refused = None
+        else:
+            refused = _mqtt_connect(sync, parts.hostname, port, username, password, timeout)
     except ssl.SSLError as exc:
         return Check("broker", "FAIL", f"{where}: TLS failed ({exc.reason or exc})",
                      "check sync.ca_file and the broker's certificate; a clock that is not synced also fails TLS")
@@ -225,20 +238,59 @@ def check_broker(config: Any, timeout: float) -> Check:
     except OSError as exc:
         return Check("broker", "FAIL", f"{where}: {exc.strerror or exc}", "check the network and sync.url")
     if refused:
-        return Check("broker", "FAIL", f"{where}: the broker refused {username!r}: {refused}",
-                     "check sync.username (default: the gateway id) and the password in sync.password_file "
-                     "against the broker's password file (mosquitto_passwd)")
+        return Check("broker", "FAIL", f"{where}: the broker refused {username!r}: {refused}", _LOGIN_HINT)
+    if daemon_running:
+        return _daemon_link(config, where, username)
     return Check("broker", "OK", f"{where}: connected as {username!r} ({sync.mqtt_version})")
 
 
-def _mqtt_connect(sync: Any, gateway_id: str, host: str, port: int, username: str, password: str | None,
-                  timeout: float) -> str | None:
-    """None when the broker accepts the login, else its reason. Raises OSError for network failures."""
-    import paho.mqtt.client as mqtt
+_LOGIN_HINT = ("check sync.username (default: the gateway id) and the password in sync.password_file against the "
+               "broker's password file (mosquitto_passwd)")
 
-    version = mqtt.MQTTv5 if sync.mqtt_version == "mqttv5" else mqtt.MQTTv311
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-doctor-{gateway_id}-{os.getpid()}",
-                         protocol=version)  # never the daemon's id: its session stays as it is
+
+def _daemon_link(config: Any, where: str, username: str) -> Check:
+    """The running daemon's own view of its link (it logs in; the doctor does not log in a second time)."""
+    from edge.gateway.buffer import Buffer
+
+    try:
+        buffer = Buffer.reader(config.buffer.path)
+        try:
+            state = buffer.sync_state()
+        finally:
+            buffer.close()
+    except Exception as exc:  # sqlite3.DatabaseError, EdgeError, OSError: the buffer line reports the cause
+        return Check("broker", "WARN", f"{where}: answers; cannot read the daemon's link state ({exc})",
+                     "edge status shows the link")
+    error = state.get("error") if state.get("error") not in (None, "None") else None
+    if state.get("link") == "up":
+        return Check("broker", "OK", f"{where}: the running daemon is connected as {username!r} "
+                                     "(not logged in a second time)")
+    if error and "refused" in error:
+        return Check("broker", "FAIL", f"{where}: the running daemon is refused: {error}", _LOGIN_HINT)
+    return Check("broker", "WARN", f"{where}: answers, but the running daemon is not connected"
+                 + (f" ({error})" if error else ""), "journalctl -u edge-gateway -n 50 says why; edge status")
+
+
+#: As the daemon's uplink (edge.gateway.sync) asks for its session, so a doctor login never shortens it.
+GATEWAY_SESSION_EXPIRY = 86400
+
+
+def _mqtt_connect(sync: Any, host: str, port: int, username: str, password: str | None,
+                  timeout: float) -> str | None:
+    """None when the broker accepts the login, else its reason. Raises OSError for network failures.
+
+    The broker names the session after the account, so this login resumes the (stopped) daemon's session. It
+    leaves that session as it found it: no clean start, the daemon's session expiry, no subscription, and manual
+    acknowledgement that never acknowledges, so a command queued for the gateway is not consumed: the broker sends
+    it again when the daemon resumes the session."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    v5 = sync.mqtt_version == "mqttv5"
+    extra = {} if v5 else {"clean_session": False}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-doctor-{os.getpid()}",
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True, **extra)
     client.connect_timeout = timeout
     client.username_pw_set(username, password)
     if urlsplit(sync.url).scheme == "mqtts":
@@ -247,8 +299,14 @@ def _mqtt_connect(sync: Any, gateway_id: str, host: str, port: int, username: st
                        keyfile=str(sync.key_file) if sync.key_file else None)
     answer: dict[str, Any] = {}
     client.on_connect = lambda _c, _u, _f, reason_code, _p=None: answer.setdefault("reason", reason_code)
+    connect: dict[str, Any] = {}
+    if v5:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = GATEWAY_SESSION_EXPIRY
+        props.ReceiveMaximum = 1  # at most one queued message comes our way (and it stays unacknowledged)
+        connect = {"clean_start": False, "properties": props}
     try:
-        client.connect(host, port, keepalive=max(5, int(timeout) * 2))
+        client.connect(host, port, keepalive=max(5, int(timeout) * 2), **connect)
         deadline = time.monotonic() + timeout
         while "reason" not in answer:
             if time.monotonic() > deadline:
@@ -266,17 +324,55 @@ def _mqtt_connect(sync: Any, gateway_id: str, host: str, port: int, username: st
             pass
 
 
-def check_sms(config: Any, timeout: float) -> list[Check]:
+def check_sms(config: Any, timeout: float, http: Any = None) -> list[Check]:
+    """Each transport: key files, the device or host; Kavenegar's key is tried (``account/info``, sends nothing);
+    and what the daemon's outbox found about each account. ``http``: an httpx transport (tests)."""
     transports = config.sms.transports
     if not transports:
         has_recipients = bool(config.alerts.recipients)
         return [Check("sms", "WARN" if has_recipients else "SKIP", "no SMS transport configured"
                       + (": alerts are recorded but not sent" if has_recipients else ""),
                       "add sms.transports (config/gateway.example.yaml shows each kind)")]
-    return [_check_transport(transport, timeout) for transport in transports]
+    known = _transport_health(config)
+    return [_with_daemons_view(_check_transport(transport, timeout, http), known.get(transport.name))
+            for transport in transports]
 
 
-def _check_transport(transport: Any, timeout: float) -> Check:
+def _transport_health(config: Any) -> dict[str, dict[str, Any]]:
+    """What the daemon's outbox last found about each transport's account (empty without a buffer)."""
+    from edge.gateway.alerts.outbox import transport_health
+    from edge.gateway.buffer import Buffer
+
+    if not Path(config.buffer.path).exists():
+        return {}
+    try:
+        buffer = Buffer.reader(config.buffer.path)
+    except EdgeError:
+        return {}  # the buffer line says why
+    try:
+        return transport_health(buffer.db)
+    except Exception:  # sqlite3.DatabaseError: the buffer line reports a damaged file
+        return {}
+    finally:
+        buffer.close()
+
+
+def _with_daemons_view(check: Check, known: dict[str, Any] | None) -> Check:
+    """A transport the daemon found refusing its account FAILs even when the doctor's own check passes (an invalid
+    sender line shows only when sending; a key fixed in the file is used only after a restart)."""
+    if check.status == "FAIL" or not known or known["state"] == "ok":
+        return check
+    label = check.summary.split(":", 1)[0]
+    since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(known["since_ts"]))
+    what = "has no credit" if known["state"] == "no_credit" else "is refused"
+    hint = ("top up the account; alerts go through the other transports meanwhile" if known["state"] == "no_credit"
+            else "check the API key and sms.transports[].sender (alerts need a service line); the daemon reads "
+                 "keys at start: sudo systemctl restart edge-gateway once fixed")
+    return Check("sms", "FAIL", f"{label}: the daemon's sending {what} since {since}: {known['detail']}", hint,
+                 (f"doctor's own check: {check.summary.split(': ', 1)[-1]}",))
+
+
+def _check_transport(transport: Any, timeout: float, http: Any = None) -> Check:
     kind = transport.type
     label = f"{transport.name} ({kind})" if transport.name != kind else kind
     secret_file = getattr(transport, "api_key_file", None) or getattr(transport, "secret_file", None)
@@ -299,7 +395,9 @@ def _check_transport(transport: Any, timeout: float) -> Check:
             return Check("sms", "WARN", f"{label}: {port} present, not writable by this user",
                          "the service user edge is in group dialout; run edge doctor with sudo")
         return Check("sms", "OK", f"{label}: {port} present (not opened: the daemon may be using it)")
-    parts = urlsplit(transport.base_url if kind == "kavenegar" else transport.url)
+    if kind == "kavenegar":
+        return _check_kavenegar(transport, label, timeout, http)
+    parts = urlsplit(transport.url)
     host = parts.hostname
     if not host or "{" in host:
         return Check("sms", "SKIP", f"{label}: the host is a template; not checked")
@@ -316,7 +414,41 @@ def _check_transport(transport: Any, timeout: float) -> Check:
     return Check("sms", "OK", f"{label}: {host}:{port} reachable")
 
 
-def check_sensors(config: Any, daemon_running: bool, now: float) -> Check:
+_FALLBACK = "alerts fall back to the other transports (the GSM modem) if one is configured"
+
+
+def _check_kavenegar(transport: Any, label: str, timeout: float, http: Any) -> Check:
+    """The key tried with ``account/info.json``: authenticated, sends nothing, says the credit left."""
+    from edge.gateway.alerts.service import read_secret
+    from edge.gateway.alerts.transports.kavenegar import KavenegarTransport
+
+    try:
+        key = read_secret(transport.api_key, transport.api_key_file, "api_key")
+    except ConfigError as exc:
+        return Check("sms", "FAIL", f"{label}: {exc.problems[0]}", "put the provider's API key there")
+    if not key:
+        return Check("sms", "FAIL", f"{label}: no API key", "set api_key: ${KAVENEGAR_API_KEY} or api_key_file")
+    client = KavenegarTransport.from_config(transport.model_copy(update={"timeout": timeout}), key, http=http)
+    try:
+        answer = client.account()
+    finally:
+        client.close()
+    host = urlsplit(transport.base_url).hostname
+    if answer.outcome == "accepted":
+        credit = "" if answer.credit is None else f", {answer.credit:,.0f} rials of credit"
+        return Check("sms", "OK", f"{label}: {host} accepts the API key{credit} (nothing sent)")
+    if answer.outcome == "refused":
+        where = transport.api_key_file or "KAVENEGAR_API_KEY"
+        return Check("sms", "FAIL", f"{label}: {host} refuses the API key: {answer.detail}",
+                     f"copy the API key from the Kavenegar panel into {where}, then sudo systemctl restart "
+                     f"edge-gateway; {_FALLBACK}")
+    if answer.outcome == "no_credit":
+        return Check("sms", "FAIL", f"{label}: {answer.detail}", f"top up the Kavenegar account; {_FALLBACK}")
+    return Check("sms", "FAIL", f"{label}: {host} did not answer as expected ({answer.detail})",
+                 f"the uplink or a firewall (edge sms test tries a real message); {_FALLBACK}")
+
+
+def check_sensors(config: Any, daemon_running: bool, now: float | None = None) -> Check:
     if not config.sensors:
         return Check("sensors", "SKIP", "no sensors configured")
     if daemon_running:
@@ -336,7 +468,7 @@ def check_sensors(config: Any, daemon_running: bool, now: float) -> Check:
     return Check("sensors", "OK", summary, lines=tuple(lines))
 
 
-def _sensors_from_buffer(config: Any, now: float) -> Check:
+def _sensors_from_buffer(config: Any, now: float | None) -> Check:
     from edge.gateway.buffer import Buffer
 
     buffer = Buffer.reader(config.buffer.path)
@@ -344,6 +476,7 @@ def _sensors_from_buffer(config: Any, now: float) -> Check:
         latest = buffer.latest(s.id for s in config.sensors)
     finally:
         buffer.close()
+    now = time.time() if now is None else now  # after the query (see check_buffer)
     lines = []
     for sensor in config.sensors:
         rows = latest.get(sensor.id) or []
@@ -404,6 +537,7 @@ def _human(size: float) -> str:
 def _age(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
+    seconds = max(0.0, seconds)  # a time ahead of now: the wall clock stepped back since (NTP)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"

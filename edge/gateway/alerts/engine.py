@@ -4,7 +4,8 @@ Inputs (each takes ``now`` from the injected clock unless given):
 
 - :meth:`Engine.observe_readings`, a sampler listener (``Sequence[NewReading]``);
 - :meth:`Engine.observe_link` (the uplink is up or down; until someone calls it, link alerts never fire);
-- :meth:`Engine.observe_event` (``actuator.change`` events, ``sms.no_credit`` / ``sms.sent`` from the outbox);
+- :meth:`Engine.observe_event` (``actuator.change`` events, ``sms.no_credit`` / ``sms.refused`` / ``sms.sent`` from
+  the outbox);
 - :meth:`Engine.tick`, periodic: time-based conditions, repeats, escalation, quiet hours ending, caps freeing;
 - :meth:`Engine.handle_reply`: an SMS from a farmer (an alert code to acknowledge, or ``وضعیت`` / ``STATUS``).
 
@@ -76,6 +77,7 @@ class World:
     on_since: dict[str, float] = field(default_factory=dict)  # actuator -> when it went on
     at_on: dict[tuple[str, str, str], float | None] = field(default_factory=dict)  # (actuator, sensor, q) -> value
     no_credit: dict[str, bool] = field(default_factory=dict)  # transport -> out of credit
+    refused: dict[str, bool] = field(default_factory=dict)  # transport -> the provider refuses its account
 
 
 class Engine:
@@ -146,8 +148,11 @@ class Engine:
                 self._note_actuator(source, float(data["value"]) > 0, at)
             elif kind == "sms.no_credit":
                 self.world.no_credit[source] = True
+            elif kind == "sms.refused":
+                self.world.refused[source] = True
             elif kind == "sms.sent":
                 self.world.no_credit[source] = False
+                self.world.refused[source] = False
             else:
                 return
             self._evaluate(now)
@@ -243,9 +248,9 @@ class Engine:
             return buffer_level(w, world.buffer_bytes), share
         if w.kind == "unclean_restart":
             return ("bad" if self.unclean_start and track.state == OK else "none"), None
-        if w.kind == "sms_credit":
-            credit = world.no_credit.get(w.subject or "")
-            return ("none" if credit is None else ("bad" if credit else "clear")), None
+        if w.kind in ("sms_credit", "sms_refused"):
+            known = (world.no_credit if w.kind == "sms_credit" else world.refused).get(w.subject or "")
+            return ("none" if known is None else ("bad" if known else "clear")), None
         return "none", None
 
     # ============================================================================================= evaluation

@@ -123,6 +123,7 @@ _WHAT = {
         "clock_unsynced": "ساعت دستگاه تنظیم نیست",
         "unclean_restart": "دستگاه بی‌خبر خاموش و دوباره روشن شد",
         "sms_credit": "اعتبار پیامک {subject} تمام شده",
+        "sms_refused": "حساب پیامک {subject} پذیرفته نمی‌شود",
     },
     "en": {
         "above": "{subject} {value} (above {limit})",
@@ -135,6 +136,7 @@ _WHAT = {
         "clock_unsynced": "gateway clock is not set",
         "unclean_restart": "gateway restarted after an unclean stop",
         "sms_credit": "SMS credit of {subject} is used up",
+        "sms_refused": "SMS account at {subject} refused",
     },
 }
 
@@ -151,6 +153,7 @@ _BACK = {
         "buffer": "حافظه دستگاه دوباره جا دارد",
         "clock_unsynced": "ساعت دستگاه تنظیم شد",
         "sms_credit": "پیامک {subject} دوباره کار می‌کند",
+        "sms_refused": "پیامک {subject} دوباره کار می‌کند",
     },
     "en": {
         "stale": "{subject} reports again",
@@ -159,6 +162,7 @@ _BACK = {
         "buffer": "gateway storage has room again",
         "clock_unsynced": "gateway clock is set",
         "sms_credit": "SMS via {subject} works again",
+        "sms_refused": "SMS via {subject} works again",
     },
 }
 

@@ -8,8 +8,17 @@ after sending, or "busy"); or on to the next transport. When every transport fai
 (:func:`backoff`) and the round moves on.
 
 A message pinned after an ambiguous timeout is retried on that transport only, for ``same_provider_for``; after that
-the outbox prefers a possible duplicate to silence and fails over. Every attempt is recorded as a buffer event
-(``sms.sent``, ``sms.attempt_failed``, ``sms.failed``, ``sms.expired``) with the recipient's name, never the text.
+the outbox prefers a possible duplicate to silence and fails over. A multipart text that failed after its first parts
+went out (``partial``) is pinned the same way and remembers how many parts are out (``parts_done``, ``parts_via``):
+the next attempts on that transport send only the missing parts, so the farmer gets the whole text once; only if that
+transport stays broken past ``same_provider_for`` does the whole text go through another one (a fragment received
+twice is better than an alert lost). Every attempt is recorded as a buffer event (``sms.sent``,
+``sms.attempt_failed``, ``sms.failed``, ``sms.expired``) with the recipient's name, never the text.
+
+A transport that refuses the account itself (``refused``: invalid API key, disabled account, invalid sender line;
+``no_credit``) would refuse every message: the outbox records that state per transport (``sms_transports``, read by
+``edge status`` and ``edge doctor``), logs it once as an ERROR when it starts (and once when it ends), and goes on to
+the next transport at once; the alert engine raises an alert about it (:mod:`.service`).
 """
 
 from __future__ import annotations
@@ -57,11 +66,28 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX sms_outbox_due ON sms_outbox (next_ts) WHERE state = 'queued';
         """,
     ),
+    (
+        2,
+        "multipart progress, account state per transport",
+        """
+        ALTER TABLE sms_outbox ADD COLUMN parts_done INTEGER NOT NULL DEFAULT 0;  -- parts out through parts_via
+        ALTER TABLE sms_outbox ADD COLUMN parts_via TEXT;
+        CREATE TABLE sms_transports (
+            name      TEXT PRIMARY KEY,
+            state     TEXT NOT NULL,    -- ok | refused | no_credit (as the last attempt that tells found it)
+            detail    TEXT,             -- the provider's answer, e.g. "403 invalid API key"
+            since_ts  REAL NOT NULL
+        );
+        """,
+    ),
 ]
+
+#: Outcomes that are about the transport's account, not the message (every message would meet them).
+ACCOUNT_PROBLEMS = ("refused", "no_credit")
 
 Step = Literal["sent", "failed", "pin", "next"]
 _STEPS: dict[Outcome, Step] = {"accepted": "sent", "permanent": "failed", "busy": "pin", "ambiguous": "pin",
-                               "retryable": "next", "no_credit": "next"}
+                               "partial": "pin", "retryable": "next", "no_credit": "next", "refused": "next"}
 
 
 def next_step(outcome: Outcome) -> Step:
@@ -112,6 +138,7 @@ class Outbox:
         self._wakes = 0
         buffer.migrate(COMPONENT, MIGRATIONS)
         self._next_due = self._earliest_due()  # lets the frequent outbox job skip SQLite while nothing is due
+        self._accounts = {name: (row["state"], row["detail"]) for name, row in transport_health(buffer.db).items()}
 
     def set_link(self, up: bool) -> None:
         self.link_up = up
@@ -181,19 +208,25 @@ class Outbox:
         finally:
             self._flushing.release()
 
+    def _pin_over(self, row: dict[str, Any], transport: str, now: float) -> bool:
+        return row["pinned"] == transport and row["pinned_ts"] is not None and \
+            now - row["pinned_ts"] >= self.same_provider_for
+
     def _pinned(self, row: dict[str, Any], now: float) -> str | None:
         if row["pinned"] and now - row["pinned_ts"] < self.same_provider_for:
             return row["pinned"]
         return None
 
     def _deliver(self, row: dict[str, Any], now: float) -> list[Attempt]:
-        sms = OutgoingSms(row["local_id"], row["number"], row["text"])
         attempts = []
         pinned = self._pinned(row, now)
         for transport in plan(self.transports, self.link_up, pinned):
+            done = row["parts_done"] if row["parts_via"] == transport.name else 0
+            sms = OutgoingSms(row["local_id"], row["number"], row["text"], parts_done=done)
             result = self._try(transport, sms)
             attempts.append(Attempt(sms.local_id, transport.name, result.outcome, result.detail))
             step = next_step(result.outcome)
+            self._note_account(transport.name, result, now)
             self._record(row, transport.name, result, step, now)
             if step == "sent":
                 self._finish(row, "sent", now, transport.name, result.provider_id, None)
@@ -202,13 +235,36 @@ class Outbox:
                 self._finish(row, "failed", now, transport.name, None, result.detail)
                 return attempts
             if step == "pin":
-                self._retry_later(row, now, transport.name, result.detail, pin=True)
+                if self._pin_over(row, transport.name, now):
+                    continue  # it had same_provider_for to finish: a possible duplicate is better than silence
+                self._retry_later(row, now, transport.name, result.detail, pin=True, parts_done=result.parts_done)
                 return attempts
         last = attempts[-1] if attempts else None
         # a pinned message stays pinned even when its transport cannot be reached now: it may have sent it already
         self._retry_later(row, now, last.transport if last else pinned,
                           last.detail if last else "no transport configured", pin=pinned is not None)
         return attempts
+
+    def _note_account(self, name: str, result: SendResult, now: float) -> None:
+        """Keep each transport's account state; log when it changes, not at every message."""
+        if result.outcome in ACCOUNT_PROBLEMS:
+            state, detail = result.outcome, result.detail
+        elif result.outcome == "accepted":
+            state, detail = "ok", None
+        else:
+            return  # a timeout or a busy provider says nothing about the account
+        before = self._accounts.get(name)
+        if before == (state, detail) or (before is None and state == "ok"):
+            return
+        self._accounts[name] = (state, detail)
+        with self.buffer.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO sms_transports (name, state, detail, since_ts) VALUES (?, ?, ?, ?)",
+                       (name, state, detail, now))
+        if state == "ok":
+            log.info("SMS transport %s sends again", name)
+        else:
+            log.error("SMS transport %s cannot send anything: %s. Until that is fixed, messages go through the other "
+                      "transports (edge doctor shows what to do)", name, detail)
 
     @staticmethod
     def _try(transport: Transport, sms: OutgoingSms) -> SendResult:
@@ -225,9 +281,12 @@ class Outbox:
             data.update(segments=row["segments"], provider_id=result.provider_id)
             log.info("SMS %s to %s sent via %s (%d segments)", row["local_id"], row["recipient"], transport,
                      row["segments"])
-        else:
-            log.warning("SMS %s to %s (%s) via %s: %s: %s", row["local_id"], row["recipient"],
-                        masked(row["number"]), transport, result.outcome, result.detail)
+        else:  # an account problem was logged once by _note_account; repeating it per message helps no one
+            log.log(logging.DEBUG if result.outcome in ACCOUNT_PROBLEMS else logging.WARNING,
+                    "SMS %s to %s (%s) via %s: %s: %s", row["local_id"], row["recipient"], masked(row["number"]),
+                    transport, result.outcome, result.detail)
+            if result.outcome in ("partial", "ambiguous") and result.parts_done:
+                data.update(parts_done=result.parts_done)
         kind = {"sent": "sms.sent", "failed": "sms.failed"}.get(step, "sms.attempt_failed")
         self.buffer.append_event(kind, "sms", data, ts=now)
 
@@ -243,15 +302,18 @@ class Outbox:
             self.buffer.append_event("sms.expired", "sms", {"local_id": row["local_id"], "to": row["recipient"],
                                                             "attempts": row["attempts"]}, ts=now)
 
-    def _retry_later(self, row: dict[str, Any], now: float, transport: str | None, error: str, pin: bool) -> None:
+    def _retry_later(self, row: dict[str, Any], now: float, transport: str | None, error: str, pin: bool,
+                     parts_done: int | None = None) -> None:
+        """Come back after the backoff; ``parts_done`` (with ``pin``): how many parts ``transport`` has sent."""
         attempts = row["attempts"] + 1
         wait = backoff(attempts, self.retry_initial, self.retry_max)
         pinned = transport if pin else None
         pinned_ts = (row["pinned_ts"] if row["pinned"] == transport and row["pinned_ts"] else now) if pin else None
+        done, via = (parts_done, transport) if parts_done else (row["parts_done"], row["parts_via"])
         with self.buffer.transaction() as db:
             db.execute("UPDATE sms_outbox SET attempts = ?, next_ts = ?, pinned = ?, pinned_ts = ?, transport = ?, "
-                       "last_error = ? WHERE id = ?",
-                       (attempts, now + wait, pinned, pinned_ts, transport, error, row["id"]))
+                       "last_error = ?, parts_done = ?, parts_via = ? WHERE id = ?",
+                       (attempts, now + wait, pinned, pinned_ts, transport, error, done, via, row["id"]))
 
     def close(self) -> None:
         for transport in self.transports:
@@ -259,3 +321,22 @@ class Outbox:
                 transport.close()
             except Exception:  # closing is best effort; one transport must not keep the others open
                 log.exception("closing transport %s failed", transport.name)
+
+
+# ----------------------------------------------------------------------------------------------------- readers
+
+
+def transport_health(db: Any) -> dict[str, dict[str, Any]]:
+    """Each transport's account state as the outbox last found it (``state`` ok | refused | no_credit, ``detail``,
+    ``since_ts``); transports never found wanting are absent. ``db``: the buffer's database, e.g. a reader's."""
+    if "sms_transports" not in db.table_names():
+        return {}
+    return {row["name"]: row for row in db.query("SELECT name, state, detail, since_ts FROM sms_transports")}
+
+
+def queue_summary(db: Any) -> dict[str, Any]:
+    """``{"queued": n, "oldest_queued_ts": ts | None}`` of the SMS still waiting to be sent."""
+    if "sms_outbox" not in db.table_names():
+        return {"queued": 0, "oldest_queued_ts": None}
+    count, oldest = db.execute("SELECT count(*), MIN(created_ts) FROM sms_outbox WHERE state = 'queued'").fetchone()
+    return {"queued": count, "oldest_queued_ts": oldest}

@@ -94,6 +94,8 @@ class AlertService:
         for attempt in self.outbox.flush(self.clock.time()):
             if attempt.outcome == "no_credit":
                 self.engine.observe_event("sms.no_credit", attempt.transport)
+            elif attempt.outcome == "refused":
+                self.engine.observe_event("sms.refused", attempt.transport)
             elif attempt.outcome == "accepted":
                 self.engine.observe_event("sms.sent", attempt.transport)
 
@@ -207,6 +209,8 @@ def build_service(config: Any, buffer: Any, clock: Any, *, transports: Sequence[
     extra = {"http": http} if http is not None else {}
     chosen = list(transports) if transports is not None else open_transports(sms, config.source, **extra)
     watches += [Watch(f"~credit:{t.name}", "~credit", "sms_credit", "warning", subject=t.name)
+                for t in chosen if t.needs_uplink]
+    watches += [Watch(f"~account:{t.name}", "~account", "sms_refused", "warning", subject=t.name)
                 for t in chosen if t.needs_uplink]
     people = [Person(canonical(r.number, sms.country_code), r.name, r.role, r.language or alerts.language)
               for r in alerts.recipients]

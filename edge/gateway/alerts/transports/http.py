@@ -7,8 +7,9 @@ failures come back as HTTP 200 with ``RetStatus != 1``) and Twilio-style APIs. S
 JSON braces in values stay as written.
 
 A success needs an HTTP status from ``success.status`` *and* every ``success.json`` path at its value. Anything else
-is classified: connect errors and 5xx are retryable (fail over), 409/429 busy, a timeout after sending ambiguous, and
-other answers retryable with the body's words in the detail.
+is classified: connect errors and 5xx are retryable (fail over), 401/403 refused (the credentials: every message would
+meet it, so an alert is raised), 409/429 busy, a timeout after sending ambiguous, and other answers retryable with
+the body's words in the detail.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def interpret(status: int, body: Any, text: str, success_status: list[int],
         return SendResult("retryable", f"HTTP {status} but {shown}: {snippet}")
     if status in (409, 429):
         return SendResult("busy", f"HTTP {status}: {snippet}")
+    if status in (401, 403):
+        return SendResult("refused", f"HTTP {status} (the credentials are refused): {snippet}")
     return SendResult("retryable", f"HTTP {status}: {snippet}")
 
 

@@ -3,7 +3,9 @@
 ``POST {base_url}/v1/{API_KEY}/sms/send.json`` with ``receptor``, ``message``, ``sender`` and ``localid``; the answer
 is ``{"return": {"status", "message"}, "entries": [...]}`` and its HTTP status equals ``return.status``. A repeated
 ``localid`` returns the earlier message instead of sending again, which is what makes retrying after a timeout safe.
-Replies come from ``GET sms/receive.json?linenumber=<sender>&isread=0``.
+Replies come from ``GET sms/receive.json?linenumber=<sender>&isread=0``. ``GET account/info.json`` answers the same
+envelope with ``entries: {"remaincredit", "expiredate", "type"}`` and sends nothing: ``edge doctor`` uses it to try the
+key (:meth:`KavenegarTransport.account`).
 
 The API key is in the URL path: see :mod:`.web` for how it is kept out of every log line.
 """
@@ -11,6 +13,7 @@ The API key is in the URL path: see :mod:`.web` for how it is kept out of every 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,20 +25,21 @@ from edge.gateway.alerts.transports.web import (classify_exception, describe_exc
 
 log = logging.getLogger(__name__)
 
-#: Kavenegar's documented ``return.status`` codes and what each means for an alert.
+#: Kavenegar's documented ``return.status`` codes and what each means for an alert. ``refused`` ones are about the
+#: account or its setup (key, sender line, a trial account): every message would meet them until someone fixes it.
 STATUS: dict[int, tuple[Outcome, str]] = {
     200: ("accepted", "accepted"),
     400: ("retryable", "parameters incomplete"),
-    401: ("retryable", "account disabled"),
+    401: ("refused", "account disabled"),
     402: ("retryable", "operation failed"),
-    403: ("retryable", "invalid API key"),
+    403: ("refused", "invalid API key"),
     404: ("retryable", "unknown method"),
     405: ("retryable", "wrong HTTP method"),
     406: ("retryable", "required parameters missing"),
-    407: ("retryable", "no access to this information"),
+    407: ("refused", "no access to this information"),
     409: ("busy", "server busy, try again later"),
     411: ("permanent", "invalid receptor number"),
-    412: ("retryable", "invalid sender line"),
+    412: ("refused", "invalid sender line"),
     413: ("retryable", "message empty or too long"),
     414: ("retryable", "too many receptors"),
     417: ("retryable", "invalid date"),
@@ -43,12 +47,19 @@ STATUS: dict[int, tuple[Outcome, str]] = {
     422: ("retryable", "invalid characters in the message"),
     428: ("retryable", "template not found"),
     451: ("busy", "too many requests"),
-    501: ("retryable", "this account may only text its own number"),
+    501: ("refused", "this account may only text its own number"),
 }
 
 #: ``entries[].status`` values that mean the message will not be delivered by this route.
 _ENTRY_REFUSED = {6: "failed", 11: "undelivered", 13: "cancelled", 14: "receptor blocks advertising lines "
                   "(alerts need a service line)", 100: "invalid message id"}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCheck:
+    outcome: Outcome  # accepted: the key works
+    detail: str
+    credit: float | None = None  # remaincredit, in rials
 
 
 def interpret_send(http_status: int, body: Any) -> SendResult:
@@ -109,7 +120,10 @@ class KavenegarTransport:
         return f"KavenegarTransport(name={self.name!r}, base_url={self.base_url!r})"
 
     def _url(self, method: str) -> str:
-        return f"{self.base_url}/v1/{self._key}/sms/{method}.json"
+        return self._url_of(f"sms/{method}")
+
+    def _url_of(self, path: str) -> str:
+        return f"{self.base_url}/v1/{self._key}/{path}.json"
 
     def send(self, sms: OutgoingSms) -> SendResult:
         data = {"receptor": national(sms.number, self.country), "message": sms.text, "localid": sms.local_id}
@@ -121,6 +135,22 @@ class KavenegarTransport:
             return SendResult(classify_exception(exc), describe_exception(exc, [self._key]))
         result = interpret_send(response.status_code, read_json(response))
         return SendResult(result.outcome, redact(result.detail, [self._key]), result.provider_id)
+
+    def account(self) -> AccountCheck:
+        """Try the key without sending anything (``account/info.json``): the outcome as for a send (``accepted``,
+        ``refused`` for a bad key, ``retryable`` when unreachable, ...), what it means, and the remaining credit."""
+        try:
+            response = self._client.get(self._url_of("account/info"))
+        except httpx.HTTPError as exc:
+            return AccountCheck(classify_exception(exc), describe_exception(exc, [self._key]))
+        body = read_json(response)
+        result = interpret_send(response.status_code, body)
+        entries = body.get("entries") if isinstance(body, dict) else None
+        credit = entries.get("remaincredit") if isinstance(entries, dict) else None
+        if result.outcome == "accepted" and isinstance(credit, (int, float)) and credit <= 0:
+            return AccountCheck("no_credit", "no credit left (remaincredit 0)", credit)
+        return AccountCheck(result.outcome, redact(result.detail, [self._key]),
+                            credit if isinstance(credit, (int, float)) else None)
 
     def receive(self) -> list[IncomingSms]:
         if not self.receives:

@@ -4,7 +4,9 @@ Set-up (once per opening): ``ATE0``, ``AT+CMEE=1``, ``AT+CPIN?`` (must be READY)
 roaming), ``AT+CSQ`` (logged), ``AT+CMGF=0`` (PDU mode), ``AT+CNMI=2,1,0,0,0`` (a new SMS is announced as
 ``+CMTI: "SM",<index>``). Sending is ``AT+CMGS=<length>``, the ``>`` prompt, the hex PDU and Ctrl-Z, per part.
 ``+CMS ERROR: 500`` (often weak signal or a sagging supply) is retryable. A serial error closes the port; the next
-attempt opens it again, so a modem unplugged and plugged back needs no restart.
+attempt opens it again, so a modem unplugged and plugged back needs no restart. An error on part 2 or later of a
+multipart text is ``partial``: the outbox comes back to this modem for the missing parts only, so the farmer gets the
+whole text once (not a cut copy here and a whole one through another transport).
 
 It does not need the internet, which is the point: the outbox sends through it while the uplink is down.
 """
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.gateway.alerts.numbers import canonical
-from edge.gateway.alerts.transports.base import IncomingSms, OutgoingSms, SendResult
+from edge.gateway.alerts.transports.base import IncomingSms, Outcome, OutgoingSms, SendResult
 from edge.gateway.alerts.transports.pdu import Decoded, PduError, decode_deliver, encode_submit, reassemble
 
 log = logging.getLogger(__name__)
@@ -168,24 +170,43 @@ class ModemTransport:
         return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("+CMGS:")), "")
 
     def send(self, sms: OutgoingSms) -> SendResult:
+        """Send the parts of ``sms`` from ``sms.parts_done`` on. Every part carries the same concatenation reference
+        (from the local id), so parts sent in two attempts make one message on the phone.
+
+        Once a part of the text is out, a failure is ``partial`` (an error answer: the part in hand was refused)
+        or ``ambiguous`` (no answer: the part in hand may be out too), never ``retryable``: another transport
+        would send the first parts again."""
         reference = int(sms.local_id) % 256 if sms.local_id.isdigit() else sum(sms.local_id.encode()) % 256
         pdus = encode_submit(sms.number, sms.text, reference)
+        done = min(max(sms.parts_done, 0), len(pdus))
         with self._lock:
             self._pdus_written = 0
             try:
                 self._ensure_open()
-                references = [self._send_part(pdu.hex, pdu.length) for pdu in pdus]
+                references = []
+                for pdu in pdus[done:]:
+                    references.append(self._send_part(pdu.hex, pdu.length))
+                    done += 1
             except ModemError as exc:
-                return SendResult("retryable", f"{exc} (part {self._pdus_written or 1} of {len(pdus)})")
+                where = f"part {done + 1} of {len(pdus)}"
+                return SendResult("partial" if done else "retryable", f"{exc} ({where})", parts_done=done)
             except ModemTimeout as exc:
                 self._drop()
                 # once a PDU went out the message may have been sent: retry here, never on a second transport
-                return SendResult("ambiguous" if self._pdus_written else "retryable", str(exc))
+                return SendResult(self._unanswered(done), f"{exc} (part {done + 1} of {len(pdus)})",
+                                  parts_done=done)
             except self._errors as exc:
                 self._drop()
-                return SendResult("ambiguous" if self._pdus_written else "retryable",
-                                  f"serial port {self.port}: {exc}")
-        return SendResult("accepted", f"{len(pdus)} part(s)", ",".join(references))
+                return SendResult(self._unanswered(done), f"serial port {self.port}: {exc}", parts_done=done)
+        resumed = f", parts {sms.parts_done + 1}-{len(pdus)} now" if sms.parts_done else ""
+        return SendResult("accepted", f"{len(pdus)} part(s){resumed}", ",".join(references), parts_done=len(pdus))
+
+    def _unanswered(self, done: int) -> Outcome:
+        """The outcome when the modem stopped answering: a PDU it took may have gone out (ambiguous); else parts
+        sent earlier still must not be sent again elsewhere (partial); else nothing went out (retryable)."""
+        if self._pdus_written:
+            return "ambiguous"
+        return "partial" if done else "retryable"
 
     # ---------------------------------------------------------------------------------------------- receiving
 

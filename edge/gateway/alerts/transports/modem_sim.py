@@ -7,7 +7,7 @@ demand, and can receive an SMS: it stores the DELIVER PDUs and announces them wi
 
     modem = SimulatedModem()
     transport = ModemTransport(modem.port)      # pyserial opens the pty's slave side like /dev/ttyUSB2
-    modem.fail_next(code=500)
+    modem.fail_next(code=500)                   # or fail_next(after=1): part 1 goes out, part 2 fails
     modem.deliver("+989121234567", "۱۷")
     modem.messages  -> [(number, text, parts)] of everything sent through it
 """
@@ -46,7 +46,7 @@ class SimulatedModem:
         self.commands: list[str] = []
         self.parts: list[Decoded] = []
         self.storage: dict[int, str] = {}  # index -> DELIVER PDU (hex)
-        self._failures: list[int] = []
+        self._failures: list[int | None] = []  # per coming PDU: refuse with this code, or None: take it
         self._next_index = 1
         self._reference = 0
         self._expect_pdu = False
@@ -58,10 +58,11 @@ class SimulatedModem:
 
     # ------------------------------------------------------------------------------------------- test controls
 
-    def fail_next(self, count: int = 1, code: int = 500) -> None:
-        """The next ``count`` PDUs are refused with ``+CMS ERROR: <code>``."""
+    def fail_next(self, count: int = 1, code: int = 500, after: int = 0) -> None:
+        """After ``after`` more PDUs are taken, the next ``count`` are refused with ``+CMS ERROR: <code>``
+        (``after=1`` on a three-part text: part 1 goes out, part 2 fails)."""
         with self._lock:
-            self._failures.extend([code] * count)
+            self._failures.extend([None] * after + [code] * count)
 
     def deliver(self, number: str, text: str) -> list[int]:
         """An SMS arrives from ``number``: stored, then announced with ``+CMTI``."""
