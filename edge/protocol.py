@@ -75,8 +75,17 @@ _short.maxstring, _short.maxother, _short.maxlist, _short.maxdict, _short.maxlev
 
 
 def _show(value: Any) -> str:
-    """A short repr for error messages: a hostile value never makes a huge or unprintable reason."""
-    return _short.repr(value)
+    """A short, printable rendering of a JSON value for an error message: a hostile value never makes a huge or
+    unprintable reason (a lone surrogate shows as ``\\udc80``, not as itself)."""
+    if isinstance(value, (list, dict)):
+        return "an array" if isinstance(value, list) else "an object"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**MAX_INT_DIGITS:
+        return "a huge integer"
+    try:
+        text = json.dumps(value)  # ensure_ascii: printable, whatever the value holds
+    except (TypeError, ValueError):
+        return _short.repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # ------------------------------------------------------------------------------------------------------------ topics
@@ -745,16 +754,6 @@ def _is_number(value: Any) -> bool:
     if isinstance(value, int):
         return -2**63 <= value < 2**63
     return isinstance(value, float) and math.isfinite(value)
-
-
-def _show(value: Any) -> str:
-    """A short, printable rendering of a JSON value for an error message (never the whole of a hostile input)."""
-    if isinstance(value, (list, dict)):
-        return "an array" if isinstance(value, list) else "an object"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
-        return "a huge integer"
-    text = json.dumps(value)  # ensure_ascii: a lone surrogate shows as \udc80, not as itself
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _names(keys: set[str]) -> str:

@@ -355,7 +355,7 @@ def test_decode_names_what_is_wrong_without_raising():
         ("greenhouse/v1/gh-a/up/events", reading_batch("gh-a", 1, 1)): "expected a events payload",
         ("greenhouse/v1/gh-a/up/other", reading_batch("gh-a", 1, 1)): "is not greenhouse/v1/<gateway>/",
         ("greenhouse/v1/gh-a/down/ack", reading_batch("gh-a", 1, 1)): "not an uplink topic",
-        ("greenhouse/v1/gh-a/status", protocol.encode_status("sleeping")): "unknown state 'sleeping'",
+        ("greenhouse/v1/gh-a/status", protocol.encode_status("sleeping")): 'unknown state "sleeping"',
     }
     for (topic, payload), reason in cases.items():
         item = decode(Incoming(topic, payload, mid=1, qos=1)).item

@@ -137,10 +137,10 @@ def test_a_zip_bomb_is_refused():
 
 @pytest.mark.parametrize("body, message", [
     (b'{"id": "", "issued": 1, "op": "ping", "args": {}}', "id must be 1-64 letters"),
-    (b'{"id": "x\\udc80", "issued": 1, "op": "ping", "args": {}}', r'id must be .* \(got "x\\udc80"\)'),
+    (b'{"id": "x\\udc80", "issued": 1, "op": "ping", "args": {}}', "a text holds a lone surrogate U\\+DC80"),
     (b'{"id": 7, "issued": 1, "op": "ping", "args": {}}', "id must be 1-64 letters"),
     (b'{"id": "x", "issued": "yesterday", "op": "ping", "args": {}}', "issued must be a time"),
-    (b'{"id": "x", "issued": 1' + b"0" * 400 + b', "op": "ping", "args": {}}', r"issued .* \(got a huge integer\)"),
+    (b'{"id": "x", "issued": 1' + b"0" * 400 + b', "op": "ping", "args": {}}', r"an integer of 401 digits"),
     (b'{"id": "x", "issued": true, "op": "ping", "args": {}}', r"issued must be a time .*\(got true\)"),
     (b'{"id": "x", "issued": 1, "op": "reboot", "args": {}}', 'unknown op "reboot"'),
     (b'{"id": "x", "issued": 1, "op": "ping", "args": []}', "args must be an object"),
