@@ -274,15 +274,15 @@ async def _until_disconnected(request: Request) -> None:
         pass
 
 
-async def _next_block(stream: queries.Stream, exports: Exports, request: Request | None = None) -> bytes | None:
-    """The export's next block, read on one of the export threads. With ``request``, a client that goes away
-    meanwhile (before the response started) stops the wait and raises :class:`_ClientGone`; the caller then closes
-    the stream, which cancels the query."""
+async def _while_connected(request: Request | None, limiter: anyio.CapacityLimiter, work: Callable[..., Any],
+                           *args: Any, on_gone: Callable[[], None] | None = None) -> Any:
+    """``work(*args)`` on one of the export threads. With ``request``, a client that goes away first stops the wait:
+    ``on_gone()`` runs (to cancel the query in the database) and :class:`_ClientGone` is raised."""
     outcome: dict[str, Any] = {}
     async with anyio.create_task_group() as group:
-        async def read() -> None:
+        async def run() -> None:
             try:
-                outcome["block"] = await anyio.to_thread.run_sync(stream.next_block, limiter=exports.limiter,
+                outcome["value"] = await anyio.to_thread.run_sync(work, *args, limiter=limiter,
                                                                   abandon_on_cancel=True)
             except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
                 outcome["error"] = exc
@@ -291,16 +291,25 @@ async def _next_block(stream: queries.Stream, exports: Exports, request: Request
         async def watch() -> None:
             await _until_disconnected(request)
             outcome["gone"] = True
+            if on_gone is not None:
+                on_gone()
             group.cancel_scope.cancel()
 
-        group.start_soon(read)
+        group.start_soon(run)
         if request is not None:
             group.start_soon(watch)
-    if "error" in outcome:
-        raise outcome["error"]
     if outcome.get("gone"):
         raise _ClientGone()
-    return outcome.get("block")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+async def _next_block(stream: queries.Stream, exports: Exports, request: Request | None = None) -> bytes | None:
+    """The export's next block, read on one of the export threads. With ``request``, a client that goes away
+    meanwhile (before the response started) stops the wait and raises :class:`_ClientGone`; the caller then closes
+    the stream, which cancels the query."""
+    return await _while_connected(request, exports.limiter, stream.next_block)
 
 
 async def _close(stream: queries.Stream) -> None:
@@ -425,28 +434,7 @@ async def _prepare(request: Request, work: Callable[[psycopg.Connection], Any]) 
     waiting on the database never take the threads every other request needs; cancelled in the database if the
     client goes away meanwhile."""
     query = _Query(_database(request))
-    outcome: dict[str, Any] = {}
-    async with anyio.create_task_group() as group:
-        async def run() -> None:
-            try:
-                outcome["value"] = await anyio.to_thread.run_sync(query.run, work, limiter=_exports(request).limiter,
-                                                                  abandon_on_cancel=True)
-            except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
-                outcome["error"] = exc
-            group.cancel_scope.cancel()
-
-        async def watch() -> None:
-            await _until_disconnected(request)
-            query.cancel()
-            group.cancel_scope.cancel()
-
-        group.start_soon(run)
-        group.start_soon(watch)
-    if "error" in outcome and not query.cancelled:
-        raise outcome["error"]
-    if "value" not in outcome:
-        raise _ClientGone()
-    return outcome["value"]
+    return await _while_connected(request, _exports(request).limiter, query.run, work, on_gone=query.cancel)
 
 
 def _max_range(request: Request) -> float:
