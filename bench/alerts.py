@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from edge.config import parse_config
+from edge.gateway.config import parse_config
 from edge.gateway.alerts import build
 from edge.gateway.alerts.transports.base import OutgoingSms, SendResult
 from edge.gateway.buffer import Buffer

@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,10 +27,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from services import Broker, PostgresServer, _postgres_bin  # noqa: E402  (test services, usable outside pytest)
 
-from edge import protocol  # noqa: E402
+from edge.contract import protocol  # noqa: E402
 from edge.gateway.buffer import Buffer, NewReading  # noqa: E402
 from edge.gateway.clock import Clock  # noqa: E402
-from edge.gateway.sync import Sync, SyncConfig, _reading  # noqa: E402
+from edge.gateway.sync import Sync, SyncConfig  # noqa: E402
+from edge.gateway.sync.uplink import _reading  # noqa: E402
 
 SENSORS = 40
 BATCH = int(os.environ.get("BENCH_BATCH", "10000"))

@@ -36,7 +36,7 @@ def _checked(load, *args):
 
 
 def _load(config_path: str | None):
-    from edge.config import load_config
+    from edge.gateway.config import load_config
 
     return _checked(load_config, config_path)
 

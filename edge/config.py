@@ -1,118 +1,47 @@
-"""YAML configuration -> validated, typed models. Every problem names ``FILE:LINE: key.path: message``.
+"""YAML configuration files -> validated, typed models, on either side. Every problem names ``FILE:LINE: key.path:
+message``; all problems are collected and raised together as one :class:`~edge.errors.ConfigError`.
 
-Loading happens in three steps:
-
-1. YAML is composed into nodes so every key keeps its line; duplicate keys are refused; ``${VAR}`` and
-   ``${VAR:-default}`` in string values are replaced from the environment.
-2. Each sensor and actuator is validated by its driver's own config model (looked up by ``type:`` in the hardware
-   registry, which imports only the driver modules the file uses), then the rest of the document.
-3. Cross-references are checked: unique ids, references to known sensors and quantities.
-
-All problems are collected, not just the first, and raised together as one :class:`ConfigError`.
+This module knows no section of any config: it reads YAML keeping the line of every key, refuses duplicate keys and
+hostile files (bounded size, depth and alias expansion), substitutes ``${VAR}`` / ``${VAR:-default}`` from the
+environment, and turns pydantic's errors into those lines. ``edge.gateway.config`` builds the gateway's config on
+it, ``edge.datacenter.config`` the data center's; loading one imports nothing of the other side.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import zoneinfo
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from edge.durations import Duration, Size
 from edge.errors import ConfigError
-from edge.gateway import hardware
-from edge.gateway.alerts.config import AlertsConfig, SmsConfig
-from edge.gateway.control.config import ControlConfig, Rule, Schedule
-from edge.gateway.sync import SyncConfig
-from edge.gateway.hardware.base import (ActuatorConfig, ActuatorId, Identifier, SensorConfig, SensorId,
-                                       SensorInput, StrictModel)
 
 Loc = tuple[str | int, ...]
 
-#: Where the embedded demo configuration lives (``config/demo.yaml`` is the same file).
-DEMO_CONFIG = Path(__file__).parent / "gateway" / "demo.yaml"
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# --------------------------------------------------------------------------------------------------------- models
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
-class GatewayIdentity(StrictModel):
-    id: Identifier = Field(description="unique gateway id; appears in MQTT topics and in the data center")
-    name: str | None = Field(default=None, description="human name of the greenhouse")
-    latitude: float = Field(default=33.487, ge=-90, le=90, description="for sunrise/sunset and the simulation")
-    longitude: float = Field(default=48.356, ge=-180, le=180)
-    timezone: str = Field(default="Asia/Tehran", description="IANA time zone of the greenhouse")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (for example Asia/Tehran)") from None
-        return value
+def _check_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"invalid id {value!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return value
 
 
-class HardwareConfig(StrictModel):
-    backend: Literal["simulated", "gpio"] = Field(
-        default="simulated", description="simulated: the greenhouse model on mock pins; gpio: real pins"
-    )
-    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = Field(
-        default=None, description="gpiozero pin factory for backend gpio; null lets gpiozero choose (lgpio on a Pi 5)"
-    )
-    #: A ``sim.SimulationConfig`` (validated by the simulation module itself); None unless the backend is simulated.
-    simulation: Any = None
-
-
-class ClockConfig(StrictModel):
-    trust: Literal["auto", "synced", "unsynced"] = Field(
-        default="auto",
-        description="auto: trust the wall clock once systemd-timesyncd (or the kernel) says it is synced",
-    )
-
-
-class BufferConfig(StrictModel):
-    path: Path = Field(default=Path("/var/lib/edge/buffer.db"), description="SQLite file; relative to the cwd")
-    retention: Duration = Field(default=7 * 86400.0, description="how long acknowledged readings are kept locally")
-    max_size: Size = Field(
-        default=2_000_000_000,
-        description="disk budget: past it, acknowledged rows go first, then the oldest unacknowledged readings "
-        "(reported to the data center as a gap); events are never dropped")
-
-
-class LogConfig(StrictModel):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-
-
-class GatewayConfig(StrictModel):
-    """One greenhouse gateway: identity, hardware, sensors, actuators, buffer."""
-
-    gateway: GatewayIdentity
-    hardware: HardwareConfig = HardwareConfig()
-    clock: ClockConfig = ClockConfig()
-    buffer: BufferConfig = BufferConfig()
-    log: LogConfig = LogConfig()
-    sensors: list[SensorConfig] = Field(default_factory=list)
-    actuators: list[ActuatorConfig] = Field(default_factory=list)
-    control: ControlConfig = ControlConfig()
-    schedules: list[Schedule] = Field(default_factory=list)
-    rules: list[Rule] = Field(default_factory=list)
-    sync: SyncConfig = SyncConfig()
-    alerts: AlertsConfig = AlertsConfig()
-    sms: SmsConfig = SmsConfig()
-    source: str = Field(default="<memory>", exclude=True)
-
-    def sensor(self, sensor_id: str) -> SensorConfig:
-        for sensor in self.sensors:
-            if sensor.id == sensor_id:
-                return sensor
-        raise KeyError(sensor_id)
+#: An id as used in config, MQTT topics, events and the CLI.
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
 
 
 # ------------------------------------------------------------------------------------------- YAML with line numbers
@@ -120,7 +49,7 @@ class GatewayConfig(StrictModel):
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class _Document:
+class Document:
     """Plain data from YAML plus the line of every key path, and the problems found while reading it."""
 
     def __init__(self, source: str):
@@ -193,7 +122,7 @@ def _wide_encoding(data: bytes) -> str | None:
     return None
 
 
-def _reader_problem(exc: yaml.reader.ReaderError, text: str, doc: _Document) -> None:
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, doc: Document) -> None:
     """A character YAML does not allow (a control character, NUL), named with its line."""
     line = text.count("\n", 0, exc.position) + 1
     column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -201,7 +130,7 @@ def _reader_problem(exc: yaml.reader.ReaderError, text: str, doc: _Document) -> 
                                f"{column} is not allowed (only tab, newline and printable characters)"))
 
 
-def _check_shape(text: str, doc: _Document) -> bool:
+def _check_shape(text: str, doc: Document) -> bool:
     """One pass over the YAML events, before anything is built (the parser is iterative, so this pass itself has
     no depth limit): refuse nesting deeper than :data:`MAX_DEPTH` and documents that expand to more than
     :data:`MAX_VALUES` values. Aliases (``*name``) and merge keys (``<<: *name``) repeat what their anchor holds, so
@@ -261,7 +190,7 @@ def _check_shape(text: str, doc: _Document) -> bool:
     return True
 
 
-def _read_yaml(text: str, doc: _Document, env: Mapping[str, str]) -> Any:
+def read_yaml(text: str, doc: Document, env: Mapping[str, str]) -> Any:
     try:
         if not _check_shape(text, doc):
             return None
@@ -285,7 +214,7 @@ def _read_yaml(text: str, doc: _Document, env: Mapping[str, str]) -> Any:
     return _convert(root, (), doc, env, loader)
 
 
-def _convert(node: yaml.Node, loc: Loc, doc: _Document, env: Mapping[str, str], loader: yaml.SafeLoader) -> Any:
+def _convert(node: yaml.Node, loc: Loc, doc: Document, env: Mapping[str, str], loader: yaml.SafeLoader) -> Any:
     doc.lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         merged = _flatten(node, doc, loader)
@@ -314,7 +243,7 @@ def _convert(node: yaml.Node, loc: Loc, doc: _Document, env: Mapping[str, str], 
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-def _flatten(node: yaml.MappingNode, doc: _Document, loader: yaml.SafeLoader) -> int:
+def _flatten(node: yaml.MappingNode, doc: Document, loader: yaml.SafeLoader) -> int:
     """Resolve the mapping's merge keys (``<<: *name``) once; return how many of its pairs came from them (they
     come first in ``node.value``). A node reached again through an alias is already flat: its count is kept."""
     if id(node) not in doc.merged:
@@ -324,7 +253,7 @@ def _flatten(node: yaml.MappingNode, doc: _Document, loader: yaml.SafeLoader) ->
     return doc.merged[id(node)]
 
 
-def _substitute(text: str, loc: Loc, doc: _Document, env: Mapping[str, str]) -> str:
+def _substitute(text: str, loc: Loc, doc: Document, env: Mapping[str, str]) -> str:
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         value = env.get(name)
@@ -371,7 +300,7 @@ def _data_loc(data: Any, loc: Loc, kind: str) -> Loc:
     return tuple(out)
 
 
-def _report(exc: ValidationError, data: Any, prefix: Loc, doc: _Document) -> None:
+def report(exc: ValidationError, data: Any, prefix: Loc, doc: Document) -> None:
     seen: set[Loc] = set()
     for error in exc.errors():
         loc = prefix + _data_loc(data, tuple(error["loc"]), error["type"])
@@ -381,186 +310,12 @@ def _report(exc: ValidationError, data: Any, prefix: Loc, doc: _Document) -> Non
         doc.problem(loc, _friendly(error))
 
 
-def _validate_part(model: Any, data: Any, loc: Loc, doc: _Document) -> Any:
+def validate_part(model: Any, data: Any, loc: Loc, doc: Document) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        _report(exc, data, loc, doc)
+        report(exc, data, loc, doc)
         return None
-
-
-def _validate_devices(items: Any, section: str, lookup: Any, doc: _Document) -> tuple[list[Any], set[str]]:
-    """Validate each item with its driver's model; return ``(loc, config)`` pairs and the ids of invalid items."""
-    if items is None:
-        return [], set()
-    if not isinstance(items, list):
-        doc.problem((section,), "must be a list")
-        return [], set()
-    validated, invalid = [], set()
-    for index, item in enumerate(items):
-        loc: Loc = (section, index)
-        if not isinstance(item, dict):
-            doc.problem(loc, "must be a mapping with at least id and type")
-            continue
-        config = _validate_device(item, loc, lookup, doc)
-        if config is not None:
-            validated.append((loc, config))
-        elif isinstance(item.get("id"), str):
-            invalid.add(item["id"])
-    return validated, invalid
-
-
-def _validate_device(item: dict[str, Any], loc: Loc, lookup: Any, doc: _Document) -> Any:
-    type_name = item.get("type")
-    if not isinstance(type_name, str):
-        doc.problem(loc + ("type",), "missing required key" if type_name is None else "must be a string")
-        return None
-    try:
-        driver = lookup(type_name)
-    except KeyError as exc:
-        doc.problem(loc + ("type",), exc.args[0])
-        return None
-    return _validate_part(driver.Config, item, loc, doc)
-
-
-def _check_unique_ids(parts: dict[str, list[tuple[Loc, Any]]], doc: _Document) -> set[str]:
-    """Ids are unique across sensors and actuators; return the ids given more than once."""
-    first_seen: dict[str, Loc] = {}
-    repeated = set()
-    for section in ("sensors", "actuators"):
-        for loc, item in parts[section]:
-            if item.id in first_seen:
-                doc.problem(loc + ("id",), f"duplicate id {item.id!r} (also {render_loc(first_seen[item.id])})")
-                repeated.add(item.id)
-            else:
-                first_seen[item.id] = loc
-    return repeated
-
-
-def _check_whole(config: "GatewayConfig", doc: _Document) -> None:
-    """Checks a section can only make against the whole config: a section model may define
-    ``check_whole(config) -> [(loc within the section, message)]``."""
-    for name in GatewayConfig.model_fields:
-        check = getattr(getattr(config, name), "check_whole", None)
-        if callable(check):
-            for loc, message in check(config):
-                doc.problem((name, *loc), message)
-
-
-def _check_unique(items: list[Any], section: str, doc: _Document) -> None:
-    first: dict[str, int] = {}
-    for index, item in enumerate(items):
-        if item.id in first:
-            doc.problem((section, index, "id"), f"duplicate id {item.id!r} (also {section}[{first[item.id]}])")
-        first.setdefault(item.id, index)
-
-
-def _find_refs(value: Any, loc: Loc) -> Iterator[tuple[Loc, SensorInput | ActuatorId | SensorId]]:
-    """Every reference (:class:`SensorInput`, :class:`ActuatorId`, :class:`SensorId`) inside a validated config
-    value, with its path."""
-    if isinstance(value, (SensorInput, ActuatorId, SensorId)):
-        yield loc, value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _find_refs(getattr(value, name), loc + (name,))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _find_refs(item, loc + (index,))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _find_refs(item, loc + (key,))
-
-
-@dataclass
-class _Known:
-    measures: dict[str, set[str]]  # sensor id -> quantities
-    actuators: set[str]
-    unsure: set[str]  # ids that are invalid or duplicated: references to them are not reported again
-
-
-def _check_refs(refs: Iterable[tuple[Loc, SensorInput | ActuatorId | SensorId]], known: _Known,
-                doc: _Document) -> None:
-    """Each reference names a known actuator, or a known sensor and a quantity it measures."""
-    for loc, ref in refs:
-        if isinstance(ref, ActuatorId):
-            if ref not in known.actuators and ref not in known.unsure:
-                listed = ", ".join(sorted(known.actuators)) or "none configured"
-                doc.problem(loc, f"unknown actuator {str(ref)!r} (actuators: {listed})")
-            continue
-        if isinstance(ref, SensorId):
-            if ref not in known.measures and ref not in known.unsure:
-                listed = ", ".join(sorted(known.measures)) or "none configured"
-                doc.problem(loc, f"unknown sensor {str(ref)!r} (sensors: {listed})")
-            continue
-        if ref.sensor in known.unsure:
-            continue
-        if ref.sensor not in known.measures:
-            listed = ", ".join(sorted(known.measures)) or "none configured"
-            doc.problem(loc + ("sensor",), f"unknown sensor {ref.sensor!r} (sensors: {listed})")
-        elif ref.quantity not in known.measures[ref.sensor]:
-            doc.problem(loc + ("quantity",), f"sensor {ref.sensor!r} does not measure {ref.quantity}")
-
-
-def _validate_hardware(section: Any, doc: _Document) -> Any:
-    """Validate ``hardware.simulation`` with the simulation's own model, and only for the simulated backend."""
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        return section  # GatewayConfig's validation reports it
-    section = dict(section)
-    simulation = section.pop("simulation", None)
-    if section.get("backend", "simulated") == "simulated":
-        from edge.gateway.hardware.sim import SimulationConfig
-
-        section["simulation"] = _validate_part(SimulationConfig, simulation or {}, ("hardware", "simulation"), doc)
-    elif simulation is not None:
-        doc.problem(("hardware", "simulation"), "only allowed with backend: simulated")
-    return section
-
-
-def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Validate YAML text into a :class:`GatewayConfig`, or raise :class:`ConfigError` listing every problem."""
-    doc = _Document(source)
-    data = _read_yaml(text, doc, os.environ if env is None else env)
-    if data is not None and not isinstance(data, dict):
-        doc.problem((), "the file must be a mapping of sections (gateway, hardware, sensors, ...)")
-    if doc.problems or not isinstance(data, dict):
-        raise ConfigError([message for _, message in sorted(doc.problems)])
-
-    body = dict(data)
-    sensors, invalid_sensors = _validate_devices(body.pop("sensors", None), "sensors", hardware.sensor_driver, doc)
-    actuators, invalid_actuators = _validate_devices(
-        body.pop("actuators", None), "actuators", hardware.actuator_driver, doc)
-    parts = {"sensors": sensors, "actuators": actuators}
-    body["hardware"] = _validate_hardware(body.get("hardware"), doc)
-
-    known = _Known(
-        measures={item.id: set(item.quantities()) for _, item in parts["sensors"]},
-        actuators={item.id for _, item in parts["actuators"]},
-        unsure=invalid_sensors | invalid_actuators | _check_unique_ids(parts, doc),
-    )
-    for section in ("sensors", "actuators"):
-        for loc, item in parts[section]:
-            _check_refs(_find_refs(item, loc), known, doc)
-    body["sensors"] = [item for _, item in parts["sensors"]]
-    body["actuators"] = [item for _, item in parts["actuators"]]
-    config = _validate_part(GatewayConfig, body, (), doc)
-    if config is not None:
-        for name in GatewayConfig.model_fields.keys() - {"sensors", "actuators"}:
-            _check_refs(_find_refs(getattr(config, name), (name,)), known, doc)
-        for section in ("schedules", "rules"):
-            _check_unique(getattr(config, section), section, doc)
-        if not doc.problems:
-            _check_whole(config, doc)
-    if doc.problems or config is None:
-        raise ConfigError([message for _, message in sorted(doc.problems)])
-    return config.model_copy(update={"source": source})
-
-
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Load and validate a config file; ``None`` loads the embedded simulated-greenhouse demo."""
-    file = Path(path) if path is not None else DEMO_CONFIG
-    return parse_config(read_config_file(file), str(file), env)
 
 
 def load_model(model: type[BaseModel], path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Any:
@@ -568,11 +323,11 @@ def load_model(model: type[BaseModel], path: str | os.PathLike[str], env: Mappin
     config (the data-center config uses it)."""
     file = Path(path)
     text = read_config_file(file)
-    doc = _Document(str(file))
-    data = _read_yaml(text, doc, os.environ if env is None else env)
+    doc = Document(str(file))
+    data = read_yaml(text, doc, os.environ if env is None else env)
     if data is not None and not isinstance(data, dict):
         doc.problem((), "the file must be a mapping of sections")
-    config = _validate_part(model, data, (), doc) if not doc.problems and isinstance(data, dict) else None
+    config = validate_part(model, data, (), doc) if not doc.problems and isinstance(data, dict) else None
     if doc.problems or config is None:
         raise ConfigError([message for _, message in sorted(doc.problems)])
     return config

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge.config import parse_config
+from edge.gateway.config import parse_config
 from edge.gateway.alerts import build
 from edge.gateway.alerts.transports.console import ConsoleTransport
 from edge.gateway.buffer import Buffer, NewReading

@@ -11,7 +11,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from conftest import wait_until
-from edge import protocol
+from edge.contract import protocol
 from edge.datacenter.config import DataCenterConfig
 
 EXAMPLE = "config/datacenter.example.yaml"

@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from edge import protocol
+from edge.contract import protocol
 
 #: JSON texts that break a naive decoder: each was seen to kill a collector, or nearly.
 RAW_SNIPPETS = [

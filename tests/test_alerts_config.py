@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from alerts_kit import config_text
-from edge.config import parse_config
+from edge.gateway.config import parse_config
 from edge.errors import ConfigError
 from edge.gateway.alerts import build
 from edge.gateway.buffer import Buffer

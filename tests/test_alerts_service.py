@@ -9,7 +9,7 @@ import pytest
 
 from alerts_kit import OWNER, Greenhouse
 from conftest import wait_until
-from edge.config import load_config
+from edge.gateway.config import load_config
 from edge.gateway.alerts.transports.kavenegar import KavenegarTransport
 from edge.gateway.alerts.transports.modem import ModemTransport
 from edge.gateway.alerts.transports.modem_sim import SimulatedModem

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import wait_until
 from dc_kit import Login, StandInGateway, datacenter_config, reading_batch, reading_keys
-from edge import protocol
+from edge.contract import protocol
 from edge.datacenter.collector import Collector
 from edge.datacenter.store import migrate
 from edge.gateway.buffer import Buffer, NewReading

@@ -133,7 +133,7 @@ class DaemonWritesDuringTheQueries:
 def test_status_ages_are_measured_after_the_buffer_was_read(gateway_config, monkeypatch):
     import edge.cli
     from edge.cli import status_report
-    from edge.config import load_config
+    from edge.gateway.config import load_config
 
     config = load_config(gateway_config)
     race = DaemonWritesDuringTheQueries(monkeypatch, config.buffer.path, edge.cli)
@@ -164,7 +164,7 @@ def test_the_doctors_ages_are_measured_after_the_buffer_was_read(gateway_config,
 def test_a_reading_stamped_before_the_clock_stepped_back_shows_age_0_not_a_negative_one(gateway_config, monkeypatch):
     import edge.cli
     from edge.cli import status_report
-    from edge.config import load_config
+    from edge.gateway.config import load_config
 
     config = load_config(gateway_config)
     race = DaemonWritesDuringTheQueries(monkeypatch, config.buffer.path, edge.cli)

@@ -1,6 +1,6 @@
 """The collector against a real Mosquitto and a real PostgreSQL: exactly once, acks after commit, bad input contained.
 
-Gateways are stand-ins publishing with edge.protocol; the gateway's own sync is tested in test_sync.py.
+Gateways are stand-ins publishing with edge.contract.protocol; the gateway's own sync is tested in test_sync.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import hostile
 from conftest import wait_until
 from dc_kit import (EXAMPLE, StandInGateway, count, datacenter_config, event_batch, reading_batch, reading_keys,
                     wait_for_rows)
-from edge import protocol
+from edge.contract import protocol
 from edge.datacenter.collector import Collector, FairQueue, Incoming, decode
 from edge.datacenter.store import REJECTED_PAYLOAD_LIMIT, Rejected, migrate
 from services import Broker

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge.cli import main
-from edge.config import load_config, parse_config
+from edge.gateway.config import load_config, parse_config
 from edge.errors import ConfigError
 
 GOOD = """\
@@ -194,7 +194,7 @@ def test_soil_moisture_needs_a_zone():
 def test_check_does_not_import_gpio_libraries_for_a_simulated_config(tmp_path):
     path = tmp_path / "gateway.yaml"
     path.write_text(GOOD)
-    code = ("import sys; from edge.config import load_config; load_config(sys.argv[1]); "
+    code = ("import sys; from edge.gateway.config import load_config; load_config(sys.argv[1]); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gpiozero', 'lgpio', 'RPi', 'smbus2')))")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,17 @@ ENV = {"EDGE_MQTT_URL": "mqtt://broker.dc.example:1883", "EDGE_DATABASE_URL": "p
 def test_the_example_reads_broker_and_database_from_the_environment():
     config = load_datacenter_config(EXAMPLE, env=ENV)
     assert (config.mqtt.url, config.database.url) == (ENV["EDGE_MQTT_URL"], ENV["EDGE_DATABASE_URL"])
+
+
+def test_loading_the_data_center_config_imports_nothing_of_the_gateway():
+    """The two sides share the contract and the neutral config reader, nothing else: a data-center host never
+    imports (or needs) a module of the gateway."""
+    code = ("import sys; from edge.datacenter.config import load_datacenter_config; "
+            f"load_datacenter_config(sys.argv[1], env={ENV!r}); "
+            "import edge.datacenter.collector, edge.datacenter.api; "
+            "print(sorted(m for m in sys.modules if m.startswith('edge.gateway')))")
+    proc = subprocess.run([sys.executable, "-c", code, str(EXAMPLE)], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_every_option_is_shown_at_its_default():

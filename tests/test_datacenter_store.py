@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from edge import protocol
+from edge.contract import protocol
 from edge.datacenter.store import (MIGRATIONS, READING_PARTITIONS, Migration, Rejected, StatusUpdate, Store, Work,
                                    migrate)
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from edge.config import load_config
+from edge.gateway.config import load_config
 from edge.gateway.clock import FakeClock
 from edge.gateway.hardware import open_hardware
 

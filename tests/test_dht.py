@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import parse_config
+from edge.gateway.config import parse_config
 from edge.errors import ConfigError
 from edge.gateway.hardware.base import PLAUSIBLE
 from edge.gateway.hardware.dht import Dht22

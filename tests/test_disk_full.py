@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import wait_until
-from edge.config import parse_config
+from edge.gateway.config import parse_config
 from edge.errors import BufferFull
 from edge.gateway import buffer as buffer_module
 from edge.gateway.buffer import UNSTORED_REASON, Buffer, NewReading
@@ -473,9 +473,9 @@ def test_an_alert_due_while_the_disk_is_full_is_sent_once_there_is_room(small_di
 
 def test_the_data_center_keeps_a_gap_of_readings_never_stored_in_its_gaps_table(small_disk, postgres):
     """The gap record has the disk budget's shape: the collector's store takes it into ``gaps`` as it is."""
-    from edge import protocol
+    from edge.contract import protocol
     from edge.datacenter.store import Store, Work, migrate
-    from edge.gateway.sync import _event
+    from edge.gateway.sync.uplink import _event
 
     buffer, _ = Buffer.open(small_disk.mount / "buffer.db", now=T0, boot_id="b")
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from edge.cli import main
-from edge.config import (BufferConfig, ClockConfig, GatewayIdentity, HardwareConfig, LogConfig, load_config)
+from edge.gateway.config import (BufferConfig, ClockConfig, GatewayIdentity, HardwareConfig, LogConfig, load_config)
 from edge.gateway.alerts.config import RULE_MODELS, TRANSPORT_MODELS, AlertsConfig, Caps, Recipient, SmsConfig
 from edge.gateway import hardware
 from edge.gateway.hardware.sim import SimulationConfig
@@ -114,6 +114,6 @@ def test_every_command_has_an_example_in_its_help():
 
 
 def test_config_demo_is_the_embedded_demo():
-    from edge.config import DEMO_CONFIG
+    from edge.gateway.config import DEMO_CONFIG
 
     assert (ROOT / "config" / "demo.yaml").read_text() == DEMO_CONFIG.read_text()

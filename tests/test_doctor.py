@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from conftest import wait_until
 from dc_kit import Login
-from edge import protocol
+from edge.contract import protocol
 from edge.cli import main
-from edge.gateway import sync
+from edge.gateway.sync import uplink as sync
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.doctor import Check, check_service, diagnose, format_report
 from services import free_port

@@ -112,7 +112,7 @@ def test_safe_state_and_close_stop_the_motor(rig):
 
 
 def test_the_vent_config_refuses_shared_pins():
-    from edge.config import parse_config
+    from edge.gateway.config import parse_config
     from edge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="open_pin, close_pin and the limit pins must all be different"):

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import wait_until
-from edge import protocol
+from edge.contract import protocol
 from edge.gateway.hardware.mockpins import STATE_DIR_ENV, read_lines
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge.cli import main
-from edge.config import load_config, parse_config
+from edge.gateway.config import load_config, parse_config
 from edge.gateway.clock import FakeClock
 from edge.gateway.hardware.common import Host
 from edge.gateway.hardware.fakes import FakeBh1750, FakeI2CBus, FakeSht3x
@@ -113,7 +113,7 @@ def test_edge_probe_exits_1_when_a_sensor_does_not_answer(tmp_path):
 
 
 def test_checking_a_config_with_every_driver_imports_no_hardware_library():
-    code = ("import sys; from edge.config import load_config; load_config(sys.argv[1], env={}); "
+    code = ("import sys; from edge.gateway.config import load_config; load_config(sys.argv[1], env={}); "
             "print(sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('gpiozero', 'smbus2', 'serial', 'lgpio', 'RPi', 'spidev')))")
     example = ROOT / "config" / "gateway.example.yaml"

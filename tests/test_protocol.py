@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge import protocol
-from edge.protocol import (Ack, Command, Event, ProtocolError, Reading, decode_ack, decode_command, decode_events,
-                           decode_readings, encode_ack, encode_command, encode_events, encode_readings)
+from edge.contract import protocol
+from edge.contract.protocol import (Ack, Command, Event, ProtocolError, Reading, decode_ack, decode_command,
+                                    decode_events, decode_readings, encode_ack, encode_command, encode_events,
+                                    encode_readings)
 
 #: Names (gateway, sensor, kind, boot id): no control characters. Free texts (reasons, event data): anything but a
 #: NUL or a lone surrogate, which the protocol refuses in every text.

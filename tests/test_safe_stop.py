@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from conftest import wait_until
-from edge.config import parse_config
+from edge.gateway.config import parse_config
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.clock import FakeClock
 from edge.gateway.control.supervisor import LatestReadings, Supervisor

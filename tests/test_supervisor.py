@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.config import parse_config
+from edge.gateway.config import parse_config
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.clock import FakeClock
 from edge.gateway.control.supervisor import LatestReadings, Refused, Supervisor

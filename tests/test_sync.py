@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import wait_until
-from edge import protocol
+from edge.contract import protocol
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.clock import Clock
 from edge.gateway.sync import Sync, SyncConfig
@@ -465,7 +465,7 @@ def test_a_dead_uplink_thread_is_a_problem_and_recorded_for_edge_status(buffer, 
 
 def test_a_wedged_uplink_is_stalled_for_the_watchdog_and_edge_status(buffer, broker, data_center, tmp_path):
     from edge.cli import status_report
-    from edge.config import parse_config
+    from edge.gateway.config import parse_config
     from edge.gateway.clock import FakeClock
 
     clock = FakeClock(start=time.time())

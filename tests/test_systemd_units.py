@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import BufferConfig
+from edge.gateway.config import BufferConfig
 from edge.gateway.control.config import ControlConfig
 
 ROOT = Path(__file__).resolve().parent.parent

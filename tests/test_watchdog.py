@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import wait_until
-from edge.config import load_config, parse_config
+from edge.gateway.config import load_config, parse_config
 from edge.errors import ConfigError
 from edge.gateway.clock import FakeClock
 from edge.gateway.daemon import Daemon
@@ -184,11 +184,11 @@ def test_watchdog_pings_stop_while_a_sampler_job_hangs_and_resume_when_it_answer
 def test_a_wedged_or_dead_uplink_makes_the_daemon_unhealthy(tmp_path, broker):
     import paho.mqtt.client as mqtt
 
-    from edge import protocol
+    from edge.contract import protocol
 
     path = tmp_path / "gateway.yaml"
     path.write_text(config_text(tmp_path, interval="1m", control="1m")
-                    + f"actuators:\n  - {{id: fan, type: pwm, kind: fan, pin: 18}}\n"
+                    + "actuators:\n  - {id: fan, type: pwm, kind: fan, pin: 18}\n"
                     + f"sync: {{url: '{broker.url}', stall_after: 1m}}\n")
     clock = FakeClock(start=time.time())
     daemon = Daemon(load_config(path, env={}), clock=clock)

@@ -2,14 +2,14 @@
 
 Per round, the writer thread takes up to ``collector.batch_messages`` messages (waiting at most
 ``collector.batch_wait``), decodes them, writes all of them in ONE transaction, commits, then publishes an
-application-level :class:`~edge.protocol.Ack` for every batch to ``greenhouse/v1/<gateway>/down/ack`` and only then
+application-level :class:`~edge.contract.protocol.Ack` for every batch to ``greenhouse/v1/<gateway>/down/ack`` and only then
 acknowledges the MQTT messages (``manual_ack``). A crash anywhere before the MQTT ack leaves the messages with the
 broker, which delivers them again; the database's unique keys make the second write a no-op, and the ack goes out
 again. A gateway deletes a batch only on that ack.
 
 Input never stops the stream. Any failure while decoding, planning or writing one message is confined to that
 message: a payload that is malformed, truncated, oversized, of an unknown version, out of the protocol's bounds
-(``edge.protocol``), names a gateway other than its topic's, or that the database refuses, is stored in
+(``edge.contract.protocol``), names a gateway other than its topic's, or that the database refuses, is stored in
 ``rejected_messages`` with the reason and acknowledged; readings the data center does not believe (a value outside
 the physical range, a time outside 2000..now+1d) are stored flagged ``implausible``. Only the database being
 unavailable is the opposite: nothing is acknowledged, the round is retried with backoff, and the broker keeps the rest.
@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from edge import protocol
+from edge.contract import protocol
 from edge.datacenter.config import BrokerConfig, DataCenterConfig
 from edge.datacenter.store import Rejected, StatusUpdate, Store, Work, Written
 

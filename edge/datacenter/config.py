@@ -12,16 +12,13 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from edge.config import StrictModel, load_model
 from edge.durations import Duration
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BrokerConfig(_Strict):
+class BrokerConfig(StrictModel):
     url: str = Field(description="mqtt://host:1883 or mqtts://host:8883")
     username: str | None = Field(default=None, description="broker account of this instance (config/mosquitto/acl: "
                                  "collector, collector-2, ...; one per running collector)")
@@ -40,7 +37,7 @@ class BrokerConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        from edge.protocol import check_broker_url
+        from edge.contract.protocol import check_broker_url
 
         return check_broker_url(value)
 
@@ -52,7 +49,7 @@ class BrokerConfig(_Strict):
         return value
 
 
-class DatabaseConfig(_Strict):
+class DatabaseConfig(StrictModel):
     url: str = Field(description="postgresql://user@host:5432/dbname (a password here comes from the environment)")
     retry_min: Duration = Field(default=0.5, description="first wait after a database error")
     retry_max: Duration = Field(default=30.0, description="longest wait between retries")
@@ -65,7 +62,7 @@ class DatabaseConfig(_Strict):
         return value.strip()
 
 
-class CollectorConfig(_Strict):
+class CollectorConfig(StrictModel):
     batch_messages: int = Field(default=50, ge=1, description="MQTT messages written in one transaction at most")
     batch_wait: Duration = Field(default=0.1, description="how long to gather messages before writing")
     round_rows: int = Field(default=20_000, ge=1, description="rows (readings, events) written in one transaction "
@@ -74,7 +71,7 @@ class CollectorConfig(_Strict):
                               "messages wait until every other gateway's are written (slowed, never dropped)")
 
 
-class ApiConfig(_Strict):
+class ApiConfig(StrictModel):
     """Bounds of the history API (``edge dc api``), so that no request can tie it up."""
 
     max_range: Duration = Field(default=3660 * 86400.0, gt=0, description="longest from..to of one request "
@@ -88,11 +85,11 @@ class ApiConfig(_Strict):
                              "connection); more wait their turn, so other requests always find a thread")
 
 
-class LogConfig(_Strict):
+class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class DataCenterConfig(_Strict):
+class DataCenterConfig(StrictModel):
     mqtt: BrokerConfig
     database: DatabaseConfig
     collector: CollectorConfig = CollectorConfig()
@@ -102,6 +99,4 @@ class DataCenterConfig(_Strict):
 
 def load_datacenter_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> DataCenterConfig:
     """Load and validate a data-center config; raises :class:`edge.errors.ConfigError` listing every problem."""
-    from edge.config import load_model
-
     return load_model(DataCenterConfig, path, env)

@@ -18,7 +18,7 @@ the resume cursor (``after``): an export restarted after the last row it deliver
 
 Whatever the database holds (rows an older collector stored in 32 BC or AD 33658, a value of 1e308), nothing here
 fails on it: times read into Python are clamped to the years 1..9999 in SQL, aggregates use only good values within
-the physical range of their quantity (``edge.protocol.PHYSICAL``). :class:`Stream` reads an export block by block
+the physical range of their quantity (``edge.contract.protocol.PHYSICAL``). :class:`Stream` reads an export block by block
 and can be cancelled from another thread (the client went away), and stops at its row and time limits.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from edge.protocol import PHYSICAL, PHYSICAL_DEFAULT
+from edge.contract.protocol import PHYSICAL, PHYSICAL_DEFAULT
 
 UTC = timezone.utc
 #: date_bin's origin: buckets and coverage hours start on UTC boundaries.

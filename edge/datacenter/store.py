@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from edge.protocol import MAX_TS_MS, MIN_TS_MS, EventBatch, ReadingBatch, seq_ranges
+from edge.contract.protocol import MAX_TS_MS, MIN_TS_MS, EventBatch, ReadingBatch, seq_ranges
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ import sqlite_utils
 
 from edge import __version__
 from edge.errors import BufferFull, BufferUnavailable, BufferWriteError
-from edge.protocol import seq_ranges
+from edge.contract.protocol import seq_ranges
 
 log = logging.getLogger(__name__)
 

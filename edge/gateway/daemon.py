@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 
 from edge import __version__
-from edge.config import GatewayConfig
+from edge.gateway.config import GatewayConfig
 from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.alerts import build as build_alerts
 from edge.gateway.buffer import Buffer

@@ -65,7 +65,7 @@ def diagnose(config_path: str | os.PathLike[str] | None, *, env: Mapping[str, st
              systemctl: Callable[[str, str], str] | None = None, http: Any = None) -> Report:
     """Run every check on a gateway config. ``systemctl(verb, unit)`` answers ``is-active``/``is-enabled``, ``http``
     (an httpx transport) stands in for the SMS providers (tests)."""
-    from edge.config import DEMO_CONFIG, load_config
+    from edge.gateway.config import DEMO_CONFIG, load_config
 
     source = str(config_path if config_path is not None else DEMO_CONFIG)
     try:

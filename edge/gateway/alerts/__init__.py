@@ -1,7 +1,7 @@
 """SMS alerts: rules -> engine (state in SQLite) -> messages -> durable outbox -> transports (HTTP gateways, GSM modem).
 
 ``build(config, buffer, clock)`` assembles an :class:`~edge.gateway.alerts.service.AlertService` for the daemon.
-Importing this package imports nothing heavy: ``edge.config`` reads the config models from ``alerts.config``.
+Importing this package imports nothing heavy: ``edge.gateway.config`` reads the config models from ``alerts.config``.
 """
 
 from __future__ import annotations

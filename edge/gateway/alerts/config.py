@@ -1,7 +1,7 @@
 """The ``alerts:`` and ``sms:`` config sections, beside the code they configure.
 
 Sensor inputs (:class:`SensorInput`) and actuator ids (``ActuatorRef``) anywhere in these models are checked against
-the configured sensors and actuators by ``edge.config`` like every other reference. Secrets (API keys) come from
+the configured sensors and actuators by ``edge.gateway.config`` like every other reference. Secrets (API keys) come from
 ``${VAR}`` or from a ``*_file``, read when the daemon starts; they are :class:`SecretStr`: no repr or dump shows them.
 """
 
@@ -15,7 +15,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from edge.durations import Duration
 from edge.gateway.alerts.numbers import canonical
-from edge.gateway.hardware.base import ActuatorRef, Identifier, SensorInput, SensorRef, StrictModel
+from edge.config import Identifier, StrictModel
+from edge.gateway.hardware.base import ActuatorRef, SensorInput, SensorRef
 
 Severity = Literal["warning", "critical"]
 Language = Literal["fa", "en"]

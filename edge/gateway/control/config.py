@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from edge.durations import Duration
-from edge.gateway.hardware.base import ActuatorRef, Identifier, SensorInput, StrictModel
+from edge.config import Identifier, StrictModel
+from edge.gateway.hardware.base import ActuatorRef, SensorInput
 
 _CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 

@@ -7,12 +7,12 @@ Nothing here imports a hardware library. Driver modules define their config mode
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
+from edge.config import Identifier, StrictModel
 from edge.durations import Duration
 
 Quality = Literal["good", "error", "implausible"]
@@ -59,25 +59,6 @@ class Sample:
         return cls(quantity, None, UNITS.get(quantity, ""), "error", reason)
 
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-def _check_identifier(value: str) -> str:
-    if not _IDENTIFIER.match(value):
-        raise ValueError(
-            f"invalid id {value!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
-        )
-    return value
-
-
-#: An id as used in config, MQTT topics, events and the CLI.
-Identifier = Annotated[str, AfterValidator(_check_identifier)]
-
-
-class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SensorConfig(StrictModel):

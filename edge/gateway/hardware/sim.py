@@ -26,8 +26,8 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from edge.durations import Duration
 from edge.errors import HardwareError
-from edge.gateway.hardware.base import (PLAUSIBLE, UNITS, HardwareContext, Identifier, Sample, SensorConfig,
-                                        StrictModel)
+from edge.config import Identifier, StrictModel
+from edge.gateway.hardware.base import PLAUSIBLE, UNITS, HardwareContext, Sample, SensorConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,286 @@
+"""The gateway's configuration: one YAML file describing one greenhouse -> a validated :class:`GatewayConfig`.
+
+Loading happens in three steps, on the neutral reader of :mod:`edge.config`:
+
+1. YAML is composed into nodes so every key keeps its line; duplicate keys are refused; ``${VAR}`` and
+   ``${VAR:-default}`` in string values are replaced from the environment.
+2. Each sensor and actuator is validated by its driver's own config model (looked up by ``type:`` in the hardware
+   registry, which imports only the driver modules the file uses), then the rest of the document.
+3. Cross-references are checked: unique ids, references to known sensors and quantities.
+
+All problems are collected, not just the first, and raised together as one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from edge.config import (Document, Identifier, Loc, StrictModel, read_config_file, read_yaml, render_loc,
+                         validate_part)
+from edge.durations import Duration, Size
+from edge.errors import ConfigError
+from edge.gateway import hardware
+from edge.gateway.alerts.config import AlertsConfig, SmsConfig
+from edge.gateway.control.config import ControlConfig, Rule, Schedule
+from edge.gateway.hardware.base import ActuatorConfig, ActuatorId, SensorConfig, SensorId, SensorInput
+from edge.gateway.sync import SyncConfig
+
+#: Where the embedded demo configuration lives (``config/demo.yaml`` is the same file).
+DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
+
+
+# --------------------------------------------------------------------------------------------------------- models
+
+
+class GatewayIdentity(StrictModel):
+    id: Identifier = Field(description="unique gateway id; appears in MQTT topics and in the data center")
+    name: str | None = Field(default=None, description="human name of the greenhouse")
+    latitude: float = Field(default=33.487, ge=-90, le=90, description="for sunrise/sunset and the simulation")
+    longitude: float = Field(default=48.356, ge=-180, le=180)
+    timezone: str = Field(default="Asia/Tehran", description="IANA time zone of the greenhouse")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (for example Asia/Tehran)") from None
+        return value
+
+
+class HardwareConfig(StrictModel):
+    backend: Literal["simulated", "gpio"] = Field(
+        default="simulated", description="simulated: the greenhouse model on mock pins; gpio: real pins"
+    )
+    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = Field(
+        default=None, description="gpiozero pin factory for backend gpio; null lets gpiozero choose (lgpio on a Pi 5)"
+    )
+    #: A ``sim.SimulationConfig`` (validated by the simulation module itself); None unless the backend is simulated.
+    simulation: Any = None
+
+
+class ClockConfig(StrictModel):
+    trust: Literal["auto", "synced", "unsynced"] = Field(
+        default="auto",
+        description="auto: trust the wall clock once systemd-timesyncd (or the kernel) says it is synced",
+    )
+
+
+class BufferConfig(StrictModel):
+    path: Path = Field(default=Path("/var/lib/edge/buffer.db"), description="SQLite file; relative to the cwd")
+    retention: Duration = Field(default=7 * 86400.0, description="how long acknowledged readings are kept locally")
+    max_size: Size = Field(
+        default=2_000_000_000,
+        description="disk budget: past it, acknowledged rows go first, then the oldest unacknowledged readings "
+        "(reported to the data center as a gap); events are never dropped")
+
+
+class LogConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class GatewayConfig(StrictModel):
+    """One greenhouse gateway: identity, hardware, sensors, actuators, buffer."""
+
+    gateway: GatewayIdentity
+    hardware: HardwareConfig = HardwareConfig()
+    clock: ClockConfig = ClockConfig()
+    buffer: BufferConfig = BufferConfig()
+    log: LogConfig = LogConfig()
+    sensors: list[SensorConfig] = Field(default_factory=list)
+    actuators: list[ActuatorConfig] = Field(default_factory=list)
+    control: ControlConfig = ControlConfig()
+    schedules: list[Schedule] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    sync: SyncConfig = SyncConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    sms: SmsConfig = SmsConfig()
+    source: str = Field(default="<memory>", exclude=True)
+
+    def sensor(self, sensor_id: str) -> SensorConfig:
+        for sensor in self.sensors:
+            if sensor.id == sensor_id:
+                return sensor
+        raise KeyError(sensor_id)
+
+
+def _validate_devices(items: Any, section: str, lookup: Any, doc: Document) -> tuple[list[Any], set[str]]:
+    """Validate each item with its driver's model; return ``(loc, config)`` pairs and the ids of invalid items."""
+    if items is None:
+        return [], set()
+    if not isinstance(items, list):
+        doc.problem((section,), "must be a list")
+        return [], set()
+    validated, invalid = [], set()
+    for index, item in enumerate(items):
+        loc: Loc = (section, index)
+        if not isinstance(item, dict):
+            doc.problem(loc, "must be a mapping with at least id and type")
+            continue
+        config = _validate_device(item, loc, lookup, doc)
+        if config is not None:
+            validated.append((loc, config))
+        elif isinstance(item.get("id"), str):
+            invalid.add(item["id"])
+    return validated, invalid
+
+
+def _validate_device(item: dict[str, Any], loc: Loc, lookup: Any, doc: Document) -> Any:
+    type_name = item.get("type")
+    if not isinstance(type_name, str):
+        doc.problem(loc + ("type",), "missing required key" if type_name is None else "must be a string")
+        return None
+    try:
+        driver = lookup(type_name)
+    except KeyError as exc:
+        doc.problem(loc + ("type",), exc.args[0])
+        return None
+    return validate_part(driver.Config, item, loc, doc)
+
+
+def _check_unique_ids(parts: dict[str, list[tuple[Loc, Any]]], doc: Document) -> set[str]:
+    """Ids are unique across sensors and actuators; return the ids given more than once."""
+    first_seen: dict[str, Loc] = {}
+    repeated = set()
+    for section in ("sensors", "actuators"):
+        for loc, item in parts[section]:
+            if item.id in first_seen:
+                doc.problem(loc + ("id",), f"duplicate id {item.id!r} (also {render_loc(first_seen[item.id])})")
+                repeated.add(item.id)
+            else:
+                first_seen[item.id] = loc
+    return repeated
+
+
+def _check_whole(config: "GatewayConfig", doc: Document) -> None:
+    """Checks a section can only make against the whole config: a section model may define
+    ``check_whole(config) -> [(loc within the section, message)]``."""
+    for name in GatewayConfig.model_fields:
+        check = getattr(getattr(config, name), "check_whole", None)
+        if callable(check):
+            for loc, message in check(config):
+                doc.problem((name, *loc), message)
+
+
+def _check_unique(items: list[Any], section: str, doc: Document) -> None:
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.id in first:
+            doc.problem((section, index, "id"), f"duplicate id {item.id!r} (also {section}[{first[item.id]}])")
+        first.setdefault(item.id, index)
+
+
+def _find_refs(value: Any, loc: Loc) -> Iterator[tuple[Loc, SensorInput | ActuatorId | SensorId]]:
+    """Every reference (:class:`SensorInput`, :class:`ActuatorId`, :class:`SensorId`) inside a validated config
+    value, with its path."""
+    if isinstance(value, (SensorInput, ActuatorId, SensorId)):
+        yield loc, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _find_refs(getattr(value, name), loc + (name,))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _find_refs(item, loc + (index,))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _find_refs(item, loc + (key,))
+
+
+@dataclass
+class _Known:
+    measures: dict[str, set[str]]  # sensor id -> quantities
+    actuators: set[str]
+    unsure: set[str]  # ids that are invalid or duplicated: references to them are not reported again
+
+
+def _check_refs(refs: Iterable[tuple[Loc, SensorInput | ActuatorId | SensorId]], known: _Known,
+                doc: Document) -> None:
+    """Each reference names a known actuator, or a known sensor and a quantity it measures."""
+    for loc, ref in refs:
+        if isinstance(ref, ActuatorId):
+            if ref not in known.actuators and ref not in known.unsure:
+                listed = ", ".join(sorted(known.actuators)) or "none configured"
+                doc.problem(loc, f"unknown actuator {str(ref)!r} (actuators: {listed})")
+            continue
+        if isinstance(ref, SensorId):
+            if ref not in known.measures and ref not in known.unsure:
+                listed = ", ".join(sorted(known.measures)) or "none configured"
+                doc.problem(loc, f"unknown sensor {str(ref)!r} (sensors: {listed})")
+            continue
+        if ref.sensor in known.unsure:
+            continue
+        if ref.sensor not in known.measures:
+            listed = ", ".join(sorted(known.measures)) or "none configured"
+            doc.problem(loc + ("sensor",), f"unknown sensor {ref.sensor!r} (sensors: {listed})")
+        elif ref.quantity not in known.measures[ref.sensor]:
+            doc.problem(loc + ("quantity",), f"sensor {ref.sensor!r} does not measure {ref.quantity}")
+
+
+def _validate_hardware(section: Any, doc: Document) -> Any:
+    """Validate ``hardware.simulation`` with the simulation's own model, and only for the simulated backend."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        return section  # GatewayConfig's validation reports it
+    section = dict(section)
+    simulation = section.pop("simulation", None)
+    if section.get("backend", "simulated") == "simulated":
+        from edge.gateway.hardware.sim import SimulationConfig
+
+        section["simulation"] = validate_part(SimulationConfig, simulation or {}, ("hardware", "simulation"), doc)
+    elif simulation is not None:
+        doc.problem(("hardware", "simulation"), "only allowed with backend: simulated")
+    return section
+
+
+def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Validate YAML text into a :class:`GatewayConfig`, or raise :class:`ConfigError` listing every problem."""
+    doc = Document(source)
+    data = read_yaml(text, doc, os.environ if env is None else env)
+    if data is not None and not isinstance(data, dict):
+        doc.problem((), "the file must be a mapping of sections (gateway, hardware, sensors, ...)")
+    if doc.problems or not isinstance(data, dict):
+        raise ConfigError([message for _, message in sorted(doc.problems)])
+
+    body = dict(data)
+    sensors, invalid_sensors = _validate_devices(body.pop("sensors", None), "sensors", hardware.sensor_driver, doc)
+    actuators, invalid_actuators = _validate_devices(
+        body.pop("actuators", None), "actuators", hardware.actuator_driver, doc)
+    parts = {"sensors": sensors, "actuators": actuators}
+    body["hardware"] = _validate_hardware(body.get("hardware"), doc)
+
+    known = _Known(
+        measures={item.id: set(item.quantities()) for _, item in parts["sensors"]},
+        actuators={item.id for _, item in parts["actuators"]},
+        unsure=invalid_sensors | invalid_actuators | _check_unique_ids(parts, doc),
+    )
+    for section in ("sensors", "actuators"):
+        for loc, item in parts[section]:
+            _check_refs(_find_refs(item, loc), known, doc)
+    body["sensors"] = [item for _, item in parts["sensors"]]
+    body["actuators"] = [item for _, item in parts["actuators"]]
+    config = validate_part(GatewayConfig, body, (), doc)
+    if config is not None:
+        for name in GatewayConfig.model_fields.keys() - {"sensors", "actuators"}:
+            _check_refs(_find_refs(getattr(config, name), (name,)), known, doc)
+        for section in ("schedules", "rules"):
+            _check_unique(getattr(config, section), section, doc)
+        if not doc.problems:
+            _check_whole(config, doc)
+    if doc.problems or config is None:
+        raise ConfigError([message for _, message in sorted(doc.problems)])
+    return config.model_copy(update={"source": source})
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Load and validate a config file; ``None`` loads the embedded simulated-greenhouse demo."""
+    file = Path(path) if path is not None else DEMO_CONFIG
+    return parse_config(read_config_file(file), str(file), env)
