@@ -35,10 +35,13 @@ def _checked(load, *args):
         sys.exit(EXIT_CONFIG)
 
 
-def _load(config_path: str | None):
+def _load(config_path: str | None, files: bool = False):
+    """The gateway config; ``files``: also every ``*_file`` it names must be readable (check, run)."""
+    from functools import partial
+
     from edge.gateway.config import load_config
 
-    return _checked(load_config, config_path)
+    return _checked(partial(load_config, files=files), config_path)
 
 
 def _duration(_ctx, _param, value: str | None) -> float | None:
@@ -73,11 +76,13 @@ def main() -> None:
 def check(config_path: str | None) -> None:
     """Validate a config file without touching hardware.
 
-    Exit 0 when valid; exit 2 with one line per problem (FILE:LINE: key.path: message).
+    Every problem is reported in one pass: values, references, the Pi's pins, buses and addresses (two users of one
+    GPIO, an output on a bus pin, two chips at one address), and every *_file the config names (it must exist and
+    be readable by this user). Exit 0 when valid; exit 2 with one line per problem (FILE:LINE: key.path: message).
 
     Example: edge check -c /etc/edge/gateway.yaml
     """
-    config = _load(config_path)
+    config = _load(config_path, files=True)
     click.echo(f"{config.source}: ok (gateway {config.gateway.id}, {len(config.sensors)} sensors, "
                f"{len(config.actuators)} actuators, {config.hardware.backend} backend)")
 
@@ -104,7 +109,7 @@ def run(config_path: str | None, duration: float | None, log_level: str | None) 
     stopping.install()
     from edge.gateway.daemon import Daemon
 
-    config = _load(config_path)
+    config = _load(config_path, files=True)  # a missing key file stops it here, before an epoch is used
     _setup_logging(log_level or config.log.level)
     try:
         sys.exit(Daemon(config, stopping=stopping).run(duration))
