@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from edge import __version__
-from edge.durations import parse_duration
+from edge.durations import counted, parse_duration
 from edge.errors import ConfigError, EdgeError
 
 EXIT_CONFIG = 2
@@ -83,8 +83,8 @@ def check(config_path: str | None) -> None:
     Example: edge check -c /etc/edge/gateway.yaml
     """
     config = _load(config_path, files=True)
-    click.echo(f"{config.source}: ok (gateway {config.gateway.id}, {len(config.sensors)} sensors, "
-               f"{len(config.actuators)} actuators, {config.hardware.backend} backend)")
+    click.echo(f"{config.source}: ok (gateway {config.gateway.id}, {counted(len(config.sensors), 'sensor')}, "
+               f"{counted(len(config.actuators), 'actuator')}, {config.hardware.backend} backend)")
 
 
 @main.command()
@@ -263,9 +263,9 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo(f"gateway  {gw['id']}" + (f" ({gw['name']})" if gw["name"] else ""))
     click.echo(f"epoch    {report['epoch']} since {report['epoch_started']}, daemon {report['daemon']}")
     click.echo(f"clock    {'synced' if clock['synced'] else 'NOT synced (readings are flagged)'}")
-    click.echo(f"buffer   {buf['path']}: {buf['total']} readings, {buf['pending']} pending, "
+    click.echo(f"buffer   {buf['path']}: {counted(buf['total'], 'reading')}, {buf['pending']} pending, "
                f"{buf['acknowledged']} acknowledged; oldest pending {_age(buf['oldest_pending_age_s'])}; "
-               f"{buf['events_pending']} events pending")
+               f"{counted(buf['events_pending'], 'event')} pending")
     disk = report["disk"]
     if disk["full"]:
         click.echo(f"disk     FULL ({_bytes(disk['free_bytes'])} free in {disk['path']}): readings are not being "
@@ -508,7 +508,8 @@ def doctor(config_path: str | None, timeout: float, env_file: str | None) -> Non
             click.echo(f"error: cannot read {env_file or ENV_FILE}: {reason}", err=True)
             sys.exit(1)
     report = diagnose(config_path, env=env, timeout=timeout)
-    for line in format_report(report):
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # https://no-color.org
+    for line in format_report(report, colour=colour):
         click.echo(line)
     sys.exit(0 if report.ok else 1)
 
@@ -833,7 +834,7 @@ def plot(server, token_file, gateway, start, end, sensors, quantities, every, ou
     except HistoryError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"{output}: {count:,} {'points' if chosen else 'readings'} of {gateway}", err=True)
+    click.echo(f"{output}: {counted(count, 'point' if chosen else 'reading', grouped=True)} of {gateway}", err=True)
 
 
 @main.group(invoke_without_command=True)

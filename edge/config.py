@@ -328,7 +328,8 @@ def _friendly(error: Mapping[str, Any], model: Any = None) -> str:
         if message.startswith(prefix):
             message = message[len(prefix):]
     if kind == "literal_error":
-        message += _did_you_mean(error.get("input"), re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected"))))
+        expected = str(error.get("ctx", {}).get("expected", ""))
+        message += _did_you_mean(error.get("input"), re.findall(r"'([^']*)'", expected))
     return message
 
 

@@ -317,7 +317,8 @@ def _check_claims(parts: dict[str, list[tuple[Loc, Any]]], sms: Any, doc: Docume
         for loc, item in parts[section]]
     for index, transport in enumerate(getattr(sms, "transports", ())):
         if transport.type == "modem":
-            users.append(((("sms", "transports", index), f"SMS modem {transport.name!r}"), serial_claims(transport.port)))
+            modem = (("sms", "transports", index), f"SMS modem {transport.name!r}")
+            users.append((modem, serial_claims(transport.port)))
     for conflict in find_conflicts(users):
         (first_loc, first_name), first = conflict.first
         (second_loc, second_name), second = conflict.second
