@@ -277,8 +277,9 @@ def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | N
     body["actuators"] = [item for _, item in parts["actuators"]]
     config = validate_part(GatewayConfig, body, (), doc)
     sections = _valid_sections(config, body)
-    for name in sections.keys() - {"sensors", "actuators"}:
-        _check_refs(_find_refs(sections[name], (name,)), known, doc)
+    for name, section in sections.items():
+        if name not in ("sensors", "actuators"):
+            _check_refs(_find_refs(section, (name,)), known, doc)
     for section in ("schedules", "rules"):
         if section in sections:
             _check_unique(sections[section], section, doc)
