@@ -101,7 +101,8 @@ def examples(names: Names | None = None, language: str = "fa") -> Iterator[Examp
                 Reading("soil-bed-2", "soil_moisture", 31.0, "%", age=40)]
     outputs = [Output("fan-1", 0.0, "rule:cooling"), Output("roof-vent", 0.0, "rule:venting"),
                Output("heater-1", 1.0, "rule:frost-protection"), Output("pump-bed-1", 0.0, "manual:cli:root"),
-               Output("pump-bed-2", 0.0, "schedule:irrigation-evening"), Output("grow-lights", 0.0, "startup")]
+               Output("pump-bed-2", 0.0, "schedule:irrigation-evening"),
+               Output("grow-lights", 0.0, "schedule:winter-lights"), Output("mister-1", 0.0, "rule:misting")]
     yield Example("answer to «وضعیت» (status)", compose_status(readings, outputs, [stale], style))
     yield Example("answer to «وضعیت», nothing open, everything off", compose_status(
         readings, [replace(o, value=0.0, reason="startup") for o in outputs], [], style))
