@@ -73,7 +73,9 @@ LUX_PER_WM2 = 110.0  # luminous efficacy of daylight, lx per W/m²
 GROW_LIGHT_LUX = 12_000.0  # lx at the crop from grow lights at full output
 GROW_LIGHT_POWER = 100.0  # W/m² of floor drawn by grow lights at full output, all of it ending as heat
 GROW_LIGHT_RADIATION = 40.0  # W/m² of that power reaching the crop as light
-MIST_RATE = 1.5 / 3600  # kg/(m²·s) of fog at full output (a high-pressure line: a 5 l/h nozzle every 3 m²), evaporating as far as the air is dry
+#: kg/(m²·s) of fog at full output (a high-pressure line: a 5 l/h nozzle every 3 m²), evaporating as far as the air
+#: is dry
+MIST_RATE = 1.5 / 3600
 CO2_DOSING = 5000.0 / 3600  # mg/(m²·s) of CO2 from an enrichment burner or bottle at full output (5 g/m²/h)
 MG_PER_M3_PER_PPM = 1.8  # mg/m³ of CO2 per ppm
 PHOTOSYNTHESIS_MAX = 0.8  # mg CO2/(m²·s) taken up by a canopy in full light and ample CO2
