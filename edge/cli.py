@@ -896,7 +896,7 @@ def sms_test(config_path: str | None, number: str) -> None:
     """
     from edge.gateway.alerts.numbers import canonical
     from edge.gateway.alerts.outbox import new_local_id
-    from edge.gateway.alerts.service import open_transports
+    from edge.gateway.alerts.service import open_transports, test_text
     from edge.gateway.alerts.transports.base import OutgoingSms
 
     config = _load(config_path)
@@ -909,7 +909,7 @@ def sms_test(config_path: str | None, number: str) -> None:
     if not transports:
         click.echo("no SMS transports are configured (sms.transports)", err=True)
         sys.exit(1)
-    text = f"پیام آزمایشی گلخانه {config.gateway.name or config.gateway.id} (edge sms test)"
+    text = test_text(config, time.time())
     failed = False
     for transport in transports:
         try:

@@ -14,6 +14,7 @@ import os
 import re
 import types
 import typing
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +46,28 @@ def _check_identifier(value: str) -> str:
 
 #: An id as used in config, MQTT topics, events and the CLI.
 Identifier = Annotated[str, AfterValidator(_check_identifier)]
+
+#: The longest display name: every SMS carries the greenhouse's name, and one SMS in Persian is 70 characters.
+DISPLAY_NAME_MAX = 30
+_JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: part of written Persian
+
+
+def _check_display_name(value: str) -> str:
+    hidden = [ch for ch in value if unicodedata.category(ch) in ("Cc", "Cf") and ch not in _JOINERS]
+    if hidden:
+        raise ValueError(f"name {value!r} holds a line break or an invisible control character "
+                         f"(U+{ord(hidden[0]):04X}): write it on one line, letters, digits and spaces")
+    text = " ".join(value.split())
+    if not text:
+        raise ValueError("name is empty: leave it out (or null) for the default")
+    if len(text) > DISPLAY_NAME_MAX:
+        raise ValueError(f"name '{text}' has {len(text)} characters, at most {DISPLAY_NAME_MAX}: it appears in "
+                         f"SMS texts, where 70 Persian characters make one message")
+    return text
+
+
+#: A name people read (in SMS, pages, status), in any script: one line, at most 30 characters, spaces collapsed.
+DisplayName = Annotated[str, AfterValidator(_check_display_name)]
 
 
 # ------------------------------------------------------------------------------------------- YAML with line numbers

@@ -46,19 +46,21 @@ NORMAL = {"temperature": 25.0, "humidity": 50.0, "soil_moisture": 35.0}
 
 
 def config_text(rules: str, *, alerts: str = "", sensors: str = SENSORS, recipients: str = RECIPIENTS,
-                sms: str = "sms:\n  transports:\n    - {type: console}\n", buffer: Path) -> str:
-    return (f"gateway: {{id: gh-test, name: Demo, timezone: Asia/Tehran}}\nbuffer: {{path: {buffer}}}\n{sensors}"
-            f"alerts:\n  language: en\n{textwrap.indent(textwrap.dedent(alerts), '  ')}{recipients}"
+                sms: str = "sms:\n  transports:\n    - {type: console}\n", buffer: Path, language: str = "en",
+                gateway: str = "{id: gh-test, name: Demo, timezone: Asia/Tehran}") -> str:
+    return (f"gateway: {gateway}\nbuffer: {{path: {buffer}}}\n{sensors}"
+            f"alerts:\n  language: {language}\n{textwrap.indent(textwrap.dedent(alerts), '  ')}{recipients}"
             f"  rules:{textwrap.indent(chr(10) + textwrap.dedent(rules), '    ') if rules else ' []'}\n{sms}")
 
 
 class Greenhouse:
     def __init__(self, tmp_path: Path, rules: str, *, alerts: str = "", sensors: str = SENSORS,
                  recipients: str = RECIPIENTS, transports: list[Any] | None = None, start: float = MORNING,
-                 sms: str = "sms:\n  transports:\n    - {type: console}\n", **build_args: Any):
+                 sms: str = "sms:\n  transports:\n    - {type: console}\n", language: str = "en",
+                 gateway: str = "{id: gh-test, name: Demo, timezone: Asia/Tehran}", **build_args: Any):
         self.path = tmp_path / "buffer.db"
         self.config = parse_config(config_text(rules, alerts=alerts, sensors=sensors, recipients=recipients,
-                                               sms=sms, buffer=self.path))
+                                               sms=sms, buffer=self.path, language=language, gateway=gateway))
         self.clock = FakeClock(start=start)
         self.start = start
         self.console = ConsoleTransport()
@@ -114,6 +116,11 @@ class Greenhouse:
 
     def reply(self, number: str, text: str) -> str:
         return self.service.handle_reply(number, text)
+
+    def switched(self, actuator: str, value: float, reason: str) -> None:
+        """An output switched, recorded as the supervisor records it (the alert service reads it at its tick)."""
+        self.buffer.append_event("actuator.change", actuator, {"value": value, "previous": 0.0, "reason": reason},
+                                 ts=self.clock.time())
 
     def after_earlier_alerts(self, count: int) -> None:
         """``count`` earlier alerts, all resolved long ago (so the next code is 10 + count)."""

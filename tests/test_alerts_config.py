@@ -111,3 +111,60 @@ def test_a_gateway_without_alerts_has_no_alert_jobs(tmp_path):
     assert service.jobs() == []
     service.close()
     buffer.close()
+
+
+# ------------------------------------------------------------------------------------------ numbers a farmer writes
+
+
+@pytest.mark.parametrize("number, why", [
+    ("0912 123 456", "is one digit short"),
+    ("912123456", "is one digit short"),
+    ("+98 912 123 45", "is 2 digits short"),
+    ("091212345678", "has one digit too many"),
+    ("۰۹۱۲ ۱۲۳ ۴۵۶", "is one digit short"),
+    ("021 8888 1234", "is not a mobile number"),
+])
+def test_an_iranian_number_that_is_not_a_whole_mobile_number_is_refused_with_the_reason(tmp_path, number, why):
+    text = config(tmp_path, recipients=f'  recipients:\n    - {{name: Hasan, number: "{number}"}}\n')
+    [problem] = problems(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if number in l)
+    assert problem.startswith(f"gh.yaml:{line}: alerts.recipients[0].number: '{number}' {why}")
+    assert "09xx xxx xxxx" in problem
+
+
+@pytest.mark.parametrize("number", ["09121234567", "0912 123 4567", "+98 912 123 4567", "00989121234567",
+                                    "989121234567", "۰۹۱۲۱۲۳۴۵۶۷", "٠٩١٢١٢٣٤٥٦٧", "0912-123-4567",
+                                    "\u200f+98 912 123 4567\u200f"])
+def test_every_way_a_farmer_writes_a_mobile_number_is_one_number(tmp_path, number):
+    from edge.gateway.alerts.numbers import canonical
+
+    parse_config(config(tmp_path, recipients=f'  recipients:\n    - {{name: Hasan, number: "{number}"}}\n'))
+    assert canonical(number) == "+989121234567"
+
+
+# ------------------------------------------------------------------------------------------------- display names
+
+
+def test_display_names_are_one_line_of_at_most_30_characters(tmp_path):
+    long_name = "گلخانه بزرگ آقای حسن رضایی در خرم‌آباد"
+    sensors = ('sensors:\n  - {id: air, type: simulated, measures: [temperature], name: "هوا\\nسالن"}\n'
+               '  - {id: soil, type: simulated, measures: [soil_moisture], zone: bed-1, name: "  "}\n')
+    text = config(tmp_path, sensors=sensors).replace("name: Demo", f"name: {long_name}")
+    found = problems(text)
+    assert any("gateway.name: name 'گلخانه بزرگ آقای حسن رضایی در خرم‌آباد' has 38 characters, at most 30" in p
+               for p in found)
+    assert any("sensors[0].name: name 'هوا\\nسالن' holds a line break" in p for p in found)
+    assert any("sensors[1].name: name is empty" in p for p in found)
+
+
+def test_two_sensors_of_one_quantity_or_two_outputs_with_one_name_are_refused(tmp_path):
+    sensors = ("sensors:\n  - {id: air, type: simulated, measures: [temperature, humidity], name: سالن}\n"
+               "  - {id: air-2, type: simulated, measures: [temperature], name: سالن}\n"
+               "  - {id: soil, type: simulated, measures: [soil_moisture], zone: bed-1, name: سالن}\n"
+               "actuators:\n  - {id: h1, type: relay, kind: heater, pin: 17, name: بخاری}\n"
+               "  - {id: h2, type: relay, kind: heater, pin: 18, name: بخاری}\n")
+    found = problems(config(tmp_path, sensors=sensors))
+    assert [p.split(": ", 1)[1] for p in found] == [
+        "sensors[1].name: sensors 'air' and 'air-2' both measure temperature and are both named 'سالن': an SMS "
+        "could not tell them apart",
+        "actuators[1].name: actuators 'h1' and 'h2' are both named 'بخاری': an SMS could not tell them apart"]

@@ -45,7 +45,7 @@ def test_a_value_oscillating_around_its_threshold_yields_one_sms(tmp_path, green
     assert gh.texts() == []
     gh.run(minutes=6, air_temperature=41)
     gh.run(minutes=120, air_temperature=wobble(39.5, 40.5))  # inside the 38..40 band: neither clear nor new
-    assert gh.texts() == ["Warning Demo: air temperature 41C (above 40), since 15 Jul 11:34. "
+    assert gh.texts() == ["Warning Demo: air temperature 41C (above 40), since 15 Jul 11:34. Check vents and fans. "
                           "Reply 10 to acknowledge."]
 
 
@@ -111,10 +111,11 @@ def test_repeats_follow_the_schedule_and_a_reply_stops_them_but_not_from_a_stran
     gh.run(minutes=100)
     assert gh.reply(OWNER, "۱۷") == "acked"
     gh.run(minutes=6 * 60)
-    minutes = [round(m) for m, _, _ in gh.sent()]
-    assert minutes == [1, 1 + 15, 1 + 15 + 30, 1 + 15 + 30 + 60]
-    assert all("Reply 17 to acknowledge" in text for _, _, text in gh.sent())
-    assert gh.sent()[1][2].startswith("Reminder CRITICAL Demo")
+    alerts = [(m, text) for m, _, text in gh.sent() if "acknowledged" not in text]
+    assert [round(m) for m, _ in alerts] == [1, 1 + 15, 1 + 15 + 30, 1 + 15 + 30 + 60]
+    assert all("Reply 17 to acknowledge" in text for _, text in alerts)
+    assert alerts[1][1].startswith("Reminder CRITICAL Demo")
+    assert gh.texts()[-1] == "Demo: alert 17 acknowledged; no more reminders."  # the farmer knows it worked
     assert [e["data"] for e in gh.events("alert.acked")] == [{"code": "17", "by": "Ali"}]
 
 
@@ -134,7 +135,8 @@ def test_an_unacknowledged_critical_escalates_to_the_next_contact(tmp_path, gree
     assert len(to_boss) == 1 and to_boss[0].startswith("Escalated CRITICAL Demo: air temperature 41C")
     assert gh.reply(BOSS, "10") == "acked"  # the escalation contact may acknowledge too
     gh.run(minutes=120)
-    assert [(round(m), n[-4:]) for m, n, _ in gh.sent()] == [(1, "4567"), (16, "4567"), (31, "4321")]
+    assert [(round(m), n[-4:]) for m, n, _ in gh.sent()] == [(1, "4567"), (16, "4567"), (31, "4321"),
+                                                           (40, "4321")]  # the last: the confirmation to Reza
 
 
 def test_a_status_reply_gets_the_greenhouse_now(tmp_path, greenhouses):
@@ -142,8 +144,8 @@ def test_a_status_reply_gets_the_greenhouse_now(tmp_path, greenhouses):
     gh.run(minutes=1, air_temperature=24.5, air_humidity=55)
     assert gh.reply(OWNER, "وضعیت") == "status"
     gh.jobs()
-    assert gh.texts()[-1].splitlines() == ["Status Demo 15 Jul 10:31:", "air humidity 55%", "air temperature 24.5C",
-                                          "soil soil moisture 35%", "No active alerts."]
+    assert gh.texts()[-1].splitlines() == ["Status Demo 10:31:", "now: air temperature 24.5C, air humidity 55%, "
+                                          "soil soil moisture 35%", "off: pump", "No open alerts."]
 
 
 # ------------------------------------------------------------------------------------ quiet hours and caps

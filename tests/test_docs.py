@@ -39,6 +39,8 @@ def assert_every_field_at_default(model, section: dict, where: str, skip=()):
 def test_every_section_option_is_shown_at_its_default():
     doc = example()
     doc["gateway"]["id"] = "gh-example-01"  # shown as ${EDGE_GATEWAY_ID:-...} to demonstrate the environment
+    assert doc["gateway"]["name"]  # an example name (default null: «گلخانه»), so the SMS of the example read right
+    doc["gateway"]["name"] = None
     assert_every_field_at_default(GatewayIdentity, doc["gateway"], "gateway")
     assert_every_field_at_default(HardwareConfig, doc["hardware"], "hardware", skip=("simulation",))
     assert_every_field_at_default(SimulationConfig, doc["hardware"]["simulation"], "hardware.simulation")
@@ -117,3 +119,11 @@ def test_config_demo_is_the_embedded_demo():
     from edge.gateway.config import DEMO_CONFIG
 
     assert (ROOT / "config" / "demo.yaml").read_text() == DEMO_CONFIG.read_text()
+
+
+def test_the_sms_table_in_the_alert_docs_is_what_the_code_sends():
+    from edge.gateway.alerts.catalog import BEGIN, END, markdown
+
+    text = (ROOT / "docs" / "alerts.md").read_text(encoding="utf-8")
+    table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert table == markdown(), "docs/alerts.md is out of date: python -m edge.gateway.alerts.catalog --write"

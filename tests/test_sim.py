@@ -399,3 +399,40 @@ def test_a_simulated_sensor_needs_the_simulated_backend():
     cfg = SimulatedSensorConfig(id="climate", type="simulated", measures=["temperature"])
     with pytest.raises(HardwareError, match="climate"):
         SimulatedSensor.from_config(cfg, HardwareContext(clock=FakeClock()))
+
+
+# --- A greenhouse in use: its floor, its keeper, its heater ----------------------------------------------------------
+
+def test_the_floor_gives_back_the_days_heat_on_a_winter_night():
+    """The soil stores the day's sun and gives it back at night: an unheated house stays a few degrees above the
+    outside air (a one-node model without the floor had it at or below the outside temperature)."""
+    clock = FakeClock(local("2026-01-15T04:00"))
+    state = greenhouse(clock).state()
+    assert 2 < state.air_temperature - state.outside_temperature < 8
+
+
+def test_a_greenhouse_kept_before_the_start_begins_inside_its_band():
+    for start in ("2025-12-22T02:00", "2025-07-15T15:00"):
+        kept = greenhouse(FakeClock(local(start)), kept_between=(14, 28)).state()
+        left_alone = greenhouse(FakeClock(local(start))).state()
+        assert 14 <= kept.air_temperature <= 28 and kept.humidity <= 85
+        assert not 14 <= left_alone.air_temperature <= 28  # the default: as if nobody had run it
+
+
+def test_a_heater_sized_as_the_docs_say_holds_its_setpoint():
+    """``heater_power`` ≈ (T - T_out) × floor_area × (1.6 × cover_u_value + height / 3) W holds T."""
+    clock = FakeClock(local("2026-01-14T18:00"))
+    cfg = SimulationConfig()
+    power = (16 - cfg.january_min_temperature) * cfg.floor_area * (1.6 * cfg.cover_u_value + cfg.height / 3) / 1000
+    model = greenhouse(clock, heater_power=power)
+    heater = switch_on(model, MockFactory(), 17, "heater")
+    night = [run(clock, 1, model)[0] for _ in range(14)]  # on all night, to 08:00
+    coldest = min(night, key=lambda state: state.outside_temperature)
+    assert coldest.outside_temperature < cfg.january_min_temperature + 0.5
+    assert all(state.air_temperature > 15.5 for state in night)
+    assert heater.value == 1.0
+
+
+def test_kept_between_gives_the_low_end_first():
+    with pytest.raises(ValidationError, match=r"low end first: \[14, 28\]"):
+        SimulationConfig(kept_between=(28, 14))

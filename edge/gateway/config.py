@@ -26,12 +26,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 
-from edge.config import (Document, Identifier, Loc, StrictModel, read_config_file, read_yaml, render_loc,
+from edge.config import (DisplayName, Document, Identifier, Loc, StrictModel, read_config_file, read_yaml, render_loc,
                          validate_part)
 from edge.durations import Duration, Size
 from edge.errors import ConfigError
 from edge.gateway import hardware
 from edge.gateway.alerts.config import AlertsConfig, SmsConfig
+from edge.gateway.alerts.names import name_clashes
 from edge.gateway.control.config import ControlConfig, Rule, Schedule
 from edge.gateway.hardware.base import ActuatorConfig, ActuatorId, SensorConfig, SensorId, SensorInput
 from edge.gateway.hardware.pins import describe_resource, find_conflicts, serial_claims
@@ -46,7 +47,8 @@ DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
 
 class GatewayIdentity(StrictModel):
     id: Identifier = Field(description="unique gateway id; appears in MQTT topics and in the data center")
-    name: str | None = Field(default=None, description="human name of the greenhouse")
+    name: DisplayName | None = Field(default=None, description="the greenhouse's name, in every SMS (e.g. گلخانه حسن); "
+                                     "null: گلخانه")
     latitude: float = Field(default=33.487, ge=-90, le=90, description="for sunrise/sunset and the simulation")
     longitude: float = Field(default=48.356, ge=-180, le=180)
     timezone: str = Field(default="Asia/Tehran", description="IANA time zone of the greenhouse")
@@ -173,6 +175,8 @@ def _check_whole(config: "GatewayConfig", doc: Document) -> None:
         if callable(check):
             for loc, message in check(config):
                 doc.problem((name, *loc), message)
+    for loc, message in name_clashes(config):  # display names an SMS could not tell apart
+        doc.problem(loc, message)
 
 
 def _check_unique(items: list[Any], section: str, doc: Document) -> None:

@@ -5,7 +5,7 @@ by a fake clock, so a day of control runs in seconds. For trying rules before a 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +17,42 @@ from edge.gateway.clock import FakeClock
 from edge.gateway.control.supervisor import LatestReadings, Supervisor
 from edge.gateway.hardware import open_hardware
 from edge.gateway.sampler import Sampler, SensorSlot
+
+
+class SimulatedClock(FakeClock):
+    """A fake clock whose timers (a motor vent's stop after its travel time, its reverse delay) fire at their moment
+    of simulated time as :meth:`advance` passes it: a real ``threading.Timer`` would fire hours of simulated time
+    late, leaving a vent moving (or waiting to reverse) for all that time."""
+
+    def __init__(self, start: float):
+        super().__init__(start=start)
+        self._timers: list[_Timer] = []
+
+    def timer(self, delay: float, action: Callable[[], object]) -> "_Timer":
+        return _Timer(self, self.monotonic() + delay, action)
+
+    def advance(self, seconds: float) -> None:
+        end = self.monotonic() + seconds
+        while due := [t for t in self._timers if t.at <= end]:
+            timer = min(due, key=lambda t: t.at)
+            super().advance(max(0.0, timer.at - self.monotonic()))
+            self._timers.remove(timer)
+            timer.action()
+        super().advance(end - self.monotonic())
+
+
+class _Timer:
+    """What ``threading.Timer`` offers that the drivers use: ``daemon``, ``start()``, ``cancel()``."""
+
+    def __init__(self, clock: SimulatedClock, at: float, action: Callable[[], object]):
+        self.clock, self.at, self.action, self.daemon = clock, at, action, True
+
+    def start(self) -> None:
+        self.clock._timers.append(self)
+
+    def cancel(self) -> None:
+        if self in self.clock._timers:
+            self.clock._timers.remove(self)
 
 
 @dataclass
@@ -35,7 +71,7 @@ def simulate(config, start: float, hours: float, step: float = 10.0) -> Iterator
     """Run ``config`` (simulated backend) from ``start`` (UTC seconds) for ``hours``; yield each hour's summary."""
     if config.hardware.backend != "simulated":
         raise ConfigError([f"{config.source}: hardware.backend must be simulated to simulate"])
-    clock = FakeClock(start=start)
+    clock = SimulatedClock(start)
     tz = ZoneInfo(config.gateway.timezone)
     shm = Path("/dev/shm")
     with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:

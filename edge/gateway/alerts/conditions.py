@@ -41,7 +41,7 @@ class Watch:
     severity: str
     hold: float = 0.0  # the for-duration (or ``after``) the condition must hold before firing
     label: str | None = None
-    subject: str | None = None
+    subject: str | None = None  # the id of the sensor, actuator or transport concerned (messages name it)
     sensor: str | None = None
     quantity: str | None = None
     unit: str = ""
@@ -216,7 +216,7 @@ def compile_watches(rules: Sequence[object], sensors: Mapping[str, SensorInfo], 
             limit = STALE_INTERVALS * sensors[sensor].interval
             covered[sensor] = limit
             watches.append(Watch(f"~stale:{sensor}", "~stale", "stale", "warning", 0.0,
-                                 subject=sensors[sensor].name or sensor, sensor=sensor, stale_limit=limit))
+                                 subject=sensor, sensor=sensor, stale_limit=limit))
     return watches
 
 
@@ -226,7 +226,7 @@ def _compile(rule, sensors, actuators, units, restart_key, buffer_budget, covere
     if kind in ("above", "below", "rate"):
         sensor, quantity = rule.input.sensor, rule.input.quantity
         inputs.append(sensor)
-        common = dict(base, key=rule.id, kind=kind, hold=rule.for_ or 0.0, subject=sensors[sensor].name or sensor,
+        common = dict(base, key=rule.id, kind=kind, hold=rule.for_ or 0.0, subject=sensor,
                       sensor=sensor, quantity=quantity, unit=units.get(quantity, ""))
         if kind == "rate":
             direction = 1 if rule.rise is not None else -1
@@ -242,7 +242,7 @@ def _compile(rule, sensors, actuators, units, restart_key, buffer_budget, covere
         out = []
         for name in names:
             covered[name] = rule.after * sensors[name].interval
-            out.append(Watch(**base, key=f"{rule.id}:{name}", kind="stale", subject=sensors[name].name or name,
+            out.append(Watch(**base, key=f"{rule.id}:{name}", kind="stale", subject=name,
                              sensor=name, stale_limit=covered[name]))
         return out
     if kind == "actuator_fault":
@@ -252,7 +252,7 @@ def _compile(rule, sensors, actuators, units, restart_key, buffer_budget, covere
             raise ValueError(f"alerts rule {rule.id}: actuator {rule.actuator!r} has no feedback input; give the "
                              f"rule a feedback: {{sensor, quantity}}")
         inputs.append(feedback[0])
-        return [Watch(**base, key=rule.id, kind=kind, after=rule.after, subject=actuator.name or rule.actuator,
+        return [Watch(**base, key=rule.id, kind=kind, after=rule.after, subject=rule.actuator,
                       actuator=rule.actuator, sensor=feedback[0], quantity=feedback[1],
                       unit=units.get(feedback[1], ""),
                       expect=rule.expect or default_expect(actuator.kind, feedback[1]), by=rule.by)]

@@ -59,6 +59,17 @@ class Caps(StrictModel):
     per_day: int = Field(default=30, ge=1, description="messages per recipient in any 24 hours")
 
 
+class Replies(StrictModel):
+    """How the gateway answers a recipient's SMS: an acknowledgement is confirmed, «وضعیت» gets the greenhouse
+    now, anything else a one-line help. Answers never count against the alerts' caps; these limits keep a chatty
+    farmer, or a loop with an auto-responder, from costing a fortune."""
+
+    help_every: Duration = Field(default=3600.0, gt=0, description="at most one help answer (to a text that is "
+                                 "neither a code nor وضعیت) per number in this time")
+    per_hour: int = Field(default=6, ge=1, description="answers of any kind (status, confirmation, help) per number "
+                                                      "per hour; past it, texts are read and acted on, not answered")
+
+
 class _Rule(StrictModel):
     id: Identifier
     name: str | None = Field(default=None, description="the words the farmer reads, e.g. دمای گلخانه")
@@ -165,7 +176,9 @@ class AlertsConfig(StrictModel):
                                                                        "escalation recipients; null: never")
     quiet_hours: QuietHours | None = Field(default=None, description="warnings wait for a digest; criticals go")
     caps: Caps = Caps()
-    max_segments: int = Field(default=4, ge=1, le=10, description="longest message about several alerts")
+    max_segments: int = Field(default=4, ge=1, le=10, description="longest message about several alerts, and "
+                              "longest status answer")
+    replies: Replies = Replies()
 
     def check_whole(self, config: Any) -> list[tuple[tuple[str | int, ...], str]]:
         """What only the whole config can tell (``edge check`` runs it): the same compilation the daemon does."""

@@ -7,7 +7,8 @@ Inputs (each takes ``now`` from the injected clock unless given):
 - :meth:`Engine.observe_event` (``actuator.change`` events, ``sms.no_credit`` / ``sms.refused`` / ``sms.sent`` from
   the outbox);
 - :meth:`Engine.tick`, periodic: time-based conditions, repeats, escalation, quiet hours ending, caps freeing;
-- :meth:`Engine.handle_reply`: an SMS from a farmer (an alert code to acknowledge, or ``وضعیت`` / ``STATUS``).
+- :meth:`Engine.handle_reply`: an SMS from a farmer: an alert code to acknowledge (confirmed by SMS), ``وضعیت`` /
+  ``STATUS`` (the greenhouse now), or anything else (a one-line help); answers are rate-limited per number.
 
 Every decision is a pure function (:mod:`.conditions`, :mod:`.policy`, :mod:`.messages`); this module keeps the
 observations, applies the decisions and persists them (:mod:`.store`) in the same transaction as the SMS they queue
@@ -28,10 +29,12 @@ from edge.gateway.alerts.conditions import (ACKED, FIRING, OK, RESOLVED, STALE, 
                                             SensorInfo, Transition, Watch, buffer_level, clock_level, fault_level,
                                             link_level, rate_change, rate_level, stale_level, step,
                                             threshold_level)
-from edge.gateway.alerts.messages import Fact, Item, Reading, Style, compose, compose_status, parse_reply
+from edge.gateway.alerts.messages import (Fact, Item, Output, Reading, Style, compose, compose_ack, compose_help,
+                                          compose_status, parse_reply)
+from edge.gateway.alerts.names import Names
 from edge.gateway.alerts.numbers import canonical, masked
 from edge.gateway.alerts.outbox import Outbox
-from edge.gateway.alerts.policy import Owed, in_quiet_hours, plan, repeat_gap
+from edge.gateway.alerts.policy import Owed, in_quiet_hours, may_reply, plan, repeat_gap
 from edge.gateway.alerts.segments import segment_count
 from edge.gateway.alerts.store import Store, TrackRow
 
@@ -61,6 +64,9 @@ class Settings:
     per_day: int = 30
     max_segments: int = 4
     country: str = "98"
+    names: Names = field(default_factory=Names)
+    help_every: float = 3600.0  # at most one help (or "not open") answer per number in this time
+    replies_per_hour: int = 6  # answers of any kind (status, confirmation, help) per number per hour
 
 
 @dataclass
@@ -69,12 +75,15 @@ class World:
 
     started: float
     values: dict[tuple[str, str], float] = field(default_factory=dict)
-    last_good: dict[tuple[str, str], float] = field(default_factory=dict)
+    last_good: dict[tuple[str, str], float] = field(default_factory=dict)  # from the start: staleness counts from it
+    read: dict[tuple[str, str], tuple[float, bool]] = field(default_factory=dict)  # latest reading: when, good
+    good_ts: dict[tuple[str, str], float] = field(default_factory=dict)  # when the latest good reading came
     history: dict[tuple[str, str], deque] = field(default_factory=dict)
     link_up: bool | None = None
     synced: bool = True
     buffer_bytes: float | None = None
     on_since: dict[str, float] = field(default_factory=dict)  # actuator -> when it went on
+    outputs: dict[str, tuple[float, str]] = field(default_factory=dict)  # actuator -> (value, reason) now
     at_on: dict[tuple[str, str, str], float | None] = field(default_factory=dict)  # (actuator, sensor, q) -> value
     no_credit: dict[str, bool] = field(default_factory=dict)  # transport -> out of credit
     refused: dict[str, bool] = field(default_factory=dict)  # transport -> the provider refuses its account
@@ -145,6 +154,7 @@ class Engine:
             now = max(at, self.clock.time())
             data = data or {}
             if kind == "actuator.change" and isinstance(data.get("value"), (int, float)):
+                self.world.outputs[source] = (float(data["value"]), str(data.get("reason") or ""))
                 self._note_actuator(source, float(data["value"]) > 0, at)
             elif kind == "sms.no_credit":
                 self.world.no_credit[source] = True
@@ -171,7 +181,10 @@ class Engine:
             self._dispatch(now)
 
     def handle_reply(self, number: str, text: str, now: float | None = None) -> str:
-        """Act on an SMS from ``number``; return ``acked``, ``status``, ``unknown`` or ``ignored``."""
+        """Act on an SMS from ``number`` and answer it: ``acked`` (confirmed by SMS), ``status`` (the greenhouse
+        now), ``unknown`` (a one-line help, or which alerts are open) or ``ignored`` (not a recipient: no answer).
+        Answers to one number are limited (``help_every``, ``replies_per_hour``): a chatty farmer or an
+        auto-responder answering our answers costs a few SMS, not a fortune."""
         with self._lock:
             now = self.clock.time() if now is None else now
             try:
@@ -184,21 +197,27 @@ class Engine:
                 return "ignored"
             kind, codes = parse_reply(text)
             if kind == "status":
-                self._send_status(person, now)
+                self._answer(person, "status", lambda style: self._status_text(style, now), now)
                 return "status"
             acked = [code for code in codes if self._ack(code, person.name, now)]
-            if not acked:
-                log.info("reply from %s names no open alert: %r", person.name, text[:40])
-            return "acked" if acked else "unknown"
+            if acked:
+                self._answer(person, "ack", lambda style: compose_ack(acked, style), now)
+                return "acked"
+            log.info("reply from %s names no open alert: %r", person.name, text[:40])
+            self._answer(person, "help", lambda style: self._help_text(codes, style), now)
+            return "unknown"
 
     # ============================================================================================ observations
 
     def _note_reading(self, reading: Any, now: float) -> None:
-        if reading.quality != "good" or reading.value is None:
-            return
         key = (reading.sensor, reading.quantity)
+        good = reading.quality == "good" and reading.value is not None
+        self.world.read[key] = (now, good)
+        if not good:
+            return
         self.world.values[key] = reading.value
         self.world.last_good[key] = now
+        self.world.good_ts[key] = now
         if key in self._rate_inputs:
             history = self.world.history.setdefault(key, deque())
             history.append((now, reading.value))
@@ -293,7 +312,8 @@ class Engine:
 
     def _fire(self, db: Any, watch: Watch, value: float | None, now: float) -> tuple[int, str]:
         fact = {"label": watch.label, "subject": watch.subject, "quantity": watch.quantity, "unit": watch.unit,
-                "limit": watch.threshold, "window": watch.window}
+                "limit": watch.threshold, "window": watch.window, "sensor": watch.sensor, "actuator": watch.actuator,
+                "direction": watch.direction}
         incident_id, code = self.store.new_incident(db, key=watch.key, rule_id=watch.rule_id,
                                                     severity=watch.severity, kind=watch.kind, fact=fact,
                                                     fired_ts=now, value=value)
@@ -374,22 +394,55 @@ class Engine:
         log.info("alert %s (code %s) acknowledged by %s", incident["key"], code, by)
         return True
 
-    def _send_status(self, person: Person, now: float) -> None:
-        readings = [Reading(self.sensors[s].name or s if s in self.sensors else s, q, v, self.units.get(q, ""))
-                    for (s, q), v in sorted(self.world.values.items())]
-        active = [self._fact(i, "firing") for i in self.store.open_incidents()]
-        text = compose_status(readings, active, self._style(person, now))
+    def _answer(self, person: Person, kind: str, text_for: Callable[[Style], str], now: float) -> None:
+        """Queue an answer to ``person`` unless their answers are used up (``may_reply``)."""
+        s = self.settings
+        sent = self.store.replies_since(person.key, now - max(HOUR, s.help_every))
+        if not may_reply(kind, sent, now=now, help_every=s.help_every, per_hour=s.replies_per_hour):
+            log.info("no %s answer to %s: answers to that number are used up for now", kind, person.name)
+            return
+        text = text_for(self._style(person, now))
         with self.buffer.transaction() as db:
             local_id = self.outbox.enqueue(db, recipient=person.name, number=person.key, text=text, critical=False,
                                            now=now)
-            self.store.add_message(db, person.key, now, "status", local_id, segment_count(text), ())
+            self.store.add_message(db, person.key, now, kind, local_id, segment_count(text), ())
         self.outbox.wake(now)
+
+    def _status_text(self, style: Style, now: float) -> str:
+        """Each configured quantity with its age, or no value when it has no fresh good reading (a failing or a
+        silent sensor never shows its last good value as current); every output and why; the alerts still open
+        and not acknowledged."""
+        world, readings = self.world, []
+        for sensor, info in self.sensors.items():
+            limit = self.stale_limits.get(sensor, STALE_INTERVALS * info.interval)
+            for quantity in info.quantities:
+                key = (sensor, quantity)
+                at, good = world.read.get(key, (None, False))
+                unit = self.units.get(quantity, "")
+                if at is not None and good and now - at <= limit and key in world.values:
+                    readings.append(Reading(sensor, quantity, world.values[key], unit, age=now - at))
+                else:
+                    readings.append(Reading(sensor, quantity, None, unit, since=world.good_ts.get(key)))
+        names = self.settings.names
+        outputs = [Output(a, *world.outputs.get(a, (0.0, None))) for a in names.actuators]
+        active = [self._fact(i, "firing") for i in self.store.open_incidents() if i["acked_ts"] is None]
+        return compose_status(readings, outputs, active, style)
+
+    def _help_text(self, codes: Sequence[str], style: Style) -> str:
+        open_codes = [i["code"] for i in self.store.open_incidents() if i["acked_ts"] is None]
+        if not codes:
+            return compose_help("help", style, open_codes=open_codes)
+        incident = self.store.open_by_code(codes[0])
+        if incident is not None and incident["acked_ts"] is not None:
+            return compose_help("already", style, codes=codes[:1])
+        return compose_help("not_open", style, codes=codes[:1], open_codes=open_codes)
 
     # =============================================================================================== dispatch
 
     def _style(self, person: Person, now: float) -> Style:
         s = self.settings
-        return Style(person.language, s.greenhouse, s.timezone, now, s.max_segments)  # type: ignore[arg-type]
+        greenhouse = s.names.of_greenhouse(person.language) if s.names.gateway_id else s.greenhouse
+        return Style(person.language, greenhouse, s.timezone, now, s.max_segments, s.names)  # type: ignore[arg-type]
 
     @staticmethod
     def _fact(row: Mapping[str, Any], notice: str) -> Fact:
@@ -398,7 +451,17 @@ class Engine:
         return Fact(code=row["code"], severity=row["severity"], kind=row["kind"], fired_ts=row["fired_ts"],
                     label=extra.get("label"), subject=extra.get("subject"), quantity=extra.get("quantity"),
                     value=value, unit=extra.get("unit") or "", limit=extra.get("limit"), window=extra.get("window"),
-                    resolved_ts=row["resolved_ts"], acked=row["acked_ts"] is not None)
+                    resolved_ts=row["resolved_ts"], acked=row["acked_ts"] is not None, sensor=extra.get("sensor"),
+                    actuator=extra.get("actuator"), direction=extra.get("direction") or 1)
+
+    def _current(self, fact: Fact, notice: str, now: float) -> Fact:
+        """A reminder or an escalation of a value alert quotes the value now (when fresh), not the one it fired at."""
+        if notice not in ("repeat", "escalation") or fact.kind not in ("above", "below") or not fact.sensor:
+            return fact
+        key = (fact.sensor, fact.quantity or "")
+        if key not in self.world.values or self._input_stale(fact.sensor, key[1], now):
+            return fact
+        return replace(fact, value=self.world.values[key])
 
     def _dispatch(self, now: float) -> None:
         owed: dict[str, list[dict[str, Any]]] = {}
@@ -434,7 +497,8 @@ class Engine:
                                 len(decision.cap))
                 return
             sent = [rows[n.notice_id] for n in decision.send]
-            items = [Item(r["notice_kind"], self._fact(r, r["notice_kind"])) for r in sent]
+            items = [Item(r["notice_kind"], self._current(self._fact(r, r["notice_kind"]), r["notice_kind"], now))
+                     for r in sent]
             text = compose(items, self._style(person, now), decision.header)
             critical = any(n.urgent for n in decision.send)
             local_id = self.outbox.enqueue(db, recipient=person.name, number=person.key, text=text,

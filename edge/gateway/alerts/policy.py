@@ -12,6 +12,9 @@ dispatch round :func:`plan` decides which owed notices go out now, together, in 
   owed notice, so alerts that start together share one message.
 - **Caps**: at ``per_hour`` messages in the last hour (or ``per_day`` in the last 24 h) everything owed is held and
   *capped*; when a slot frees, all of it goes as one summary message. Never silence: the summary lists every code.
+
+Answers to a farmer's SMS (:func:`may_reply`) have their own budget and never count against the alerts' caps: a
+farmer asking for the status ten times must not silence the next frost alert.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 URGENT_KINDS = frozenset({"firing", "repeat", "escalation"})
+#: Headers of the messages that answer a farmer's SMS (the others tell alerts).
+REPLY_KINDS = ("status", "ack", "help")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +101,13 @@ def plan(owed: Sequence[Owed], *, now: float, quiet: bool, link_up: bool, group_
     elif any(n.deferred for n in eligible):
         result.header = "digest"
     return result
+
+
+def may_reply(kind: str, sent: Sequence[tuple[float, str]], *, now: float, help_every: float, per_hour: int) -> bool:
+    """Whether an answer of ``kind`` (``status``, ``ack``, ``help``) may go to a number that was sent the answers
+    ``sent`` (``(ts, kind)``, any order): at most ``per_hour`` answers of any kind in an hour, and at most one
+    ``help`` in ``help_every``. So a loop with an auto-responder (our help, its reply, our help...) costs one SMS per
+    ``help_every``, and a farmer who texts "hello" five times gets one help."""
+    if sum(1 for ts, _ in sent if now - ts < 3600.0) >= per_hour:
+        return False
+    return kind != "help" or not any(k == "help" and now - ts < help_every for ts, k in sent)

@@ -26,6 +26,8 @@ from typing import Any
 from edge.errors import ConfigError
 from edge.gateway.alerts.conditions import ActuatorInfo, SensorInfo, Watch, compile_watches
 from edge.gateway.alerts.engine import Engine, Person, Settings
+from edge.gateway.alerts.messages import Style, compose_test
+from edge.gateway.alerts.names import names_of
 from edge.gateway.alerts.numbers import canonical
 from edge.gateway.alerts.outbox import Outbox, new_local_id
 from edge.gateway.alerts.store import Store
@@ -185,6 +187,13 @@ def buffer_size(path: Path) -> Callable[[], float | None]:
     return size
 
 
+def test_text(config: Any, now: float) -> str:
+    """What ``edge sms test`` sends: the greenhouse by its name, in the alerts' language."""
+    names = names_of(config)
+    language = config.alerts.language
+    return compose_test(Style(language, names.of_greenhouse(language), config.gateway.timezone, now, names=names))
+
+
 def _unclean_start(buffer: Any) -> bool:
     epochs = buffer.epochs()
     return len(epochs) >= 2 and epochs[-2]["stopped_ts"] is None
@@ -220,7 +229,8 @@ def build_service(config: Any, buffer: Any, clock: Any, *, transports: Sequence[
         group_window=alerts.group_window, repeat=tuple(alerts.repeat), escalate_after=alerts.escalate_after,
         quiet_start=quiet.start if quiet else None, quiet_end=quiet.end if quiet else None,
         per_hour=alerts.caps.per_hour, per_day=alerts.caps.per_day, max_segments=alerts.max_segments,
-        country=sms.country_code)
+        country=sms.country_code, names=names_of(config), help_every=alerts.replies.help_every,
+        replies_per_hour=alerts.replies.per_hour)
     outbox = Outbox(buffer, chosen, retry_initial=sms.retry_initial, retry_max=sms.retry_max,
                     same_provider_for=sms.same_provider_for, expire_after=sms.expire_after, local_ids=local_ids)
     engine = Engine(watches=watches, people=people, store=Store(buffer), outbox=outbox, clock=clock,

@@ -218,8 +218,15 @@ class Store:
         return cursor.lastrowid
 
     def sent_since(self, recipient: str, since: float) -> int:
-        return self._query("SELECT COUNT(*) AS n FROM alert_messages WHERE recipient = ? AND ts > ?",
-                           (recipient, since))[0]["n"]
+        """Alert messages (not answers to replies) sent to ``recipient`` after ``since``: what the caps count."""
+        return self._query("SELECT COUNT(*) AS n FROM alert_messages WHERE recipient = ? AND ts > ? "
+                           "AND header IN ('alert', 'digest', 'summary')", (recipient, since))[0]["n"]
+
+    def replies_since(self, recipient: str, since: float) -> list[tuple[float, str]]:
+        """``(ts, header)`` of the answers to replies (status, ack, help) sent to ``recipient`` after ``since``."""
+        return [(r["ts"], r["header"]) for r in self._query(
+            "SELECT ts, header FROM alert_messages WHERE recipient = ? AND ts > ? "
+            "AND header IN ('status', 'ack', 'help')", (recipient, since))]
 
     def prune(self, before: float) -> int:
         """Forget messages and resolved incidents (and their notices) older than ``before``."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_che
 
 from pydantic import AfterValidator, Field
 
-from edge.config import Identifier, StrictModel
+from edge.config import DisplayName, Identifier, StrictModel
 from edge.durations import Duration
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ class SensorConfig(StrictModel):
 
     id: Identifier
     type: str
-    name: str | None = None
+    name: DisplayName | None = Field(default=None, description="what the farmer calls the place it measures, "
+                                     "used in every SMS (e.g. بستر ۱)")
     interval: Duration = Field(default=10.0, description="how often the sensor is read")
     #: Override the plausible range of a quantity, e.g. ``{temperature: [-10, 60]}``.
     plausible: dict[Quantity, tuple[float, float]] = Field(default_factory=dict)
@@ -129,7 +130,8 @@ class ActuatorConfig(StrictModel):
     id: Identifier
     type: str
     kind: ActuatorKind
-    name: str | None = None
+    name: DisplayName | None = Field(default=None, description="what the farmer calls it, used in every SMS "
+                                     "(e.g. بخاری ۱)")
     zone: str | None = Field(default=None, description="irrigation zone a pump waters")
     max_on: Duration | None = Field(
         default=None, description="longest continuous on-time, counted across daemon restarts; then forced off")

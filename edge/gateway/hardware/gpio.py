@@ -180,7 +180,7 @@ class MotorVent:
         self.travel_time = travel_time
         self.reverse_delay = reverse_delay
         self._now = clock.monotonic if clock is not None else time.monotonic
-        self._timer = timer or threading.Timer
+        self._timer = timer or getattr(clock, "timer", None) or threading.Timer  # a simulated clock brings its own
         self._lock = threading.RLock()
         self._open = _open(id, open_pin, "OutputDevice", active_high=active_high, initial_value=False,
                            pin_factory=pin_factory)

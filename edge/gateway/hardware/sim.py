@@ -43,7 +43,8 @@ DROPOUT_REASON = "simulated dropout: no answer from sensor"
 HANG_POLL = 0.05  # s: how often a hung read looks at the clock for the end of its fault
 
 # --- Integration -----------------------------------------------------------------------------------------------------
-SPIN_UP = 3 * 3600.0  # s of physics run before the first reading, so the inside air starts in a plausible state
+KEPT_HUMIDITY = 85.0  # %: the most humid a kept greenhouse is before the simulation starts (``kept_between``)
+SPIN_UP = 24 * 3600.0  # s of physics run before the first reading, so the air and the floor start in a plausible state
 MAX_STEP = 60.0  # s, longest integration sub-step
 MIN_STEP = 1.0  # s: a query closer than this to the last one reuses the last state
 MAX_CATCH_UP = 2 * 86400.0  # s: a longer forward clock jump integrates only its last two days
@@ -58,7 +59,10 @@ OUTSIDE_CO2 = 420.0  # ppm
 
 # --- Greenhouse and crop (rarely worth configuring) ------------------------------------------------------------------
 AIR_HEAT_CAPACITY = 1200.0  # J/(m³·K): density × specific heat of air
-MASS_HEAT_CAPACITY = 20_000.0  # J/(m²·K) of floor: canopy, topsoil and structure that warm and cool with the air
+MASS_HEAT_CAPACITY = 12_000.0  # J/(m²·K) of floor: canopy and structure that warm and cool with the air in minutes
+FLOOR_HEAT_CAPACITY = 150_000.0  # J/(m²·K): the top ~6 cm of moist soil (2.5 MJ/(m³·K)), the day's heat store
+FLOOR_EXCHANGE = 8.0  # W/(m²·K) between the floor and the air and crop (convection and radiation)
+FLOOR_SUN = 0.4  # share of the absorbed sunlight that warms the floor first (the rest warms crop and air)
 COVER_TO_FLOOR = 1.6  # m² of cover (roof and walls) per m² of floor
 LEAKAGE = 1.0  # air changes per hour through gaps with vents and fans closed
 SOLAR_ABSORBED = 0.9  # share of the sunlight reaching the crop that ends as heat inside (the rest is reflected out)
@@ -69,7 +73,9 @@ LUX_PER_WM2 = 110.0  # luminous efficacy of daylight, lx per W/m²
 GROW_LIGHT_LUX = 12_000.0  # lx at the crop from grow lights at full output
 GROW_LIGHT_POWER = 100.0  # W/m² of floor drawn by grow lights at full output, all of it ending as heat
 GROW_LIGHT_RADIATION = 40.0  # W/m² of that power reaching the crop as light
-MIST_RATE = 0.5 / 3600  # kg/(m²·s) of fog from misters at full output, evaporating as far as the air is dry
+#: kg/(m²·s) of fog at full output (a high-pressure line: a 5 l/h nozzle every 3 m²), evaporating as far as the air
+#: is dry
+MIST_RATE = 1.5 / 3600
 CO2_DOSING = 5000.0 / 3600  # mg/(m²·s) of CO2 from an enrichment burner or bottle at full output (5 g/m²/h)
 MG_PER_M3_PER_PPM = 1.8  # mg/m³ of CO2 per ppm
 PHOTOSYNTHESIS_MAX = 0.8  # mg CO2/(m²·s) taken up by a canopy in full light and ample CO2
@@ -116,12 +122,26 @@ class SimulationConfig(StrictModel):
                                        description="share of sunlight the cover lets through (dusty film ~0.6)")
     cover_u_value: float = Field(default=6.0, gt=0,
                                  description="heat loss through the cover, W/(m²·K): single film ~6, double ~4")
-    heater_power: float = Field(default=60.0, ge=0, description="heat output of each heater at full power, kW")
+    heater_power: float = Field(default=60.0, ge=0, description="heat output of each heater at full power, kW; to "
+                                "hold the inside at T with T_out outside it takes about (T - T_out) × floor_area × "
+                                "(1.6 × cover_u_value + height / 3) W")
     fan_flow: float = Field(default=10.0, ge=0, description="air flow of each fan at full speed, m³/s")
     vent_flow: float = Field(default=5.0, ge=0, description="air exchange through each fully open vent, m³/s")
     irrigation_rate: float = Field(default=8.0, ge=0, description="water a running pump gives its zone, mm/h")
     initial_soil_moisture: float = Field(default=30.0, ge=0, le=SATURATION,
                                          description="soil moisture of every zone at start, volumetric %")
+    kept_between: tuple[float, float] | None = Field(
+        default=None, description="inside °C range the greenhouse was kept in before the simulation starts (heated "
+        "and ventilated by whoever ran it before the gateway, humidity at most 85 %), so the first readings are those "
+        "of a greenhouse in use; null: it starts as if left alone (near freezing on a winter night, over 40 °C on a "
+        "summer afternoon)")
+
+    @field_validator("kept_between")
+    @classmethod
+    def _low_then_high(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError(f"give the low end first: [{value[1]:g}, {value[0]:g}]")
+        return value
     faults: list[SimulatedFault] = Field(default_factory=list,
                                          description="test aid: faults the simulation injects by itself")
 
@@ -244,6 +264,13 @@ def seasonal(doy: float, january: float, july: float) -> float:
     return (july + january) / 2.0 + (july - january) / 2.0 * season
 
 
+def daily_mean_temperature(t: float, cfg: SimulationConfig) -> float:
+    """The outside day's mean temperature at this time of year, °C (what the soil settles near)."""
+    doy = day_of_year(t)
+    return (seasonal(doy, cfg.january_max_temperature, cfg.july_max_temperature)
+            + seasonal(doy, cfg.january_min_temperature, cfg.july_min_temperature)) / 2.0
+
+
 def saturation_vapour_pressure(temperature: float) -> float:
     """Water vapour pressure over water at saturation, kPa (Tetens)."""
     return 0.6108 * math.exp(17.27 * temperature / (temperature + 237.3))
@@ -322,6 +349,8 @@ class GreenhouseModel:
         self.longitude = longitude
         self._volume = cfg.floor_area * cfg.height
         self._heat_capacity = AIR_HEAT_CAPACITY * self._volume + MASS_HEAT_CAPACITY * cfg.floor_area
+        self._floor_capacity = FLOOR_HEAT_CAPACITY * cfg.floor_area
+        self._floor_exchange = FLOOR_EXCHANGE * cfg.floor_area
         self._cover_conductance = cfg.cover_u_value * COVER_TO_FLOOR * cfg.floor_area
         self._leakage_flow = LEAKAGE * self._volume / 3600.0
         self._lock = threading.RLock()
@@ -335,10 +364,13 @@ class GreenhouseModel:
         self._scheduled = sorted(((start + f.after, f) for f in cfg.faults), key=lambda item: item[0])
         self._t = start - SPIN_UP
         weather = self._weather(self._t)
-        self._temperature = weather.temperature
-        self._vapour = weather.vapour
+        self._keep = cfg.kept_between  # only while spinning up: as whoever ran the greenhouse before kept it
+        self._temperature = self._kept(weather.temperature)
+        self._floor = self._kept(daily_mean_temperature(self._t, cfg))
+        self._vapour = min(weather.vapour, saturation_density(self._temperature))
         self._co2 = OUTSIDE_CO2
         self._advance(start)
+        self._keep = None
 
     # public API
 
@@ -435,6 +467,9 @@ class GreenhouseModel:
                 by_kind[actuator.kind] += actuator.value
         return _Outputs(by_kind=dict(by_kind), pumps=dict(pumps))
 
+    def _kept(self, temperature: float) -> float:
+        return temperature if self._keep is None else max(self._keep[0], min(self._keep[1], temperature))
+
     def _weather(self, t: float) -> Weather:
         return outside_weather(t, self.config, self.latitude, self.longitude)
 
@@ -453,9 +488,13 @@ class GreenhouseModel:
         mist = out.get("mister", 0.0) * MIST_RATE * dryness
         water = (canopy + mist) * cfg.floor_area  # kg/s evaporated into the air
 
-        self._temperature = self._next_temperature(weather, sun, flow, water, dt)
+        self._temperature = self._kept(self._next_temperature(weather, sun, flow, water, dt))
+        self._floor = relax(self._floor, self._temperature + FLOOR_SUN * SOLAR_ABSORBED * sun / FLOOR_EXCHANGE,
+                            self._floor_exchange / self._floor_capacity, dt)
         vapour = relax(self._vapour, weather.vapour + 1000.0 * water / flow, flow / self._volume, dt)
         self._vapour = min(vapour, saturation_density(self._temperature))  # the excess condenses on the cover
+        if self._keep is not None:  # kept: ventilated as well as heated, never left dripping
+            self._vapour = min(self._vapour, KEPT_HUMIDITY / 100.0 * saturation_density(self._temperature))
         self._co2 = self._next_co2(crop_radiation, flow, dt)
         for zone, transpiration in by_zone.items():
             watering = self._outputs.watering(zone) * cfg.irrigation_rate / 3600.0
@@ -468,14 +507,16 @@ class GreenhouseModel:
         return (TRANSPIRATION_RADIATION * crop_radiation + TRANSPIRATION_VPD * deficit) / LATENT_HEAT
 
     def _next_temperature(self, weather: Weather, sun: float, flow: float, water: float, dt: float) -> float:
-        """Heat balance: sun, lamps and heaters in; evaporation, the cover and the exchanged air out."""
+        """Heat balance of the air with its crop: sun, lamps, heaters and the floor in; evaporation, the cover and the
+        exchanged air out. The floor (a slow heat store) is held at its temperature over the step."""
         cfg, out = self.config, self._outputs.by_kind
-        gains = (cfg.floor_area * (SOLAR_ABSORBED * sun + out.get("light", 0.0) * GROW_LIGHT_POWER)
+        gains = (cfg.floor_area * ((1.0 - FLOOR_SUN) * SOLAR_ABSORBED * sun + out.get("light", 0.0) * GROW_LIGHT_POWER)
                  + out.get("heater", 0.0) * cfg.heater_power * 1000.0
                  - LATENT_HEAT * water)
-        conductance = self._cover_conductance + AIR_HEAT_CAPACITY * flow  # W/K to the outside
-        return relax(self._temperature, weather.temperature + gains / conductance,
-                     conductance / self._heat_capacity, dt)
+        outside = self._cover_conductance + AIR_HEAT_CAPACITY * flow  # W/K to the outside
+        conductance = outside + self._floor_exchange
+        target = (gains + outside * weather.temperature + self._floor_exchange * self._floor) / conductance
+        return relax(self._temperature, target, conductance / self._heat_capacity, dt)
 
     def _next_co2(self, crop_radiation: float, flow: float, dt: float) -> float:
         """CO2 balance: dosing and respiration in, photosynthesis out, exchange with outside air."""
