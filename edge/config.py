@@ -299,6 +299,8 @@ def _convert(node: yaml.Node, loc: Loc, doc: Document, env: Mapping[str, str], l
             (from_merge.add if index < merged else from_merge.discard)(key)
             doc.lines[child] = line
             result[key] = _convert(value_node, child, doc, env, loader)
+            if child in doc.unresolved:  # reported already: left out, so the rest is checked as if it were absent
+                del result[key]
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, loc + (i,), doc, env, loader) for i, item in enumerate(node.value)]
