@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
+from edge.contract.events import ActuatorChange
 from edge.errors import EdgeError
 
 UTC = timezone.utc
@@ -368,29 +369,28 @@ def auto_every(start: str, end: str) -> str | None:
 
 
 def on_periods(events: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, list[tuple]]:
-    """Per actuator, the (from, to) periods it was on, from ``actuator.change`` events in time order. The state
-    before the first event is that event's ``previous`` value."""
+    """Per actuator, the (from, to) periods it was on, from ``actuator.change`` events in time order (their data
+    read through the contract: one that is malformed is left out). The state before the first event is that
+    event's ``previous`` value."""
     periods: dict[str, list[tuple]] = {}
     since: dict[str, datetime | None] = {}
     for event in events:
-        actuator, data = event["source"], event.get("data") or {}
-        at = _utc(datetime.fromisoformat(event["ts"]))
+        change = ActuatorChange.from_data(event.get("data"))
+        if change is None:
+            continue
+        actuator, at = event["source"], _utc(datetime.fromisoformat(event["ts"]))
         if actuator not in since:
-            since[actuator] = start if _is_on(data.get("previous")) else None
+            since[actuator] = start if change.previous > 0 else None
             periods.setdefault(actuator, [])
-        if _is_on(data.get("value")) and since[actuator] is None:
+        if change.on and since[actuator] is None:
             since[actuator] = at
-        elif not _is_on(data.get("value")) and since[actuator] is not None:
+        elif not change.on and since[actuator] is not None:
             periods[actuator].append((since[actuator], at))
             since[actuator] = None
     for actuator, began in since.items():
         if began is not None:
             periods[actuator].append((began, end))
     return periods
-
-
-def _is_on(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 or value is True
 
 
 def _pyplot():

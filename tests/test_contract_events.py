@@ -210,3 +210,43 @@ def test_every_event_the_supervisor_and_buffer_record_follows_the_contract(tmp_p
     for kind, data in recorded:
         payload = events.read(kind, data)
         assert payload is not None and payload.to_data() == data, (kind, data)
+
+
+# --------------------------------------------------------------------------- the data center reads through it
+
+
+def test_the_gaps_table_row_comes_from_the_contracts_gap():
+    from edge.datacenter.store import _gap_row
+
+    wire = BufferGap(3, 100, 199, 100, T, T + 990.0).to_data()
+    assert _gap_row("gh-a", T + 1000, wire) == ("gh-a", "readings", 3, 100, 199, 100, T, T + 990.0, T + 1000)
+    assert _gap_row("gh-a", T + 1000, {**wire, "first_ts": "soon"})[6] is None  # an unknown time, the gap stands
+    assert _gap_row("gh-a", T + 1000, {**wire, "stream": "videos"}) is None
+    assert _gap_row("gh-a", T + 1000, {"note": "no fields"}) is None
+
+
+def test_a_staged_reading_carries_every_field_of_the_wire_reading_in_order():
+    from edge.contract.protocol import Reading, ReadingBatch
+    from edge.datacenter.store import READING_FIELDS, _STAGE_COLUMNS, staged_readings
+
+    assert READING_FIELDS == tuple(f.name for f in fields(Reading))
+    reading = Reading(7, T, "air", "temperature", 21.5, "°C", "implausible", "why", 0, "boot", 12.5)
+    [row] = staged_readings(ReadingBatch("gh-a", 3, (reading,)), 4)
+    assert row == ("gh-a", 3, *(getattr(reading, name) for name in READING_FIELDS), 4)
+    assert len(row) == len(_STAGE_COLUMNS) + 1  # and the batch's number
+
+
+def test_the_chart_reads_actuator_changes_through_the_contract_and_leaves_malformed_ones_out():
+    from datetime import datetime, timedelta, timezone
+
+    from edge.history import on_periods
+
+    start = datetime(2025, 7, 15, tzinfo=timezone.utc)
+    end = start + timedelta(hours=4)
+    rows = [{"ts": "2025-07-15T01:00:00.000Z", "source": "pump", "data": {"value": True, "previous": 0.0}},
+            {"ts": "2025-07-15T01:30:00.000Z", "source": "pump", "data": {"id": "pump", "on": True}},
+            {"ts": "2025-07-15T02:00:00.000Z", "source": "pump",
+             "data": ActuatorChange(1.0, 0.0, "rule:irrigation").to_data()},
+            {"ts": "2025-07-15T03:00:00.000Z", "source": "pump",
+             "data": ActuatorChange(0.0, 1.0, "rule:irrigation").to_data()}]
+    assert on_periods(rows, start, end) == {"pump": [(start + timedelta(hours=2), start + timedelta(hours=3))]}

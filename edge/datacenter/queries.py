@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 
+from edge.contract.events import DaemonStart
 from edge.contract.protocol import PHYSICAL, PHYSICAL_DEFAULT
 
 UTC = timezone.utc
@@ -131,11 +132,11 @@ def event_extent(conn: psycopg.Connection, gateway_id: str) -> tuple[datetime, d
 
 # ------------------------------------------------------------------------------------------- sensor intervals
 
-#: The sensor intervals the gateway reported at its last start before the end of the range (``daemon.start``
-#: events carry ``intervals: {sensor: seconds}`` since the history API exists).
+#: The gateway's last start before the end of the range that reported sensor intervals (``daemon.start`` events
+#: carry ``intervals: {sensor: seconds}`` since the history API exists; ``edge.contract.events.DaemonStart``).
 _CONFIGURED_INTERVALS = """
-SELECT data->'intervals' FROM events
-WHERE gateway_id = %(gateway)s AND kind = 'daemon.start' AND data ? 'intervals' AND ts < %(end)s
+SELECT data FROM events
+WHERE gateway_id = %(gateway)s AND kind = %(kind)s AND data ? 'intervals' AND ts < %(end)s
 ORDER BY ts DESC LIMIT 1"""
 
 #: For a gateway that did not report them: the median spacing of the series' last 1,000 readings before the end.
@@ -155,13 +156,15 @@ class Interval:
 
 def intervals(conn: psycopg.Connection, gateway_id: str, chosen: Sequence[Series],
               end: datetime) -> dict[tuple[str, str], Interval]:
-    """The sampling interval of each series: as configured on the gateway, else the median spacing."""
-    row = conn.execute(_CONFIGURED_INTERVALS, {"gateway": gateway_id, "end": end}).fetchone()
-    configured = row[0] if row and isinstance(row[0], dict) else {}
+    """The sampling interval of each series: as configured on the gateway (each believable interval its last start
+    reported), else the median spacing."""
+    row = conn.execute(_CONFIGURED_INTERVALS, {"gateway": gateway_id, "kind": DaemonStart.KIND, "end": end}).fetchone()
+    start = DaemonStart.from_data(row[0]) if row else None
+    configured = start.intervals if start is not None else {}
     found = {}
     for s in chosen:
         seconds = configured.get(s.sensor)
-        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 1e-3 <= seconds < 10**9:
+        if seconds is not None:
             found[(s.sensor, s.quantity)] = Interval(float(seconds), "config")
         else:
             median = conn.execute(_MEDIAN_SPACING, {"gateway": gateway_id, "sensor": s.sensor,
