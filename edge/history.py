@@ -3,7 +3,8 @@
 ``pull`` streams a gateway's readings to a file (httpx, 64 KiB at a time, never the whole export in memory) and
 writes only complete rows. A dropped connection is retried with exponential backoff and continues after the last
 complete row, using the API's ``after`` cursor (the row's key: ``ts,sensor,quantity,epoch,seq``, or
-``ts,sensor,quantity,unit`` for downsampled rows), so nothing is duplicated or skipped; ``resume=True`` does the
+``ts,sensor,quantity,unit`` for downsampled rows; the tables, keys and CSV guard are the contract's,
+``edge.contract.history``, which the API uses too), so nothing is duplicated or skipped; ``resume=True`` does the
 same for a file left by a pull that was killed. ``plot`` draws the readings with actuator-on periods shaded
 (matplotlib, the optional ``plot`` extra).
 """
@@ -26,16 +27,13 @@ from urllib.parse import quote
 import httpx
 
 from edge.contract.events import ActuatorChange
+from edge.contract.history import AGGREGATES, READINGS, Table
 from edge.errors import EdgeError
 
 UTC = timezone.utc
-RAW_KEY = ("ts", "sensor", "quantity", "epoch", "seq")
-BUCKET_KEY = ("ts", "sensor", "quantity", "unit")
 RETRY_STATUS = {429, 502, 503, 504}
 TIMEOUT = httpx.Timeout(30.0, read=300.0)  # a day's rows are sorted before the first of them leaves the server
 _QUOTE_OR_NEWLINE = re.compile(rb'["\n]')
-#: The API prefixes a text cell starting with one of these with ' so that spreadsheets do not run it.
-_GUARDED = ("'=", "'+", "'-", "'@", "'\t", "'\r")
 
 
 class HistoryError(EdgeError):
@@ -61,8 +59,9 @@ class Request:
     fmt: str = "csv"
 
     @property
-    def key(self) -> tuple[str, ...]:
-        return BUCKET_KEY if self.every else RAW_KEY
+    def table(self) -> Table:
+        """What a row of this pull is (the contract's table: columns and resume key)."""
+        return AGGREGATES if self.every else READINGS
 
     def url(self, what: str = "readings") -> str:
         return f"{self.server.rstrip('/')}/v1/gateways/{quote(self.gateway, safe='')}/{what}"
@@ -129,19 +128,17 @@ class Records:
 
 
 def cursor(request: Request, header: bytes | None, record: bytes) -> str:
-    """The ``after`` value resuming right after this record: its key fields, with ``%`` and ``,`` escaped."""
-    if request.fmt == "csv":
+    """The ``after`` value resuming right after this record of the request's table."""
+    return row_cursor(request.table, request.fmt, header, record)
+
+
+def row_cursor(table: Table, fmt: str, header: bytes | None, record: bytes) -> str:
+    """The ``after`` value resuming right after ``record``, a complete row of ``table`` in ``fmt`` (CSV: read by
+    the ``header`` row's names): its key fields, unguarded, with ``%`` and ``,`` escaped (``Table.cursor``)."""
+    if fmt == "csv":
         names = header.decode().rstrip("\n").split(",")
-        row = dict(zip(names, next(csv.reader([record.decode().rstrip("\n")]))))
-        values = [_unguard(row[name]) for name in request.key]
-    else:
-        row = json.loads(record)
-        values = [str(row[name]) for name in request.key]
-    return ",".join(v.replace("%", "%25").replace(",", "%2C") for v in values)
-
-
-def _unguard(value: str) -> str:
-    return value[1:] if value.startswith(_GUARDED) else value
+        return table.cursor(dict(zip(names, next(csv.reader([record.decode().rstrip("\n")])))), csv=True)
+    return table.cursor(json.loads(record))
 
 
 # -------------------------------------------------------------------------------------------------------- pull
