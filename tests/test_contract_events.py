@@ -250,3 +250,14 @@ def test_the_chart_reads_actuator_changes_through_the_contract_and_leaves_malfor
             {"ts": "2025-07-15T03:00:00.000Z", "source": "pump",
              "data": ActuatorChange(0.0, 1.0, "rule:irrigation").to_data()}]
     assert on_periods(rows, start, end) == {"pump": [(start + timedelta(hours=2), start + timedelta(hours=3))]}
+
+
+def test_docs_protocol_lists_every_kind_with_each_field_it_writes():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if line.startswith("| `")}
+    for payload, wire in SHAPES:
+        assert payload.KIND in rows, f"docs/protocol.md has no row for {payload.KIND}"
+        for key in wire:
+            assert f"`{key}`" in rows[payload.KIND], f"docs/protocol.md: {payload.KIND} does not name {key}"
