@@ -14,12 +14,8 @@ type reads as absent (unless the field says otherwise); keys it does not know ar
 its JSON type and, where the data center relies on it, its range (keys fit a bigint, times the years 1..9999, read
 as floats); otherwise it is kept as sent (an integer stays an integer where a number is expected).
 
-Kinds in use: ``daemon.start``, ``daemon.stop``, ``clock.synced``, ``buffer.corrupt``, ``buffer.rolled_back``,
-``buffer.epoch``, ``buffer.rekey``, ``buffer.gap``, ``buffer.events_lost``, ``buffer.set_aside``,
-``actuator.change``, ``actuator.refused``, ``actuator.fault``, ``rule.fault``, ``rule.recovered``,
-``command.actuate``, ``command.result``, ``alert.fired``, ``alert.resolved``, ``alert.escalated``, ``alert.acked``,
-``alert.message``, ``alert.reply_ignored``, ``sms.sent``, ``sms.attempt_failed``, ``sms.failed``, ``sms.expired``.
-An event of a kind not listed here is still carried and stored (the protocol checks only that ``data`` is an
+:data:`KINDS` lists the kinds in use; ``docs/protocol.md`` ("Events") describes each (a test holds the two
+together). An event of another kind is still carried and stored (the protocol checks only that ``data`` is an
 object); :func:`read` gives None for it.
 """
 
