@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.contract import history as contract
-from edge.contract.history import AGGREGATES, COVERAGE, EVENTS, READINGS, TABLES, BadCursor
+from edge.contract.history import AGGREGATES, COVERAGE, EVENTS, GATEWAYS, READINGS, SERIES, TABLES, BadCursor
 from edge.datacenter import queries
 from edge.datacenter.api import Problem, parse_after
 from edge.history import row_cursor
@@ -128,8 +128,19 @@ def test_the_openapi_row_schemas_are_the_contracts_tables():
                                                                         AGGREGATES.row_schema()]}
     assert rows_of("/v1/gateways/{gateway_id}/events") == EVENTS.row_schema()
     assert rows_of("/v1/gateways/{gateway_id}/coverage") == COVERAGE.row_schema()
-    for table in TABLES.values():
+    assert rows_of("/v1/gateways") == GATEWAYS.row_schema()
+    assert rows_of("/v1/gateways/{gateway_id}/sensors") == SERIES.row_schema()
+    assert paths["/v1/gateways/{gateway_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] \
+        == GATEWAYS.row_schema()
+    for table in [*TABLES.values(), GATEWAYS, SERIES]:
         assert list(table.row_schema()["properties"]) == list(table.names) == table.row_schema()["required"]
+
+
+def test_the_gateway_and_series_lists_carry_the_contracts_fields():
+    from edge.datacenter.queries import Series, _gateway_dict
+
+    assert list(_gateway_dict(("gh", "online", T, T, None, 3, 0))) == list(GATEWAYS.names)
+    assert list(Series("air", "temperature", "°C", T, T).as_dict()) == list(SERIES.names)
 
 
 # ----------------------------------------------------------------------------------- through PostgreSQL itself

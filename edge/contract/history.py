@@ -6,7 +6,8 @@ disagree on a column, a key or a guard:
 
 - A :class:`Table` is what one exported row is: its columns in order (the CSV header, the JSON object's keys) and
   the key that orders the rows and resumes an export (``after``). :data:`READINGS`, :data:`AGGREGATES`,
-  :data:`EVENTS` and :data:`COVERAGE` are the tables; :meth:`Table.row_schema` is a row's JSON schema.
+  :data:`EVENTS` and :data:`COVERAGE` are the exports (:data:`TABLES`), :data:`GATEWAYS` and :data:`SERIES` the
+  API's JSON lists; :meth:`Table.row_schema` is a row's JSON schema.
 - In CSV, a text or name cell that a spreadsheet would run as a formula (one starting with ``=``, ``+``, ``-``,
   ``@``, tab or CR), or that starts with the guard ``'`` itself, gets one leading ``'``: :func:`unguarded` undoes
   exactly that. JSON rows are never guarded.
@@ -208,5 +209,14 @@ COVERAGE = Table("coverage", (
     Column("interval_source", _W), Column("expected", _I, nullable=True), Column("received", _I),
     Column("good", _I), Column("missing", _I, nullable=True),
 ), key=("hour", "sensor", "quantity"))
+
+#: The JSON lists of the API (no CSV, not resumable): the gateways a token sees, and a gateway's series.
+GATEWAYS = Table("gateways", (
+    Column("id", _N), Column("state", _W), Column("state_since", _T), Column("last_seen", _T),
+    Column("version", _X, nullable=True), Column("epoch", _I, nullable=True), Column("backlog", _I, nullable=True),
+))
+SERIES = Table("series", (
+    Column("sensor", _N), Column("quantity", _N), Column("unit", _X), Column("first", _T), Column("last", _T),
+))
 
 TABLES = {t.name: t for t in (READINGS, AGGREGATES, EVENTS, COVERAGE)}

@@ -579,16 +579,6 @@ _ERRORS = {
 }
 #: Problems only some endpoints answer.
 _ONLY = {413: ("/coverage",)}
-_GATEWAY_FIELDS = {"id": "string", "state": "string", "state_since": "string", "last_seen": "string",
-                   "version": ["string", "null"], "epoch": ["integer", "null"], "backlog": ["integer", "null"]}
-_SERIES_FIELDS = {"sensor": "string", "quantity": "string", "unit": "string", "first": "string", "last": "string"}
-
-
-def _object(fields: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": list(fields), "additionalProperties": False,
-            "properties": {name: {"type": kind} for name, kind in fields.items()}}
-
-
 def _keys(table: contract.Table) -> str:
     return ", ".join(table.key)
 
@@ -601,14 +591,14 @@ def _table(rows: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _ok_responses() -> dict[str, dict[str, Any]]:
-    gateway = _object(_GATEWAY_FIELDS)
+    gateway = contract.GATEWAYS.row_schema()
     return {
         "/v1/gateways": {"description": "The gateways, by id.",
                          "content": {"application/json": {"schema": {"type": "array", "items": gateway}}}},
         "/v1/gateways/{gateway_id}": {"description": "The gateway.",
                                       "content": {"application/json": {"schema": gateway}}},
         "/v1/gateways/{gateway_id}/sensors": {"description": "Its series, by sensor and quantity.", "content": {
-            "application/json": {"schema": {"type": "array", "items": _object(_SERIES_FIELDS)}}}},
+            "application/json": {"schema": {"type": "array", "items": contract.SERIES.row_schema()}}}},
         "/v1/gateways/{gateway_id}/readings": _table(
             {"oneOf": [contract.READINGS.row_schema(), contract.AGGREGATES.row_schema()]},
             f"Readings ordered by {_keys(contract.READINGS)} (with `every`: {_keys(contract.AGGREGATES)})."),
