@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from edge import __version__
-from edge.durations import parse_duration
+from edge.durations import counted, parse_duration
 from edge.errors import ConfigError, EdgeError
 
 EXIT_CONFIG = 2
@@ -35,10 +35,13 @@ def _checked(load, *args):
         sys.exit(EXIT_CONFIG)
 
 
-def _load(config_path: str | None):
+def _load(config_path: str | None, files: bool = False):
+    """The gateway config; ``files``: also every ``*_file`` it names must be readable (check, run)."""
+    from functools import partial
+
     from edge.gateway.config import load_config
 
-    return _checked(load_config, config_path)
+    return _checked(partial(load_config, files=files), config_path)
 
 
 def _duration(_ctx, _param, value: str | None) -> float | None:
@@ -73,13 +76,15 @@ def main() -> None:
 def check(config_path: str | None) -> None:
     """Validate a config file without touching hardware.
 
-    Exit 0 when valid; exit 2 with one line per problem (FILE:LINE: key.path: message).
+    Every problem is reported in one pass: values, references, the Pi's pins, buses and addresses (two users of one
+    GPIO, an output on a bus pin, two chips at one address), and every *_file the config names (it must exist and
+    be readable by this user). Exit 0 when valid; exit 2 with one line per problem (FILE:LINE: key.path: message).
 
     Example: edge check -c /etc/edge/gateway.yaml
     """
-    config = _load(config_path)
-    click.echo(f"{config.source}: ok (gateway {config.gateway.id}, {len(config.sensors)} sensors, "
-               f"{len(config.actuators)} actuators, {config.hardware.backend} backend)")
+    config = _load(config_path, files=True)
+    click.echo(f"{config.source}: ok (gateway {config.gateway.id}, {counted(len(config.sensors), 'sensor')}, "
+               f"{counted(len(config.actuators), 'actuator')}, {config.hardware.backend} backend)")
 
 
 @main.command()
@@ -104,7 +109,7 @@ def run(config_path: str | None, duration: float | None, log_level: str | None) 
     stopping.install()
     from edge.gateway.daemon import Daemon
 
-    config = _load(config_path)
+    config = _load(config_path, files=True)  # a missing key file stops it here, before an epoch is used
     _setup_logging(log_level or config.log.level)
     try:
         sys.exit(Daemon(config, stopping=stopping).run(duration))
@@ -258,9 +263,9 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo(f"gateway  {gw['id']}" + (f" ({gw['name']})" if gw["name"] else ""))
     click.echo(f"epoch    {report['epoch']} since {report['epoch_started']}, daemon {report['daemon']}")
     click.echo(f"clock    {'synced' if clock['synced'] else 'NOT synced (readings are flagged)'}")
-    click.echo(f"buffer   {buf['path']}: {buf['total']} readings, {buf['pending']} pending, "
+    click.echo(f"buffer   {buf['path']}: {counted(buf['total'], 'reading')}, {buf['pending']} pending, "
                f"{buf['acknowledged']} acknowledged; oldest pending {_age(buf['oldest_pending_age_s'])}; "
-               f"{buf['events_pending']} events pending")
+               f"{counted(buf['events_pending'], 'event')} pending")
     disk = report["disk"]
     if disk["full"]:
         click.echo(f"disk     FULL ({_bytes(disk['free_bytes'])} free in {disk['path']}): readings are not being "
@@ -503,7 +508,8 @@ def doctor(config_path: str | None, timeout: float, env_file: str | None) -> Non
             click.echo(f"error: cannot read {env_file or ENV_FILE}: {reason}", err=True)
             sys.exit(1)
     report = diagnose(config_path, env=env, timeout=timeout)
-    for line in format_report(report):
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # https://no-color.org
+    for line in format_report(report, colour=colour):
         click.echo(line)
     sys.exit(0 if report.ok else 1)
 
@@ -828,7 +834,7 @@ def plot(server, token_file, gateway, start, end, sensors, quantities, every, ou
     except HistoryError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"{output}: {count:,} {'points' if chosen else 'readings'} of {gateway}", err=True)
+    click.echo(f"{output}: {counted(count, 'point' if chosen else 'reading', grouped=True)} of {gateway}", err=True)
 
 
 @main.group(invoke_without_command=True)
