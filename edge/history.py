@@ -3,7 +3,8 @@
 ``pull`` streams a gateway's readings to a file (httpx, 64 KiB at a time, never the whole export in memory) and
 writes only complete rows. A dropped connection is retried with exponential backoff and continues after the last
 complete row, using the API's ``after`` cursor (the row's key: ``ts,sensor,quantity,epoch,seq``, or
-``ts,sensor,quantity,unit`` for downsampled rows), so nothing is duplicated or skipped; ``resume=True`` does the
+``ts,sensor,quantity,unit`` for downsampled rows; the tables, keys and CSV guard are the contract's,
+``edge.contract.history``, which the API uses too), so nothing is duplicated or skipped; ``resume=True`` does the
 same for a file left by a pull that was killed. ``plot`` draws the readings with actuator-on periods shaded
 (matplotlib, the optional ``plot`` extra).
 """
@@ -25,17 +26,15 @@ from urllib.parse import quote
 
 import httpx
 
+from edge.contract.events import ActuatorChange
+from edge.contract.history import AGGREGATES, READINGS, Table
 from edge.durations import counted
 from edge.errors import EdgeError
 
 UTC = timezone.utc
-RAW_KEY = ("ts", "sensor", "quantity", "epoch", "seq")
-BUCKET_KEY = ("ts", "sensor", "quantity", "unit")
 RETRY_STATUS = {429, 502, 503, 504}
 TIMEOUT = httpx.Timeout(30.0, read=300.0)  # a day's rows are sorted before the first of them leaves the server
 _QUOTE_OR_NEWLINE = re.compile(rb'["\n]')
-#: The API prefixes a text cell starting with one of these with ' so that spreadsheets do not run it.
-_GUARDED = ("'=", "'+", "'-", "'@", "'\t", "'\r")
 
 
 class HistoryError(EdgeError):
@@ -61,8 +60,9 @@ class Request:
     fmt: str = "csv"
 
     @property
-    def key(self) -> tuple[str, ...]:
-        return BUCKET_KEY if self.every else RAW_KEY
+    def table(self) -> Table:
+        """What a row of this pull is (the contract's table: columns and resume key)."""
+        return AGGREGATES if self.every else READINGS
 
     def url(self, what: str = "readings") -> str:
         return f"{self.server.rstrip('/')}/v1/gateways/{quote(self.gateway, safe='')}/{what}"
@@ -129,19 +129,17 @@ class Records:
 
 
 def cursor(request: Request, header: bytes | None, record: bytes) -> str:
-    """The ``after`` value resuming right after this record: its key fields, with ``%`` and ``,`` escaped."""
-    if request.fmt == "csv":
+    """The ``after`` value resuming right after this record of the request's table."""
+    return row_cursor(request.table, request.fmt, header, record)
+
+
+def row_cursor(table: Table, fmt: str, header: bytes | None, record: bytes) -> str:
+    """The ``after`` value resuming right after ``record``, a complete row of ``table`` in ``fmt`` (CSV: read by
+    the ``header`` row's names): its key fields, unguarded, with ``%`` and ``,`` escaped (``Table.cursor``)."""
+    if fmt == "csv":
         names = header.decode().rstrip("\n").split(",")
-        row = dict(zip(names, next(csv.reader([record.decode().rstrip("\n")]))))
-        values = [_unguard(row[name]) for name in request.key]
-    else:
-        row = json.loads(record)
-        values = [str(row[name]) for name in request.key]
-    return ",".join(v.replace("%", "%25").replace(",", "%2C") for v in values)
-
-
-def _unguard(value: str) -> str:
-    return value[1:] if value.startswith(_GUARDED) else value
+        return table.cursor(dict(zip(names, next(csv.reader([record.decode().rstrip("\n")])))), csv=True)
+    return table.cursor(json.loads(record))
 
 
 # -------------------------------------------------------------------------------------------------------- pull
@@ -369,29 +367,28 @@ def auto_every(start: str, end: str) -> str | None:
 
 
 def on_periods(events: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, list[tuple]]:
-    """Per actuator, the (from, to) periods it was on, from ``actuator.change`` events in time order. The state
-    before the first event is that event's ``previous`` value."""
+    """Per actuator, the (from, to) periods it was on, from ``actuator.change`` events in time order (their data
+    read through the contract: one that is malformed is left out). The state before the first event is that
+    event's ``previous`` value."""
     periods: dict[str, list[tuple]] = {}
     since: dict[str, datetime | None] = {}
     for event in events:
-        actuator, data = event["source"], event.get("data") or {}
-        at = _utc(datetime.fromisoformat(event["ts"]))
+        change = ActuatorChange.from_data(event.get("data"))
+        if change is None:
+            continue
+        actuator, at = event["source"], _utc(datetime.fromisoformat(event["ts"]))
         if actuator not in since:
-            since[actuator] = start if _is_on(data.get("previous")) else None
+            since[actuator] = start if change.previous > 0 else None
             periods.setdefault(actuator, [])
-        if _is_on(data.get("value")) and since[actuator] is None:
+        if change.on and since[actuator] is None:
             since[actuator] = at
-        elif not _is_on(data.get("value")) and since[actuator] is not None:
+        elif not change.on and since[actuator] is not None:
             periods[actuator].append((since[actuator], at))
             since[actuator] = None
     for actuator, began in since.items():
         if began is not None:
             periods[actuator].append((began, end))
     return periods
-
-
-def _is_on(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 or value is True
 
 
 def _pyplot():

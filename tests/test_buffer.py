@@ -210,7 +210,7 @@ def test_rows_the_data_center_holds_with_other_content_get_new_keys(fresh_buffer
     fresh_buffer.append_readings([reading(i) for i in range(6)])  # epoch 1, seq 1..6
     fresh_buffer.ack("readings", 1, 1, 2)
     mapping = fresh_buffer.rekey("readings", 1, 1, 4, T0 + 5)  # 1..2 are ours (acked); 3..4 collide
-    assert mapping == {"stream": "readings", "count": 2, "from": {"epoch": 1, "ranges": [(3, 4)]},
+    assert mapping == {"stream": "readings", "count": 2, "from": {"epoch": 1, "ranges": [[3, 4]]},
                        "to": {"epoch": 2, "first_seq": 1, "last_seq": 2}}
     pending = [(r["epoch"], r["seq"], r["value"]) for r in fresh_buffer.pending()]
     assert pending == [(1, 5, 24.0), (1, 6, 25.0), (2, 1, 22.0), (2, 2, 23.0)]  # same readings, new keys

@@ -127,9 +127,12 @@ def test_export_sql_is_built_from_constants_only():
 
 def test_on_periods_start_from_the_first_events_previous_state():
     end = T + timedelta(hours=6)
-    events = [{"ts": "2025-07-15T01:00:00.000Z", "source": "pump", "data": {"value": 0.0, "previous": 1.0}},
-              {"ts": "2025-07-15T02:00:00.000Z", "source": "fan", "data": {"value": 0.6, "previous": 0.0}},
-              {"ts": "2025-07-15T03:00:00.000Z", "source": "pump", "data": {"value": 1.0, "previous": 0.0}}]
+    events = [{"ts": "2025-07-15T01:00:00.000Z", "source": "pump",
+               "data": {"value": 0.0, "previous": 1.0, "reason": "schedule:night"}},
+              {"ts": "2025-07-15T02:00:00.000Z", "source": "fan",
+               "data": {"value": 0.6, "previous": 0.0, "reason": "rule:cooling"}},
+              {"ts": "2025-07-15T03:00:00.000Z", "source": "pump",
+               "data": {"value": 1.0, "previous": 0.0, "reason": "manual:cli"}}]
     assert on_periods(events, T, end) == {
         "pump": [(T, T + timedelta(hours=1)), (T + timedelta(hours=3), end)],
         "fan": [(T + timedelta(hours=2), end)]}

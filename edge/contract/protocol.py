@@ -1,6 +1,7 @@
-"""The contract between gateways and the data center: topics, batch encoding, acks, status and commands.
+"""The wire of the contract between gateways and the data center: topics, batch encoding, acks, status and commands.
 
-Both sides import this module and nothing else of each other. ``docs/protocol.md`` describes the same in prose.
+Both sides import the ``edge.contract`` package (this module; ``events`` for what an event's data holds;
+``history`` for the history export) and nothing else of each other. ``docs/protocol.md`` describes the same in prose.
 
 Every payload starts with a 4-byte header: ``b"GH"``, the protocol version (1) and a kind byte; the rest is a
 zlib-compressed JSON object. Reading batches are columnar and delta-encoded before compression (about 3 bytes per

@@ -20,7 +20,6 @@ import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote
 
 import anyio
 import psycopg
@@ -33,6 +32,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge import __version__
+from edge.contract import history as contract
 from edge.datacenter import queries, tokens
 from edge.datacenter.config import ApiConfig, DataCenterConfig
 from edge.datacenter.queries import Export, ExportCut, Series, Shape
@@ -42,8 +42,7 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 PROBLEM_BASE = "https://example.invalid/edge/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-MEDIA_TYPES = {"csv": "text/csv; charset=utf-8; header=present", "ndjson": "application/x-ndjson",
-               "json": "application/json"}
+MEDIA_TYPES = contract.MEDIA_TYPES
 #: Query parameters that may be given more than once; every other one at most once.
 REPEATABLE = {"sensor", "quantity", "kind"}
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")  # a gateway, sensor or quantity name as it may be stored
@@ -167,19 +166,13 @@ Db = Annotated[Database, Depends(_database)]
 # ---------------------------------------------------------------------------------------------- parameter parsing
 
 
-_PLUS_AS_SPACE = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
-
-
 def parse_time(name: str, text: str) -> datetime:
-    """An ISO-8601 date or date-time; without an offset it is UTC. ``T09:30 03:30`` is a ``+03:30`` whose ``+``
-    a URL turned into a space."""
+    """An ISO-8601 date or date-time (``edge.contract.history.parse_iso``); without an offset it is UTC."""
     try:
-        ts = datetime.fromisoformat(_PLUS_AS_SPACE.sub(r"\1+\2", text))
-        ts = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
+        return contract.parse_iso(text)
+    except ValueError:
         raise bad_parameter(f"{name}: {text!r} is not an ISO-8601 date or time "
                             "(e.g. 2025-07-15, 2025-07-15T06:00:00Z or 2025-07-15T09:30:00+03:30)") from None
-    return ts
 
 
 def parse_range(start: str, end: str, max_range: float | None = None) -> tuple[datetime, datetime]:
@@ -207,34 +200,13 @@ def parse_names(name: str, values: list[str] | None) -> list[str]:
 
 
 def parse_after(text: str | None, shape: Shape) -> tuple[Any, ...] | None:
-    """The resume cursor: the key of the last row received, comma-separated, each field percent-encoded."""
+    """The resume cursor: the key of the last row received (``edge.contract.history.Table.parse_cursor``)."""
     if text is None:
         return None
-    parts = text.split(",")
-    if len(parts) != len(shape.key):
-        raise Problem(400, "bad-cursor", "Bad cursor", f"after: expected {len(shape.key)} comma-separated fields "
-                      f"({','.join(shape.key)}), got {len(parts)}")
-    return tuple(_cursor_field(name, kind, part) for name, kind, part in zip(shape.key, shape.key_kinds(), parts))
-
-
-def _cursor_field(name: str, kind: str, part: str) -> Any:
-    problem = Problem(400, "bad-cursor", "Bad cursor", f"after: field {name} ({part!r}) is not valid")
     try:
-        value = unquote(part, errors="strict")
-    except UnicodeDecodeError:
-        raise problem from None
-    if kind == "time":
-        try:
-            return parse_time(name, value)
-        except Problem:
-            raise problem from None
-    if kind == "number":
-        if not value.isascii() or not value.isdigit() or int(value) >= 2**63:
-            raise problem
-        return int(value)
-    if not _NAME.match(value):
-        raise problem
-    return value
+        return shape.table.parse_cursor(text)
+    except contract.BadCursor as exc:
+        raise Problem(400, "bad-cursor", "Bad cursor", str(exc)) from None
 
 
 def choose_series(gateway_id: str, available: list[Series], sensors: list[str],
@@ -255,7 +227,8 @@ def choose_series(gateway_id: str, available: list[Series], sensors: list[str],
 
 
 def safe_names(chosen: list[Series]) -> bool:
-    return all(queries.safe_name(s.sensor) and queries.safe_name(s.quantity) for s in chosen)
+    """True when no sensor or quantity name of the export needs the CSV guard (so none is checked per row)."""
+    return not any(contract.needs_guard(s.sensor) or contract.needs_guard(s.quantity) for s in chosen)
 
 
 def series_params(chosen: list[Series]) -> dict[str, Any]:
@@ -360,14 +333,14 @@ From = Annotated[str, Query(alias="from", description="start of the range, inclu
                             "date-time, UTC unless it has an offset", examples=["2025-07-15T00:00:00Z"])]
 To = Annotated[str, Query(alias="to", description="end of the range, exclusive (same forms as from)",
                           examples=["2025-07-16"])]
-Format = Annotated[Literal["csv", "ndjson", "json"], Query(description="csv (a header row, UTC ISO-8601 "
-                                                            "timestamps), ndjson (one JSON object a line) or json")]
+Format = Annotated[Literal[contract.FORMATS], Query(description="csv (a header row, UTC ISO-8601 timestamps), "
+                                                  "ndjson (one JSON object a line) or json")]
 Sensors = Annotated[list[str] | None, Query(alias="sensor", description="only this sensor (repeatable)")]
 Quantities = Annotated[list[str] | None, Query(alias="quantity", description="only this quantity (repeatable), "
                                                "e.g. temperature, humidity, soil_moisture")]
 After = Annotated[str | None, Query(description="resume after this row: its key fields, comma-separated and "
-                                    "percent-encoded (readings: ts,sensor,quantity,epoch,seq; with every: "
-                                    "ts,sensor,quantity,unit; events: ts,epoch,seq)",
+                                    f"percent-encoded (readings: {','.join(contract.READINGS.key)}; with every: "
+                                    f"{','.join(contract.AGGREGATES.key)}; events: {','.join(contract.EVENTS.key)})",
                                     examples=["2025-07-15T06:00:10.000Z,air,temperature,3,1042"])]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(known_parameters)])
@@ -606,25 +579,8 @@ _ERRORS = {
 }
 #: Problems only some endpoints answer.
 _ONLY = {413: ("/coverage",)}
-_ROW_FIELDS = {
-    "readings": {"ts": "string", "sensor": "string", "quantity": "string", "value": ["number", "null"],
-                 "unit": "string", "quality": "string", "epoch": "integer", "seq": "integer"},
-    "aggregates": {"ts": "string", "sensor": "string", "quantity": "string", "unit": "string", "count": "integer",
-                   "min": "number", "mean": "number", "max": "number"},
-    "events": {"ts": "string", "kind": "string", "source": "string", "data": "object", "epoch": "integer",
-               "seq": "integer"},
-    "coverage": {"hour": "string", "sensor": "string", "quantity": "string", "interval": ["number", "null"],
-                 "interval_source": "string", "expected": ["integer", "null"], "received": "integer",
-                 "good": "integer", "missing": ["integer", "null"]},
-}
-_GATEWAY_FIELDS = {"id": "string", "state": "string", "state_since": "string", "last_seen": "string",
-                   "version": ["string", "null"], "epoch": ["integer", "null"], "backlog": ["integer", "null"]}
-_SERIES_FIELDS = {"sensor": "string", "quantity": "string", "unit": "string", "first": "string", "last": "string"}
-
-
-def _object(fields: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": list(fields), "additionalProperties": False,
-            "properties": {name: {"type": kind} for name, kind in fields.items()}}
+def _keys(table: contract.Table) -> str:
+    return ", ".join(table.key)
 
 
 def _table(rows: dict[str, Any], description: str) -> dict[str, Any]:
@@ -635,21 +591,21 @@ def _table(rows: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _ok_responses() -> dict[str, dict[str, Any]]:
-    gateway = _object(_GATEWAY_FIELDS)
+    gateway = contract.GATEWAYS.row_schema()
     return {
         "/v1/gateways": {"description": "The gateways, by id.",
                          "content": {"application/json": {"schema": {"type": "array", "items": gateway}}}},
         "/v1/gateways/{gateway_id}": {"description": "The gateway.",
                                       "content": {"application/json": {"schema": gateway}}},
         "/v1/gateways/{gateway_id}/sensors": {"description": "Its series, by sensor and quantity.", "content": {
-            "application/json": {"schema": {"type": "array", "items": _object(_SERIES_FIELDS)}}}},
+            "application/json": {"schema": {"type": "array", "items": contract.SERIES.row_schema()}}}},
         "/v1/gateways/{gateway_id}/readings": _table(
-            {"oneOf": [_object(_ROW_FIELDS["readings"]), _object(_ROW_FIELDS["aggregates"])]},
-            "Readings ordered by ts, sensor, quantity, epoch, seq (with `every`: ts, sensor, quantity, unit)."),
-        "/v1/gateways/{gateway_id}/events": _table(_object(_ROW_FIELDS["events"]),
-                                                   "Events ordered by ts, epoch, seq."),
-        "/v1/gateways/{gateway_id}/coverage": _table(_object(_ROW_FIELDS["coverage"]),
-                                                     "Per hour and series, ordered by hour, sensor, quantity."),
+            {"oneOf": [contract.READINGS.row_schema(), contract.AGGREGATES.row_schema()]},
+            f"Readings ordered by {_keys(contract.READINGS)} (with `every`: {_keys(contract.AGGREGATES)})."),
+        "/v1/gateways/{gateway_id}/events": _table(contract.EVENTS.row_schema(),
+                                                   f"Events ordered by {_keys(contract.EVENTS)}."),
+        "/v1/gateways/{gateway_id}/coverage": _table(contract.COVERAGE.row_schema(),
+                                                     f"Per hour and series, ordered by {_keys(contract.COVERAGE)}."),
     }
 
 

@@ -33,6 +33,9 @@ from typing import Any
 
 import psycopg
 
+from edge.contract import history as contract
+from edge.contract.events import DaemonStart
+from edge.contract.history import Column, Table
 from edge.contract.protocol import PHYSICAL, PHYSICAL_DEFAULT
 
 UTC = timezone.utc
@@ -131,11 +134,11 @@ def event_extent(conn: psycopg.Connection, gateway_id: str) -> tuple[datetime, d
 
 # ------------------------------------------------------------------------------------------- sensor intervals
 
-#: The sensor intervals the gateway reported at its last start before the end of the range (``daemon.start``
-#: events carry ``intervals: {sensor: seconds}`` since the history API exists).
+#: The gateway's last start before the end of the range that reported sensor intervals (``daemon.start`` events
+#: carry ``intervals: {sensor: seconds}`` since the history API exists; ``edge.contract.events.DaemonStart``).
 _CONFIGURED_INTERVALS = """
-SELECT data->'intervals' FROM events
-WHERE gateway_id = %(gateway)s AND kind = 'daemon.start' AND data ? 'intervals' AND ts < %(end)s
+SELECT data FROM events
+WHERE gateway_id = %(gateway)s AND kind = %(kind)s AND data ? 'intervals' AND ts < %(end)s
 ORDER BY ts DESC LIMIT 1"""
 
 #: For a gateway that did not report them: the median spacing of the series' last 1,000 readings before the end.
@@ -155,13 +158,15 @@ class Interval:
 
 def intervals(conn: psycopg.Connection, gateway_id: str, chosen: Sequence[Series],
               end: datetime) -> dict[tuple[str, str], Interval]:
-    """The sampling interval of each series: as configured on the gateway, else the median spacing."""
-    row = conn.execute(_CONFIGURED_INTERVALS, {"gateway": gateway_id, "end": end}).fetchone()
-    configured = row[0] if row and isinstance(row[0], dict) else {}
+    """The sampling interval of each series: as configured on the gateway (each believable interval its last start
+    reported), else the median spacing."""
+    row = conn.execute(_CONFIGURED_INTERVALS, {"gateway": gateway_id, "kind": DaemonStart.KIND, "end": end}).fetchone()
+    start = DaemonStart.from_data(row[0]) if row else None
+    configured = start.intervals if start is not None else {}
     found = {}
     for s in chosen:
         seconds = configured.get(s.sensor)
-        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 1e-3 <= seconds < 10**9:
+        if seconds is not None:
             found[(s.sensor, s.quantity)] = Interval(float(seconds), "config")
         else:
             median = conn.execute(_MEDIAN_SPACING, {"gateway": gateway_id, "sensor": s.sensor,
@@ -173,62 +178,59 @@ def intervals(conn: psycopg.Connection, gateway_id: str, chosen: Sequence[Series
 # ------------------------------------------------------------------------------------------------- row shapes
 
 
-@dataclass(frozen=True)
-class Column:
-    """An output column of an export, named as in the inner query's row ``r``. ``kind`` decides its text form:
-    ``time`` (UTC ISO-8601, milliseconds), ``text`` (free text), ``name`` (a sensor or quantity name), ``word``
-    (one of a fixed set the protocol defines), ``number`` or ``json``."""
-
-    name: str
-    kind: str = "number"
-
-    def csv_sql(self, guard_names: bool = True) -> str:
-        if self.kind == "time":
-            return f"""to_char(r.{self.name} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
-        if self.kind == "text" or (self.kind == "name" and guard_names):
-            # a cell starting with = + - @ tab or CR would be run as a formula by a spreadsheet
-            return f"CASE WHEN ascii(r.{self.name}) IN (9, 13, 43, 45, 61, 64) THEN '''' || r.{self.name} " \
-                   f"ELSE r.{self.name} END"
-        if self.kind == "json":
-            return f"r.{self.name}::text"
-        return f"r.{self.name}"
-
-    def json_sql(self) -> str:
-        return self.csv_sql() if self.kind == "time" else f"r.{self.name}"
-
-    def key_sql(self) -> str:
-        """In the ordering key: text compares byte-wise (``C``), whatever the database's locale."""
-        return f'r.{self.name} COLLATE "C"' if self.kind in ("text", "name", "word") else f"r.{self.name}"
+#: A CSV cell starting with one of these characters gets the guard (``edge.contract.history``), by code point.
+_GUARDED_CODES = ", ".join(str(ord(c)) for c in sorted(contract.GUARDED_STARTS))
+_GUARD_SQL = contract.GUARD.replace("'", "''")
 
 
-def safe_name(name: str) -> bool:
-    """True for a name a spreadsheet shows as text (it does not start like a formula)."""
-    return not name.startswith(("\t", "\r", "+", "-", "=", "@"))
+def csv_sql(column: Column, guard_names: bool = True) -> str:
+    """A column's cell in CSV, from the inner query's row ``r``: times as UTC ISO-8601 with milliseconds; text
+    (and names, unless ``guard_names`` is off) with the spreadsheet guard; JSON as its text."""
+    if column.kind == "time":
+        return f"""to_char(r.{column.name} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+    if column.kind == "text" or (column.kind == "name" and guard_names):
+        return f"CASE WHEN ascii(r.{column.name}) IN ({_GUARDED_CODES}) THEN '{_GUARD_SQL}' || r.{column.name} " \
+               f"ELSE r.{column.name} END"
+    if column.kind == "json":
+        return f"r.{column.name}::text"
+    return f"r.{column.name}"
+
+
+def json_sql(column: Column) -> str:
+    """A column's value in a JSON row (times written as in CSV; nothing guarded)."""
+    return csv_sql(column) if column.kind == "time" else f"r.{column.name}"
+
+
+def key_sql(column: Column) -> str:
+    """A column in the ordering key: text compares byte-wise (``C``), whatever the database's locale."""
+    return f'r.{column.name} COLLATE "C"' if column.kind in ("text", "name", "word") else f"r.{column.name}"
 
 
 @dataclass(frozen=True)
 class Shape:
-    """What one exported row is: an inner query (``{where}`` is filled with constant fragments), its output
-    columns, and the key that orders the rows and resumes an export. ``probe`` finds the time of the next row at
-    or after ``%(start)s`` (and before ``%(end)s``), so days without data are skipped; None: every day is read
-    (coverage reports the hours without data too)."""
+    """How the rows of a table of the contract (``edge.contract.history``: columns, key) are read: an inner query
+    (``{where}`` is filled with constant fragments) whose row ``r`` has the table's columns. ``probe`` finds the
+    time of the next row at or after ``%(start)s`` (and before ``%(end)s``), so days without data are skipped;
+    None: every day is read (coverage reports the hours without data too)."""
 
+    table: Table
     source: str
-    columns: tuple[Column, ...]
-    key: tuple[str, ...]
     where: tuple[str, ...] = ()
     probe: str | None = None
 
     @property
+    def columns(self) -> tuple[Column, ...]:
+        return self.table.columns
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return self.table.key
+
+    @property
     def header(self) -> bytes:
-        return (",".join(c.name for c in self.columns) + "\n").encode()
-
-    def key_kinds(self) -> tuple[str, ...]:
-        kinds = {c.name: c.kind for c in self.columns}
-        return tuple(kinds[name] for name in self.key)
+        return self.table.header.encode()
 
 
-_T, _X, _NAME, _WORD, _J = "time", "text", "name", "word", "json"
 _IN_WINDOW = "ts >= %(start)s AND ts < %(end)s"
 _OF_SERIES = "gateway_id = %(gateway)s AND sensor = ANY(%(sensors)s) AND quantity = ANY(%(quantities)s)"
 
@@ -240,11 +242,9 @@ CROSS JOIN LATERAL (SELECT ts FROM readings WHERE gateway_id = %(gateway)s AND s
 _EVENTS_PROBE = "SELECT min(ts) FROM events WHERE gateway_id = %(gateway)s AND ts >= %(start)s AND ts < %(end)s"
 
 RAW = Shape(
+    contract.READINGS,
     source="SELECT date_trunc('milliseconds', ts) AS ts, sensor, quantity, value, unit, quality, epoch, seq "
            "FROM readings WHERE {where}",
-    columns=(Column("ts", _T), Column("sensor", _NAME), Column("quantity", _NAME), Column("value"),
-             Column("unit", _X), Column("quality", _WORD), Column("epoch"), Column("seq")),
-    key=("ts", "sensor", "quantity", "epoch", "seq"),
     where=(_OF_SERIES, _IN_WINDOW),
     probe=_READINGS_PROBE,
 )
@@ -258,21 +258,17 @@ def _physical_sql() -> str:
 
 
 AGGREGATE = Shape(
+    contract.AGGREGATES,
     source="SELECT date_bin(%(bucket)s, ts, %(origin)s) AS ts, sensor, quantity, unit, count(*) AS count, "
            "min(value) AS min, avg(value) AS mean, max(value) AS max "
            "FROM readings WHERE {where} GROUP BY 1, 2, 3, 4",
-    columns=(Column("ts", _T), Column("sensor", _NAME), Column("quantity", _NAME), Column("unit", _X),
-             Column("count"), Column("min"), Column("mean"), Column("max")),
-    key=("ts", "sensor", "quantity", "unit"),
     where=(_OF_SERIES, _IN_WINDOW, "quality = 'good' AND value IS NOT NULL", _physical_sql()),
     probe=_READINGS_PROBE,
 )
 
 EVENTS = Shape(
+    contract.EVENTS,
     source="SELECT date_trunc('milliseconds', ts) AS ts, kind, source, data, epoch, seq FROM events WHERE {where}",
-    columns=(Column("ts", _T), Column("kind", _X), Column("source", _X), Column("data", _J), Column("epoch"),
-             Column("seq")),
-    key=("ts", "epoch", "seq"),
     where=("gateway_id = %(gateway)s", _IN_WINDOW),
     probe=_EVENTS_PROBE,
 )
@@ -282,6 +278,7 @@ EVENT_KINDS = "(kind = ANY(%(kinds)s) OR split_part(kind, '.', 1) = ANY(%(kinds)
 #: Per hour and series: readings expected from the sampling interval (counted from the series' first reading
 #: ever, within the range) against readings received, and how many of those were good.
 COVERAGE = Shape(
+    contract.COVERAGE,
     source="""
 SELECT h.hour, s.sensor, s.quantity, s.interval, s.source AS interval_source, e.expected,
        coalesce(g.received, 0) AS received, coalesce(g.good, 0) AS good,
@@ -295,10 +292,6 @@ CROSS JOIN LATERAL (SELECT round(greatest(extract(epoch FROM least(h.hour + inte
 LEFT JOIN (SELECT date_bin('1 hour', ts, %(origin)s) AS hour, sensor, quantity, count(*) AS received,
                   count(*) FILTER (WHERE quality = 'good') AS good
            FROM readings WHERE {where} GROUP BY 1, 2, 3) AS g USING (hour, sensor, quantity)""",
-    columns=(Column("hour", _T), Column("sensor", _NAME), Column("quantity", _NAME), Column("interval"),
-             Column("interval_source", _WORD), Column("expected"), Column("received"), Column("good"),
-             Column("missing")),
-    key=("hour", "sensor", "quantity"),
     where=(_OF_SERIES, _IN_WINDOW),
 )
 
@@ -316,15 +309,15 @@ class Export:
     params: dict[str, Any] = field(default_factory=dict)
     filters: tuple[str, ...] = ()
     after: tuple[Any, ...] | None = None
-    guard_names: bool = True  # False when every sensor and quantity name exported is known to be safe_name()
+    guard_names: bool = True  # False when no sensor or quantity name exported needs the guard
 
     def sql(self, fmt: str) -> str:
         """One window's query: COPY ... (FORMAT csv) for ``csv``, one JSON text per row for the others."""
         inner = self.shape.source.format(where=" AND ".join(self.shape.where + self.filters))
         columns = {c.name: c for c in self.shape.columns}
-        to_sql = (lambda c: c.csv_sql(self.guard_names)) if fmt == "csv" else Column.json_sql
+        to_sql = (lambda c: csv_sql(c, self.guard_names)) if fmt == "csv" else json_sql
         select = ", ".join(f"{to_sql(c)} AS {c.name}" for c in self.shape.columns)
-        key = ", ".join(columns[name].key_sql() for name in self.shape.key)
+        key = ", ".join(key_sql(columns[name]) for name in self.shape.key)
         after = f" WHERE ({key}) > ({', '.join(f'%(after{i})s' for i in range(len(self.shape.key)))})" \
             if self.after else ""
         query = f"SELECT {select} FROM ({inner}) AS r{after} ORDER BY {key}"

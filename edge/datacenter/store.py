@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import psycopg
 
-from edge.contract.protocol import MAX_TS_MS, MIN_TS_MS, EventBatch, ReadingBatch, seq_ranges
+from edge.contract.events import BufferGap
+from edge.contract.protocol import EventBatch, ReadingBatch, seq_ranges
 
 log = logging.getLogger(__name__)
 
 READING_PARTITIONS = 16
 REJECTED_PAYLOAD_LIMIT = 64 * 1024
-GAP_KIND = "buffer.gap"
 _MIGRATION_LOCK = 0x65646765  # pg_advisory_xact_lock key ("edge"): collectors starting together migrate once
 
 
@@ -237,9 +236,12 @@ class Written:
 
 # ------------------------------------------------------------------------------------------------------- the store
 
-_STAGE_COLUMNS = ("gateway_id", "epoch", "seq", "ts", "sensor", "quantity", "value", "unit", "quality", "reason",
-                  "clock", "boot_id", "mono")
-#: ``batch`` numbers the round's batches, so that a conflict is told to the batch that carried it.
+#: The data center's one reading type is the protocol's :class:`Reading`, in a :class:`ReadingBatch`. A staged row
+#: is the batch's gateway and epoch, every field of the reading (in the order of :data:`READING_FIELDS`, which is
+#: the dataclass's: a test holds them equal) and the batch's number in the round, so that a conflict is told to the
+#: batch that carried it; :func:`staged_readings` builds them, and nothing else does.
+READING_FIELDS = ("seq", "ts", "sensor", "quantity", "value", "unit", "quality", "reason", "clock", "boot_id", "mono")
+_STAGE_COLUMNS = ("gateway_id", "epoch", *READING_FIELDS)
 _STAGE = """CREATE TEMPORARY TABLE IF NOT EXISTS readings_stage (
     gateway_id text, epoch bigint, seq bigint, ts double precision, sensor text, quantity text,
     value double precision, unit text, quality text, reason text, clock smallint, boot_id text,
@@ -247,6 +249,7 @@ _STAGE = """CREATE TEMPORARY TABLE IF NOT EXISTS readings_stage (
 _COPY = f"COPY readings_stage ({', '.join(_STAGE_COLUMNS)}, batch) FROM STDIN (FORMAT BINARY)"
 _STAGE_TYPES = ["text", "int8", "int8", "float8", "text", "text", "float8", "text", "text", "text", "int2", "text",
                 "float8", "int4"]
+
 _INSERT_STAGED = f"""
     INSERT INTO readings ({', '.join(_STAGE_COLUMNS)})
     SELECT gateway_id, epoch, seq, to_timestamp(ts), sensor, quantity, value, unit, quality, reason, clock, boot_id,
@@ -369,10 +372,9 @@ class Store:
             with cur.copy(_COPY) as copy:
                 copy.set_types(_STAGE_TYPES)
                 for number, batch in enumerate(batches):
-                    for r in batch.readings:
-                        copy.write_row((batch.gateway_id, batch.epoch, r.seq, r.ts, r.sensor, r.quantity, r.value,
-                                        r.unit, r.quality, r.reason, r.clock, r.boot_id, r.mono, number))
-                        retimed = retimed or r.clock == 2
+                    for row in staged_readings(batch, number):
+                        copy.write_row(row)
+                    retimed = retimed or any(r.clock == 2 for r in batch.readings)
                     staged += len(batch.readings)
             cur.execute(_INSERT_STAGED)
             written.readings_new += cur.rowcount
@@ -393,7 +395,7 @@ class Store:
                     for event in batch.events:
                         copy.write_row((batch.gateway_id, batch.epoch, event.seq, event.ts, event.kind, event.source,
                                         json.dumps(event.data, ensure_ascii=False), number))
-                        if event.kind == GAP_KIND:
+                        if event.kind == BufferGap.KIND:
                             gap = _gap_row(batch.gateway_id, event.ts, event.data)
                             if gap is not None:
                                 gaps.append((number, event.seq, gap))
@@ -432,14 +434,24 @@ class Store:
                               batch.gateway_id, stream, first, last, batch.epoch)
 
 
+def staged_readings(batch: ReadingBatch, number: int) -> Iterator[tuple[Any, ...]]:
+    """The staging rows of ``batch``, the ``number``-th batch of the round: its gateway and epoch, then every field
+    of each reading in the order of ``READING_FIELDS`` (spelt out: this loop is the collector's hot path)."""
+    gateway_id, epoch = batch.gateway_id, batch.epoch
+    for r in batch.readings:
+        yield (gateway_id, epoch, r.seq, r.ts, r.sensor, r.quantity, r.value, r.unit, r.quality, r.reason, r.clock,
+               r.boot_id, r.mono, number)
+
+
 def _gap_row(gateway_id: str, reported: float, data: dict[str, Any]) -> tuple[Any, ...] | None:
-    gap = gap_fields(data)
+    """The ``gaps`` row a ``buffer.gap`` event reports (read through the contract), or None when it is malformed."""
+    gap = BufferGap.from_data(data)
     if gap is None:
-        log.warning("gateway %s sent a %s event without epoch/first_seq/last_seq/count; stored as an event only",
-                    gateway_id, GAP_KIND)
+        log.warning("gateway %s sent a %s event without a valid epoch/first_seq/last_seq/count (or an unknown "
+                    "stream); stored as an event only", gateway_id, BufferGap.KIND)
         return None
-    return (gateway_id, gap["stream"], gap["epoch"], gap["first_seq"], gap["last_seq"], gap["count"],
-            gap["first_ts"], gap["last_ts"], reported)
+    return (gateway_id, gap.stream, gap.epoch, gap.first_seq, gap.last_seq, gap.count, gap.first_ts, gap.last_ts,
+            reported)
 
 
 def storable_text(text: str) -> str:
@@ -451,25 +463,6 @@ def storable_text(text: str) -> str:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def gap_fields(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The gap a ``buffer.gap`` event describes, or None when a required field is missing or of the wrong type."""
-    gap = {"stream": data.get("stream", "readings"), "epoch": _whole(data.get("epoch")),
-           "first_seq": _whole(data.get("first_seq")), "last_seq": _whole(data.get("last_seq")),
-           "count": _whole(data.get("count")), "first_ts": _seconds(data.get("first_ts")),
-           "last_ts": _seconds(data.get("last_ts"))}
-    required = (gap["epoch"], gap["first_seq"], gap["last_seq"], gap["count"])
-    if gap["stream"] not in ("readings", "events") or None in required:
-        return None
-    return gap
-
-
 def _whole(value: Any) -> int | None:
     """A non-negative integer that fits a bigint, else None."""
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
-
-
-def _seconds(value: Any) -> float | None:
-    """A time in seconds within the years the protocol allows, else None."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and MIN_TS_MS <= value * 1000 <= MAX_TS_MS
-    return float(value) if ok else None

@@ -48,6 +48,8 @@ import sqlite_utils
 
 from edge import __version__
 from edge.errors import BufferFull, BufferUnavailable, BufferWriteError
+from edge.contract.events import (BufferCorrupt, BufferEpoch, BufferEventsLost, BufferGap, BufferRekey,
+                                  BufferRolledBack)
 from edge.contract.protocol import seq_ranges
 
 log = logging.getLogger(__name__)
@@ -364,15 +366,14 @@ class Buffer:
         self._start_error = None
         moved, reason = self._set_aside or (None, None)
         if moved:
-            self.append_event("buffer.corrupt", "buffer", {"moved_to": str(moved), "reason": reason}, ts=now)
+            self.append_event(BufferCorrupt.KIND, "buffer", BufferCorrupt(str(moved), reason).to_data(), ts=now)
         in_file, used = self._epochs_before
         rolled_back = in_file if used > in_file and not moved else None
         if rolled_back is not None:
             log.error("buffer %s went back in time: its last epoch is %d but epoch %d was used (a deleted "
                       "write-ahead log, a restored backup?); rows of the lost epochs that had not reached the data "
                       "center are gone; continuing at epoch %d", self.path, in_file, used, self.epoch)
-            self.append_event("buffer.rolled_back", "buffer", {"last_epoch_in_file": in_file, "epoch_used": used},
-                              ts=now)
+            self.append_event(BufferRolledBack.KIND, "buffer", BufferRolledBack(in_file, used).to_data(), ts=now)
         self._report = OpenReport(self.epoch, previous_clean, moved, reason, rolled_back_to=rolled_back)
         return self._report
 
@@ -647,8 +648,7 @@ class Buffer:
         previous = self.epoch
         boot_id = db.execute("SELECT boot_id FROM epochs WHERE epoch = ?", (previous,)).fetchone()
         self._begin_epoch(db, max(above, previous or 0, self._read_floor()) + 1, now, boot_id[0] if boot_id else "")
-        self.append_event("buffer.epoch", "buffer", {"previous": previous, "epoch": self.epoch, "reason": reason},
-                          ts=now)
+        self.append_event(BufferEpoch.KIND, "buffer", BufferEpoch(previous, self.epoch, reason).to_data(), ts=now)
         log.warning("buffer %s: moved from epoch %s to %d: %s", self.path, previous, self.epoch, reason)
         return self.epoch
 
@@ -677,10 +677,9 @@ class Buffer:
                        (epoch, first, last))
             db.conn.executemany(f"INSERT INTO {stream} ({', '.join(columns)}) VALUES "
                                 f"({', '.join('?' for _ in columns)})", moved)
-            mapping = {"stream": stream, "count": len(rows),
-                       "from": {"epoch": epoch, "ranges": seq_ranges([r[at_seq] for r in rows])},
-                       "to": {"epoch": self.epoch, "first_seq": start, "last_seq": start + len(rows) - 1}}
-            self.append_event("buffer.rekey", "buffer", mapping, ts=now)
+            mapping = BufferRekey(stream, len(rows), epoch, tuple(seq_ranges([r[at_seq] for r in rows])), self.epoch,
+                                  start, start + len(rows) - 1).to_data()
+            self.append_event(BufferRekey.KIND, "buffer", mapping, ts=now)
         log.warning("buffer %s: the data center holds other %s under epoch %d seq %d..%d; %d pending rows sent again "
                     "as epoch %d seq %d..%d", self.path, stream, epoch, first, last, len(rows), self.epoch, start,
                     start + len(rows) - 1)
@@ -817,19 +816,17 @@ class Buffer:
         of its own, never used by a row: it has the shape of the disk budget's gaps (the data center's ``gaps``
         table takes both), plus the sensor, its quantities and why. Returns whether anything was written."""
         if self._overflow:
-            self._insert_event(db, "buffer.events_lost", "buffer", json.dumps(
-                {**self._overflow, "reason": f"more than {MAX_DEFERRED_EVENTS} events waited for room"},
+            self._insert_event(db, BufferEventsLost.KIND, "buffer", json.dumps(BufferEventsLost(
+                **self._overflow, reason=f"more than {MAX_DEFERRED_EVENTS} events waited for room").to_data(),
                 sort_keys=True), self._overflow["last_ts"])
         for kind, source, data, ts in self._deferred:
             self._insert_event(db, kind, source, data, ts)
         for sensor, lost in sorted(self._unstored.items()):
             first = self._allocate(db, "readings", lost["count"])
-            gap = {"stream": "readings", "epoch": self.epoch, "first_seq": first,
-                   "last_seq": first + lost["count"] - 1, "count": lost["count"], "first_ts": lost["first_ts"],
-                   "last_ts": lost["last_ts"], "sensor": sensor, "quantities": sorted(lost["quantities"]),
-                   "reason": UNSTORED_REASON}
-            self._insert_event(db, "buffer.gap", "buffer", json.dumps(gap, ensure_ascii=False, sort_keys=True),
-                               lost["last_ts"])
+            gap = BufferGap(self.epoch, first, first + lost["count"] - 1, lost["count"], lost["first_ts"],
+                            lost["last_ts"], "readings", sensor, tuple(sorted(lost["quantities"])), UNSTORED_REASON)
+            self._insert_event(db, BufferGap.KIND, "buffer", json.dumps(gap.to_data(), ensure_ascii=False,
+                                                                       sort_keys=True), lost["last_ts"])
         return bool(self._unstored or self._deferred or self._overflow)
 
     def _forget_waiting(self) -> None:
@@ -999,9 +996,8 @@ class Buffer:
                 ts_by_seq = {r[1]: r[2] for r in of_epoch}
                 for first, last in seq_ranges([r[1] for r in of_epoch]):
                     db.execute("DELETE FROM readings WHERE epoch = ? AND seq BETWEEN ? AND ?", (epoch, first, last))
-                    gap = {"stream": "readings", "epoch": epoch, "first_seq": first, "last_seq": last,
-                           "count": last - first + 1, "first_ts": ts_by_seq[first], "last_ts": ts_by_seq[last]}
-                    self.append_event("buffer.gap", "buffer", gap, ts=now)
+                    gap = BufferGap(epoch, first, last, last - first + 1, ts_by_seq[first], ts_by_seq[last]).to_data()
+                    self.append_event(BufferGap.KIND, "buffer", gap, ts=now)
                     gaps.append(gap)
         return gaps
 

@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timezone
 
 from edge import __version__
+from edge.contract.events import DaemonStart, DaemonStop
 from edge.durations import counted
 from edge.gateway.config import GatewayConfig
 from edge.errors import BufferUnavailable, BufferWriteError
@@ -89,11 +90,10 @@ class Daemon:
         self.buffer, report = Buffer.open(cfg.buffer.path, now=now, boot_id=self.clock.boot_id)
         previous = "unknown" if report.epoch is None else \
             {None: "none", True: "clean", False: "unclean"}[report.previous_epoch_clean]
-        self.buffer.append_event("daemon.start", "daemon", {  # waits in memory while the epoch is not on disk
-            "version": __version__, "epoch": report.epoch, "previous_stop": previous,
-            "clock_synced": self.clock.is_synced(),
-            "intervals": {s.id: s.interval for s in cfg.sensors},  # the data center's coverage counts from these
-        }, ts=now)
+        self.buffer.append_event(DaemonStart.KIND, "daemon", DaemonStart(  # waits in memory until the epoch is on disk
+            __version__, report.epoch, previous, self.clock.is_synced(),
+            intervals={s.id: s.interval for s in cfg.sensors},  # the data center's coverage counts from these
+        ).to_data(), ts=now)
         if previous == "unclean":
             log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
         self.alerts = self._build("alerts", lambda: build_alerts(cfg, self.buffer, self.clock))
@@ -206,8 +206,8 @@ class Daemon:
             self._step("hardware", self.hardware.close)
         if self.buffer is not None:
             now = self.clock.time()
-            self._step("stop event", lambda: self.buffer.append_event("daemon.stop", "daemon", {
-                "reason": reason, **({"not_safe": failed} if failed else {})}, ts=now))
+            self._step("stop event", lambda: self.buffer.append_event(
+                DaemonStop.KIND, "daemon", DaemonStop(reason, tuple(failed)).to_data(), ts=now))
             self._step("clean-stop mark", lambda: self.buffer.mark_clean_stop(now))
             self._step("buffer", self.buffer.close)
         if failed:

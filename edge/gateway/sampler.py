@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from edge.contract.events import ClockSynced
 from edge.errors import BufferWriteError
 from edge.gateway.buffer import CLOCK_SYNCED, CLOCK_UNSYNCED, Buffer, NewReading
 from edge.gateway.hardware.base import PLAUSIBLE, Sample, Sensor
@@ -135,7 +136,7 @@ class Sampler:
             log.debug("readings not re-timed yet: %s", exc)
             return
         self._clock_synced = True
-        self.buffer.append_event("clock.synced", "clock", {"corrected_readings": fixed}, ts=self.clock.time())
+        self.buffer.append_event(ClockSynced.KIND, "clock", ClockSynced(fixed).to_data(), ts=self.clock.time())
         log.info("wall clock synced; corrected the timestamps of %d readings taken before", fixed)
 
     def stale(self, grace: float = 1.0) -> dict[float, float]:

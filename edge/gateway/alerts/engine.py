@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from edge.contract.events import (AlertAcked, AlertEscalated, AlertFired, AlertMessage, AlertReplyIgnored,
+                                  AlertResolved)
 from edge.gateway.alerts.conditions import (ACKED, FIRING, OK, RESOLVED, STALE, STALE_INTERVALS,
                                             SensorInfo, Transition, Watch, buffer_level, clock_level, fault_level,
                                             link_level, rate_change, rate_level, stale_level, step,
@@ -193,7 +195,8 @@ class Engine:
                 person = None
             if person is None:
                 log.info("ignoring an SMS from %s: not a registered recipient", masked(number))
-                self.buffer.append_event("alert.reply_ignored", "alerts", {"from": masked(number)}, ts=now)
+                self.buffer.append_event(AlertReplyIgnored.KIND, "alerts", AlertReplyIgnored(masked(number)).to_data(),
+                                         ts=now)
                 return "ignored"
             kind, codes = parse_reply(text)
             if kind == "status":
@@ -319,8 +322,8 @@ class Engine:
                                                     fired_ts=now, value=value)
         for person in self._owners():
             self.store.add_notice(db, incident_id, person.key, "firing", now)
-        self.buffer.append_event("alert.fired", watch.key, {"code": code, "rule": watch.rule_id,
-                                                            "severity": watch.severity, "value": value}, ts=now)
+        self.buffer.append_event(AlertFired.KIND, watch.key,
+                                 AlertFired(code, watch.rule_id, watch.severity, value).to_data(), ts=now)
         return incident_id, code
 
     def _resolve(self, db: Any, incident_id: int, value: float | None, now: float, quietly: bool = False) -> None:
@@ -333,7 +336,7 @@ class Engine:
         elif not quietly:
             for recipient in told:
                 self.store.add_notice(db, incident_id, recipient, "resolved", now)
-        self.buffer.append_event("alert.resolved", incident["key"], {"code": incident["code"], "value": value},
+        self.buffer.append_event(AlertResolved.KIND, incident["key"], AlertResolved(incident["code"], value).to_data(),
                                  ts=now)
         log.info("alert %s resolved (code %s)", incident["key"], incident["code"])
 
@@ -367,7 +370,8 @@ class Engine:
                     self.store.add_notice(db, incident["id"], person.key, "escalation", now)
                 self.store.update_incident(db, incident["id"], escalated_ts=now)
             if self._escalation():
-                self.buffer.append_event("alert.escalated", incident["key"], {"code": incident["code"]}, ts=now)
+                self.buffer.append_event(AlertEscalated.KIND, incident["key"],
+                                         AlertEscalated(incident["code"]).to_data(), ts=now)
 
     # ================================================================================================ replies
 
@@ -388,7 +392,7 @@ class Engine:
             if track is not None and track.state == FIRING and track.incident_id == incident["id"]:
                 track = replace(track, state=ACKED)
                 self.store.save_track(db, track)
-            self.buffer.append_event("alert.acked", incident["key"], {"code": code, "by": by}, ts=now)
+            self.buffer.append_event(AlertAcked.KIND, incident["key"], AlertAcked(code, by).to_data(), ts=now)
         if track is not None:
             self.tracks[track.key] = track  # only once committed
         log.info("alert %s (code %s) acknowledged by %s", incident["key"], code, by)
@@ -507,9 +511,9 @@ class Engine:
                                    [r["notice_id"] for r in sent])
             for incident_id in dict.fromkeys(r["id"] for r in sent):
                 self._after_telling(db, incident_id, now)
-            self.buffer.append_event("alert.message", "alerts", {
-                "to": person.name, "codes": sorted({r["code"] for r in sent}), "header": decision.header,
-                "local_id": local_id, "segments": segment_count(text)}, ts=now)
+            self.buffer.append_event(AlertMessage.KIND, "alerts", AlertMessage(
+                person.name, tuple(sorted({r["code"] for r in sent})), decision.header, local_id,
+                segment_count(text)).to_data(), ts=now)
         self.outbox.wake(now)
         log.info("alert message to %s queued (%s, codes %s)", person.name, decision.header,
                  ", ".join(sorted({r["code"] for r in sent})))

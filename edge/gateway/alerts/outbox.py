@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from edge.contract.events import SmsAttemptFailed, SmsExpired, SmsFailed, SmsSent
 from edge.gateway.alerts.numbers import masked
 from edge.gateway.alerts.segments import segment_count
 from edge.gateway.alerts.transports.base import Outcome, OutgoingSms, SendResult, Transport
@@ -287,8 +288,8 @@ class Outbox:
                     transport, result.outcome, result.detail)
             if result.outcome in ("partial", "ambiguous") and result.parts_done:
                 data.update(parts_done=result.parts_done)
-        kind = {"sent": "sms.sent", "failed": "sms.failed"}.get(step, "sms.attempt_failed")
-        self.buffer.append_event(kind, "sms", data, ts=now)
+        payload = {"sent": SmsSent, "failed": SmsFailed}.get(step, SmsAttemptFailed)(**data)
+        self.buffer.append_event(payload.KIND, "sms", payload.to_data(), ts=now)
 
     def _finish(self, row: dict[str, Any], state: str, now: float, transport: str | None, provider_id: str | None,
                 error: str | None) -> None:
@@ -299,8 +300,8 @@ class Outbox:
         if state == "expired":
             log.error("SMS %s to %s expired unsent after %d rounds", row["local_id"], row["recipient"],
                       row["attempts"])
-            self.buffer.append_event("sms.expired", "sms", {"local_id": row["local_id"], "to": row["recipient"],
-                                                            "attempts": row["attempts"]}, ts=now)
+            self.buffer.append_event(SmsExpired.KIND, "sms",
+                                     SmsExpired(row["local_id"], row["recipient"], row["attempts"]).to_data(), ts=now)
 
     def _retry_later(self, row: dict[str, Any], now: float, transport: str | None, error: str, pin: bool,
                      parts_done: int | None = None) -> None:

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from edge.contract.events import (ActuatorChange, ActuatorFault, ActuatorRefused, CommandActuate, RuleFault,
+                                  RuleRecovered)
 from edge.durations import counted, format_duration
 from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.control import rules as rule_logic
@@ -168,17 +170,16 @@ class Supervisor:
             if reason != "shutdown":  # a shutdown keeps the on-time so that max_on counts it after the restart
                 st.on_since = None
         st.value, st.reason, st.since, st.until = value, reason, now, until
-        event = {"value": value, "previous": previous, "reason": reason,
-                 **({"until": round(until, 3)} if until else {})}
+        event = ActuatorChange(value, previous, reason, round(until, 3) if until else None).to_data()
         try:
             with self.buffer.transaction() as db:
                 self._save_actuator(db, actuator_id, st)
-                self.buffer.append_event("actuator.change", actuator_id, event, ts=now)
+                self.buffer.append_event(ActuatorChange.KIND, actuator_id, event, ts=now)
             self._unsaved.discard(actuator_id)
         except BufferWriteError as exc:
             log.debug("%s: change not stored yet: %s", actuator_id, exc)
             self._unsaved.add(actuator_id)
-            self.buffer.append_event("actuator.change", actuator_id, event, ts=now)  # waits in memory for room
+            self.buffer.append_event(ActuatorChange.KIND, actuator_id, event, ts=now)  # waits in memory for room
         log.info("%s %s (%s)", actuator_id, _describe(value), reason)
 
     def _save_unsaved(self) -> None:
@@ -266,8 +267,8 @@ class Supervisor:
                 db.execute("INSERT OR REPLACE INTO control_rules VALUES (?, ?)", (rule.id, json.dumps(decision.state)))
         if decision.fault != self.rule_faults.get(rule.id):
             self.rule_faults[rule.id] = decision.fault
-            kind = "rule.fault" if decision.fault else "rule.recovered"
-            self.buffer.append_event(kind, rule.id, {"actuator": rule.actuator, "reason": decision.fault}, ts=now)
+            event = (RuleFault if decision.fault else RuleRecovered)(rule.actuator, decision.fault)
+            self.buffer.append_event(event.KIND, rule.id, event.to_data(), ts=now)
             (log.warning if decision.fault else log.info)("rule %s: %s", rule.id, decision.fault or "input back")
         return decision
 
@@ -301,8 +302,8 @@ class Supervisor:
         elif refusal != st.refused:
             st.refused = refusal
             log.info("%s not switched on for %s: %s", actuator_id, request.reason, refusal)
-            self.buffer.append_event("actuator.refused", actuator_id,
-                                     {"request": request.reason, "refused": refusal}, ts=now)
+            self.buffer.append_event(ActuatorRefused.KIND, actuator_id,
+                                     ActuatorRefused(request.reason, refusal).to_data(), ts=now)
 
     @staticmethod
     def _off_reason(st: ActuatorState, request: Request | None, faults: dict[str, str]) -> str:
@@ -350,7 +351,7 @@ class Supervisor:
             self.actuators[actuator_id].apply(value)
         except Exception as exc:
             log.error("%s could not be switched %s: %s", actuator_id, _describe(value), exc)
-            self.buffer.append_event("actuator.fault", actuator_id, {"value": value, "error": str(exc)}, ts=now)
+            self.buffer.append_event(ActuatorFault.KIND, actuator_id, ActuatorFault(value, str(exc)).to_data(), ts=now)
             return
         if value > 0 and st.value <= 0:
             st.on_since = now - self._carried_on_time.get(actuator_id, 0.0)
@@ -388,8 +389,8 @@ class Supervisor:
                 with self._transaction() as db:
                     db.execute("INSERT OR REPLACE INTO control_overrides VALUES (?, ?, ?, ?, ?)",
                                (actuator_id, override["value"], until, who, now))
-            self.buffer.append_event("command.actuate", actuator_id,
-                                     {"action": action, "for": duration, "who": who}, ts=now)
+            self.buffer.append_event(CommandActuate.KIND, actuator_id,
+                                     CommandActuate(action, duration, who).to_data(), ts=now)
             self.evaluate(now)
             return self.describe(actuator_id, now)
 
@@ -429,8 +430,8 @@ class Supervisor:
                     log.exception("%s could not be driven to its safe state", actuator_id)
                     failed.append(actuator_id)
                     try:  # still driven as it was: recording it off would be a lie; the fault is recorded
-                        self.buffer.append_event("actuator.fault", actuator_id,
-                                                 {"value": 0.0, "error": str(exc), "reason": "shutdown"}, ts=now)
+                        self.buffer.append_event(ActuatorFault.KIND, actuator_id,
+                                                 ActuatorFault(0.0, str(exc), "shutdown").to_data(), ts=now)
                     except Exception:
                         log.exception("%s: its fault could not be recorded", actuator_id)
                     continue

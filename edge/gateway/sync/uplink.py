@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from edge import __version__
 from edge.contract import protocol
+from edge.contract.events import BufferGap, BufferSetAside, CommandResult
 from edge.errors import BufferWriteError
 from edge.gateway.sync.config import SyncConfig
 
@@ -527,12 +528,11 @@ class Sync:
             db.execute(f"DELETE FROM {table} WHERE {where}", params)
             if stream == "readings" and match is None:
                 ts = _number(cells.get("ts"))
-                self.buffer.append_event("buffer.gap", "sync", {
-                    "stream": "readings", "epoch": epoch, "first_seq": seq, "last_seq": seq, "count": 1,
-                    "first_ts": ts, "last_ts": ts, "reason": f"set aside: {reason}"}, ts=now)
+                self.buffer.append_event(BufferGap.KIND, "sync", BufferGap(
+                    epoch, seq, seq, 1, ts, ts, "readings", reason=f"set aside: {reason}").to_data(), ts=now)
             else:
-                self.buffer.append_event("buffer.set_aside", "sync", {
-                    "stream": stream, "epoch": epoch, "seq": seq, "reason": reason}, ts=now)
+                self.buffer.append_event(BufferSetAside.KIND, "sync",
+                                         BufferSetAside(stream, epoch, seq, reason).to_data(), ts=now)
         log.error("sync: %s %s of epoch %s %s; moved to sync_quarantine and reported to the data center",
                   stream[:-1], seq, epoch, reason)
 
@@ -610,8 +610,8 @@ class Sync:
                 f"malformed command: {_reason(exc, named=True)}"
             command_id = getattr(exc, "command_id", None)
             log.warning("sync: refused a malformed command%s: %s", f" {command_id}" if command_id else "", error)
-            self.buffer.append_event("command.result", "sync", {"id": command_id, "ok": False, "error": error},
-                                     ts=now)
+            self.buffer.append_event(CommandResult.KIND, "sync",
+                                     CommandResult(command_id, False, error=error).to_data(), ts=now)
             return
         refusal = self._replay_refusal(command, now)
         if refusal:
@@ -629,7 +629,8 @@ class Sync:
             with self.buffer.transaction() as db:
                 db.execute("INSERT OR IGNORE INTO sync_commands VALUES (?, ?, ?, ?)",
                            (command.id, command.issued, now, int(result["ok"])))
-        self.buffer.append_event("command.result", "sync", {"id": command.id, "op": command.op, **result}, ts=now)
+        self.buffer.append_event(CommandResult.KIND, "sync",
+                                 CommandResult(command.id, op=command.op, **result).to_data(), ts=now)
         log.info("sync: command %s (%s): %s", command.id, command.op,
                  "done" if result["ok"] else f"refused: {result['error']}")
 
