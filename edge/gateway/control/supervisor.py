@@ -31,6 +31,7 @@ from edge.durations import format_duration
 from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.control import rules as rule_logic
 from edge.gateway.control.schedules import Place, window
+from edge.gateway.control.types import ActuatorState, Override
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +54,6 @@ MIGRATIONS = [(1, "control state", """
     );
     CREATE TABLE control_rules (rule TEXT PRIMARY KEY, state TEXT NOT NULL);
 """)]
-
-
-@dataclass
-class ActuatorState:
-    value: float = 0.0
-    reason: str = "startup"
-    since: float = 0.0
-    on_since: float | None = None
-    until: float | None = None
-    latched: bool = False
-    off_at: float | None = None  # when it last went from on to off (for interlock waits); not persisted
-    refused: str | None = None  # the last refusal, so it is reported once, not at every evaluation
 
 
 @dataclass(frozen=True)
@@ -110,7 +99,7 @@ class Supervisor:
         self.started = clock.time()
         self._lock = threading.RLock()
         self.state = {a: ActuatorState(since=self.started) for a in self.actuators}
-        self.overrides: dict[str, dict[str, Any]] = {}
+        self.overrides: dict[str, Override] = {}
         self.rule_state: dict[str, dict[str, Any]] = {}
         self.rule_faults: dict[str, str | None] = {}
         self._carried_on_time: dict[str, float] = {}  # seconds already on before the restart, per actuator
@@ -147,8 +136,9 @@ class Supervisor:
         for row in db.query("SELECT * FROM control_overrides"):
             if row["actuator"] in self.state:  # bounded by max_manual, even one stored by an older version
                 bound = row["issued"] + self.limits[row["actuator"]].manual_limit()
-                self.overrides[row["actuator"]] = {**row, "until": bound if row["until"] is None
-                                                   else min(row["until"], bound)}
+                self.overrides[row["actuator"]] = Override(
+                    row["actuator"], row["value"], bound if row["until"] is None else min(row["until"], bound),
+                    row["who"], row["issued"])
         for row in db.query("SELECT * FROM control_rules"):
             self.rule_state[row["rule"]] = json.loads(row["state"])
 
@@ -218,11 +208,11 @@ class Supervisor:
 
     def _expire_overrides(self, now: float) -> None:
         for actuator_id, override in list(self.overrides.items()):
-            if override["until"] is not None and now >= override["until"]:
+            if now >= override.until:
                 del self.overrides[actuator_id]
                 with self._transaction() as db:
                     db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
-                log.info("manual override of %s by %s expired", actuator_id, override["who"])
+                log.info("manual override of %s by %s expired", actuator_id, override.who)
 
     def _requests(self, now: float) -> tuple[dict[str, Request], dict[str, str]]:
         """The winning request of each actuator (safety rule > manual > rule > schedule), and the rules whose input
@@ -241,8 +231,7 @@ class Supervisor:
                 level = 3 if getattr(rule, "priority", "normal") == "safety" else 1
                 levels[level].append((rule.actuator, Request(decision.request, f"rule:{rule.id}", decision.until)))
         for actuator_id, override in self.overrides.items():
-            levels[2].append((actuator_id, Request(override["value"], f"manual:{override['who']}",
-                                                   override["until"])))
+            levels[2].append((actuator_id, Request(override.value, override.reason, override.until)))
         winners: dict[str, Request] = {}
         for level in levels:
             best: dict[str, Request] = {}
@@ -381,13 +370,11 @@ class Supervisor:
                         refusal = self._refusal(actuator_id, now)
                         if refusal:
                             raise Refused(refusal)
-                until = now + duration
-                override = {"actuator": actuator_id, "value": 1.0 if action == "on" else 0.0, "until": until,
-                            "who": who, "issued": now}
+                override = Override(actuator_id, 1.0 if action == "on" else 0.0, now + duration, who, now)
                 self.overrides[actuator_id] = override
                 with self._transaction() as db:
                     db.execute("INSERT OR REPLACE INTO control_overrides VALUES (?, ?, ?, ?, ?)",
-                               (actuator_id, override["value"], until, who, now))
+                               (override.actuator, override.value, override.until, override.who, override.issued))
             self.buffer.append_event("command.actuate", actuator_id,
                                      {"action": action, "for": duration, "who": who}, ts=now)
             self.evaluate(now)
@@ -456,7 +443,7 @@ def _describe(value: float) -> str:
 
 
 def describe_state(actuator_id: str, st: Mapping[str, Any], now: float,
-                   override: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   override: Override | None = None) -> dict[str, Any]:
     """One actuator as ``edge status`` and ``edge actuate`` show it."""
     until = st.get("until")
     return {
@@ -467,8 +454,8 @@ def describe_state(actuator_id: str, st: Mapping[str, Any], now: float,
         "since": st["since"],
         "until": until,
         "remaining_s": None if until is None else max(0.0, round(until - now, 1)),
-        "override": None if override is None else {"value": override["value"], "until": override["until"],
-                                                    "who": override["who"]},
+        "override": None if override is None else {"value": override.value, "until": override.until,
+                                                    "who": override.who},
     }
 
 
