@@ -123,14 +123,19 @@ def _open_reader(config):
         sys.exit(1)
 
 
-_NEVER_SWITCHED = {"value": 0.0, "reason": "never switched", "since": None, "until": None}
+def _recorded(row: dict[str, Any] | None):
+    """An actuator as the supervisor last recorded it (a ``control_actuators`` row); None: never switched."""
+    from edge.gateway.control.types import ActuatorState
+
+    return None if row is None else ActuatorState(row["value"], row["reason"], row["since"], row["on_since"],
+                                                  row["until"], bool(row["latched"]))
 
 
 def status_report(config, now: float | None = None) -> dict[str, Any]:
     """What ``edge status --json`` prints: a contract for scripts and monitoring."""
     from edge.gateway.buffer import LOW_SPACE, free_bytes
     from edge.gateway.clock import Clock
-    from edge.gateway.control.supervisor import describe_state
+    from edge.gateway.control.types import describe_state
 
     from edge.gateway.alerts.outbox import queue_summary, transport_health
 
@@ -179,7 +184,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         "sync": _sync_report(config, link, running, now),
         "sms": _sms_report(config, sms_queue, sms_health, now),
         "sensors": sensors,
-        "actuators": {a.id: describe_state(a.id, actuator_rows.get(a.id, _NEVER_SWITCHED), now)
+        "actuators": {a.id: describe_state(a.id, _recorded(actuator_rows.get(a.id)), now)
                       for a in config.actuators},
     }
 
