@@ -615,7 +615,7 @@ class Sync:
                                      ts=now)
             return
         refusal = self._replay_refusal(command, now)
-        if refusal:
+        if refusal is not None:
             result = {"ok": False, "error": refusal.answer}
         elif command.op == "ping":
             result = {"ok": True, "result": {"pong": now}}
