@@ -15,7 +15,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,11 +23,14 @@ from edge import __version__
 from edge.durations import parse_duration
 from edge.errors import ConfigError, EdgeError
 
+if TYPE_CHECKING:
+    from edge.gateway.control.types import ActuatorView
+
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
 
 
-class Refusal(EdgeError):
+class DaemonRefused(EdgeError):
     """The daemon did not carry out a request; the message is its answer (``refused: ...``), shown as it came."""
 
 
@@ -48,7 +51,7 @@ def error_lines(exc: EdgeError) -> list[str]:
     if isinstance(exc, ConfigError):
         return exc.problems
     text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-    return [text if isinstance(exc, Refusal) else f"error: {text}"]
+    return [text if isinstance(exc, DaemonRefused) else f"error: {text}"]
 
 
 config_option = click.option(
@@ -314,7 +317,7 @@ def _bytes(size: float) -> str:
     return f"{size:.1f} GB"
 
 
-def _format_actuator(info: dict[str, Any]) -> str:
+def _format_actuator(info: ActuatorView) -> str:
     text = f"{info['state']:<3}" + (f" {info['value']:.0%}" if 0 < info["value"] < 1 else "")
     text += f"  {info['reason']}"
     if info["remaining_s"] is not None:
@@ -397,7 +400,7 @@ def actuate(config_path: str | None, actuator: str, action: str, duration: float
 
 
 def _ask_daemon(config, request: dict[str, Any]) -> dict[str, Any]:
-    """One request over the control socket; raises Refusal with the daemon's answer, or EdgeError if unreachable."""
+    """One request over the control socket; raises DaemonRefused with the daemon's answer, or EdgeError if unreachable."""
     from edge.gateway.control_socket import call
 
     try:
@@ -406,7 +409,7 @@ def _ask_daemon(config, request: dict[str, Any]) -> dict[str, Any]:
         raise EdgeError(f"cannot reach the daemon at {config.control.socket} ({exc}); is `edge run` running?") \
             from None
     if not answer.get("ok"):
-        raise Refusal(answer.get("error", "refused"))
+        raise DaemonRefused(answer.get("error", "refused"))
     return answer
 
 

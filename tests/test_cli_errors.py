@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import wait_until
-from edge.cli import Refusal, error_lines, main
+from edge.cli import DaemonRefused, error_lines, main
 from edge.errors import BufferUnavailable, ConfigError, EdgeError
 from services import free_port
 
@@ -43,7 +43,7 @@ def test_any_edge_error_is_one_line_error_what_and_exit_1():
 
 
 def test_error_lines_keep_a_daemons_refusal_as_it_answered_and_a_configs_problems_one_per_line():
-    assert error_lines(Refusal("refused: interlock with fan")) == ["refused: interlock with fan"]
+    assert error_lines(DaemonRefused("refused: interlock with fan")) == ["refused: interlock with fan"]
     assert error_lines(ConfigError(["gw.yaml:3: gateway.id: missing required key",
                                     "gw.yaml:9: sensors[0].type: unknown sensor type 'x'"])) == [
         "gw.yaml:3: gateway.id: missing required key", "gw.yaml:9: sensors[0].type: unknown sensor type 'x'"]
