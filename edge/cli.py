@@ -400,7 +400,7 @@ def actuate(config_path: str | None, actuator: str, action: str, duration: float
 
 
 def _ask_daemon(config, request: dict[str, Any]) -> dict[str, Any]:
-    """One request over the control socket; raises DaemonRefused with the daemon's answer, or EdgeError if unreachable."""
+    """One request over the control socket: its answer, else DaemonRefused (the daemon's words) or EdgeError."""
     from edge.gateway.control_socket import call
 
     try:

@@ -191,7 +191,7 @@ def test_the_control_socket_and_the_downlink_refuse_alike(tmp_path, broker):
             "unknown": {"actuator": "nope", "action": "on"},
             "max-manual": {"actuator": "heater", "action": "off", "for": 1000 * 3600},
             "max-on": {"actuator": "pump", "action": "on", "for": 3600},
-            "interlock": {"actuator": "heater", "action": "on", "for": 600},  # refused by the supervisor, not the parser
+            "interlock": {"actuator": "heater", "action": "on", "for": 600},  # the supervisor refuses, not the parser
         }
         for name, args in cases.items():
             local, remote = by_socket(args), by_downlink(f"c-{name}", args)
