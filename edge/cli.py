@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from edge import __version__
-from edge.durations import parse_duration
+from edge.durations import counted, parse_duration
 from edge.errors import ConfigError, EdgeError
 
 if TYPE_CHECKING:
@@ -60,10 +60,11 @@ config_option = click.option(
 )
 
 
-def _load(config_path: str | None):
+def _load(config_path: str | None, files: bool = False):
+    """The gateway config; ``files``: also every ``*_file`` it names must be readable (check, run)."""
     from edge.gateway.config import load_config
 
-    return load_config(config_path)
+    return load_config(config_path, files=files)
 
 
 def _duration(_ctx, _param, value: str | None) -> float | None:
@@ -98,13 +99,15 @@ def main() -> None:
 def check(config_path: str | None) -> None:
     """Validate a config file without touching hardware.
 
-    Exit 0 when valid; exit 2 with one line per problem (FILE:LINE: key.path: message).
+    Every problem is reported in one pass: values, references, the Pi's pins, buses and addresses (two users of one
+    GPIO, an output on a bus pin, two chips at one address), and every *_file the config names (it must exist and
+    be readable by this user). Exit 0 when valid; exit 2 with one line per problem (FILE:LINE: key.path: message).
 
     Example: edge check -c /etc/edge/gateway.yaml
     """
-    config = _load(config_path)
-    click.echo(f"{config.source}: ok (gateway {config.gateway.id}, {len(config.sensors)} sensors, "
-               f"{len(config.actuators)} actuators, {config.hardware.backend} backend)")
+    config = _load(config_path, files=True)
+    click.echo(f"{config.source}: ok (gateway {config.gateway.id}, {counted(len(config.sensors), 'sensor')}, "
+               f"{counted(len(config.actuators), 'actuator')}, {config.hardware.backend} backend)")
 
 
 @main.command()
@@ -129,7 +132,7 @@ def run(config_path: str | None, duration: float | None, log_level: str | None) 
     stopping.install()
     from edge.gateway.daemon import Daemon
 
-    config = _load(config_path)
+    config = _load(config_path, files=True)  # a missing key file stops it here, before an epoch is used
     _setup_logging(log_level or config.log.level)
     sys.exit(Daemon(config, stopping=stopping).run(duration))
 
@@ -280,9 +283,9 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo(f"gateway  {gw['id']}" + (f" ({gw['name']})" if gw["name"] else ""))
     click.echo(f"epoch    {report['epoch']} since {report['epoch_started']}, daemon {report['daemon']}")
     click.echo(f"clock    {'synced' if clock['synced'] else 'NOT synced (readings are flagged)'}")
-    click.echo(f"buffer   {buf['path']}: {buf['total']} readings, {buf['pending']} pending, "
+    click.echo(f"buffer   {buf['path']}: {counted(buf['total'], 'reading')}, {buf['pending']} pending, "
                f"{buf['acknowledged']} acknowledged; oldest pending {_age(buf['oldest_pending_age_s'])}; "
-               f"{buf['events_pending']} events pending")
+               f"{counted(buf['events_pending'], 'event')} pending")
     disk = report["disk"]
     if disk["full"]:
         click.echo(f"disk     FULL ({_bytes(disk['free_bytes'])} free in {disk['path']}): readings are not being "
@@ -515,7 +518,8 @@ def doctor(config_path: str | None, timeout: float, env_file: str | None) -> Non
             reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
             raise EdgeError(f"cannot read {env_file or ENV_FILE}: {reason}") from None
     report = diagnose(config_path, env=env, timeout=timeout)
-    for line in format_report(report):
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # https://no-color.org
+    for line in format_report(report, colour=colour):
         click.echo(line)
     sys.exit(0 if report.ok else 1)
 
@@ -815,7 +819,7 @@ def plot(server, token_file, gateway, start, end, sensors, quantities, every, ou
     chosen = auto_every(start, end) if every == "auto" else None if every == "raw" else every
     request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson")
     count = draw(request, output)
-    click.echo(f"{output}: {count:,} {'points' if chosen else 'readings'} of {gateway}", err=True)
+    click.echo(f"{output}: {counted(count, 'point' if chosen else 'reading', grouped=True)} of {gateway}", err=True)
 
 
 @main.group(invoke_without_command=True)

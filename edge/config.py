@@ -9,8 +9,11 @@ it, ``edge.datacenter.config`` the data center's; loading one imports nothing of
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,9 +60,19 @@ class Document:
         self.lines: dict[Loc, int] = {}
         self.problems: list[tuple[int, str]] = []
         self.merged: dict[int, int] = {}  # id(mapping node) -> how many of its pairs came from merge keys
+        #: Values whose ``${VAR}`` is not set: already reported, so what validation says about them is not.
+        self.unresolved: set[Loc] = set()
 
     def problem(self, loc: Loc, message: str) -> None:
         self.problems.append((self.line_of(loc), f"{self.source}:{self.line_of(loc)}: {render_loc(loc)}: {message}"))
+
+    def messages(self) -> list[str]:
+        """Every problem, in line order."""
+        return [message for _, message in sorted(self.problems, key=lambda problem: problem[0])]
+
+    def reported(self, loc: Loc) -> bool:
+        """Whether ``loc`` is (inside) a value already reported as unresolved."""
+        return any(loc[:len(done)] == done for done in self.unresolved)
 
     def line_of(self, loc: Loc) -> int:
         """The line of ``loc``, or of its nearest ancestor that is in the file (for missing keys)."""
@@ -201,9 +214,7 @@ def read_yaml(text: str, doc: Document, env: Mapping[str, str]) -> Any:
     try:
         root = loader.get_single_node()
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        reason = getattr(exc, "problem", None) or str(exc)
+        line, reason = _syntax_problem(exc)
         doc.problems.append((line, f"{doc.source}:{line}: yaml: {reason}"))
         return None
     finally:
@@ -212,6 +223,40 @@ def read_yaml(text: str, doc: Document, env: Mapping[str, str]) -> Any:
         doc.problems.append((1, f"{doc.source}:1: the file is empty (or holds only comments)"))
         return None
     return _convert(root, (), doc, env, loader)
+
+
+#: Syntax errors PyYAML finds only past the mistake, reported where the unfinished token or collection started
+#: (its context mark), with what to do.
+_STARTED_AT = {
+    "while scanning a quoted scalar": "a quoted value that starts here is never closed: add the closing quote",
+    "while scanning a simple key": "no ':' after the key on this line: write key: value (a space after the colon)",
+    "while parsing a flow sequence": "the [ list that starts here is not closed with ]",
+    "while parsing a flow mapping": "the { mapping that starts here is not closed with }",
+}
+
+
+def _syntax_problem(exc: yaml.YAMLError) -> tuple[int, str]:
+    """The line of a YAML syntax error as a person would point at it, and what it is.
+
+    PyYAML reports an unfinished token where it gave up: an unclosed quote at the end of the file, a key without its
+    colon on the line after. Those are reported at the line where the token started; the others (a tab, a line
+    indented wrongly) at the line where they are."""
+    problem, context = getattr(exc, "problem", None), getattr(exc, "context", None)
+    mark, start = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark else 1
+    if problem is None:
+        return line, str(exc)
+    if start is not None and context in _STARTED_AT and start.line + 1 < line:
+        return start.line + 1, f"{_STARTED_AT[context]} (found {problem!s} on line {line})"
+    if start is not None and context in _STARTED_AT:
+        return line, f"{_STARTED_AT[context]} ({problem})"
+    column = f" in column {mark.column + 1}" if mark else ""
+    if "'\\t'" in problem:
+        return line, f"a tab{column}: YAML indents with spaces, never tabs"
+    if problem.startswith("expected <block end>") or problem == "mapping values are not allowed here":
+        return line, (f"this line is indented wrongly ({problem}{column}): keys of one mapping line up exactly, "
+                      "and a value containing ': ' needs quotes")
+    return line, problem + column
 
 
 def _convert(node: yaml.Node, loc: Loc, doc: Document, env: Mapping[str, str], loader: yaml.SafeLoader) -> Any:
@@ -260,6 +305,7 @@ def _substitute(text: str, loc: Loc, doc: Document, env: Mapping[str, str]) -> s
         if value is None or (value == "" and default is not None):
             if default is None:
                 doc.problem(loc, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+                doc.unresolved.add(loc)
                 return ""
             return default
         return value
@@ -270,17 +316,65 @@ def _substitute(text: str, loc: Loc, doc: Document, env: Mapping[str, str]) -> s
 # ----------------------------------------------------------------------------------------------------- validation
 
 
-def _friendly(error: Mapping[str, Any]) -> str:
+def _friendly(error: Mapping[str, Any], model: Any = None) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        key = error["loc"][-1] if error["loc"] else None
+        return "unknown key" + _did_you_mean(key, _keys_at(model, tuple(error["loc"][:-1])))
     if kind == "missing":
         return "missing required key"
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix):]
+    if kind == "literal_error":
+        expected = str(error.get("ctx", {}).get("expected", ""))
+        message += _did_you_mean(error.get("input"), re.findall(r"'([^']*)'", expected))
     return message
+
+
+def _did_you_mean(given: Any, choices: Any) -> str:
+    """`` (did you mean 'interval'?)`` when ``given`` is a near miss of one of ``choices``, else ``""``."""
+    if not isinstance(given, str) or not choices:
+        return ""
+    close = difflib.get_close_matches(given, [str(choice) for choice in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _keys_at(model: Any, loc: Loc) -> list[str]:
+    """The keys the model accepts at ``loc`` (a pydantic error location, with its union and type tags), for a
+    suggestion when a key is unknown; empty when the location cannot be followed."""
+    candidates = _unwrap(model) if model is not None else []
+    for part in loc:
+        with_field = [c for c in candidates if isinstance(part, str) and part in _fields_of(c)]
+        if with_field:
+            candidates = [t for c in with_field for t in _unwrap(_fields_of(c)[part].annotation)]
+        elif isinstance(part, int):
+            candidates = [t for c in candidates if typing.get_origin(c) in (list, tuple)
+                          for arg in typing.get_args(c) if arg is not Ellipsis for t in _unwrap(arg)]
+        elif any(getattr(c, "__name__", None) == part for c in candidates):
+            candidates = [c for c in candidates if getattr(c, "__name__", None) == part]  # a union's branch
+        elif any(typing.get_origin(c) is dict for c in candidates):
+            candidates = [t for c in candidates if typing.get_origin(c) is dict for t in _unwrap(typing.get_args(c)[1])]
+        # else: a type tag such as 'function-after[...]': the value is still the same one
+    return sorted({key for candidate in candidates for key in _fields_of(candidate)})
+
+
+def _fields_of(model: Any) -> dict[str, Any]:
+    fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
+    if not isinstance(fields, dict):
+        return {}
+    return {(field.alias or name): field for name, field in fields.items()}
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """An annotation as the types a value may take (``Annotated``, ``Optional`` and unions opened)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [inner for member in typing.get_args(annotation) for inner in _unwrap(member)]
+    return [annotation]
 
 
 def _data_loc(data: Any, loc: Loc, kind: str) -> Loc:
@@ -300,21 +394,23 @@ def _data_loc(data: Any, loc: Loc, kind: str) -> Loc:
     return tuple(out)
 
 
-def report(exc: ValidationError, data: Any, prefix: Loc, doc: Document) -> None:
+def report(exc: ValidationError, data: Any, prefix: Loc, doc: Document, model: Any = None) -> None:
+    """Each error of a validation as ``FILE:LINE: key.path: message``: once per key (a union reports once per
+    branch), and not for values whose ``${VAR}`` was missing (that is reported already)."""
     seen: set[Loc] = set()
     for error in exc.errors():
         loc = prefix + _data_loc(data, tuple(error["loc"]), error["type"])
-        if loc in seen:
-            continue  # one message per key: a union reports once per branch
+        if loc in seen or doc.reported(loc):
+            continue
         seen.add(loc)
-        doc.problem(loc, _friendly(error))
+        doc.problem(loc, _friendly(error, model))
 
 
 def validate_part(model: Any, data: Any, loc: Loc, doc: Document) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        report(exc, data, loc, doc)
+        report(exc, data, loc, doc, model)
         return None
 
 
@@ -327,7 +423,7 @@ def load_model(model: type[BaseModel], path: str | os.PathLike[str], env: Mappin
     data = read_yaml(text, doc, os.environ if env is None else env)
     if data is not None and not isinstance(data, dict):
         doc.problem((), "the file must be a mapping of sections")
-    config = validate_part(model, data, (), doc) if not doc.problems and isinstance(data, dict) else None
+    config = validate_part(model, data, (), doc) if isinstance(data, dict) else None
     if doc.problems or config is None:
-        raise ConfigError([message for _, message in sorted(doc.problems)])
+        raise ConfigError(doc.messages())
     return config

@@ -1,5 +1,5 @@
 """Durations and sizes as people write them in config and on the command line: ``10s``, ``5m``, ``2h``, ``1d``;
-``500MB``, ``2GB``."""
+``500MB``, ``2GB``; and counts as people read them: ``1 sensor``, ``3 sensors``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def parse_duration(text: Any) -> float:
     if seconds <= 0:
         raise ValueError(f"invalid duration {text!r}: must be greater than zero")
     return seconds
+
+
+def counted(count: int, noun: str, plural: str | None = None, *, grouped: bool = False) -> str:
+    """``1 sensor``, ``0 sensors``, ``12000 readings`` (``12,000 readings`` when ``grouped``): a count with its noun
+    in the right number."""
+    number = f"{count:,}" if grouped else f"{count}"
+    return f"{number} {noun if count == 1 else plural or noun + 's'}"
 
 
 def format_duration(seconds: float) -> str:

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
+from edge.durations import counted
 from edge.errors import EdgeError
 
 UTC = timezone.utc
@@ -266,7 +267,7 @@ def pull(request: Request, out: BinaryIO, *, sink: Sink | None = None, retries: 
             except _Retry as exc:
                 failures = 1 if sink.last != before else failures + 1
                 if failures > retries:
-                    raise HistoryError(f"giving up after {failures} attempts in a row: {exc}") from None
+                    raise HistoryError(f"giving up after {counted(failures, 'attempt')} in a row: {exc}") from None
                 delay = min(backoff[1], backoff[0] * 2 ** (failures - 1))
                 progress.note(f"{exc}; continuing after the last complete row in {delay:g}s")
                 sleep(delay)

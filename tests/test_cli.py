@@ -174,3 +174,29 @@ def test_a_reading_stamped_before_the_clock_stepped_back_shows_age_0_not_a_negat
     finally:
         race.close()
     assert report["sensors"]["air"]["age_s"] == 0.0
+
+
+def test_counts_in_command_output_agree_with_their_nouns(gateway_config, tmp_path):
+    import re
+    import time as clock
+
+    from click.testing import CliRunner
+
+    from edge.cli import main
+    from edge.gateway.buffer import Buffer, NewReading
+
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=clock.time(), boot_id="boot-1")
+    buffer.append_readings([NewReading(clock.time(), "air", "temperature", 21.0, "°C")])
+    buffer.close()
+    status = CliRunner().invoke(main, ["status", "-c", str(gateway_config)]).output
+    [line] = [text for text in status.splitlines() if text.startswith("buffer ")]
+    assert ": 1 reading, 1 pending" in line
+    events, noun = re.search(r"; (\d+) (events?) pending", line).groups()
+    assert noun == ("event" if events == "1" else "events")
+    one = tmp_path / "one.yaml"
+    one.write_text("gateway: {id: gh-1}\nsensors:\n  - {id: air, type: simulated, measures: [temperature]}\n"
+                   "actuators:\n  - {id: fan, type: relay, kind: fan, pin: 17}\n")
+    assert CliRunner().invoke(main, ["check", "-c", str(one)]).output == (
+        f"{one}: ok (gateway gh-1, 1 sensor, 1 actuator, simulated backend)\n")
+    assert "(gateway gh-test, 2 sensors, 2 actuators, " in CliRunner().invoke(main, ["check", "-c",
+                                                                                     str(gateway_config)]).output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -63,7 +64,7 @@ def test_unknown_top_level_key_names_its_line(tmp_path):
 def test_unknown_key_inside_a_sensor_names_the_sensor_path(tmp_path):
     path, result = check(tmp_path, GOOD.replace("    interval: 10s\n", "    interval: 10s\n    intervall: 5s\n"))
     assert result.exit_code == 2
-    assert problems(result) == [f"{path}:10: sensors[0].intervall: unknown key"]
+    assert problems(result) == [f"{path}:10: sensors[0].intervall: unknown key (did you mean 'interval'?)"]
 
 
 @pytest.mark.parametrize("bad", ["10", "10 minutes", "-5s", "0s", "5 m s", "1w"])
@@ -115,10 +116,10 @@ def test_reference_to_a_quantity_the_sensor_does_not_measure_is_refused(tmp_path
 
 
 def test_unknown_sensor_type_lists_the_known_ones(tmp_path):
-    path, result = check(tmp_path, GOOD.replace("type: simulated\n    measures: [temp", "type: sht99\n    measures: [temp"))
+    path, result = check(tmp_path, GOOD.replace("type: simulated\n    measures: [temp", "type: x9\n    measures: [temp"))
     assert result.exit_code == 2
     [line] = problems(result)
-    assert line.startswith(f"{path}:7: sensors[0].type: unknown sensor type 'sht99' (known: ")
+    assert line.startswith(f"{path}:7: sensors[0].type: unknown sensor type 'x9' (known: ")
 
 
 def test_wrong_value_types_are_refused(tmp_path):
@@ -145,7 +146,7 @@ def test_yaml_syntax_error_names_its_line(tmp_path):
     path, result = check(tmp_path, GOOD.replace("measures: [temperature, humidity]", "measures: [temperature"))
     assert result.exit_code == 2
     [line] = problems(result)
-    assert line.startswith(f"{path}:9: yaml: ")
+    assert line.startswith(f"{path}:8: yaml: the [ list that starts here is not closed with ]")
 
 
 def test_all_problems_are_reported_at_once_in_line_order(tmp_path):
@@ -331,7 +332,8 @@ actuators:
 def test_a_key_given_twice_beside_a_merge_key_is_still_a_duplicate():
     with pytest.raises(ConfigError) as caught:
         parse_config("gateway: {id: gh-1}\nx: &x {a: 1}\ny: {<<: *x, b: 1, b: 2}\n", "dup.yaml")
-    assert caught.value.problems == ["dup.yaml:3: y.b: duplicate key (first on line 3)"]
+    assert caught.value.problems == ["dup.yaml:2: x: unknown key", "dup.yaml:3: y.b: duplicate key (first on line 3)",
+                                     "dup.yaml:3: y: unknown key"]  # all in one pass
 
 
 def test_the_data_center_config_gets_the_same_checks(tmp_path):
@@ -347,3 +349,182 @@ def test_the_data_center_config_gets_the_same_checks(tmp_path):
         load_datacenter_config(path, env={})
     assert caught.value.problems == [f"{path}:2: yaml: control character U+0001 in column 16 is not allowed (only "
                                      "tab, newline and printable characters)"]
+
+
+# ------------------------------------------------------------------------------- every problem in one pass
+
+
+def test_a_missing_variable_hides_no_other_problem_and_is_not_reported_twice(tmp_path):
+    text = (GOOD.replace("id: gh-1", "id: ${GATEWAY_ID}").replace("interval: 10s", "interval: ten")
+            .replace("kind: fan", "kind: fann") + "sync:\n  url: ${BROKER_URL}\n")
+    path, result = check(tmp_path, text, env={})
+    assert result.exit_code == 2
+    assert problems(result) == [
+        f"{path}:2: gateway.id: environment variable GATEWAY_ID is not set (write ${{GATEWAY_ID:-default}} for a "
+        "default)",
+        f"{path}:9: sensors[0].interval: invalid duration 'ten': use a number and a unit, such as 10s, 5m, 2h or 1d",
+        f"{path}:18: actuators[0].kind: Input should be 'fan', 'heater', 'pump', 'vent', 'light', 'co2', 'mister' or "
+        "'other' (did you mean 'fan'?)",
+        f"{path}:22: sync.url: environment variable BROKER_URL is not set (write ${{BROKER_URL:-default}} for a "
+        "default)",
+    ]
+
+
+def test_a_bad_section_does_not_hide_unknown_references_in_another(tmp_path):
+    text = GOOD + """log: {level: loud}
+rules:
+  - {id: cooling, type: threshold, input: {sensor: nope, quantity: temperature}, actuator: fan, on_above: 30,
+     off_below: 27}
+"""
+    path, result = check(tmp_path, text)
+    assert problems(result) == [
+        f"{path}:21: log.level: Input should be 'debug', 'info', 'warning' or 'error'",
+        f"{path}:23: rules[0].input.sensor: unknown sensor 'nope' (sensors: air, soil)",
+    ]
+
+
+def test_whole_config_checks_still_run_beside_a_missing_variable(tmp_path):
+    text = GOOD.replace("  id: gh-1\n", "  id: gh-1\n  name: ${GREENHOUSE_NAME}\n") + """alerts:
+  recipients:
+    - {name: Farmer, number: "09120000000"}
+"""
+    path, result = check(tmp_path, text, env={})
+    assert [line.split(": ")[1] for line in problems(result)] == ["gateway.name", "alerts.recipients"]
+
+
+def test_a_mistyped_sensor_type_gets_a_suggestion_besides_the_list(tmp_path):
+    path, result = check(tmp_path, GOOD.replace("type: simulated\n    measures: [temp", "type: sht31\n    measures: [temp"))
+    [line] = problems(result)
+    assert line.startswith(f"{path}:7: sensors[0].type: unknown sensor type 'sht31': did you mean 'sht3x'? (known: "
+                           "ads1115, bh1750, bme280, dht22, ")
+
+
+def test_a_mistyped_key_or_choice_anywhere_gets_a_suggestion(tmp_path):
+    text = GOOD.replace("hardware:\n  backend: simulated", "hardware:\n  backend: gpoi") + """sync:
+  batch_sise: 100
+sms:
+  transports:
+    - {type: kavenegar, api_kye: x, sender: "2000"}
+"""
+    path, result = check(tmp_path, text)
+    assert problems(result) == [
+        f"{path}:4: hardware.backend: Input should be 'simulated' or 'gpio' (did you mean 'gpio'?)",
+        f"{path}:22: sync.batch_sise: unknown key (did you mean 'batch_size'?)",
+        f"{path}:25: sms.transports[0].api_kye: unknown key (did you mean 'api_key'?)",
+    ]
+
+
+@pytest.mark.parametrize("mistake, line, message", [
+    (("id: gh-1", 'id: "gh-1'), 2, "a quoted value that starts here is never closed: add the closing quote"),
+    (("zone: bed-1", "zone: 'bed-1"), 13, "a quoted value that starts here is never closed: add the closing quote"),
+    (("    measures: [temperature, humidity]", "  measures: [temperature, humidity]"), 8,
+     "this line is indented wrongly"),
+    (("    measures: [temperature, humidity]", "     measures: [temperature, humidity]"), 8,
+     "this line is indented wrongly"),
+    (("  - id: soil", "   - id: soil"), 10, "this line is indented wrongly"),
+    (("    measures: [temperature, humidity]", "\tmeasures: [temperature, humidity]"), 8,
+     "a tab in column 1: YAML indents with spaces, never tabs"),
+    (("type: pwm", "type pwm"), 17, "no ':' after the key on this line: write key: value (a space after the colon)"),
+    (("type: pwm", "type:pwm"), 17, "no ':' after the key on this line"),
+    (("feedback: {sensor: air, quantity: temperature}", "feedback: {sensor: air, quantity: temperature"), 20,
+     "the { mapping that starts here is not closed with }"),
+])
+def test_yaml_syntax_errors_point_at_the_line_of_the_mistake(tmp_path, mistake, line, message):
+    path, result = check(tmp_path, GOOD.replace(*mistake) + "control: {interval: 5s}\n")
+    assert result.exit_code == 2
+    [problem] = problems(result)
+    assert problem.startswith(f"{path}:{line}: yaml: {message}")
+
+
+# ------------------------------------------------------------------------------------ files the config names
+
+SECRETS = """\
+sync:
+  url: mqtts://broker.example:8883
+  password_file: PASSWORD
+  ca_file: CA
+sms:
+  transports:
+    - {type: kavenegar, api_key_file: KEY, sender: "2000660110"}
+"""
+
+
+def secrets_config(tmp_path, password="s3cret-password", ca="-----BEGIN CERTIFICATE-----\n", key=None):
+    files = {"PASSWORD": (tmp_path / "mqtt-password", password), "CA": (tmp_path / "ca.pem", ca),
+             "KEY": (tmp_path / "kavenegar.key", key)}
+    text = GOOD + SECRETS
+    for name, (path, content) in files.items():
+        if content is not None:
+            path.write_text(content)
+        text = text.replace(name, str(path))
+    return text
+
+
+def test_check_names_each_missing_secret_file_with_its_line(tmp_path):
+    path, result = check(tmp_path, secrets_config(tmp_path))
+    assert result.exit_code == 2
+    assert problems(result) == [f"{path}:27: sms.transports[0].api_key_file: {tmp_path / 'kavenegar.key'} does not "
+                                "exist: create it (owner root, group edge, mode 0640)"]
+
+
+def test_empty_files_and_directories_are_not_secret_files(tmp_path):
+    (tmp_path / "kavenegar.key").mkdir()
+    path, result = check(tmp_path, secrets_config(tmp_path, password=""))
+    assert problems(result) == [f"{path}:23: sync.password_file: {tmp_path / 'mqtt-password'} is empty",
+                                f"{path}:27: sms.transports[0].api_key_file: {tmp_path / 'kavenegar.key'} is a "
+                                "directory, not a file"]
+
+
+def test_secret_files_pass_and_their_contents_are_never_printed(tmp_path):
+    path, result = check(tmp_path, secrets_config(tmp_path, key="k3y-s3cret") + "colour: red\n")
+    assert problems(result) == [f"{path}:28: colour: unknown key"]
+    path, result = check(tmp_path, secrets_config(tmp_path, key="k3y-s3cret"))
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+
+
+def _without_privileges() -> None:
+    """In a child process before exec: as root, give up every capability (CAP_DAC_OVERRIDE above all), so file modes
+    apply to it as to the service user."""
+    import ctypes
+    import os
+
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in range(64):
+            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP; fails past the last capability
+                break
+
+
+def test_a_secret_file_this_user_cannot_read_is_a_problem(tmp_path):
+    import getpass
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text(secrets_config(tmp_path, key="k3y-s3cret"))
+    (tmp_path / "kavenegar.key").chmod(0o000)
+    done = subprocess.run([sys.executable, "-m", "edge", "check", "-c", str(config)], capture_output=True,
+                          text=True, preexec_fn=_without_privileges, env={})
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line == (f"{config}:27: sms.transports[0].api_key_file: {tmp_path / 'kavenegar.key'} is not readable by "
+                    f"this user ({getpass.getuser()}): the service user edge must read it (owner root, group edge, "
+                    "mode 0640); run edge check as root or as edge")
+    assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_the_daemon_does_not_start_without_its_secret_files(tmp_path):
+    text = secrets_config(tmp_path).replace("url: mqtts://broker.example:8883", "url: ''") + (
+        f"buffer: {{path: {tmp_path / 'buffer.db'}}}\ncontrol: {{socket: {tmp_path / 'control.sock'}}}\n")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "edge", "run", "-c", str(path), "--for", "1s"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"{path}:27: sms.transports[0].api_key_file: {tmp_path / 'kavenegar.key'} does "
+                                   "not exist: create it (owner root, group edge, mode 0640)")
+    assert not (tmp_path / "buffer.db").exists()  # nothing started: no epoch used up
+
+
+def test_commands_that_only_read_do_not_need_the_secret_files(tmp_path):
+    config = parse_config(secrets_config(tmp_path))
+    assert str(config.sms.transports[0].api_key_file) == str(tmp_path / "kavenegar.key")

@@ -53,12 +53,12 @@ def line(output: str, name: str) -> str:
 def test_a_reachable_broker_and_answering_sensors_pass(write_config, broker):
     code, output = doctor(write_config(sync=f"{{url: {broker.url}}}"))
     assert code == 0, output
-    assert line(output, "config").startswith("OK    config   gateway gh-a: 1 sensors")
+    assert line(output, "config").startswith("OK    config   gateway gh-a: 1 sensor, 0 actuators, ")
     assert line(output, "broker") == f"OK    broker   127.0.0.1:{broker.port}: connected as 'gh-a' (mqttv5)"
     assert line(output, "sensors").startswith("OK    sensors  1 of 1 answer (probed")
     assert line(output, "buffer").startswith("WARN  buffer")  # no buffer before the first start
     assert line(output, "sms") == "SKIP  sms      no SMS transport configured"
-    assert output.splitlines()[-1] == "0 failed, 1 warning(s)"
+    assert output.splitlines()[-1] == "0 failed, 1 warning"
 
 
 def test_an_unreachable_broker_fails_with_a_hint(write_config):
@@ -150,8 +150,10 @@ def test_an_invalid_config_is_the_only_line_and_fails(tmp_path):
     path.write_text("gateway: {id: x}\nsensors: 3\n")
     code, output = doctor(path)
     assert code == 1
-    assert output.splitlines()[1:] == ["FAIL  config   1 problem(s)", f"{'':15}{path}:2: sensors: must be a list",
-                                       f"{'':15}-> fix them, then: edge check -c {path}", "1 failed, 0 warning(s)"]
+    assert output.splitlines()[1] == "FAIL  config   1 problem"
+    assert output.splitlines()[2].startswith(f"{'':15}{path}:2:")  # the problem under it, wrapped at 100 columns
+    assert " ".join(output.split()).endswith(f"FAIL config 1 problem {path}:2: sensors: must be a list -> fix them, "
+                                             f"then: edge check -c {path} 1 failed, 0 warnings")
 
 
 def test_a_buffer_near_its_budget_warns_and_a_damaged_one_fails(write_config, tmp_path):
@@ -163,7 +165,8 @@ def test_a_buffer_near_its_budget_warns_and_a_damaged_one_fails(write_config, tm
     code, output = doctor(config)
     assert code == 0
     assert line(output, "buffer").startswith(f"WARN  buffer   {tmp_path / 'buffer.db'}: intact, ")
-    assert "of its 1.0 MB budget" in line(output, "buffer") and "20000 readings not yet acknowledged" in output
+    flat = " ".join(output.split())  # long lines are wrapped at 100 columns
+    assert "of its 1.0 MB budget" in flat and "20000 readings not yet acknowledged" in flat
 
     for suffix in ("", "-wal", "-shm"):
         (tmp_path / f"buffer.db{suffix}").unlink(missing_ok=True)
@@ -272,7 +275,7 @@ def test_format_puts_hints_under_warnings_and_failures_only():
 
     report = Report("f.yaml", (Check("clock", "OK", "synced", "unused"), Check("disk", "WARN", "low", "free it")))
     assert format_report(report) == ["edge doctor: f.yaml", "OK    clock    synced", "WARN  disk     low",
-                                     f"{'':15}-> free it", "0 failed, 1 warning(s)"]
+                                     f"{'':15}-> free it", "0 failed, 1 warning"]
 
 
 def test_the_env_file_gives_the_config_its_variables_as_systemd_would(write_config, broker, tmp_path):
@@ -289,3 +292,65 @@ def test_an_env_file_that_is_not_utf8_is_named_not_a_traceback(write_config, tmp
     result = CliRunner().invoke(main, ["doctor", "-c", str(write_config()), "--env-file", str(env_file)])
     assert result.exit_code == 1 and not isinstance(result.exception, UnicodeDecodeError)
     assert result.output.strip() == f"error: cannot read {env_file}: not valid UTF-8"
+
+
+def test_every_line_fits_100_columns_with_long_hints_wrapped_under_their_check():
+    from edge.gateway.doctor import FULL_HINT, Report
+
+    long_path = "/var/lib/edge/" + "a-very-long-directory-name/" * 2 + "buffer.db"
+    report = Report("/etc/edge/gateway.yaml", (
+        Check("disk", "FAIL", f"{long_path}: 12.0 MB free of 15.9 GB, and the buffer may still grow by 1.9 GB "
+                              "before it reaches its budget", FULL_HINT),
+        Check("sensors", "WARN", "1 of 2 answer", "edge probe shows every reading; docs/operations.md, Wiring",
+              (f"pipe (ds18b20): temperature error (no 1-Wire bus ({long_path} does not exist): add "
+               "dtoverlay=w1-gpio to config.txt)",)),
+    ))
+    lines = format_report(report)
+    assert max(map(len, lines)) <= 100, "\n".join(lines)
+    assert lines[1].startswith("FAIL  disk     /var/lib/edge/") and lines[2].startswith(" " * 15 + "MB free")
+    hint = [i for i, text in enumerate(lines) if text.startswith(" " * 15 + "-> the disk is full")][0]
+    assert lines[hint + 1].startswith(" " * 18) and not lines[hint + 1].startswith(" " * 19)
+    assert " ".join(" ".join(lines).split()) == " ".join(" ".join([
+        "edge doctor: /etc/edge/gateway.yaml", "FAIL disk", report.checks[0].summary, "->", FULL_HINT,
+        "WARN sensors", report.checks[1].summary, report.checks[1].lines[0], "->", report.checks[1].hint,
+        "1 failed, 1 warning"]).split())  # wrapped, not cut
+
+
+def run_on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """``python -m edge ARGS`` with its stdout on a pseudo-terminal, as a technician's shell gives it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "edge", *args], stdout=terminal, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **env})
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    proc.wait(timeout=60)
+    return output.decode()
+
+
+def test_fail_and_warn_are_coloured_on_a_terminal_only_and_never_with_no_color(write_config):
+    path = write_config(sms="{transports: [{type: modem, port: /dev/nonexistent-modem}]}")
+    on_terminal = run_on_a_terminal(["doctor", "-c", str(path), "--timeout", "3s"], {"NO_COLOR": ""})
+    assert "\x1b[1;31mFAIL\x1b[0m  sms " in on_terminal
+    assert "\x1b[33mWARN\x1b[0m  buffer " in on_terminal
+    assert "\x1b[" not in "".join(line for line in on_terminal.splitlines() if line.startswith(("OK", "SKIP")))
+    assert "\x1b[" not in run_on_a_terminal(["doctor", "-c", str(path), "--timeout", "3s"], {"NO_COLOR": "1"})
+    import subprocess
+    import sys
+
+    piped = subprocess.run([sys.executable, "-m", "edge", "doctor", "-c", str(path), "--timeout", "3s"],
+                           capture_output=True, text=True, timeout=60)
+    assert "FAIL  sms " in piped.stdout and "\x1b[" not in piped.stdout

@@ -92,6 +92,40 @@ def test_a_missing_onewire_bus_names_the_overlay(bus, clock, tmp_path):
     assert "add dtoverlay=w1-gpio" in report.buses[-1].problem
 
 
+def test_a_bus_that_is_not_there_is_not_mentioned_when_no_sensor_is_configured_on_it(clock, tmp_path):
+    class NoBus(FakeI2CBus):
+        def write(self, address, data):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    text = "gateway: {id: gh-probe}\nhardware: {backend: gpio, pin_factory: mock}\nsensors:\n" \
+           "  - {id: tank, type: float_switch, pin: 20}\n"
+    report = probe(parse_config(text), clock=clock,
+                   host=Host(i2c=lambda number: NoBus(clock), w1_root=tmp_path / "none", sleep=clock.advance))
+    assert report.ok and report.buses == ()
+    assert format_report(report) == ["tank (float_switch): answers", "    level 0 bool"]
+
+
+def test_a_bus_that_is_there_is_listed_even_without_configured_sensors(bus, clock):
+    text = "gateway: {id: gh-probe}\nhardware: {backend: gpio, pin_factory: mock}\n"
+    i2c, onewire = probe(parse_config(text), clock=clock, host=Host(i2c=lambda number: bus, w1_root=DATA / "w1",
+                                                                    sleep=clock.advance)).buses
+    assert i2c.unconfigured == ("0x23", "0x44")
+    assert len(onewire.unconfigured) == 5  # probes wired but not configured
+
+
+def test_doctor_gives_the_onewire_hint_only_for_a_configured_probe(tmp_path):
+    from edge.gateway.doctor import check_sensors
+
+    text = "gateway: {id: gh-probe}\nhardware: {backend: gpio, pin_factory: mock}\nsensors:\n" \
+           "  - {id: tank, type: float_switch, pin: 20}\n"
+    check = check_sensors(parse_config(text), daemon_running=False)
+    assert (check.status, check.lines) == ("OK", ())
+    if not Path("/sys/bus/w1/devices").exists():  # this machine has no 1-Wire bus: a configured probe needs one
+        check = check_sensors(parse_config(text + "  - {id: pipe, type: ds18b20, device: 28-0316a2791eff}\n"),
+                              daemon_running=False)
+        assert "1-Wire: no 1-Wire bus (/sys/bus/w1/devices does not exist): add dtoverlay=w1-gpio" in check.lines
+
+
 def test_probe_of_the_simulated_greenhouse_reads_its_sensors_and_scans_nothing():
     report = probe(load_config(None), clock=FakeClock())
     assert report.ok and report.buses == ()

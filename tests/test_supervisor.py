@@ -324,7 +324,7 @@ def test_the_power_budget_limits_outputs_on_at_once(tmp_path):
     gh = Greenhouse(tmp_path, "2025-07-15 12:00:00", config=CONFIG.replace("control:\n", "control:\n  max_outputs_on: 1\n"))
     try:
         gh.supervisor.command("lights", "on", 600, "cli")
-        with pytest.raises(Refused, match="power budget: 1 outputs already on"):
+        with pytest.raises(Refused, match="power budget: 1 output already on"):
             gh.supervisor.command("pump", "on", 60, "cli")
     finally:
         gh.stop()

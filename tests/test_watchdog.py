@@ -172,7 +172,7 @@ def test_watchdog_pings_stop_while_a_sampler_job_hangs_and_resume_when_it_answer
     resumed_at = messages.index("WATCHDOG=1", unhealthy_at)
     # Silence while the read hung: from the moment it was noticed until the sensor answered again (at 7 s).
     assert received[resumed_at][0] - received[unhealthy_at][0] >= 1.5
-    assert messages[unhealthy_at + 1:resumed_at] == ["STATUS=epoch 1, sampling 1 sensors"]  # healthy again
+    assert messages[unhealthy_at + 1:resumed_at] == ["STATUS=epoch 1, sampling 1 sensor"]  # healthy again
     assert messages[-1] == "STOPPING=1"
 
 

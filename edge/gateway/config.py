@@ -5,10 +5,14 @@ Loading happens in three steps, on the neutral reader of :mod:`edge.config`:
 1. YAML is composed into nodes so every key keeps its line; duplicate keys are refused; ``${VAR}`` and
    ``${VAR:-default}`` in string values are replaced from the environment.
 2. Each sensor and actuator is validated by its driver's own config model (looked up by ``type:`` in the hardware
-   registry, which imports only the driver modules the file uses), then the rest of the document.
-3. Cross-references are checked: unique ids, references to known sensors and quantities.
+   registry, which imports only the driver modules the file uses), then the rest of the document, each section on
+   its own when the whole does not validate.
+3. Cross-references are checked: unique ids, references to known sensors and quantities; the Pi's pins, buses and
+   addresses have one user each (``edge.gateway.hardware.pins``); and, for ``edge check`` and at start, every
+   ``*_file`` the config names can be read.
 
-All problems are collected, not just the first, and raised together as one :class:`ConfigError`.
+All problems are collected in one pass, not just the first (a missing ``${VAR}`` hides nothing else), and raised
+together as one :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 
 from edge.config import (Document, Identifier, Loc, StrictModel, read_config_file, read_yaml, render_loc,
                          validate_part)
@@ -30,6 +34,7 @@ from edge.gateway import hardware
 from edge.gateway.alerts.config import AlertsConfig, SmsConfig
 from edge.gateway.control.config import ControlConfig, Rule, Schedule
 from edge.gateway.hardware.base import ActuatorConfig, ActuatorId, SensorConfig, SensorId, SensorInput
+from edge.gateway.hardware.pins import describe_resource, find_conflicts, serial_claims
 from edge.gateway.sync import SyncConfig
 
 #: Where the embedded demo configuration lives (``config/demo.yaml`` is the same file).
@@ -241,14 +246,17 @@ def _validate_hardware(section: Any, doc: Document) -> Any:
     return section
 
 
-def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Validate YAML text into a :class:`GatewayConfig`, or raise :class:`ConfigError` listing every problem."""
+def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | None = None, *,
+                 files: bool = False) -> GatewayConfig:
+    """Validate YAML text into a :class:`GatewayConfig`, or raise :class:`ConfigError` listing every problem.
+    With ``files``, every ``*_file`` the config names must also exist and be readable by this user."""
     doc = Document(source)
     data = read_yaml(text, doc, os.environ if env is None else env)
     if data is not None and not isinstance(data, dict):
         doc.problem((), "the file must be a mapping of sections (gateway, hardware, sensors, ...)")
-    if doc.problems or not isinstance(data, dict):
-        raise ConfigError([message for _, message in sorted(doc.problems)])
+    if not isinstance(data, dict):
+        raise ConfigError(doc.messages())
+    read_problems = len(doc.problems)  # unset variables and duplicate keys: the data is whole all the same
 
     body = dict(data)
     sensors, invalid_sensors = _validate_devices(body.pop("sensors", None), "sensors", hardware.sensor_driver, doc)
@@ -268,19 +276,115 @@ def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | N
     body["sensors"] = [item for _, item in parts["sensors"]]
     body["actuators"] = [item for _, item in parts["actuators"]]
     config = validate_part(GatewayConfig, body, (), doc)
-    if config is not None:
-        for name in GatewayConfig.model_fields.keys() - {"sensors", "actuators"}:
-            _check_refs(_find_refs(getattr(config, name), (name,)), known, doc)
-        for section in ("schedules", "rules"):
-            _check_unique(getattr(config, section), section, doc)
-        if not doc.problems:
-            _check_whole(config, doc)
+    sections = _valid_sections(config, body)
+    for name, section in sections.items():
+        if name not in ("sensors", "actuators"):
+            _check_refs(_find_refs(section, (name,)), known, doc)
+    for section in ("schedules", "rules"):
+        if section in sections:
+            _check_unique(sections[section], section, doc)
+    if config is not None and len(doc.problems) == read_problems:
+        _check_whole(config, doc)  # needs every section and reference sound, or it would repeat their problems
+    _check_claims(parts, sections.get("sms"), doc)
+    if files:
+        _check_files(sections, doc)
     if doc.problems or config is None:
-        raise ConfigError([message for _, message in sorted(doc.problems)])
+        raise ConfigError(doc.messages())
     return config.model_copy(update={"source": source})
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Load and validate a config file; ``None`` loads the embedded simulated-greenhouse demo."""
+def _valid_sections(config: GatewayConfig | None, body: dict[str, Any]) -> dict[str, Any]:
+    """Each section of the config that is valid: all of them from a valid config, else those that validate on
+    their own (their problems are reported already), so the checks across sections still run on them."""
+    if config is not None:
+        return {name: getattr(config, name) for name in GatewayConfig.model_fields}
+    sections = {}
+    for name, field in GatewayConfig.model_fields.items():
+        if name not in body and field.is_required():
+            continue
+        try:
+            sections[name] = (TypeAdapter(field.annotation).validate_python(body[name]) if name in body
+                              else field.get_default(call_default_factory=True))
+        except ValidationError:
+            continue
+    return sections
+
+
+def _check_claims(parts: dict[str, list[tuple[Loc, Any]]], sms: Any, doc: Document) -> None:
+    """One user for each GPIO, bus address, chip select and serial port; each problem names both users and their
+    lines (``edge.gateway.hardware.pins``). A GSM modem on the Pi's own UART counts as a user of GPIO 14/15."""
+    users: list[tuple[tuple[Loc, str], Any]] = [
+        ((loc, f"{section[:-1]} {item.id!r}"), item.claims()) for section in ("sensors", "actuators")
+        for loc, item in parts[section]]
+    for index, transport in enumerate(getattr(sms, "transports", ())):
+        if transport.type == "modem":
+            modem = (("sms", "transports", index), f"SMS modem {transport.name!r}")
+            users.append((modem, serial_claims(transport.port)))
+    for conflict in find_conflicts(users):
+        (first_loc, first_name), first = conflict.first
+        (second_loc, second_name), second = conflict.second
+        first_line = doc.line_of(first_loc + (first.key,))
+        second_line = doc.line_of(second_loc + (second.key,))
+        doc.problem(second_loc + (second.key,),
+                    f"{describe_resource(conflict.resource)} is used twice: {first.role} of {first_name} (line "
+                    f"{first_line}) and {second.role} of {second_name} (line {second_line}): {conflict.hint}")
+
+
+def _files_named(value: Any, loc: Loc) -> Iterator[tuple[Loc, Path]]:
+    """Every ``*_file`` setting with a value inside a validated config value, with its path."""
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            item = getattr(value, name)
+            if name.endswith("_file") and isinstance(item, (str, Path)):
+                yield loc + (name,), Path(item)
+            else:
+                yield from _files_named(item, loc + (name,))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _files_named(item, loc + (index,))
+
+
+def _check_files(sections: dict[str, Any], doc: Document) -> None:
+    """Every file the config names (passwords, API keys, certificates) exists and this user can read it: the
+    daemon reads them when it starts. Only the path is named, never what the file holds."""
+    for name, value in sections.items():
+        for loc, path in _files_named(value, (name,)):
+            problem = file_problem(path)
+            if problem:
+                doc.problem(loc, problem)
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot serve as a secret or certificate file for this user, or None. Opens it, reads nothing."""
+    try:
+        with open(path, "rb") as stream:
+            empty = os.fstat(stream.fileno()).st_size == 0
+    except FileNotFoundError:
+        return f"{path} does not exist: create it (owner root, group edge, mode 0640)"
+    except IsADirectoryError:
+        return f"{path} is a directory, not a file"
+    except PermissionError:
+        return (f"{path} is not readable by this user ({_user()}): the service user edge must read it "
+                "(owner root, group edge, mode 0640); run edge check as root or as edge")
+    except OSError as exc:
+        return f"{path} cannot be read: {exc.strerror or exc}"
+    if empty:
+        return f"{path} is empty"
+    return None
+
+
+def _user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, *,
+                files: bool = False) -> GatewayConfig:
+    """Load and validate a config file; ``None`` loads the embedded simulated-greenhouse demo. ``files``: also check
+    that every ``*_file`` it names can be read (``edge check``, and ``edge run`` before it starts anything)."""
     file = Path(path) if path is not None else DEMO_CONFIG
-    return parse_config(read_config_file(file), str(file), env)
+    return parse_config(read_config_file(file), str(file), env, files=files)

@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timezone
 
 from edge import __version__
+from edge.durations import counted
 from edge.gateway.config import GatewayConfig
 from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.alerts import build as build_alerts
@@ -133,7 +134,8 @@ class Daemon:
         log.info("gateway %s started: epoch %s, %d sensors, %d actuators, %s backend, buffer %s",
                  cfg.gateway.id, report.epoch or "not started yet (no room)", len(cfg.sensors),
                  len(cfg.actuators), cfg.hardware.backend, cfg.buffer.path)
-        self._status = f"epoch {report.epoch or 'not started (no room)'}, sampling {len(cfg.sensors)} sensors"
+        self._status = (f"epoch {report.epoch or 'not started (no room)'}, "
+                        f"sampling {counted(len(cfg.sensors), 'sensor')}")
         self._shown_status = self.degraded() or self._status
         sd_notify(f"READY=1\nSTATUS={self._shown_status}")
 
@@ -283,7 +285,7 @@ class Daemon:
             if report.epoch is None:
                 return
             log.warning("buffer: epoch %d started; readings are stored again", report.epoch)
-            self._status = f"epoch {report.epoch}, sampling {len(self.config.sensors)} sensors"
+            self._status = f"epoch {report.epoch}, sampling {counted(len(self.config.sensors), 'sensor')}"
             if report.previous_epoch_clean is False:
                 log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
         if self.alerts is None:
@@ -304,7 +306,8 @@ class Daemon:
         since = buffer.refused_since or time.time()
         why = "disk full" if buffer.out_of_room() else f"buffer refuses writes ({buffer.refusal})"
         return (f"degraded: {why} since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC; "
-                f"{waiting['unstored_readings']} readings not stored, {waiting['deferred_events']} events waiting; "
+                f"{counted(waiting['unstored_readings'], 'reading')} not stored, "
+                f"{counted(waiting['deferred_events'], 'event')} waiting; "
                 f"outputs under control")
 
     def health(self) -> list[str]:

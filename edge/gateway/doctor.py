@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import subprocess
+import textwrap
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edge.durations import counted
 from edge.errors import BufferFull, ConfigError, EdgeError
 
 UNIT = "edge-gateway.service"
@@ -71,10 +73,10 @@ def diagnose(config_path: str | os.PathLike[str] | None, *, env: Mapping[str, st
     try:
         config = load_config(config_path, env)
     except ConfigError as exc:
-        return Report(source, (Check("config", "FAIL", f"{len(exc.problems)} problem(s)",
+        return Report(source, (Check("config", "FAIL", counted(len(exc.problems), "problem"),
                                      f"fix them, then: edge check -c {source}", tuple(exc.problems)),))
-    checks = [Check("config", "OK", f"gateway {config.gateway.id}: {len(config.sensors)} sensors, "
-                                    f"{len(config.actuators)} actuators, {config.hardware.backend} backend")]
+    checks = [Check("config", "OK", f"gateway {config.gateway.id}: {counted(len(config.sensors), 'sensor')}, "
+                                    f"{counted(len(config.actuators), 'actuator')}, {config.hardware.backend} backend")]
     checks.append(check_clock(config))
     buffer_check, daemon_running = check_buffer(config, now)
     checks += [buffer_check, check_disk(config), check_broker(config, timeout, daemon_running)]
@@ -99,17 +101,35 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     return values
 
 
-def format_report(report: Report) -> list[str]:
+#: Columns a report line may take: a terminal of 100 columns shows every line whole.
+WIDTH = 100
+INDENT = " " * 15  # under the summary, past "FAIL  sensors  "
+#: ANSI colours of the statuses that need a look, when the report goes to a terminal.
+COLOURS = {"FAIL": "\x1b[1;31m", "WARN": "\x1b[33m"}
+
+
+def format_report(report: Report, colour: bool = False) -> list[str]:
+    """The report as lines of at most :data:`WIDTH` columns (a longer line is wrapped onto indented lines; only a
+    single word longer than that, such as a long path, runs past). ``colour``: FAIL and WARN in colour."""
     lines = [f"edge doctor: {report.source}"]
     for check in report.checks:
-        lines.append(f"{check.status:<5} {check.name:<8} {check.summary}")
-        lines.extend(f"{'':15}{line}" for line in check.lines)
+        status = f"{COLOURS[check.status]}{check.status}\x1b[0m" if colour and check.status in COLOURS else check.status
+        first, *rest = _wrap(f"{check.status:<5} {check.name:<8} {check.summary}", INDENT)
+        lines.append(status + first[len(check.status):])
+        lines.extend(rest)
+        for line in check.lines:
+            lines.extend(_wrap(INDENT + line, INDENT + "  "))
         if check.hint and check.status in ("WARN", "FAIL"):
-            lines.append(f"{'':15}-> {check.hint}")
+            lines.extend(_wrap(f"{INDENT}-> {check.hint}", INDENT + "   "))
     failed = sum(check.status == "FAIL" for check in report.checks)
     warned = sum(check.status == "WARN" for check in report.checks)
-    lines.append(f"{failed} failed, {warned} warning(s)" if failed or warned else "all good")
+    lines.append(f"{failed} failed, {counted(warned, 'warning')}" if failed or warned else "all good")
     return lines
+
+
+def _wrap(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False,
+                         drop_whitespace=True) or [text]
 
 
 # ------------------------------------------------------------------------------------------------------- checks
@@ -163,7 +183,7 @@ def check_buffer(config: Any, now: float | None = None) -> tuple[Check, bool]:
     share = used / budget
     oldest = counts["oldest_pending_ts"]
     summary = (f"{path}: intact, {_human(used)} of its {_human(budget)} budget ({share:.0%}); "
-               f"{counts['pending']} readings not yet acknowledged"
+               f"{counted(counts['pending'], 'reading')} not yet acknowledged"
                + (f", oldest {_age(now - oldest)} old" if oldest is not None else ""))
     if share >= BUDGET_WARN:
         return Check("buffer", "WARN", summary,

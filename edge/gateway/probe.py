@@ -69,7 +69,11 @@ class ProbeReport:
 
 
 def probe(config: Any, clock: Any = None, host: Host | None = None) -> ProbeReport:
-    """Open and read every configured sensor once, then (gpio backend) scan the I2C and 1-Wire buses."""
+    """Open and read every configured sensor once, then (gpio backend) scan the I2C and 1-Wire buses.
+
+    A bus that is not there is reported (with the overlay that enables it) only when a sensor is configured on it:
+    a Pi without 1-Wire probes needs no ``dtoverlay=w1-gpio``. One that is there is always listed, so a device
+    wired but not configured shows."""
     from edge.gateway.clock import Clock
 
     clock = clock if clock is not None else Clock(config.clock.trust)
@@ -83,7 +87,7 @@ def probe(config: Any, clock: Any = None, host: Host | None = None) -> ProbeRepo
                                          if isinstance(cfg, I2CConfig) and cfg.bus == number})
              for number in buses]
     scans.append(scan_onewire(host, {cfg.device for cfg in config.sensors if isinstance(cfg, Ds18b20Config)}))
-    return ProbeReport(sensors, tuple(scans))
+    return ProbeReport(sensors, tuple(scan for scan in scans if scan.configured or not scan.problem))
 
 
 def _context(config: Any, clock: Any, host: Host) -> HardwareContext:
@@ -135,7 +139,7 @@ def scan_i2c_bus(host: Host, number: int, configured: set[str]) -> BusScan:
     try:
         found = tuple(f"0x{address:02x}" for address in scan_i2c(bus))
     except OSError as exc:
-        return BusScan(name, problem=i2c_hint(exc, number))
+        return BusScan(name, configured=frozenset(configured), problem=i2c_hint(exc, number))
     finally:
         bus.close()
     return BusScan(name, found, frozenset(configured))
@@ -144,7 +148,8 @@ def scan_i2c_bus(host: Host, number: int, configured: set[str]) -> BusScan:
 def scan_onewire(host: Host, configured: set[str]) -> BusScan:
     """The slaves the kernel's w1 master lists (every directory but ``w1_bus_master*``)."""
     if not host.w1_root.is_dir():
-        return BusScan("1-Wire", problem=f"no 1-Wire bus ({host.w1_root} does not exist): add dtoverlay=w1-gpio")
+        return BusScan("1-Wire", configured=frozenset(configured),
+                       problem=f"no 1-Wire bus ({host.w1_root} does not exist): add dtoverlay=w1-gpio")
     found = sorted(p.name for p in host.w1_root.iterdir() if not p.name.startswith("w1_bus_master"))
     return BusScan("1-Wire", tuple(found), frozenset(configured))
 

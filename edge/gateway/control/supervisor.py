@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from edge.durations import format_duration
+from edge.durations import counted, format_duration
 from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.control import rules as rule_logic
 from edge.gateway.control.commands import Actuate, CommandParser, Refused
@@ -328,7 +328,7 @@ class Supervisor:
                     return f"interlock with {other}: waiting {format_duration(interlock.wait)} after it went off"
         budget = self.control.max_outputs_on
         if budget is not None and sum(s.value > 0 for s in self.state.values()) >= budget:
-            return f"power budget: {budget} outputs already on"
+            return f"power budget: {counted(budget, 'output')} already on"
         return None
 
     def _switch(self, actuator_id: str, value: float, reason: str, now: float, until: float | None = None) -> None:

@@ -5,6 +5,7 @@ The registry maps a config ``type:`` to ``module:Class``. Importing this package
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ def _load(table: dict[str, str], kind: str, type_name: str) -> Any:
         target = table[type_name]
     except KeyError:
         known = ", ".join(sorted(table))
-        raise KeyError(f"unknown {kind} type {type_name!r} (known: {known})") from None
+        close = difflib.get_close_matches(type_name, table, n=1)
+        guess = f": did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown {kind} type {type_name!r}{guess} (known: {known})") from None
     module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 

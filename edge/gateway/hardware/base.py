@@ -8,12 +8,15 @@ Nothing here imports a hardware library. Driver modules define their config mode
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import AfterValidator, Field
 
 from edge.config import Identifier, StrictModel
 from edge.durations import Duration
+
+if TYPE_CHECKING:
+    from edge.gateway.hardware.pins import Claim
 
 Quality = Literal["good", "error", "implausible"]
 
@@ -73,6 +76,10 @@ class SensorConfig(StrictModel):
 
     def quantities(self) -> tuple[str, ...]:  # pragma: no cover - every driver overrides
         raise NotImplementedError
+
+    def claims(self) -> tuple["Claim", ...]:
+        """The Pi's pins, bus addresses and ports this sensor occupies (``edge check`` refuses two users of one)."""
+        return ()
 
 
 class SensorInput(StrictModel):
@@ -135,6 +142,10 @@ class ActuatorConfig(StrictModel):
         description="a sensor quantity that shows this actuator working (a pump's flow meter, a fan's air "
         "temperature); alert rules use it to detect an actuator that does not respond",
     )
+
+    def claims(self) -> tuple["Claim", ...]:
+        """The Pi's pins this actuator occupies (``edge check`` refuses two users of one)."""
+        return ()
 
     def manual_limit(self) -> float:
         """The longest override this actuator accepts: ``max_manual``, or the default of its kind."""

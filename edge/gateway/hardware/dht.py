@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from edge.errors import SensorError
 from edge.gateway.hardware.base import HardwareContext, Sample
 from edge.gateway.hardware.common import IIO_ROOT, Driver, DriverConfig, at_least, describe_os_error, host_of
+from edge.gateway.hardware.pins import OVERLAY_DEFAULT_GPIO, Claim, GpioPin, gpio_claim
 
 MIN_INTERVAL = 2.0  # s between measurements (DHT22 datasheet)
 
@@ -30,8 +31,13 @@ class Dht22Config(DriverConfig):
     type: Literal["dht22"]
     device: str = Field(default="iio:device0", pattern=r"^iio:device[0-9]+$",
                         description="IIO device of the dht11 overlay (its name file reads dht11@<gpio>)")
+    pin: GpioPin = Field(default=OVERLAY_DEFAULT_GPIO,
+                         description="GPIO of the sensor's DATA line: dtoverlay=dht11,gpiopin=N (default 4)")
     retries: int = Field(default=2, ge=0, le=5,
                          description="extra attempts after a checksum error or no answer, 2 s apart")
+
+    def claims(self) -> tuple[Claim, ...]:
+        return (gpio_claim(self.pin, "DHT22 data (dtoverlay=dht11)"),)
 
     @field_validator("interval")
     @classmethod

@@ -15,22 +15,30 @@ from pydantic import Field, model_validator
 from edge.durations import Duration
 from edge.errors import HardwareError
 from edge.gateway.hardware.base import ActuatorConfig, HardwareContext
+from edge.gateway.hardware.pins import Claim, GpioPin, gpio_claim
 
-#: A BCM GPIO number (``17``) or any pin name gpiozero understands (``"GPIO17"``, ``"BCM17"``, ``"BOARD11"``).
+#: A BCM GPIO number (``17``) or any pin name gpiozero understands (``"GPIO17"``, ``"BCM17"``, ``"BOARD11"``). Configs
+#: hold a :data:`~edge.gateway.hardware.pins.GpioPin` instead: the BCM number, checked against the Pi's header.
 PinSpec = int | str
 
 
 class RelayConfig(ActuatorConfig):
     type: Literal["relay"]
-    pin: PinSpec = Field(description="BCM number (17) or gpiozero pin name (GPIO17, BOARD11)")
+    pin: GpioPin = Field(description="BCM number (17) or gpiozero pin name (GPIO17, BCM17, BOARD11)")
     active_high: bool = Field(default=True, description="false for relay boards that switch on when the pin is LOW")
+
+    def claims(self) -> tuple[Claim, ...]:
+        return (gpio_claim(self.pin, "relay output"),)
 
 
 class PwmOutputConfig(ActuatorConfig):
     type: Literal["pwm"]
-    pin: PinSpec = Field(description="BCM number (18) or gpiozero pin name (GPIO18, BOARD12)")
+    pin: GpioPin = Field(description="BCM number (18) or gpiozero pin name (GPIO18, BCM18, BOARD12)")
     active_high: bool = Field(default=True, description="false when a LOW pin means full output")
     frequency: int = Field(default=100, gt=0, description="PWM frequency, Hz")
+
+    def claims(self) -> tuple[Claim, ...]:
+        return (gpio_claim(self.pin, "PWM output"),)
 
 
 class _GpioOutput:
@@ -129,20 +137,25 @@ def _open(actuator_id: str, pin: PinSpec, device_class: str, **kwargs: Any) -> A
 
 class MotorVentConfig(ActuatorConfig):
     type: Literal["motor_vent"]
-    open_pin: PinSpec = Field(description="output that drives the motor towards open")
-    close_pin: PinSpec = Field(description="output that drives the motor towards closed")
+    open_pin: GpioPin = Field(description="output that drives the motor towards open")
+    close_pin: GpioPin = Field(description="output that drives the motor towards closed")
     active_high: bool = Field(default=True, description="false for relay boards that switch on when the pin is LOW")
     travel_time: Duration = Field(description="time from fully closed to fully open")
-    open_limit_pin: PinSpec | None = Field(default=None, description="switch closed when fully open (optional)")
-    closed_limit_pin: PinSpec | None = Field(default=None, description="switch closed when fully closed (optional)")
+    open_limit_pin: GpioPin | None = Field(default=None, description="switch closed when fully open (optional)")
+    closed_limit_pin: GpioPin | None = Field(default=None, description="switch closed when fully closed (optional)")
     reverse_delay: Duration = Field(default=0.5, description="dead time between one direction and the other")
 
     @model_validator(mode="after")
     def _distinct_pins(self) -> "MotorVentConfig":
         pins = [p for p in (self.open_pin, self.close_pin, self.open_limit_pin, self.closed_limit_pin) if p is not None]
-        if len(set(map(str, pins))) != len(pins):
+        if len(set(pins)) != len(pins):
             raise ValueError("open_pin, close_pin and the limit pins must all be different")
         return self
+
+    def claims(self) -> tuple[Claim, ...]:
+        pins = (("open_pin", "vent motor open output"), ("close_pin", "vent motor close output"),
+                ("open_limit_pin", "open limit switch input"), ("closed_limit_pin", "closed limit switch input"))
+        return tuple(gpio_claim(getattr(self, key), role, key) for key, role in pins if getattr(self, key) is not None)
 
 
 class MotorVent:

@@ -25,6 +25,7 @@ from edge.errors import SensorError
 from edge.gateway.hardware.base import HardwareContext, Sample
 from edge.gateway.hardware.common import (Driver, DriverConfig, Host, SoilProbeConfig, at_least, crc8,
                                           describe_os_error, hardware_library, host_of, soil_percent)
+from edge.gateway.hardware.pins import Claim, i2c_claims
 
 
 class I2CBus(Protocol):
@@ -113,6 +114,9 @@ class I2CConfig(DriverConfig):
             listed = " or ".join(f"0x{a:02x}" for a in cls.ADDRESSES)
             raise ValueError(f"{cls.CHIP} answers at {listed}, not 0x{address:02x}")
         return address
+
+    def claims(self) -> tuple[Claim, ...]:
+        return i2c_claims(self.bus, self.address, self.CHIP)
 
 
 class I2CDriver(Driver):
@@ -558,6 +562,11 @@ class Ads1115Config(I2CConfig, SoilProbeConfig):
     type: Literal["ads1115"]
     address: int = Field(default=0x48, description="0x48 (ADDR to GND), 0x49 (VDD), 0x4A (SDA) or 0x4B (SCL)")
     channel: int = Field(ge=0, le=3, description="input the probe's AOUT is wired to: 0..3 (A0..A3)")
+
+    def claims(self) -> tuple[Claim, ...]:
+        # probes on the four inputs of one ADS1115 share its address
+        return i2c_claims(self.bus, self.address, self.CHIP, share="ads1115", part=self.channel,
+                          role=f"ADS1115 input A{self.channel}")
 
 
 class Ads1115(I2CDriver):

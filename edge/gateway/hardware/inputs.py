@@ -23,13 +23,17 @@ from edge.errors import SensorError
 from edge.gateway.hardware.base import HardwareContext, Sample
 from edge.gateway.hardware.common import Driver, DriverConfig, open_gpiozero
 from edge.gateway.hardware.gpio import PinSpec
+from edge.gateway.hardware.pins import Claim, GpioPin, gpio_claim
 
 
 class _SwitchConfig(DriverConfig):
     QUANTITIES: ClassVar[tuple[str, ...]] = ("level",)
 
-    pin: PinSpec = Field(description="BCM number (17) or gpiozero pin name (GPIO17, BOARD11)")
+    pin: GpioPin = Field(description="BCM number (17) or gpiozero pin name (GPIO17, BCM17, BOARD11)")
     debounce: Duration = Field(default=2.0, description="a new level counts once the input has held it this long")
+
+    def claims(self) -> tuple[Claim, ...]:
+        return (gpio_claim(self.pin, f"{self.type.replace('_', ' ')} input"),)
 
 
 class FloatSwitchConfig(_SwitchConfig):
@@ -97,10 +101,13 @@ class FlowMeterConfig(DriverConfig):
     QUANTITIES: ClassVar[tuple[str, ...]] = ("flow",)
 
     type: Literal["flow_meter"]
-    pin: PinSpec = Field(description="BCM number or gpiozero pin name of the meter's pulse output")
+    pin: GpioPin = Field(description="BCM number or gpiozero pin name of the meter's pulse output")
     pulses_per_litre: float = Field(default=450.0, gt=0,
                                     description="from the meter's datasheet: YF-S201 450 (F = 7.5 × Q in l/min)")
     pull_up: bool = Field(default=True, description="true for open-collector outputs (most hall-effect meters)")
+
+    def claims(self) -> tuple[Claim, ...]:
+        return (gpio_claim(self.pin, "flow meter input"),)
 
 
 class FlowMeter(Driver):

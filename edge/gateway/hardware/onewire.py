@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 from edge.errors import SensorError
 from edge.gateway.hardware.base import HardwareContext, Sample
 from edge.gateway.hardware.common import W1_ROOT, Driver, DriverConfig, host_of
+from edge.gateway.hardware.pins import OVERLAY_DEFAULT_GPIO, Claim, GpioPin, gpio_claim
 
 DS18B20_ID = re.compile(r"^28-[0-9a-f]{12}$")
 POWER_ON_VALUE = 85000  # m°C: the temperature register's reset value, read when no conversion has completed
@@ -32,6 +33,11 @@ class Ds18b20Config(DriverConfig):
 
     type: Literal["ds18b20"]
     device: str = Field(description="the probe's 1-Wire id, as listed by edge probe or ls /sys/bus/w1/devices")
+    pin: GpioPin = Field(default=OVERLAY_DEFAULT_GPIO,
+                         description="GPIO of the 1-Wire bus: dtoverlay=w1-gpio,gpiopin=N (default 4)")
+
+    def claims(self) -> tuple[Claim, ...]:
+        return (gpio_claim(self.pin, "1-Wire bus (dtoverlay=w1-gpio)", share="w1"),)
 
     @field_validator("device")
     @classmethod

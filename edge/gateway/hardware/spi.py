@@ -15,6 +15,7 @@ from pydantic import Field
 from edge.errors import SensorError
 from edge.gateway.hardware.base import HardwareContext, Sample
 from edge.gateway.hardware.common import Driver, SoilProbeConfig, open_gpiozero, soil_percent
+from edge.gateway.hardware.pins import Claim, spi0_claims
 
 FULL_CODE = 1023
 
@@ -29,6 +30,10 @@ class Mcp3008Config(SoilProbeConfig):
     channel: int = Field(ge=0, le=7, description="input the probe's AOUT is wired to: 0..7 (CH0..CH7)")
     chip_select: Literal[0, 1] = Field(default=0, description="0: CS on CE0 (GPIO 8); 1: CE1 (GPIO 7)")
     reference_voltage: float = Field(default=3.3, gt=0, description="volts on the MCP3008's VREF pin")
+
+    def claims(self) -> tuple[Claim, ...]:
+        # probes on the eight inputs of one MCP3008 share its chip select
+        return spi0_claims(self.chip_select, f"MCP3008 input CH{self.channel}", share="mcp3008", part=self.channel)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from pydantic import Field
 from edge.errors import SensorError
 from edge.gateway.hardware.base import HardwareContext, Sample
 from edge.gateway.hardware.common import Driver, DriverConfig, hardware_library, host_of
+from edge.gateway.hardware.pins import Claim, serial_claims
 
 READ_CO2 = 0x86
 SET_ABC = 0x79  # automatic baseline correction: argument 0xA0 on, 0x00 off; the sensor does not answer
@@ -52,6 +53,9 @@ class Mhz19bConfig(DriverConfig):
     automatic_self_calibration: bool = Field(
         default=False, description="ABC resets the baseline to 400 ppm every 24 h, assuming the sensor saw outdoor "
         "air: wrong in a CO2-enriched greenhouse. The sensor ships with it on; the driver turns it off unless true")
+
+    def claims(self) -> tuple[Claim, ...]:
+        return serial_claims(self.port)
 
 
 class Mhz19b(Driver):
