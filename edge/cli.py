@@ -1,4 +1,10 @@
-"""The ``edge`` command: thin shells over the library that turn errors into one clear line each."""
+"""The ``edge`` command: thin shells over the library.
+
+Every failure a user can do something about is an ``EdgeError`` (the package's one error root); the root group turns
+it into one clear line on stderr and an exit code, in one place (:class:`EdgeGroup`): 2 for a bad config (one line
+per problem, ``FILE:LINE: key.path: message``), 1 for anything else (``error: ...``, or the daemon's refusal as it
+answered). Commands raise; none of them prints an error and exits by itself.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,7 +23,36 @@ from edge import __version__
 from edge.durations import counted, parse_duration
 from edge.errors import ConfigError, EdgeError
 
+if TYPE_CHECKING:
+    from edge.gateway.control.types import ActuatorView
+
 EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+class DaemonRefused(EdgeError):
+    """The daemon did not carry out a request; the message is its answer (``refused: ...``), shown as it came."""
+
+
+class EdgeGroup(click.Group):
+    """The root group: an EdgeError raised by any command becomes one line on stderr and an exit code, here only."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeError as exc:
+            for line in error_lines(exc):
+                click.echo(line, err=True)
+            ctx.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
+
+
+def error_lines(exc: EdgeError) -> list[str]:
+    """What the user reads of an error: a config's problems one per line; anything else on one line."""
+    if isinstance(exc, ConfigError):
+        return exc.problems
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+    return [text if isinstance(exc, DaemonRefused) else f"error: {text}"]
+
 
 config_option = click.option(
     "-c", "--config", "config_path", envvar="EDGE_CONFIG", type=click.Path(dir_okay=False),
@@ -25,23 +60,11 @@ config_option = click.option(
 )
 
 
-def _checked(load, *args):
-    """Run something that reads configuration; its problems are printed one per line, and the exit status is 2."""
-    try:
-        return load(*args)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(EXIT_CONFIG)
-
-
 def _load(config_path: str | None, files: bool = False):
     """The gateway config; ``files``: also every ``*_file`` it names must be readable (check, run)."""
-    from functools import partial
-
     from edge.gateway.config import load_config
 
-    return _checked(partial(load_config, files=files), config_path)
+    return load_config(config_path, files=files)
 
 
 def _duration(_ctx, _param, value: str | None) -> float | None:
@@ -65,7 +88,7 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EdgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge")
 def main() -> None:
     """Smart-greenhouse edge service: gateway daemon and tools."""
@@ -111,31 +134,28 @@ def run(config_path: str | None, duration: float | None, log_level: str | None) 
 
     config = _load(config_path, files=True)  # a missing key file stops it here, before an epoch is used
     _setup_logging(log_level or config.log.level)
-    try:
-        sys.exit(Daemon(config, stopping=stopping).run(duration))
-    except EdgeError as exc:
-        logging.getLogger("edge").error("%s", exc)
-        sys.exit(1)
+    sys.exit(Daemon(config, stopping=stopping).run(duration))
 
 
 def _open_reader(config):
     from edge.gateway.buffer import Buffer
 
-    try:
-        return Buffer.reader(config.buffer.path)
-    except EdgeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    return Buffer.reader(config.buffer.path)
 
 
-_NEVER_SWITCHED = {"value": 0.0, "reason": "never switched", "since": None, "until": None}
+def _recorded(row: dict[str, Any] | None):
+    """An actuator as the supervisor last recorded it (a ``control_actuators`` row); None: never switched."""
+    from edge.gateway.control.types import ActuatorState
+
+    return None if row is None else ActuatorState(row["value"], row["reason"], row["since"], row["on_since"],
+                                                  row["until"], bool(row["latched"]))
 
 
 def status_report(config, now: float | None = None) -> dict[str, Any]:
     """What ``edge status --json`` prints: a contract for scripts and monitoring."""
     from edge.gateway.buffer import LOW_SPACE, free_bytes
     from edge.gateway.clock import Clock
-    from edge.gateway.control.supervisor import describe_state
+    from edge.gateway.control.types import describe_state
 
     from edge.gateway.alerts.outbox import queue_summary, transport_health
 
@@ -184,7 +204,7 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         "sync": _sync_report(config, link, running, now),
         "sms": _sms_report(config, sms_queue, sms_health, now),
         "sensors": sensors,
-        "actuators": {a.id: describe_state(a.id, actuator_rows.get(a.id, _NEVER_SWITCHED), now)
+        "actuators": {a.id: describe_state(a.id, _recorded(actuator_rows.get(a.id)), now)
                       for a in config.actuators},
     }
 
@@ -300,7 +320,7 @@ def _bytes(size: float) -> str:
     return f"{size:.1f} GB"
 
 
-def _format_actuator(info: dict[str, Any]) -> str:
+def _format_actuator(info: ActuatorView) -> str:
     text = f"{info['state']:<3}" + (f" {info['value']:.0%}" if 0 < info["value"] < 1 else "")
     text += f"  {info['reason']}"
     if info["remaining_s"] is not None:
@@ -383,18 +403,16 @@ def actuate(config_path: str | None, actuator: str, action: str, duration: float
 
 
 def _ask_daemon(config, request: dict[str, Any]) -> dict[str, Any]:
-    """One request over the control socket; a refusal or an unreachable daemon is one line on stderr and exit 1."""
+    """One request over the control socket: its answer, else DaemonRefused (the daemon's words) or EdgeError."""
     from edge.gateway.control_socket import call
 
     try:
         answer = call(config.control.socket, request)
     except (OSError, ValueError) as exc:
-        click.echo(f"error: cannot reach the daemon at {config.control.socket} ({exc}); is `edge run` running?",
-                   err=True)
-        sys.exit(1)
+        raise EdgeError(f"cannot reach the daemon at {config.control.socket} ({exc}); is `edge run` running?") \
+            from None
     if not answer.get("ok"):
-        click.echo(answer.get("error", "refused"), err=True)
-        sys.exit(1)
+        raise DaemonRefused(answer.get("error", "refused"))
     return answer
 
 
@@ -415,11 +433,8 @@ def safe_state(config_path: str | None) -> None:
 
     config = _load(config_path)
     _setup_logging("warning")
-    try:  # every output is tried: one that cannot be opened or switched does not keep the others on
-        hardware = open_hardware(config, Clock(config.clock.trust), sensors=False, skip_failed=True)
-    except EdgeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    # every output is tried: one that cannot be opened or switched does not keep the others on
+    hardware = open_hardware(config, Clock(config.clock.trust), sensors=False, skip_failed=True)
     failed = set(hardware.safe_state()) | set(hardware.failed)
     for actuator in config.actuators:
         click.echo(f"{actuator.id}: {'FAILED' if actuator.id in failed else 'off'}")
@@ -450,12 +465,8 @@ def simulate(config_path: str | None, start: str | None, hours: float) -> None:
         begin = datetime.fromisoformat(start).replace(tzinfo=tz) if start else datetime.now(tz)
     except ValueError:
         raise click.BadParameter(f"invalid date/time {start!r}: use e.g. 2025-07-15T00:00", param_hint="--start")
-    try:
-        for line in table(run_simulation(config, begin.timestamp(), hours), [a.id for a in config.actuators]):
-            click.echo(line)
-    except EdgeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    for line in table(run_simulation(config, begin.timestamp(), hours), [a.id for a in config.actuators]):
+        click.echo(line)
 
 
 @main.command()
@@ -505,8 +516,7 @@ def doctor(config_path: str | None, timeout: float, env_file: str | None) -> Non
             env.update(read_env_file(env_file or ENV_FILE))
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
-            click.echo(f"error: cannot read {env_file or ENV_FILE}: {reason}", err=True)
-            sys.exit(1)
+            raise EdgeError(f"cannot read {env_file or ENV_FILE}: {reason}") from None
     report = diagnose(config_path, env=env, timeout=timeout)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # https://no-color.org
     for line in format_report(report, colour=colour):
@@ -555,8 +565,7 @@ def collector(config_path: str, username: str | None, client_id: str | None, log
 
         running = Collector(config, client_id=client_id).start()
     except (ImportError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        raise EdgeError(str(exc)) from exc
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -569,7 +578,11 @@ def collector(config_path: str, username: str | None, client_id: str | None, log
 def _load_datacenter(config_path: str):
     from edge.datacenter.config import load_datacenter_config
 
-    return _checked(load_datacenter_config, config_path)
+    return load_datacenter_config(config_path)
+
+
+def _database_error(exc: Exception) -> EdgeError:
+    return EdgeError(f"cannot use the database: {str(exc).strip().splitlines()[0]}")
 
 
 def _listen_address(_ctx, _param, value: str) -> tuple[str, int]:
@@ -605,13 +618,11 @@ def api(config_path: str, listen: tuple[str, int], log_level: str | None) -> Non
 
         from edge.datacenter.api import serve
     except ImportError as exc:
-        click.echo(f"error: {exc} (install the data-center extra: pip install '.[datacenter]')", err=True)
-        sys.exit(1)
+        raise EdgeError(f"{exc} (install the data-center extra: pip install '.[datacenter]')") from None
     try:
         serve(config, *listen)
     except psycopg.Error as exc:
-        click.echo(f"error: cannot use the database: {str(exc).strip().splitlines()[0]}", err=True)
-        sys.exit(1)
+        raise _database_error(exc) from exc
 
 
 @dc.group()
@@ -633,8 +644,7 @@ def _token_store(config_path: str):
         conn = psycopg.connect(config.database.url, connect_timeout=10)
         migrate(conn)
     except psycopg.Error as exc:
-        click.echo(f"error: cannot use the database: {str(exc).strip().splitlines()[0]}", err=True)
-        sys.exit(1)
+        raise _database_error(exc) from exc
     return conn
 
 
@@ -657,11 +667,7 @@ def token_create(config_path: str, name: str, patterns: tuple[str, ...], expires
     from edge.datacenter import tokens
 
     with _token_store(config_path) as conn:
-        try:
-            secret = tokens.create(conn, name, _patterns(patterns), expires)
-        except tokens.TokenError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+        secret = tokens.create(conn, name, _patterns(patterns), expires)
     click.echo(secret)
     click.echo(f"token {name!r} created for {', '.join(_patterns(patterns))}: it is shown only this once; hand it "
                "over in a file (edge history pull --token-file FILE)", err=True)
@@ -701,11 +707,7 @@ def token_revoke(config_path: str, name: str) -> None:
     from edge.datacenter import tokens
 
     with _token_store(config_path) as conn:
-        try:
-            tokens.revoke(conn, name)
-        except tokens.TokenError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+        tokens.revoke(conn, name)
     click.echo(f"token {name!r} revoked")
 
 
@@ -753,14 +755,9 @@ def _history_options(command):
 
 
 def _history_request(server, token_file, gateway, start, end, sensors, quantities, every=None, fmt="csv"):
-    from edge.history import HistoryError, Request, read_token
+    from edge.history import Request, read_token
 
-    try:
-        token = read_token(token_file)
-    except HistoryError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    return Request(server, token, gateway, start, end, tuple(sensors), tuple(quantities), every, fmt)
+    return Request(server, read_token(token_file), gateway, start, end, tuple(sensors), tuple(quantities), every, fmt)
 
 
 @history.command("gateways")
@@ -770,13 +767,9 @@ def history_gateways(server: str, token_file: str) -> None:
 
     Example: edge history gateways --server https://dc.example --token-file ~/.edge-token
     """
-    from edge.history import HistoryError, gateways, read_token
+    from edge.history import gateways, read_token
 
-    try:
-        found = gateways(server, read_token(token_file))
-    except HistoryError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    found = gateways(server, read_token(token_file))
     _print_table(("GATEWAY", "STATE", "LAST SEEN", "VERSION", "BACKLOG"),
                  [(g["id"], g["state"], g["last_seen"][:19].replace("T", " "), g["version"] or "-",
                    "-" if g["backlog"] is None else f"{g['backlog']:,}") for g in found])
@@ -799,19 +792,15 @@ def pull(server, token_file, gateway, start, end, sensors, quantities, every, fm
     Example: edge history pull --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
     --from 2025-07-01 --to 2025-08-01 --every 1h -o july.csv
     """
-    from edge.history import HistoryError, pull as pull_rows, pull_to_file
+    from edge.history import pull as pull_rows, pull_to_file
 
     request = _history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt)
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE")
-    try:
-        if output:
-            pull_to_file(request, output, resume=resume, retries=retries)
-        else:
-            pull_rows(request, sys.stdout.buffer, retries=retries)
-    except HistoryError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    if output:
+        pull_to_file(request, output, resume=resume, retries=retries)
+    else:
+        pull_rows(request, sys.stdout.buffer, retries=retries)
 
 
 @history.command()
@@ -825,15 +814,11 @@ def plot(server, token_file, gateway, start, end, sensors, quantities, every, ou
     Example: edge history plot --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
     --from 2025-07-14 --to 2025-07-16 -o chart.png
     """
-    from edge.history import HistoryError, auto_every, plot as draw
+    from edge.history import auto_every, plot as draw
 
     chosen = auto_every(start, end) if every == "auto" else None if every == "raw" else every
     request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson")
-    try:
-        count = draw(request, output)
-    except HistoryError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    count = draw(request, output)
     click.echo(f"{output}: {counted(count, 'point' if chosen else 'reading', grouped=True)} of {gateway}", err=True)
 
 
@@ -905,10 +890,9 @@ def sms_test(config_path: str | None, number: str) -> None:
         target = canonical(number, config.sms.country_code)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="NUMBER")
-    transports = _checked(open_transports, config.sms, config.source)
+    transports = open_transports(config.sms, config.source)
     if not transports:
-        click.echo("no SMS transports are configured (sms.transports)", err=True)
-        sys.exit(1)
+        raise EdgeError("no SMS transports are configured (sms.transports)")
     text = test_text(config, time.time())
     failed = False
     for transport in transports:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import time
 import uuid
 from pathlib import Path
@@ -108,8 +107,3 @@ class FakeClock(Clock):
     def set_wall(self, wall: float) -> None:
         """Step the wall clock (as NTP does at sync) without moving monotonic time."""
         self._now = float(wall)
-
-
-def env_clock_mode() -> str:
-    """``EDGE_CLOCK=synced|unsynced`` overrides detection (for containers and tests)."""
-    return os.environ.get("EDGE_CLOCK", "auto")

@@ -1,9 +1,11 @@
-"""The local control socket: `edge actuate` and `edge status` talk to the running daemon through it.
+"""The local control socket: `edge actuate` and `edge alerts ack` talk to the running daemon through it.
 
-A Unix stream socket (mode 0660), one JSON request per line, one JSON answer per line. Only root, the daemon's own
-user and members of ``control.socket_group`` are served (checked with SO_PEERCRED, not just the file mode). A
-malformed, oversized or unauthorised request gets a clear error and changes nothing; the request is always read
-before the answer is written, so a client is never cut off in mid-send.
+A Unix stream socket (mode 0660), one JSON object per line in, one JSON answer per line out. This module frames,
+authorises and bounds requests; what a request means is ``edge.gateway.control.commands``' business (the handler).
+Only root, the daemon's own user and members of ``control.socket_group`` are served (checked with SO_PEERCRED, not
+just the file mode). A malformed, oversized or unauthorised request gets a clear error (``{"ok": false, "error":
+...}``, the refusal's ``answer``) and changes nothing; the request is always read before the answer is written, so
+a client is never cut off in mid-send.
 
 No client can tie the daemon up: one thread waits on every connection (``selectors``) and a few workers handle
 complete requests. A client has ``TIMEOUT`` seconds to send its line, then it is closed with a log line; at most
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.gateway.control.commands import BadRequest, CommandError, Unauthorised
+
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 16 * 1024
@@ -38,11 +42,9 @@ MAX_CONNECTIONS = 64
 BACKLOG = 128
 WORKERS = 4
 
+#: ``handle(request, user)``: a decoded JSON object and the sender's account name -> the answer's fields; raises
+#: CommandError to refuse.
 Handler = Callable[[dict[str, Any], str], dict[str, Any]]
-
-
-class RequestError(ValueError):
-    """A request the daemon will not act on; the message is sent back as ``error``."""
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -76,14 +78,15 @@ def authorised(uid: int, gid: int, group_id: int | None) -> bool:
 
 
 def parse_request(line: bytes) -> dict[str, Any]:
+    """One line as a JSON object (its fields are the handler's to check)."""
     if not line.strip():
-        raise RequestError("malformed request: empty")
+        raise BadRequest("malformed request: empty")
     try:
         request = json.loads(line)
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep, a number too long
-        raise RequestError(f"malformed request: not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if not isinstance(request, dict) or not isinstance(request.get("op"), str):
-        raise RequestError('malformed request: expected a JSON object with "op"')
+        raise BadRequest(f"malformed request: not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(request, dict):
+        raise BadRequest('malformed request: expected a JSON object with "op"')
     return request
 
 
@@ -296,14 +299,14 @@ class ControlServer:
         line = bytes(client.data).split(b"\n", 1)[0]
         try:
             if not authorised(uid, client.gid, self.group_id):
-                raise RequestError(f"unauthorised: uid {uid} may not use the control socket")
+                raise Unauthorised(f"unauthorised: uid {uid} may not use the control socket")
             if len(line) > MAX_REQUEST:
-                raise RequestError(f"request too large (limit {MAX_REQUEST} bytes)")
+                raise BadRequest(f"request too large (limit {MAX_REQUEST} bytes)")
             request = parse_request(line)
             answer = {"ok": True, **self.handle(request, _user_name(uid))}
-        except RequestError as exc:
-            log.warning("control socket: refused a request from pid %d uid %d: %s", pid, uid, exc)
-            answer = {"ok": False, "error": str(exc)}
+        except CommandError as exc:
+            log.warning("control socket: refused a request from pid %d uid %d: %s", pid, uid, exc.answer)
+            answer = {"ok": False, "error": exc.answer}
         except Exception as exc:  # a bug, not the client's fault: it still gets an answer
             log.exception("control socket: a request from pid %d uid %d failed", pid, uid)
             answer = {"ok": False, "error": f"internal error ({type(exc).__name__}); see the daemon's log"}

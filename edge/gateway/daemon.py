@@ -27,7 +27,8 @@ from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.alerts import build as build_alerts
 from edge.gateway.buffer import Buffer
 from edge.gateway.clock import Clock
-from edge.gateway.control.supervisor import LatestReadings, Refused, Supervisor, socket_handler
+from edge.gateway.control import commands
+from edge.gateway.control.supervisor import LatestReadings, Supervisor
 from edge.gateway.control_socket import ControlServer
 from edge.gateway.hardware import Hardware, open_hardware
 from edge.gateway.notify import sd_notify, watchdog_interval
@@ -128,7 +129,7 @@ class Daemon:
         self.scheduler.start()
         if self.sync is not None:
             self.sync.start()
-        self.control_server = ControlServer(cfg.control.socket, self._control_handler(), cfg.control.socket_group)
+        self.control_server = ControlServer(cfg.control.socket, self._local_command, cfg.control.socket_group)
         self.control_server.start()
         log.info("gateway %s started: epoch %s, %d sensors, %d actuators, %s backend, buffer %s",
                  cfg.gateway.id, report.epoch or "not started yet (no room)", len(cfg.sensors),
@@ -244,25 +245,9 @@ class Daemon:
 
     # --------------------------------------------------------------------------------------------------- jobs
 
-    def _control_handler(self):
-        """Control-socket requests: actuators to the supervisor, alert acknowledgements to the alert engine."""
-        from edge.gateway.control_socket import RequestError
-
-        actuators = socket_handler(self.supervisor)
-
-        def handle(request: dict, who: str) -> dict:
-            if request.get("op") != "ack_alert":
-                return actuators(request, who)
-            code = request.get("code")
-            if not isinstance(code, str) or not code.strip():
-                raise RequestError('ack_alert needs a "code" string')
-            if self.alerts is None:
-                raise RequestError("alerts are not running: the buffer has no room (see edge status)")
-            if not self.alerts.engine.acknowledge(code.strip(), f"cli:{who}"):
-                raise RequestError(f"no open, unacknowledged alert has code {code.strip()!r}")
-            return {"acked": code.strip()}
-
-        return handle
+    def _local_command(self, request: dict, user: str) -> dict:
+        """A control-socket request: read by the commands' parser, carried out by the supervisor or the alerts."""
+        return commands.serve(self.supervisor.commands.parse(request, user), self.supervisor, self.alerts)
 
     def _after_round(self, _readings) -> None:
         """Rules act on fresh readings at once, not at the next control tick."""
@@ -280,15 +265,9 @@ class Daemon:
         self.buffer.enforce_budget(self.config.buffer.max_size, self.clock.time())
 
     def _remote_command(self, command) -> dict:
-        """An actuate command from the data center (its fields already strictly typed by the protocol), to the
-        supervisor like any manual command: the same bounds and limits, the same refusals."""
-        if command.op != "actuate":
-            raise ValueError(f"unknown op {command.op!r}")
-        args = command.args
-        try:
-            return self.supervisor.command(args["actuator"], args["action"], args.get("for"), f"remote:{command.id}")
-        except Refused as exc:
-            raise Refused(f"refused: {exc}") from None
+        """A downlink command (its wire form already strictly typed by the protocol), read by the same parser as a
+        local one and carried out alike: the same bounds and limits, the same refusals."""
+        return self.supervisor.execute(self.supervisor.commands.remote(command))
 
     def control(self) -> None:
         """Every control.interval: schedules, rules and safety limits (max_on needs this to keep running)."""

@@ -32,7 +32,9 @@ from edge.contract.events import (ActuatorChange, ActuatorFault, ActuatorRefused
 from edge.durations import counted, format_duration
 from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.control import rules as rule_logic
+from edge.gateway.control.commands import Actuate, CommandParser, Refused
 from edge.gateway.control.schedules import Place, window
+from edge.gateway.control.types import ActuatorState, ActuatorView, Override, describe_state
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +59,11 @@ MIGRATIONS = [(1, "control state", """
 """)]
 
 
-@dataclass
-class ActuatorState:
-    value: float = 0.0
-    reason: str = "startup"
-    since: float = 0.0
-    on_since: float | None = None
-    until: float | None = None
-    latched: bool = False
-    off_at: float | None = None  # when it last went from on to off (for interlock waits); not persisted
-    refused: str | None = None  # the last refusal, so it is reported once, not at every evaluation
-
-
 @dataclass(frozen=True)
 class Request:
     value: float
     reason: str
     until: float | None = None
-
-
-class Refused(Exception):
-    """A manual command the supervisor will not carry out; the message says why."""
 
 
 class LatestReadings:
@@ -104,6 +90,7 @@ class Supervisor:
         self.control = config.control
         self.actuators = dict(actuators)
         self.limits = {a.id: a for a in config.actuators}
+        self.commands = CommandParser.of(config)  # reads this gateway's commands, for every door (socket, downlink)
         self.buffer = buffer
         self.clock = clock
         self.latest = latest or LatestReadings()
@@ -112,7 +99,7 @@ class Supervisor:
         self.started = clock.time()
         self._lock = threading.RLock()
         self.state = {a: ActuatorState(since=self.started) for a in self.actuators}
-        self.overrides: dict[str, dict[str, Any]] = {}
+        self.overrides: dict[str, Override] = {}
         self.rule_state: dict[str, dict[str, Any]] = {}
         self.rule_faults: dict[str, str | None] = {}
         self._carried_on_time: dict[str, float] = {}  # seconds already on before the restart, per actuator
@@ -149,8 +136,9 @@ class Supervisor:
         for row in db.query("SELECT * FROM control_overrides"):
             if row["actuator"] in self.state:  # bounded by max_manual, even one stored by an older version
                 bound = row["issued"] + self.limits[row["actuator"]].manual_limit()
-                self.overrides[row["actuator"]] = {**row, "until": bound if row["until"] is None
-                                                   else min(row["until"], bound)}
+                self.overrides[row["actuator"]] = Override(
+                    row["actuator"], row["value"], bound if row["until"] is None else min(row["until"], bound),
+                    row["who"], row["issued"])
         for row in db.query("SELECT * FROM control_rules"):
             self.rule_state[row["rule"]] = json.loads(row["state"])
 
@@ -219,11 +207,11 @@ class Supervisor:
 
     def _expire_overrides(self, now: float) -> None:
         for actuator_id, override in list(self.overrides.items()):
-            if override["until"] is not None and now >= override["until"]:
+            if now >= override.until:
                 del self.overrides[actuator_id]
                 with self._transaction() as db:
                     db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
-                log.info("manual override of %s by %s expired", actuator_id, override["who"])
+                log.info("manual override of %s by %s expired", actuator_id, override.who)
 
     def _requests(self, now: float) -> tuple[dict[str, Request], dict[str, str]]:
         """The winning request of each actuator (safety rule > manual > rule > schedule), and the rules whose input
@@ -242,8 +230,7 @@ class Supervisor:
                 level = 3 if getattr(rule, "priority", "normal") == "safety" else 1
                 levels[level].append((rule.actuator, Request(decision.request, f"rule:{rule.id}", decision.until)))
         for actuator_id, override in self.overrides.items():
-            levels[2].append((actuator_id, Request(override["value"], f"manual:{override['who']}",
-                                                   override["until"])))
+            levels[2].append((actuator_id, Request(override.value, override.reason, override.until)))
         winners: dict[str, Request] = {}
         for level in levels:
             best: dict[str, Request] = {}
@@ -359,62 +346,45 @@ class Supervisor:
 
     # -------------------------------------------------------------------------------------------- commands
 
-    def command(self, actuator_id: str, action: str, duration: float | None, who: str,
-                now: float | None = None) -> dict[str, Any]:
-        """A manual command: ``on`` / ``off`` (for ``duration``, or until ``auto``) or ``auto``. Raises Refused."""
+    def execute(self, command: Actuate, now: float | None = None) -> ActuatorView:
+        """Carry out a manual command, parsed and bounded by ``commands.CommandParser``: hold the actuator ``on`` or
+        ``off`` for its duration, or hand it back (``auto``). Raises Refused when the moment forbids switching on
+        (a latch, ``min_off``, an interlock, the power budget); an ``off`` always goes through."""
         now = self.clock.time() if now is None else now
-        if actuator_id not in self.actuators:
-            raise Refused(f"unknown actuator {actuator_id!r} (actuators: {', '.join(self.actuators)})")
-        if action not in ("on", "off", "auto"):
-            raise Refused(f"unknown action {action!r}: use on, off or auto")
-        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
-                                     or not 0 < duration <= 366 * 86400):
-            raise Refused(f"invalid duration {duration!r}: give seconds, more than 0")
+        actuator_id = command.actuator
         with self._lock:
-            if action == "auto":
+            if command.action == "auto":
                 self.overrides.pop(actuator_id, None)
                 with self._transaction() as db:
                     db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
             else:
-                duration = self._override_duration(actuator_id, action, duration)
-                if action == "on":
-                    if self.state[actuator_id].value <= 0:
-                        refusal = self._refusal(actuator_id, now)
-                        if refusal:
-                            raise Refused(refusal)
-                until = now + duration
-                override = {"actuator": actuator_id, "value": 1.0 if action == "on" else 0.0, "until": until,
-                            "who": who, "issued": now}
+                if command.action == "on" and self.state[actuator_id].value <= 0:
+                    refusal = self._refusal(actuator_id, now)
+                    if refusal:
+                        raise Refused(refusal)
+                override = Override(actuator_id, 1.0 if command.action == "on" else 0.0, now + command.duration,
+                                    command.who, now)
                 self.overrides[actuator_id] = override
                 with self._transaction() as db:
                     db.execute("INSERT OR REPLACE INTO control_overrides VALUES (?, ?, ?, ?, ?)",
-                               (actuator_id, override["value"], until, who, now))
+                               (override.actuator, override.value, override.until, override.who, override.issued))
             self.buffer.append_event(CommandActuate.KIND, actuator_id,
-                                     CommandActuate(action, duration, who).to_data(), ts=now)
+                                     CommandActuate(command.action, command.duration, command.who).to_data(), ts=now)
             self.evaluate(now)
             return self.describe(actuator_id, now)
 
-    def _override_duration(self, actuator_id: str, action: str, duration: float | None) -> float:
-        """How long an ``on``/``off`` override lasts: as asked, or ``control.manual_default``; never longer than the
-        actuator's ``max_manual`` (nor, for ``on``, its ``max_on``). An explicit duration past a bound is refused."""
-        limits = self.limits[actuator_id]
-        bounds = [("max_manual", limits.manual_limit())]
-        if action == "on" and limits.max_on is not None:
-            bounds.insert(0, ("max_on", limits.max_on))
-        if duration is None:
-            return min(self.control.manual_default, *(bound for _, bound in bounds))
-        for name, bound in bounds:
-            if duration > bound:
-                raise Refused(f"{format_duration(duration)} exceeds {actuator_id}'s {name} {format_duration(bound)}")
-        return float(duration)
+    def command(self, actuator_id: str, action: str, duration: float | None, who: str,
+                now: float | None = None) -> ActuatorView:
+        """``execute`` from plain values (for code in the same process), read by the same parser as every request."""
+        return self.execute(self.commands.actuate(actuator_id, action, duration, who), now)
 
-    def describe(self, actuator_id: str, now: float | None = None) -> dict[str, Any]:
+    def describe(self, actuator_id: str, now: float | None = None) -> ActuatorView:
         now = self.clock.time() if now is None else now
         with self._lock:
-            return describe_state(actuator_id, self.state[actuator_id].__dict__, now,
-                                  override=self.overrides.get(actuator_id))
+            return describe_state(actuator_id, self.state[actuator_id], now, self.overrides.get(actuator_id))
 
-    def snapshot(self, now: float | None = None) -> dict[str, dict[str, Any]]:
+    def snapshot(self, now: float | None = None) -> dict[str, ActuatorView]:
+        """Every actuator as ``describe`` shows it: what ``edge status`` over the socket and the web page print."""
         return {a: self.describe(a, now) for a in self.actuators}
 
     def shutdown(self, now: float | None = None) -> list[str]:
@@ -454,48 +424,3 @@ def _stronger(request: Request, than: Request | None) -> bool:
 
 def _describe(value: float) -> str:
     return "off" if value <= 0 else ("on" if value >= 1 else f"at {value:.0%}")
-
-
-def describe_state(actuator_id: str, st: Mapping[str, Any], now: float,
-                   override: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One actuator as ``edge status`` and ``edge actuate`` show it."""
-    until = st.get("until")
-    return {
-        "actuator": actuator_id,
-        "state": "on" if st["value"] > 0 else "off",
-        "value": st["value"],
-        "reason": st["reason"],
-        "since": st["since"],
-        "until": until,
-        "remaining_s": None if until is None else max(0.0, round(until - now, 1)),
-        "override": None if override is None else {"value": override["value"], "until": override["until"],
-                                                    "who": override["who"]},
-    }
-
-
-def socket_handler(supervisor: Supervisor) -> Any:
-    """Map control-socket requests to the supervisor: ``actuate`` and ``status``."""
-    from edge.gateway.control_socket import RequestError
-
-    def handle(request: dict[str, Any], who: str) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "status":
-            return {"actuators": supervisor.snapshot()}
-        if op != "actuate":
-            raise RequestError(f"unknown op {op!r} (ops: actuate, status)")
-        unknown = set(request) - {"op", "actuator", "action", "for", "who"}
-        if unknown:
-            raise RequestError(f"unknown field(s) {', '.join(sorted(unknown))}")
-        actuator, action, duration = request.get("actuator"), request.get("action"), request.get("for")
-        if not isinstance(actuator, str) or not isinstance(action, str):
-            raise RequestError('actuate needs "actuator" and "action" strings')
-        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))):
-            raise RequestError('"for" must be a number of seconds')
-        label = request.get("who")
-        source = f"{label}:{who}" if isinstance(label, str) and label.isidentifier() else who
-        try:
-            return {"result": supervisor.command(actuator, action, duration, source)}
-        except Refused as exc:
-            raise RequestError(f"refused: {exc}") from None
-
-    return handle

@@ -39,6 +39,7 @@ from edge import __version__
 from edge.contract import protocol
 from edge.contract.events import BufferGap, BufferSetAside, CommandResult
 from edge.errors import BufferWriteError
+from edge.gateway.control.commands import AlreadyReceived, CommandError, Stale
 from edge.gateway.sync.config import SyncConfig
 
 log = logging.getLogger(__name__)
@@ -614,8 +615,8 @@ class Sync:
                                      CommandResult(command_id, False, error=error).to_data(), ts=now)
             return
         refusal = self._replay_refusal(command, now)
-        if refusal:
-            result = {"ok": False, "error": refusal}
+        if refusal is not None:
+            result = {"ok": False, "error": refusal.answer}
         elif command.op == "ping":
             result = {"ok": True, "result": {"pong": now}}
         elif self.on_command is None:
@@ -623,9 +624,11 @@ class Sync:
         else:
             try:
                 result = {"ok": True, "result": self.on_command(command)}
-            except Exception as exc:  # a refusal or a bad argument: report it, change nothing else
+            except CommandError as exc:  # refused: report why, change nothing else
+                result = {"ok": False, "error": _printable(exc.answer)}
+            except Exception as exc:  # a bad argument: the same
                 result = {"ok": False, "error": _reason(exc)}
-        if refusal is None or "already" not in refusal:
+        if not isinstance(refusal, AlreadyReceived):  # a replay is answered, not recorded again
             with self.buffer.transaction() as db:
                 db.execute("INSERT OR IGNORE INTO sync_commands VALUES (?, ?, ?, ?)",
                            (command.id, command.issued, now, int(result["ok"])))
@@ -634,15 +637,15 @@ class Sync:
         log.info("sync: command %s (%s): %s", command.id, command.op,
                  "done" if result["ok"] else f"refused: {result['error']}")
 
-    def _replay_refusal(self, command: protocol.Command, now: float) -> str | None:
+    def _replay_refusal(self, command: protocol.Command, now: float) -> CommandError | None:
         """Each command id is carried out once, and only while fresh (issued time and id: replay protection)."""
         if self.buffer.db.execute("SELECT 1 FROM sync_commands WHERE id = ?", (command.id,)).fetchone():
-            return f"command {command.id} was already received"
+            return AlreadyReceived(f"command {command.id} was already received")
         if self.clock.is_synced():
             if now - command.issued > self.config.command_max_age:
-                return f"command expired: issued {now - command.issued:.0f}s ago"
+                return Stale(f"command expired: issued {now - command.issued:.0f}s ago")
             if command.issued - now > 60:
-                return "command issued in the future: check the clocks"
+                return Stale("command issued in the future: check the clocks")
         return None
 
     # ------------------------------------------------------------------------------------------------- status
