@@ -34,11 +34,11 @@ from collections import deque
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 
+from edge import mqtt
 from edge.contract import protocol
 from edge.datacenter.config import BrokerConfig, DataCenterConfig
 from edge.datacenter.store import Rejected, StatusUpdate, Store, Work, Written
@@ -318,13 +318,10 @@ class Collector:
     # ------------------------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> Collector:
-        mqtt = self.config.mqtt
-        parts = urlsplit(mqtt.url)
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        log.info("collector %s: broker %s:%s, share group %s, database %s", self.client_id, parts.hostname, port,
-                 mqtt.share_group, _safe_dsn(self.config.database.url))
-        self._client.connect_async(parts.hostname, port, keepalive=int(mqtt.keepalive), clean_start=False,
-                                   properties=_connect_properties(mqtt))
+        login, session = login_of(self.config.mqtt), session_of(self.config.mqtt, self.client_id)
+        log.info("collector %s: broker %s, share group %s, database %s", self.client_id, login.where,
+                 self.config.mqtt.share_group, _safe_dsn(self.config.database.url))
+        self._client.connect_async(login.host, login.port, **mqtt.connect_args(login, session))
         self._client.loop_start()
         self._writer.start()
         return self
@@ -360,8 +357,7 @@ class Collector:
         log.info("connected to the broker (session %s)", "resumed" if flags.session_present else "new")
 
     def _on_connect_fail(self, _client, _userdata) -> None:
-        parts = urlsplit(self.config.mqtt.url)
-        log.warning("cannot reach the broker at %s:%s; retrying", parts.hostname, parts.port or 1883)
+        log.warning("cannot reach the broker at %s; retrying", login_of(self.config.mqtt).where)
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties=None) -> None:
         failed = [str(code) for code in reason_codes if code.is_failure]
@@ -541,21 +537,24 @@ class Collector:
 # ---------------------------------------------------------------------------------------------------- MQTT setup
 
 
-def _make_client(mqtt: BrokerConfig, client_id: str):
-    import paho.mqtt.client as paho
+def login_of(config: BrokerConfig) -> mqtt.BrokerLogin:
+    """Where the collector's broker is and who logs in (MQTT 5 always: shared subscriptions need it)."""
+    return mqtt.BrokerLogin(config.url, "mqttv5", config.username, config.password_file, config.ca_file,
+                            config.cert_file, config.key_file)
 
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
-                         manual_ack=True)
+
+def session_of(config: BrokerConfig, client_id: str) -> mqtt.Session:
+    """A session kept across restarts (0, the MQTT default, would end it at disconnect), manually acknowledged."""
+    return mqtt.Session(client_id, config.keepalive, clean_start=False, session_expiry=int(config.session_expiry),
+                        receive_maximum=config.receive_maximum, manual_ack=True)
+
+
+def _make_client(config: BrokerConfig, client_id: str):
     paho_log = logging.getLogger("edge.datacenter.paho")
     paho_log.setLevel(logging.WARNING)
     paho_log.addFilter(_not_news)
-    client.enable_logger(paho_log)
-    client.reconnect_delay_set(int(max(1, mqtt.reconnect_min)), int(max(1, mqtt.reconnect_max)))
-    if mqtt.username:
-        password = Path(mqtt.password_file).read_text().strip() if mqtt.password_file else None
-        client.username_pw_set(mqtt.username, password)
-    if urlsplit(mqtt.url).scheme == "mqtts":
-        client.tls_set(ca_certs=str(mqtt.ca_file) if mqtt.ca_file else None)
+    client = mqtt.build_client(login_of(config), session_of(config, client_id), paho_log)
+    client.reconnect_delay_set(int(max(1, config.reconnect_min)), int(max(1, config.reconnect_max)))
     return client
 
 
@@ -563,16 +562,6 @@ def _not_news(record: logging.LogRecord) -> bool:
     """paho 2.2's network thread logs "Client is not connected" as an ERROR after every failed connection attempt
     and after our own disconnect; the collector says what happened in its own words."""
     return not str(record.msg).startswith("Client is not connected")
-
-
-def _connect_properties(mqtt: BrokerConfig):
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = int(mqtt.session_expiry)  # 0 (the default) would end the session at disconnect
-    props.ReceiveMaximum = mqtt.receive_maximum
-    return props
 
 
 def _safe_dsn(url: str) -> str:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge import __version__
+from edge import __version__, mqtt
 from edge.contract import protocol
 from edge.contract.events import BufferGap, BufferSetAside, CommandResult
 from edge.errors import BufferWriteError
@@ -235,19 +235,12 @@ class Sync:
         outage, not a stalled uplink, so it never makes the watchdog restart the daemon."""
         self._refused = None
         client = None
-        parts = urlsplit(self.config.url)
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        kwargs: dict[str, Any] = {"keepalive": int(self.config.keepalive)}
-        if self.config.mqtt_version == "mqttv5":
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 86400  # commands and acks queued while we are away are kept a day
-            kwargs.update(clean_start=False, properties=props)
+        where = _redact(self.config.url)
         try:
-            client = self._make_client()
-            client.connect(parts.hostname, port, **kwargs)
+            login, session = self._login(), self._session()
+            where = login.where
+            client = self._make_client(login, session)
+            client.connect(login.host, login.port, **mqtt.connect_args(login, session))
             deadline = time.monotonic() + 10
             while not self.connected and time.monotonic() < deadline and not self._stop.is_set():
                 rc = client.loop(timeout=0.1)
@@ -257,7 +250,7 @@ class Sync:
                     raise OSError(_paho_error(rc))
         except Exception as exc:
             self._failures += 1
-            log.warning("sync: cannot connect to %s:%s (%s); retrying", parts.hostname, port, exc,
+            log.warning("sync: cannot connect to %s (%s); retrying", where, exc,
                         exc_info=not isinstance(exc, (OSError, ValueError)))
             _close(client)
             self._save_state(link="down", error=str(exc))
@@ -267,23 +260,20 @@ class Sync:
             return False
         return True
 
-    def _make_client(self):
-        import paho.mqtt.client as mqtt
-
+    def _login(self) -> mqtt.BrokerLogin:
         cfg = self.config
-        version = mqtt.MQTTv5 if cfg.mqtt_version == "mqttv5" else mqtt.MQTTv311
-        kwargs = {} if version == mqtt.MQTTv5 else {"clean_session": False}
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-{self.gateway_id}",
-                             protocol=version, **kwargs)
-        client.enable_logger(logging.getLogger("edge.gateway.sync.paho"))
-        logging.getLogger("edge.gateway.sync.paho").setLevel(logging.WARNING)
-        username = cfg.username or self.gateway_id
-        password = cfg.password_file.read_text().strip() if cfg.password_file else None
-        client.username_pw_set(username, password)
-        if urlsplit(cfg.url).scheme == "mqtts":
-            client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                           certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                           keyfile=str(cfg.key_file) if cfg.key_file else None)
+        return mqtt.BrokerLogin(cfg.url, cfg.mqtt_version, cfg.username or self.gateway_id, cfg.password_file,
+                                cfg.ca_file, cfg.cert_file, cfg.key_file)
+
+    def _session(self) -> mqtt.Session:
+        # commands and acks queued while we are away are kept a day
+        return mqtt.Session(f"edge-{self.gateway_id}", self.config.keepalive, clean_start=False,
+                            session_expiry=86400)
+
+    def _make_client(self, login: mqtt.BrokerLogin, session: mqtt.Session):
+        paho_log = logging.getLogger("edge.gateway.sync.paho")
+        paho_log.setLevel(logging.WARNING)
+        client = mqtt.build_client(login, session, paho_log)
         client.will_set(protocol.topic(self.gateway_id, protocol.STATUS),
                         protocol.encode_status("offline", version=__version__), qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -779,8 +769,6 @@ def _close(client) -> None:
 
 
 def _paho_error(rc: int) -> str:
-    import paho.mqtt.client as mqtt
-
     return mqtt.error_string(rc)
 
 
