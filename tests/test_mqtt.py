@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge import mqtt
-from edge.datacenter import collector
+from edge.datacenter import source
 from edge.datacenter.config import BrokerConfig
 from edge.gateway.sync import SyncConfig, Sync
 from tests.services import MOSQUITTO, Broker, _require
@@ -68,7 +68,7 @@ def test_every_side_builds_the_same_login(tmp_path):
     sync = SyncConfig(url="mqtts://dc.example", **files)
     assert Sync._login(_SyncShell(sync)) == mqtt.BrokerLogin("mqtts://dc.example", "mqttv5", "gh-1", None, **files)
     dc = BrokerConfig(url="mqtts://dc.example", username="collector", **files)
-    assert collector.login_of(dc) == mqtt.BrokerLogin("mqtts://dc.example", "mqttv5", "collector", None, **files)
+    assert source.login_of(dc) == mqtt.BrokerLogin("mqtts://dc.example", "mqttv5", "collector", None, **files)
     with pytest.raises(ValueError, match="key_file needs cert_file"):
         BrokerConfig(url="mqtts://dc.example", key_file=files["key_file"])
 
@@ -150,5 +150,5 @@ def test_client_certificates_reach_a_broker_that_requires_them(tls_broker, pki):
     without the certificate the same login is turned away."""
     dc = BrokerConfig(url=tls_broker.url, ca_file=pki / "ca.pem", cert_file=pki / "client.pem",
                       key_file=pki / "client.key")
-    assert _connects(collector.login_of(dc))
-    assert not _connects(collector.login_of(BrokerConfig(url=tls_broker.url, ca_file=pki / "ca.pem")))
+    assert _connects(source.login_of(dc))
+    assert not _connects(source.login_of(BrokerConfig(url=tls_broker.url, ca_file=pki / "ca.pem")))
