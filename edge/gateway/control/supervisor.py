@@ -97,7 +97,7 @@ class Supervisor:
         self.place = Place(config.gateway.latitude, config.gateway.longitude, config.gateway.timezone)
         self.intervals = {s.id: s.interval for s in config.sensors}
         self.started = clock.time()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # re-entrant: execute() evaluates under it, so nothing runs between the two
         self.state = {a: ActuatorState(since=self.started) for a in self.actuators}
         self.overrides: dict[str, Override] = {}
         self.rule_state: dict[str, dict[str, Any]] = {}
