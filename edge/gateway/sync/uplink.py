@@ -1,9 +1,10 @@
 """Store-and-forward uplink: buffered readings and events to the data center over MQTT, removed only by its acks.
 
 One thread owns the link (:mod:`edge.gateway.sync.link`: over MQTT, paho 2.x driven with ``client.loop()`` from this
-thread) and the sync logic, so no lock is needed and the link only hands messages over when polled. The buffer is the queue: a batch is read from it, published, and stays
-pending until the data center's application-level ack (sent after its database commit) marks it acknowledged. A
-broker PUBACK means nothing here; paho's in-memory queue is never trusted across a reconnect.
+thread) and the sync logic, so no lock is needed and the link only hands messages over when polled. The buffer is the
+queue: a batch is read from it, published, and stays pending until the data center's application-level ack (sent
+after its database commit) marks it acknowledged. A broker PUBACK means nothing here; paho's in-memory queue is never
+trusted across a reconnect.
 
 Three lanes share the link: **events** (always first, small), **live** readings (taken since the link came up:
 sent every ``interval``, so a long backlog never delays them), and the **backlog** (older pending readings, oldest
