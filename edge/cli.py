@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from edge import __version__
-from edge.durations import counted, parse_duration
+from edge.durations import counted, format_age, parse_duration
 from edge.errors import ConfigError, EdgeError
 
 if TYPE_CHECKING:
@@ -258,12 +258,7 @@ def _format_value(q: dict[str, Any]) -> str:
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+    return "never" if seconds is None else f"{format_age(seconds)} ago"
 
 
 @main.command()

@@ -10,7 +10,6 @@ latest readings, so no bus is shared); and the state of the systemd unit. Secret
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import ssl
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge.durations import counted
+from edge.durations import counted, format_age as _age
 from edge.errors import BufferFull, ConfigError, EdgeError
 
 UNIT = "edge-gateway.service"
@@ -547,14 +546,3 @@ def _human(size: float) -> str:
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size:.0f} B"
-
-
-def _age(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = max(0.0, seconds)  # a time ahead of now: the wall clock stepped back since (NTP)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
