@@ -106,3 +106,34 @@ def test_wakes_during_an_evaluation_fold_into_one_more():
     finally:
         worker.stop(5)
     assert not worker._thread.is_alive()
+
+
+def test_a_busy_alert_engine_does_not_hold_up_a_round_and_misses_no_reading():
+    """The sampling round hands its readings to the alert feed and returns; what comes while the engine is busy is
+    handed over together, in order."""
+    from edge.gateway.daemon import AlertFeed
+
+    busy, release = threading.Event(), threading.Event()
+    seen: list[list[int]] = []
+
+    def engine(readings):
+        seen.append(list(readings))
+        if len(seen) == 1:
+            busy.set()
+            release.wait(20)
+
+    feed = AlertFeed(engine)
+    feed.start()
+    try:
+        feed([1, 2])
+        assert busy.wait(10)
+        began = time.monotonic()
+        for n in range(3, 9):  # six rounds while the engine is stuck on the first
+            feed([n])
+        assert time.monotonic() - began < 1.0  # handed over, not waited for
+        release.set()
+        wait_until(lambda: sum(map(len, seen)) == 8, timeout=10, what="every reading observed")
+        assert seen == [[1, 2], [3, 4, 5, 6, 7, 8]]
+    finally:
+        release.set()
+        feed.stop()

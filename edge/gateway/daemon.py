@@ -17,6 +17,7 @@ import math
 import signal
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone
 
 from edge import __version__
@@ -50,6 +51,8 @@ HOUSEKEEPING = "housekeeping"
 HOUSEKEEPING_WORKERS = 3
 #: Seconds a stop waits for the control thread's evaluation in hand before making the outputs safe anyway.
 CONTROL_STOP_WAIT = 5.0
+#: Readings waiting for the alert engine at most (a wedged engine must not grow the daemon without bound).
+MAX_ALERT_WAITING = 100_000
 
 
 class StopRequest(threading.Event):
@@ -112,6 +115,62 @@ class ControlWorker:
                 log.exception("control: an evaluation failed; trying again")
 
 
+class AlertFeed:
+    """The alert engine's readings, on a thread of their own (``alerts``): a sampling round hands its readings over
+    and returns, so the engine (its lock, its transactions, the SMS it queues) never holds up a round. Rounds that come
+    while the engine is busy are handed over together at its next turn, in order. At most ``MAX_ALERT_WAITING``
+    readings wait; past that the oldest are dropped (said once in the log): the engine is wedged or far behind."""
+
+    def __init__(self, listener):
+        self.listener = listener
+        self._waiting: deque = deque()
+        self._lock = threading.Lock()  # guards _waiting only; nothing is called while it is held
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def __call__(self, readings) -> None:
+        with self._lock:
+            self._waiting.extend(readings)
+            excess = len(self._waiting) - MAX_ALERT_WAITING
+            for _ in range(max(0, excess)):
+                self._waiting.popleft()
+        if excess > 0:
+            if not self._dropped:
+                log.warning("alerts: the engine is behind by more than %d readings; the oldest are skipped",
+                            MAX_ALERT_WAITING)
+            self._dropped += excess
+        self._ready.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Hand over what waits, then end (bounded: a wedged engine must not hold up the stop)."""
+        self._stop.set()
+        self._ready.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            self._ready.wait()
+            self._ready.clear()
+            with self._lock:
+                batch = list(self._waiting)
+                self._waiting.clear()
+            if batch:
+                try:
+                    self.listener(batch)
+                except BufferWriteError as exc:
+                    log.debug("alerts: readings observed, state not stored (%s)", exc)
+                except Exception:  # never the end of the feed: the next round tries again
+                    log.exception("alerts: the engine failed on a round's readings")
+            if self._stop.is_set() and not self._waiting:
+                return
+
+
 class Daemon:
     def __init__(self, config: GatewayConfig, clock: Clock | None = None, stopping: StopRequest | None = None):
         self.config = config
@@ -126,6 +185,7 @@ class Daemon:
         self.alerts = None  # edge.gateway.alerts.service.AlertService
         self.scheduler = None
         self.control_worker: ControlWorker | None = None
+        self.alert_feed: AlertFeed | None = None
         self._control_ran = 0.0  # monotonic time the control job last finished
         self._status = "starting"  # systemd's STATUS= line while healthy
         self._shown_status = None  # the STATUS= line last sent
@@ -154,9 +214,10 @@ class Daemon:
         self.hardware.safe_state()
         latest = LatestReadings()
         self.supervisor = Supervisor(cfg, self.hardware.actuators, self.buffer, self.clock, latest)
+        self.alert_feed = AlertFeed(self._alert_readings)
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
         self.sampler = Sampler(slots, self.buffer, self.clock,
-                               listeners=[latest, self._after_round, self._alert_readings])
+                               listeners=[latest, self._after_round, self.alert_feed])
 
         # Who runs what (docs/architecture.md, "Threads and locks"): sampling rounds have executor workers of their
         # own, one per interval group, so nothing else ever waits for a sensor and no sensor waits for anything
@@ -173,6 +234,7 @@ class Daemon:
                                max_instances=1, executor=HOUSEKEEPING)
         self._control_ran = self.clock.monotonic()
         self.control_worker = ControlWorker(self.control, cfg.control.interval)
+        self.alert_feed.start()
         ping = watchdog_interval()
         if ping:  # late rather than skipped when its worker is busy; a hung scheduler sends nothing at all
             self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog", coalesce=True,
@@ -256,6 +318,8 @@ class Daemon:
             self._step("scheduler", lambda: self.scheduler.shutdown(wait=True))  # running rounds finish and commit
         if self.control_worker is not None:  # after the rounds that wake it; before the outputs go safe
             self._step("control", self.control_worker.stop)
+        if self.alert_feed is not None:  # after the rounds that feed it; before the alerts close
+            self._step("alert feed", self.alert_feed.stop)
         failed: list[str] = []
         if self.supervisor is not None:
             failed = self._step("outputs (supervisor)", self.supervisor.shutdown) or []
