@@ -433,7 +433,8 @@ async def get_readings(request: Request, gateway_id: GatewayId, token: Token, st
 
     chosen = await _prepare(request, prepare)
     params = {"gateway": gateway_id, **series_params(chosen), "bucket": queries.BUCKETS.get(every or "1m")}
-    export = Export(shape, first, last, params, after=cursor, guard_names=not safe_names(chosen))
+    export = Export(shape, first, last, params, after=cursor,
+                    guard_names=not safe_names(chosen) or contract.needs_guard(gateway_id))
     export = export.clipped(min(s.first for s in chosen), max(s.last for s in chosen)) if chosen \
         else export.emptied()
     return await streamed(request, export, format, _file_name(gateway_id, "readings", first, last))

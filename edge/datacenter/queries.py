@@ -241,10 +241,14 @@ CROSS JOIN LATERAL (SELECT ts FROM readings WHERE gateway_id = %(gateway)s AND s
                     AND quantity = q.quantity AND ts >= %(start)s AND ts < %(end)s ORDER BY ts LIMIT 1) AS x"""
 _EVENTS_PROBE = "SELECT min(ts) FROM events WHERE gateway_id = %(gateway)s AND ts >= %(start)s AND ts < %(end)s"
 
+#: The stored clock flag (0, 1, 2) in the contract's words; another value (none is stored) as its number.
+_CLOCK_SQL = "CASE clock " + " ".join(f"WHEN {i} THEN '{word}'" for i, word in enumerate(contract.CLOCKS)) + \
+    " ELSE clock::text END"
+
 RAW = Shape(
     contract.READINGS,
-    source="SELECT date_trunc('milliseconds', ts) AS ts, sensor, quantity, value, unit, quality, epoch, seq "
-           "FROM readings WHERE {where}",
+    source="SELECT date_trunc('milliseconds', ts) AS ts, gateway_id AS gateway, sensor, quantity, value, unit, "
+           f"quality, {_CLOCK_SQL} AS clock, epoch, seq FROM readings WHERE {{where}}",
     where=(_OF_SERIES, _IN_WINDOW),
     probe=_READINGS_PROBE,
 )
@@ -257,11 +261,17 @@ def _physical_sql() -> str:
     return f"CASE quantity {cases} ELSE value BETWEEN {low!r} AND {high!r} END"
 
 
+def _significant_sql(expression: str, digits: int) -> str:
+    """``expression`` (a float8) rounded to ``digits`` significant digits (``0.6999999999999998`` -> ``0.7``)."""
+    return f"CASE WHEN {expression} = 0 THEN 0 ELSE round(({expression})::numeric, " \
+           f"{digits - 1} - floor(log(abs({expression})))::int)::float8 END"
+
+
 AGGREGATE = Shape(
     contract.AGGREGATES,
-    source="SELECT date_bin(%(bucket)s, ts, %(origin)s) AS ts, sensor, quantity, unit, count(*) AS count, "
-           "min(value) AS min, avg(value) AS mean, max(value) AS max "
-           "FROM readings WHERE {where} GROUP BY 1, 2, 3, 4",
+    source="SELECT date_bin(%(bucket)s, ts, %(origin)s) AS ts, gateway_id AS gateway, sensor, quantity, unit, "
+           f"count(*) AS count, min(value) AS min, {_significant_sql('avg(value)', contract.MEAN_DIGITS)} AS mean, "
+           "max(value) AS max FROM readings WHERE {where} GROUP BY 1, 2, 3, 4, 5",
     where=(_OF_SERIES, _IN_WINDOW, "quality = 'good' AND value IS NOT NULL", _physical_sql()),
     probe=_READINGS_PROBE,
 )

@@ -1,0 +1,122 @@
+"""What an agronomist pulling and charting a season needs from `edge history`: each reading's clock flag and its
+gateway in the CSV, means rounded, local-day buckets (`--tz`), several gateways in one resumable pull, a wide table
+on a regular grid, and a chart that shows no more than is known.
+
+The database is written directly (as the collector stores rows: clock 0 unsynced, 1 synced, 2 corrected); the real
+`edge dc api` runs in front of it as a subprocess, and the real `edge history` commands pull from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from edge.datacenter.store import migrate
+from test_history import Api
+
+pytestmark = pytest.mark.slow
+
+UTC = timezone.utc
+NORTH, SOUTH = "gh-north-01", "gh-south-02"
+#: Twelve hours of NORTH, across UTC midnight and across Tehran's midnight (2025-07-14T20:30Z).
+T0 = datetime(2025, 7, 14, 18, 0, tzinfo=UTC)
+HOURS = 12
+#: NORTH's air sensor sends nothing in this hour (00:00-01:00Z, readings at 00:00 and 01:00 included).
+GAP = (datetime(2025, 7, 15, 0, 0, tzinfo=UTC), datetime(2025, 7, 15, 1, 0, tzinfo=UTC))
+#: The heater goes on at 05:00Z and no event says it went off; the last reading is at 05:50Z.
+HEATER_ON = datetime(2025, 7, 15, 5, 0, tzinfo=UTC)
+FROM, TO = "2025-07-14T18:00:00Z", "2025-07-15T06:00:00Z"
+
+
+def _rows():
+    """NORTH: air temperature every 10 min (values in tenths: their means are not short in binary), soil moisture
+    every 10 min 250 ms later; the first six air readings before the clock synced, the next two re-timed."""
+    rows = []
+    seq = 0
+    for i in range(HOURS * 6):
+        at = T0 + timedelta(minutes=10 * i)
+        seq += 1
+        if not GAP[0] <= at <= GAP[1]:
+            clock = 0 if i < 6 else 2 if i < 8 else 1
+            rows.append((NORTH, seq, at, "air", "temperature", 0.1 * (i % 10) + 0.1, "°C", clock))
+        seq += 1
+        rows.append((NORTH, seq, at + timedelta(milliseconds=250), "soil", "soil_moisture", 30 + i % 3, "%", 1))
+    for i in range(6):
+        rows.append((SOUTH, i + 1, T0 + timedelta(minutes=10 * i, milliseconds=500), "air", "temperature",
+                     20.0 + i, "°C", 1))
+    return rows
+
+
+def _store(conn) -> None:
+    conn.execute("INSERT INTO gateway_status (gateway_id, state, state_since, last_seen) VALUES "
+                 "(%s, 'online', now(), now()), (%s, 'online', now(), now())", (NORTH, SOUTH))
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO readings (gateway_id, epoch, seq, ts, sensor, quantity, value, unit, quality, "
+                        "clock) VALUES (%s, 1, %s, %s, %s, %s, %s, %s, 'good', %s)", _rows())
+    events = [(1, T0, "daemon.start", "daemon", {"version": "t", "epoch": 1, "previous_stop": "clean",
+                                                 "clock_synced": False}),
+              (2, T0 + timedelta(hours=1), "actuator.change", "fan", {"value": 1.0, "previous": 0.0, "reason": "r"}),
+              (3, T0 + timedelta(hours=2), "actuator.change", "pump", {"value": 1.0, "previous": 0.0, "reason": "r"}),
+              (4, T0 + timedelta(hours=3), "actuator.change", "fan", {"value": 0.0, "previous": 1.0, "reason": "r"}),
+              (5, T0 + timedelta(hours=3, minutes=30), "actuator.change", "pump",
+               {"value": 0.0, "previous": 1.0, "reason": "r"}),
+              (6, HEATER_ON, "actuator.change", "heater", {"value": 1.0, "previous": 0.0, "reason": "rule:frost"})]
+    for seq, at, kind, source, data in events:
+        conn.execute("INSERT INTO events (gateway_id, epoch, seq, ts, kind, source, data) VALUES "
+                     "(%s, 1, %s, %s, %s, %s, %s)", (NORTH, seq, at, kind, source, json.dumps(data)))
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, postgres_server):
+    tmp = tmp_path_factory.mktemp("agronomist")
+    database = postgres_server.create_database()
+    with database.connect() as conn:
+        migrate(conn)
+        _store(conn)
+    running = Api({**os.environ, "EDGE_DATABASE_URL": database.url, "EDGE_MQTT_URL": "mqtt://127.0.0.1:1"}, tmp)
+    running.database = database
+    running.secret = running.token("all", "gh-*")
+    yield running
+    running.stop()
+
+
+def history(api, command: str, *args: str):
+    return api.cli("history", command, "--server", api.url, "--token-file", api.token_file(api.secret), *args)
+
+
+def pull(api, *args: str, gateways=(NORTH,), start=FROM, end=TO):
+    return history(api, "pull", *[a for g in gateways for a in ("--gateway", g)], "--from", start, "--to", end,
+                   *args)
+
+
+def rows_of(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+# ------------------------------------------------------------------------------------------------------- the CSV
+
+
+def test_each_row_carries_its_gateway_and_the_clock_it_was_taken_with(api):
+    result = pull(api, "--sensor", "air")
+    assert result.exit_code == 0, result.output
+    rows = rows_of(result.stdout)
+    assert result.stdout.startswith("ts,gateway,sensor,quantity,value,unit,quality,clock,epoch,seq\n")
+    assert {r["gateway"] for r in rows} == {NORTH}
+    assert [r["clock"] for r in rows[:9]] == ["unsynced"] * 6 + ["corrected"] * 2 + ["synced"]
+    assert {r["quality"] for r in rows} == {"good"}
+
+
+def test_means_are_rounded_to_six_significant_digits(api):
+    result = pull(api, "--sensor", "air", "--every", "1h")
+    assert result.exit_code == 0, result.output
+    rows = rows_of(result.stdout)
+    means = {r["ts"]: r["mean"] for r in rows}
+    assert means["2025-07-14T18:00:00.000Z"] == "0.35"  # 0.1, 0.2, ... 0.6 in binary: 0.35000000000000003
+    assert all(len(m.replace(".", "").replace("-", "").lstrip("0")) <= 6 for m in means.values()), means
+    assert result.stdout.startswith("ts,gateway,sensor,quantity,unit,count,min,mean,max\n")
+    assert rows[0]["gateway"] == NORTH
