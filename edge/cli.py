@@ -748,16 +748,20 @@ def _history_options(command):
         click.option("--sensor", "sensors", multiple=True, metavar="ID", help="Only this sensor (repeatable)."),
         click.option("--quantity", "quantities", multiple=True, metavar="NAME",
                      help="Only this quantity, e.g. temperature (repeatable)."),
+        click.option("--tz", default=None, metavar="ZONE",
+                     help="Time zone, e.g. Asia/Tehran: daily and hourly buckets are its days and hours, times are "
+                          "written (and --from/--to without an offset read) in it; default: UTC."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _history_request(server, token_file, gateway, start, end, sensors, quantities, every=None, fmt="csv"):
-    from edge.history import Request, read_token
+def _history_request(server, token_file, gateway, start, end, sensors, quantities, every=None, fmt="csv", tz=None):
+    from edge.history import Request, in_zone, read_token
 
-    return Request(server, read_token(token_file), gateway, start, end, tuple(sensors), tuple(quantities), every, fmt)
+    return Request(server, read_token(token_file), gateway, in_zone(start, tz), in_zone(end, tz), tuple(sensors),
+                   tuple(quantities), every, fmt, tz)
 
 
 @history.command("gateways")
@@ -786,7 +790,7 @@ def history_gateways(server: str, token_file: str) -> None:
               "complete row.")
 @click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
               help="Attempts after a network error, with exponential backoff, each continuing where it stopped.")
-def pull(server, token_file, gateway, start, end, sensors, quantities, every, fmt, output, resume, retries):
+def pull(server, token_file, gateway, start, end, sensors, quantities, tz, every, fmt, output, resume, retries):
     """Stream readings to a CSV (header row, UTC ISO-8601 times) or NDJSON file, resumably.
 
     Example: edge history pull --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
@@ -794,7 +798,7 @@ def pull(server, token_file, gateway, start, end, sensors, quantities, every, fm
     """
     from edge.history import pull as pull_rows, pull_to_file
 
-    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt)
+    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt, tz)
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE")
     if output:
@@ -808,7 +812,7 @@ def pull(server, token_file, gateway, start, end, sensors, quantities, every, fm
 @click.option("--every", type=click.Choice(["auto", "raw", "1m", "1h", "1d"]), default="auto", show_default=True,
               help="Downsampling; auto: raw up to 2 days, hourly up to 90 days, daily beyond.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
-def plot(server, token_file, gateway, start, end, sensors, quantities, every, output):
+def plot(server, token_file, gateway, start, end, sensors, quantities, tz, every, output):
     """Chart readings (a panel per quantity) with the periods actuators were on shaded (needs matplotlib).
 
     Example: edge history plot --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
@@ -817,7 +821,7 @@ def plot(server, token_file, gateway, start, end, sensors, quantities, every, ou
     from edge.history import auto_every, plot as draw
 
     chosen = auto_every(start, end) if every == "auto" else None if every == "raw" else every
-    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson")
+    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson", tz)
     count = draw(request, output)
     click.echo(f"{output}: {counted(count, 'point' if chosen else 'reading', grouped=True)} of {gateway}", err=True)
 

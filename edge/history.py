@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
@@ -58,6 +59,7 @@ class Request:
     quantities: tuple[str, ...] = ()
     every: str | None = None
     fmt: str = "csv"
+    tz: str | None = None  # an IANA zone: the server's buckets and times in it (from/to given without offset too)
 
     @property
     def table(self) -> Table:
@@ -71,10 +73,33 @@ class Request:
         params = [("from", self.start), ("to", self.end), ("format", self.fmt)]
         params += [("sensor", s) for s in self.sensors] + [("quantity", q) for q in self.quantities]
         params += [("every", self.every)] if self.every else []
+        params += [("tz", self.tz)] if self.tz else []
         return params + ([("after", after)] if after else [])
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+
+def zone(name: str | None) -> ZoneInfo | None:
+    """The time zone ``--tz`` names (None: UTC), or a HistoryError saying it is not one."""
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ValueError, OSError, ZoneInfoNotFoundError):
+        raise HistoryError(f"--tz: {name!r} is not a time zone (an IANA name such as Asia/Tehran or UTC; "
+                           "on Windows: pip install tzdata)") from None
+
+
+def in_zone(text: str, tz: str | None) -> str:
+    """A ``--from``/``--to`` value as sent: with ``tz``, one without an offset is that zone's time
+    (``2025-07-15`` -> ``2025-07-15T00:00:00+03:30``); anything else as given (the server explains what is wrong)."""
+    where = zone(tz)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return at.replace(tzinfo=where).isoformat() if where is not None and at.tzinfo is None else text
 
 
 def read_token(path: str | os.PathLike[str]) -> str:

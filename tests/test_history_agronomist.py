@@ -120,3 +120,47 @@ def test_means_are_rounded_to_six_significant_digits(api):
     assert all(len(m.replace(".", "").replace("-", "").lstrip("0")) <= 6 for m in means.values()), means
     assert result.stdout.startswith("ts,gateway,sensor,quantity,unit,count,min,mean,max\n")
     assert rows[0]["gateway"] == NORTH
+
+
+def test_daily_buckets_are_local_days_with_tz(api):
+    """Tehran's day starts at 20:30 UTC: the 15 air readings of 18:00-20:20Z are the 14th there, the rest the 15th;
+    --from/--to without an offset are Tehran's times, and every time is written with its offset."""
+    result = pull(api, "--sensor", "air", "--every", "1d", "--tz", "Asia/Tehran", start="2025-07-14T21:00",
+                  end="2025-07-15T10:00")
+    assert result.exit_code == 0, result.output
+    rows = [(r["ts"], int(r["count"])) for r in rows_of(result.stdout)]
+    assert rows == [("2025-07-14T00:00:00.000+03:30", 15), ("2025-07-15T00:00:00.000+03:30", 72 - 15 - 7)]
+    utc = pull(api, "--sensor", "air", "--every", "1d")
+    assert [(r["ts"], int(r["count"])) for r in rows_of(utc.stdout)] == [
+        ("2025-07-14T00:00:00.000Z", 36), ("2025-07-15T00:00:00.000Z", 72 - 36 - 7)]
+
+
+def test_hourly_buckets_in_a_half_hour_zone_start_at_its_full_hours(api):
+    result = pull(api, "--sensor", "soil", "--every", "1h", "--tz", "Asia/Tehran", "--format", "ndjson")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0]["ts"] == "2025-07-14T21:00:00.000+03:30" and rows[0]["count"] == 3  # 18:00, 18:10, 18:20Z
+    assert rows[1]["ts"] == "2025-07-14T22:00:00.000+03:30" and rows[1]["count"] == 6
+    raw = pull(api, "--sensor", "soil", "--tz", "Asia/Tehran")
+    assert rows_of(raw.stdout)[0]["ts"] == "2025-07-14T21:30:00.250+03:30"
+
+
+def test_a_local_export_resumes_exactly_after_a_cut(api, tmp_path):
+    whole, cut = tmp_path / "whole.csv", tmp_path / "cut.csv"
+    args = ("--every", "1h", "--tz", "Asia/Tehran", "-o")
+    assert pull(api, *args, str(whole)).exit_code == 0
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) // 2 + 5])
+    assert pull(api, *args, str(cut), "--resume").exit_code == 0
+    assert cut.read_bytes() == data
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tehrn", "../../etc/passwd", "", "Not a zone"])
+def test_an_unknown_time_zone_is_a_400_naming_it(api, zone):
+    response = api.get(f"/v1/gateways/{NORTH}/readings", api.secret,
+                       params={"from": FROM, "to": TO, "every": "1d", "tz": zone})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert f"tz: {zone!r} is not a time zone" in response.json()["detail"]
+    result = pull(api, "--every", "1d", "--tz", zone or "x/")
+    assert result.exit_code == 1 and "is not a time zone" in result.stderr
