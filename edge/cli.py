@@ -741,7 +741,8 @@ def _server_options_of(command):
 def _history_options(command):
     options = [
         *_server_options,
-        click.option("--gateway", required=True, metavar="ID", help="Gateway id (edge history gateways lists them)."),
+        click.option("--gateway", "gateways", required=True, multiple=True, metavar="ID",
+                     help="Gateway id (edge history gateways lists them); pull takes several (repeat --gateway)."),
         click.option("--from", "start", required=True, metavar="DATE",
                      help="Start, inclusive: 2025-07-01 or 2025-07-01T06:00 (UTC unless an offset is given)."),
         click.option("--to", "end", required=True, metavar="DATE", help="End, exclusive (same forms)."),
@@ -790,21 +791,22 @@ def history_gateways(server: str, token_file: str) -> None:
               "complete row.")
 @click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
               help="Attempts after a network error, with exponential backoff, each continuing where it stopped.")
-def pull(server, token_file, gateway, start, end, sensors, quantities, tz, every, fmt, output, resume, retries):
-    """Stream readings to a CSV (header row, UTC ISO-8601 times) or NDJSON file, resumably.
+def pull(server, token_file, gateways, start, end, sensors, quantities, tz, every, fmt, output, resume, retries):
+    """Stream readings of one or more gateways to a CSV (header row, ISO-8601 times) or NDJSON file, resumably.
 
     Example: edge history pull --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
     --from 2025-07-01 --to 2025-08-01 --every 1h -o july.csv
     """
-    from edge.history import pull as pull_rows, pull_to_file
+    from edge.history import pull_all, pull_to_file
 
-    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt, tz)
+    requests = [_history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt, tz)
+                for gateway in dict.fromkeys(gateways)]
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE")
     if output:
-        pull_to_file(request, output, resume=resume, retries=retries)
+        pull_to_file(requests, output, resume=resume, retries=retries)
     else:
-        pull_rows(request, sys.stdout.buffer, retries=retries)
+        pull_all(requests, sys.stdout.buffer, retries=retries)
 
 
 @history.command()
@@ -812,7 +814,7 @@ def pull(server, token_file, gateway, start, end, sensors, quantities, tz, every
 @click.option("--every", type=click.Choice(["auto", "raw", "1m", "1h", "1d"]), default="auto", show_default=True,
               help="Downsampling; auto: raw up to 2 days, hourly up to 90 days, daily beyond.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
-def plot(server, token_file, gateway, start, end, sensors, quantities, tz, every, output):
+def plot(server, token_file, gateways, start, end, sensors, quantities, tz, every, output):
     """Chart readings (a panel per quantity) with the periods actuators were on shaded (needs matplotlib).
 
     Example: edge history plot --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
@@ -820,6 +822,9 @@ def plot(server, token_file, gateway, start, end, sensors, quantities, tz, every
     """
     from edge.history import auto_every, plot as draw
 
+    if len(set(gateways)) > 1:
+        raise click.UsageError("plot draws one gateway: give --gateway once (pull takes several)")
+    gateway = gateways[0]
     chosen = auto_every(start, end) if every == "auto" else None if every == "raw" else every
     request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson", tz)
     count = draw(request, output)

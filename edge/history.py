@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from edge.contract.events import ActuatorChange
-from edge.contract.history import AGGREGATES, READINGS, Table
+from edge.contract.history import AGGREGATES, READINGS, Table, unguarded
 from edge.durations import counted
 from edge.errors import EdgeError
 
@@ -162,9 +162,20 @@ def row_cursor(table: Table, fmt: str, header: bytes | None, record: bytes) -> s
     """The ``after`` value resuming right after ``record``, a complete row of ``table`` in ``fmt`` (CSV: read by
     the ``header`` row's names): its key fields, unguarded, with ``%`` and ``,`` escaped (``Table.cursor``)."""
     if fmt == "csv":
-        names = header.decode().rstrip("\n").split(",")
-        return table.cursor(dict(zip(names, next(csv.reader([record.decode().rstrip("\n")])))), csv=True)
+        return table.cursor(_csv_row(header, record), csv=True)
     return table.cursor(json.loads(record))
+
+
+def row_gateway(fmt: str, header: bytes | None, record: bytes) -> str | None:
+    """The gateway of a complete row (None in a file pulled before rows carried it)."""
+    row = _csv_row(header, record) if fmt == "csv" else json.loads(record)
+    gateway = row.get("gateway")
+    return unguarded(gateway) if fmt == "csv" and gateway is not None else gateway
+
+
+def _csv_row(header: bytes | None, record: bytes) -> dict[str, str]:
+    names = header.decode().rstrip("\n").split(",")
+    return dict(zip(names, next(csv.reader([record.decode().rstrip("\n")]))))
 
 
 # -------------------------------------------------------------------------------------------------------- pull
@@ -336,16 +347,41 @@ def _describe(exc: httpx.TransportError) -> str:
     return f"{kind}: {exc}" if str(exc) else kind
 
 
-def pull_to_file(request: Request, path: str | os.PathLike[str], *, resume: bool = False, **options: Any) -> Sink:
-    """Pull into a file; with ``resume``, first keep only the complete rows a previous pull left and continue
-    after the last of them."""
+def pull_all(requests: list[Request], out: BinaryIO, *, sink: Sink | None = None, **options: Any) -> Sink:
+    """Pull several gateways' rows (the same request for each, in this order) into one file, one after the other:
+    their ``gateway`` column tells them apart. With a ``sink`` of a resumed file, the gateways before its last
+    row's are done, and that one continues after it."""
+    sink = sink or Sink(out, requests[0])
+    for request in requests[_resume_at(requests, sink):]:
+        sink.request = request
+        pull(request, out, sink=sink, **options)
+        sink.last = None  # the next gateway starts at its beginning
+    return sink
+
+
+def _resume_at(requests: list[Request], sink: Sink) -> int:
+    if sink.last is None:
+        return 0
+    gateway = row_gateway(requests[0].fmt, sink.header, sink.last)
+    names = [r.gateway for r in requests]
+    if gateway not in names:
+        raise HistoryError(f"the file's last row is of gateway {gateway!r}, not of {', '.join(names)}: "
+                           "was it pulled with other options?")
+    return names.index(gateway)
+
+
+def pull_to_file(request: Request | list[Request], path: str | os.PathLike[str], *, resume: bool = False,
+                 **options: Any) -> Sink:
+    """Pull one request (or several gateways', :func:`pull_all`) into a file; with ``resume``, first keep only the
+    complete rows a previous pull left and continue after the last of them."""
     path = Path(path)
+    requests = request if isinstance(request, list) else [request]
     if resume and path.exists():
-        header, last = _keep_complete_rows(path, request)
+        header, last = _keep_complete_rows(path, requests[0])
         with path.open("ab") as out:
-            return pull(request, out, sink=Sink(out, request, header, last), **options)
+            return pull_all(requests, out, sink=Sink(out, requests[0], header, last), **options)
     with path.open("wb") as out:
-        return pull(request, out, **options)
+        return pull_all(requests, out, **options)
 
 
 def _keep_complete_rows(path: Path, request: Request) -> tuple[bytes | None, bytes | None]:

@@ -164,3 +164,35 @@ def test_an_unknown_time_zone_is_a_400_naming_it(api, zone):
     assert f"tz: {zone!r} is not a time zone" in response.json()["detail"]
     result = pull(api, "--every", "1d", "--tz", zone or "x/")
     assert result.exit_code == 1 and "is not a time zone" in result.stderr
+
+
+# ----------------------------------------------------------------------------------------- several gateways
+
+
+def test_several_gateways_are_pulled_into_one_file_each_row_with_its_gateway(api):
+    both = pull(api, "--sensor", "air", gateways=(NORTH, SOUTH, NORTH))
+    assert both.exit_code == 0, both.output
+    rows = rows_of(both.stdout)
+    north = rows_of(pull(api, "--sensor", "air").stdout)
+    south = rows_of(pull(api, "--sensor", "air", gateways=(SOUTH,)).stdout)
+    assert len(north) == 65 and len(south) == 6
+    assert rows == north + south  # in the order given, each gateway once
+    assert [r["gateway"] for r in rows] == [NORTH] * 65 + [SOUTH] * 6
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_a_pull_of_several_gateways_resumes_exactly_from_any_byte(api, tmp_path, fmt):
+    whole = tmp_path / f"whole.{fmt}"
+    args = ("--format", fmt, "--every", "1h")
+    assert pull(api, *args, "-o", str(whole), gateways=(SOUTH, NORTH)).exit_code == 0
+    data = whole.read_bytes()
+    south_end = data.index(NORTH.encode())
+    south_end = data.rindex(b"\n", 0, south_end) + 1
+    for offset in (0, 30, south_end - 4, south_end, south_end + 9, len(data) // 2, len(data) - 2):
+        left = tmp_path / f"left-{offset}.{fmt}"
+        left.write_bytes(data[:offset])
+        result = pull(api, *args, "-o", str(left), "--resume", gateways=(SOUTH, NORTH))
+        assert result.exit_code == 0, result.output
+        assert left.read_bytes() == data, f"resumed from byte {offset}"
+    other = pull(api, *args, "-o", str(left), "--resume", gateways=(SOUTH,))  # the file ends with NORTH's rows
+    assert other.exit_code == 1 and f"last row is of gateway {NORTH!r}, not of {SOUTH}" in other.stderr
