@@ -196,3 +196,79 @@ def test_a_pull_of_several_gateways_resumes_exactly_from_any_byte(api, tmp_path,
         assert left.read_bytes() == data, f"resumed from byte {offset}"
     other = pull(api, *args, "-o", str(left), "--resume", gateways=(SOUTH,))  # the file ends with NORTH's rows
     assert other.exit_code == 1 and f"last row is of gateway {NORTH!r}, not of {SOUTH}" in other.stderr
+
+
+# -------------------------------------------------------------------------------------------------- the chart
+
+
+def chart(api, every=None, tz=None, end="2025-07-16T00:00:00Z"):
+    pytest.importorskip("matplotlib")
+    from edge.history import Request, figure
+
+    drawn, _ = figure(Request(api.url, api.secret, NORTH, FROM, end, every=every, tz=tz))
+    return drawn
+
+
+def _days(ts: datetime) -> float:
+    import matplotlib.dates as mdates
+
+    return mdates.date2num(ts)
+
+
+def test_an_actuator_still_on_is_drawn_on_only_up_to_the_last_thing_known(api):
+    """The heater went on at 05:00Z; the last reading is at 05:50Z; the range asked for runs to the next midnight."""
+    drawn = chart(api)
+    heater = [p for ax in drawn.axes for p in ax.patches if p.get_gid() == "actuator:heater"]
+    assert heater
+    for band in heater:
+        assert band.get_x() == pytest.approx(_days(HEATER_ON))
+        assert band.get_x() + band.get_width() == pytest.approx(
+            _days(datetime(2025, 7, 15, 5, 50, 0, 250000, tzinfo=UTC)), abs=1e-6)
+
+
+@pytest.mark.parametrize("every", [None, "1m", "1h", "1d"])
+def test_a_line_never_bridges_the_hour_the_air_sensor_missed(api, every):
+    import math
+
+    import matplotlib.dates as mdates
+
+    middle = _days(GAP[0] + (GAP[1] - GAP[0]) / 2)
+    drawn = chart(api, every=every, end=TO)
+    air = drawn.axes[1]  # panels by quantity: soil_moisture, temperature
+    assert air.get_ylabel() == "temperature (°C)"
+    for line in air.get_lines():
+        if line.get_linestyle() == "None":  # markers only
+            continue
+        xs = [mdates.date2num(x) if isinstance(x, datetime) else x for x in line.get_xdata()]
+        points = list(zip(xs, line.get_ydata()))
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            assert not (x0 < middle < x1 and not math.isnan(y0) and not math.isnan(y1)), (every, x0, x1)
+
+
+def test_one_legend_outside_the_panels_names_each_sensor_and_each_actuator_band(api):
+    drawn = chart(api)
+    drawn.canvas.draw()
+    assert all(ax.get_legend() is None for ax in drawn.axes)
+    [legend] = drawn.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["air", "soil", "fan on", "heater on", "pump on"]
+    box = legend.get_window_extent()
+    assert all(not box.overlaps(ax.get_window_extent()) for ax in drawn.axes)
+    # overlapping periods (fan 19-21h, pump 20-21:30h) are drawn in separate rows: they never mix
+    rows = {}
+    for ax in drawn.axes[:1]:
+        for band in ax.patches:
+            rows.setdefault(band.get_gid(), set()).add((band.get_y(), band.get_y() + band.get_height()))
+    spans = sorted(next(iter(r)) for r in rows.values())
+    assert len(spans) == 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_the_time_axis_is_in_the_zone_asked_for(api):
+    import matplotlib.dates as mdates
+
+    for tz, minute in ((None, 0), ("Asia/Tehran", 30)):
+        drawn = chart(api, tz=tz, end=TO)
+        drawn.canvas.draw()
+        ticks = [mdates.num2date(x) for x in drawn.axes[-1].get_xticks()]
+        assert len(ticks) >= 3 and {t.minute for t in ticks} == {minute}, (tz, ticks)
+        assert (tz or "UTC") in drawn.axes[0].get_title()
