@@ -789,20 +789,32 @@ def history_gateways(server: str, token_file: str) -> None:
               help="File to write (default: standard output).")
 @click.option("--resume", is_flag=True, help="Continue a pull into -o that was interrupted, after its last "
               "complete row.")
+@click.option("--wide", is_flag=True, help="One CSV row per bucket of a regular grid (needs --every), a column per "
+              "sensor.quantity; a cell is the bucket's mean, empty where the series has no good reading in it.")
 @click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
               help="Attempts after a network error, with exponential backoff, each continuing where it stopped.")
-def pull(server, token_file, gateways, start, end, sensors, quantities, tz, every, fmt, output, resume, retries):
+def pull(server, token_file, gateways, start, end, sensors, quantities, tz, every, fmt, output, resume, wide,
+         retries):
     """Stream readings of one or more gateways to a CSV (header row, ISO-8601 times) or NDJSON file, resumably.
 
     Example: edge history pull --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
     --from 2025-07-01 --to 2025-08-01 --every 1h -o july.csv
     """
-    from edge.history import pull_all, pull_to_file
+    import contextlib
+
+    from edge.history import pull_all, pull_to_file, pull_wide
 
     requests = [_history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt, tz)
                 for gateway in dict.fromkeys(gateways)]
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE")
+    if wide:
+        if not every or fmt != "csv" or resume:
+            raise click.UsageError("--wide needs --every (a cell is a bucket's mean), writes CSV, and cannot "
+                                   "--resume (it writes the file at the end; a dropped connection is still retried)")
+        with (open(output, "wb") if output else contextlib.nullcontext(sys.stdout.buffer)) as out:
+            pull_wide(requests, out, retries=retries)
+        return
     if output:
         pull_to_file(requests, output, resume=resume, retries=retries)
     else:

@@ -12,6 +12,9 @@ same for a file left by a pull that was killed. ``plot`` draws the readings with
 from __future__ import annotations
 
 import csv
+import heapq
+import io
+import itertools
 import json
 import math
 import os
@@ -383,6 +386,96 @@ def pull_to_file(request: Request | list[Request], path: str | os.PathLike[str],
             return pull_all(requests, out, sink=Sink(out, requests[0], header, last), **options)
     with path.open("wb") as out:
         return pull_all(requests, out, **options)
+
+
+# -------------------------------------------------------------------------------------------------------- wide
+
+
+def pull_wide(requests: list[Request], out: BinaryIO, **options: Any) -> int:
+    """Pull the gateways' downsampled rows (each request has ``every``) and write them as one CSV row per bucket
+    of a regular grid over the range (in the requests' time zone): ``ts``, then a column per series,
+    ``sensor.quantity`` (``gateway/sensor.quantity`` for several gateways, `` [unit]`` added where one series has
+    several units); a cell is the bucket's mean, empty where the series has no good reading in it. Each gateway's
+    rows are pulled (retried like any pull) into a temporary file first, so memory stays small whatever the range.
+    Returns the number of rows written."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edge-wide-") as tmp:
+        files = []
+        for i, request in enumerate(requests):
+            path = Path(tmp) / f"{i}.ndjson"
+            with path.open("wb") as part:
+                pull(replace(request, fmt="ndjson"), part, **options)
+            files.append(path)
+        series = sorted({key for path in files for key, _, _ in _aggregates(path)})
+        names = _wide_names(series, several=len(requests) > 1)
+        first = requests[0]
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        try:
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(["ts", *(names[key] for key in series)])
+            column = {key: i for i, key in enumerate(series)}
+            grid = ((at, None, None) for at in bucket_grid(first))
+            rows = heapq.merge(grid, *(((at, key, mean) for key, at, mean in _aggregates(path)) for path in files),
+                               key=lambda item: item[0])
+            count = 0
+            for at, group in itertools.groupby(rows, key=lambda item: item[0]):
+                cells = [""] * len(series)
+                for _, key, mean in group:
+                    if key is not None:
+                        cells[column[key]] = repr(float(mean))
+                writer.writerow([_grid_time(at, first.tz), *cells])
+                count += 1
+        finally:
+            text.detach()
+    return count
+
+
+def _aggregates(path: Path) -> Iterator[tuple[tuple[str, str, str, str], datetime, float]]:
+    """A pulled NDJSON file of downsampled rows, in order: ((gateway, sensor, quantity, unit), bucket, mean)."""
+    with path.open("rb") as rows:
+        for line in rows:
+            row = json.loads(line)
+            yield (row["gateway"], row["sensor"], row["quantity"], row["unit"]), \
+                _utc(datetime.fromisoformat(row["ts"])), row["mean"]
+
+
+def _wide_names(series: list[tuple[str, str, str, str]], several: bool) -> dict[tuple, str]:
+    units: dict[tuple, int] = {}
+    for gateway, sensor, quantity, _ in series:
+        units[(gateway, sensor, quantity)] = units.get((gateway, sensor, quantity), 0) + 1
+    names = {}
+    for gateway, sensor, quantity, unit in series:
+        name = f"{gateway}/{sensor}.{quantity}" if several else f"{sensor}.{quantity}"
+        names[(gateway, sensor, quantity, unit)] = f"{name} [{unit}]" if units[(gateway, sensor, quantity)] > 1 \
+            else name
+    return names
+
+
+def bucket_grid(request: Request) -> Iterator[datetime]:
+    """The start of every bucket (``request.every``, in ``request.tz``) that overlaps the range, in order."""
+    where = zone(request.tz) or UTC
+    start, end = (_utc(datetime.fromisoformat(t)) for t in (request.start, request.end))
+    local = start.astimezone(where)
+    if request.every == "1d":
+        day = local.date()
+        while (at := datetime(day.year, day.month, day.day, tzinfo=where).astimezone(UTC)) < end:
+            yield at
+            day += timedelta(days=1)
+        return
+    size = BUCKET_SIZES[request.every]
+    at = local.replace(second=0, microsecond=0, **({"minute": 0} if request.every == "1h" else {})).astimezone(UTC)
+    while at < end:
+        yield at
+        at += size
+
+
+def _grid_time(at: datetime, tz: str | None) -> str:
+    """A bucket's time as the API writes it: UTC with ``Z``, or in the zone with its offset."""
+    if tz is None:
+        return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    local = at.astimezone(zone(tz))
+    return local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}" + local.isoformat()[-6:]
 
 
 def _keep_complete_rows(path: Path, request: Request) -> tuple[bytes | None, bytes | None]:

@@ -272,3 +272,41 @@ def test_the_time_axis_is_in_the_zone_asked_for(api):
         ticks = [mdates.num2date(x) for x in drawn.axes[-1].get_xticks()]
         assert len(ticks) >= 3 and {t.minute for t in ticks} == {minute}, (tz, ticks)
         assert (tz or "UTC") in drawn.axes[0].get_title()
+
+
+# ------------------------------------------------------------------------------------------------------- --wide
+
+
+def test_wide_gives_one_row_per_bucket_of_a_regular_grid_with_a_column_per_series(api):
+    result = pull(api, "--every", "1h", "--wide")
+    assert result.exit_code == 0, result.output
+    rows = rows_of(result.stdout)
+    assert result.stdout.startswith("ts,air.temperature,soil.soil_moisture\n")
+    assert [r["ts"] for r in rows] == [f"2025-07-{d}T{h:02d}:00:00.000Z" for d, h in
+                                       [("14", h) for h in range(18, 24)] + [("15", h) for h in range(6)]]
+    by_time = {r["ts"]: r for r in rows}
+    assert by_time["2025-07-15T00:00:00.000Z"]["air.temperature"] == ""  # the hour without air readings
+    assert by_time["2025-07-15T00:00:00.000Z"]["soil.soil_moisture"] == "31.0"
+    long = rows_of(pull(api, "--every", "1h").stdout)
+    for row in long:
+        assert by_time[row["ts"]][f"{row['sensor']}.{row['quantity']}"] == repr(float(row["mean"]))
+
+
+def test_wide_keeps_empty_buckets_on_the_grid_and_follows_tz_and_several_gateways(api):
+    result = pull(api, "--every", "1d", "--wide", "--tz", "Asia/Tehran", "--sensor", "air", gateways=(NORTH, SOUTH),
+                  start="2025-07-13", end="2025-07-16")
+    assert result.exit_code == 0, result.output
+    rows = rows_of(result.stdout)
+    assert list(rows[0]) == ["ts", f"{NORTH}/air.temperature", f"{SOUTH}/air.temperature"]
+    assert [r["ts"] for r in rows] == ["2025-07-13T00:00:00.000+03:30", "2025-07-14T00:00:00.000+03:30",
+                                       "2025-07-15T00:00:00.000+03:30"]
+    assert rows[0][f"{NORTH}/air.temperature"] == rows[0][f"{SOUTH}/air.temperature"] == ""
+    assert rows[1][f"{SOUTH}/air.temperature"] == "22.5"  # 20..25, all before Tehran's midnight
+    assert rows[2][f"{SOUTH}/air.temperature"] == ""
+
+
+def test_wide_needs_every_and_csv_and_cannot_resume(api, tmp_path):
+    for args in (("--wide",), ("--wide", "--every", "1h", "--format", "ndjson"),
+                 ("--wide", "--every", "1h", "-o", str(tmp_path / "w.csv"), "--resume")):
+        result = pull(api, *args)
+        assert result.exit_code == 2 and "--wide needs --every" in result.stderr, args
