@@ -5,8 +5,10 @@ writes only complete rows. A dropped connection is retried with exponential back
 complete row, using the API's ``after`` cursor (the row's key: ``ts,sensor,quantity,epoch,seq``, or
 ``ts,sensor,quantity,unit`` for downsampled rows; the tables, keys and CSV guard are the contract's,
 ``edge.contract.history``, which the API uses too), so nothing is duplicated or skipped; ``resume=True`` does the
-same for a file left by a pull that was killed. ``plot`` draws the readings with actuator-on periods shaded
-(matplotlib, the optional ``plot`` extra).
+same for a file left by a pull that was killed. ``pull_all`` pulls several gateways into one file (their rows
+carry a ``gateway`` column; a resume continues at the gateway of the file's last row); ``pull_wide`` writes their
+buckets as one row per time of a regular grid. ``plot`` draws the readings with a band per actuator where it was on
+(up to what is known), gaps left open (matplotlib, the optional ``plot`` extra).
 """
 
 from __future__ import annotations
