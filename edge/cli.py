@@ -775,7 +775,7 @@ def history_gateways(server: str, token_file: str) -> None:
     from edge.history import gateways, read_token
 
     found = gateways(server, read_token(token_file))
-    _print_table(("GATEWAY", "STATE", "LAST SEEN", "VERSION", "BACKLOG"),
+    _print_table(("GATEWAY", "STATE", "LAST SEEN (UTC)", "VERSION", "BACKLOG"),
                  [(g["id"], g["state"], g["last_seen"][:19].replace("T", " "), g["version"] or "-",
                    "-" if g["backlog"] is None else f"{g['backlog']:,}") for g in found])
 

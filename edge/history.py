@@ -671,6 +671,9 @@ def _draw(plt, request: Request, data: ChartData):
     handles = [Line2D([], [], color=colours[s], label=s) for s in sensors]
     if request.every:
         handles.append(Patch(color="gray", alpha=0.25, label=f"min-max per {request.every}"))
+    if any(r.get("clock") == "unsynced" for r in rows):
+        handles.append(Line2D([], [], color="gray", marker="x", linestyle="none",
+                              label="time unsure (clock not synced)"))
     if incomplete:
         handles.append(Line2D([], [], color="gray", marker="o", markerfacecolor="none", linestyle="none",
                               label="bucket with readings missing"))
@@ -694,6 +697,10 @@ def _draw_series(ax, rows: list[dict[str, Any]], colour: str, every: str | None,
         xs, ys = with_gaps(times, [r["value"] if r.get("quality", "good") == "good" else None for r in rows])
         ax.plot(xs, ys, linewidth=1, color=colour)
         _lone_points(ax, xs, ys, colour)
+        unsure = [(at, r["value"]) for at, r in zip(times, rows) if r.get("clock") == "unsynced"
+                  and r["value"] is not None and r.get("quality", "good") == "good"]
+        if unsure:  # taken before the gateway's clock synced: the time may be anything
+            ax.plot(*zip(*unsure), linestyle="none", marker="x", markersize=4, color=colour, gid="unsynced")
         return False
     size = BUCKET_SIZES[every]
     short = [any(h < at + size and h + timedelta(hours=1) > at for h in missing_hours) for at in times]

@@ -251,7 +251,7 @@ def test_one_legend_outside_the_panels_names_each_sensor_and_each_actuator_band(
     assert all(ax.get_legend() is None for ax in drawn.axes)
     [legend] = drawn.legends
     labels = [t.get_text() for t in legend.get_texts()]
-    assert labels == ["air", "soil", "fan on", "heater on", "pump on"]
+    assert labels == ["air", "soil", "time unsure (clock not synced)", "fan on", "heater on", "pump on"]
     box = legend.get_window_extent()
     assert all(not box.overlaps(ax.get_window_extent()) for ax in drawn.axes)
     # overlapping periods (fan 19-21h, pump 20-21:30h) are drawn in separate rows: they never mix
@@ -261,6 +261,16 @@ def test_one_legend_outside_the_panels_names_each_sensor_and_each_actuator_band(
             rows.setdefault(band.get_gid(), set()).add((band.get_y(), band.get_y() + band.get_height()))
     spans = sorted(next(iter(r)) for r in rows.values())
     assert len(spans) == 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_readings_taken_before_the_clock_synced_are_marked_as_unsure(api):
+    import matplotlib.dates as mdates
+
+    drawn = chart(api, end=TO)
+    [marks] = [line for line in drawn.axes[1].get_lines() if line.get_gid() == "unsynced"]
+    assert [mdates.date2num(x) if isinstance(x, datetime) else x for x in marks.get_xdata()] == pytest.approx(
+        [_days(T0 + timedelta(minutes=10 * i)) for i in range(6)])
+    assert "time unsure (clock not synced)" not in [t.get_text() for t in chart(api, every="1h").legends[0].texts]
 
 
 def test_the_time_axis_is_in_the_zone_asked_for(api):
