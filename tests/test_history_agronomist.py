@@ -320,3 +320,9 @@ def test_wide_needs_every_and_csv_and_cannot_resume(api, tmp_path):
                  ("--wide", "--every", "1h", "-o", str(tmp_path / "w.csv"), "--resume")):
         result = pull(api, *args)
         assert result.exit_code == 2 and "--wide needs --every" in result.stderr, args
+
+
+def test_plot_says_it_draws_one_gateway(api, tmp_path):
+    result = history(api, "plot", "--gateway", NORTH, "--gateway", SOUTH, "--from", FROM, "--to", TO, "-o",
+                     str(tmp_path / "c.png"))
+    assert result.exit_code == 2 and "plot draws one gateway" in result.stderr
