@@ -172,11 +172,11 @@ def row_cursor(table: Table, fmt: str, header: bytes | None, record: bytes) -> s
     return table.cursor(json.loads(record))
 
 
-def row_gateway(fmt: str, header: bytes | None, record: bytes) -> str | None:
-    """The gateway of a complete row (None in a file pulled before rows carried it)."""
+def row_gateway(fmt: str, header: bytes | None, record: bytes) -> tuple[str | None, str]:
+    """The gateway of a complete row (None in a file pulled before rows carried it), and its time as written."""
     row = _csv_row(header, record) if fmt == "csv" else json.loads(record)
     gateway = row.get("gateway")
-    return unguarded(gateway) if fmt == "csv" and gateway is not None else gateway
+    return (unguarded(gateway) if fmt == "csv" and gateway is not None else gateway), str(row.get("ts", ""))
 
 
 def _csv_row(header: bytes | None, record: bytes) -> dict[str, str]:
@@ -368,8 +368,11 @@ def pull_all(requests: list[Request], out: BinaryIO, *, sink: Sink | None = None
 def _resume_at(requests: list[Request], sink: Sink) -> int:
     if sink.last is None:
         return 0
-    gateway = row_gateway(requests[0].fmt, sink.header, sink.last)
+    gateway, at = row_gateway(requests[0].fmt, sink.header, sink.last)
     names = [r.gateway for r in requests]
+    if at.endswith("Z") != (requests[0].tz is None):
+        raise HistoryError(f"the file's times are {'UTC' if at.endswith('Z') else 'local'} ({at}) and --tz is "
+                           f"{requests[0].tz or 'not given'}: resume with the --tz the file was pulled with")
     if gateway not in names:
         raise HistoryError(f"the file's last row is of gateway {gateway!r}, not of {', '.join(names)}: "
                            "was it pulled with other options?")

@@ -153,6 +153,9 @@ def test_a_local_export_resumes_exactly_after_a_cut(api, tmp_path):
     cut.write_bytes(data[:len(data) // 2 + 5])
     assert pull(api, *args, str(cut), "--resume").exit_code == 0
     assert cut.read_bytes() == data
+    cut.write_bytes(data[:len(data) // 2])
+    utc = pull(api, "--every", "1h", "-o", str(cut), "--resume")  # without --tz: the file would mix two forms
+    assert utc.exit_code == 1 and "resume with the --tz the file was pulled with" in utc.stderr
 
 
 @pytest.mark.parametrize("zone", ["Asia/Tehrn", "../../etc/passwd", "", "Not a zone"])
