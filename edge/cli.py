@@ -741,23 +741,28 @@ def _server_options_of(command):
 def _history_options(command):
     options = [
         *_server_options,
-        click.option("--gateway", required=True, metavar="ID", help="Gateway id (edge history gateways lists them)."),
+        click.option("--gateway", "gateways", required=True, multiple=True, metavar="ID",
+                     help="Gateway id (edge history gateways lists them); pull takes several (repeat --gateway)."),
         click.option("--from", "start", required=True, metavar="DATE",
                      help="Start, inclusive: 2025-07-01 or 2025-07-01T06:00 (UTC unless an offset is given)."),
         click.option("--to", "end", required=True, metavar="DATE", help="End, exclusive (same forms)."),
         click.option("--sensor", "sensors", multiple=True, metavar="ID", help="Only this sensor (repeatable)."),
         click.option("--quantity", "quantities", multiple=True, metavar="NAME",
                      help="Only this quantity, e.g. temperature (repeatable)."),
+        click.option("--tz", default=None, metavar="ZONE",
+                     help="Time zone, e.g. Asia/Tehran: daily and hourly buckets are its days and hours, times are "
+                          "written (and --from/--to without an offset read) in it; default: UTC."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _history_request(server, token_file, gateway, start, end, sensors, quantities, every=None, fmt="csv"):
-    from edge.history import Request, read_token
+def _history_request(server, token_file, gateway, start, end, sensors, quantities, every=None, fmt="csv", tz=None):
+    from edge.history import Request, in_zone, read_token
 
-    return Request(server, read_token(token_file), gateway, start, end, tuple(sensors), tuple(quantities), every, fmt)
+    return Request(server, read_token(token_file), gateway, in_zone(start, tz), in_zone(end, tz), tuple(sensors),
+                   tuple(quantities), every, fmt, tz)
 
 
 @history.command("gateways")
@@ -770,7 +775,7 @@ def history_gateways(server: str, token_file: str) -> None:
     from edge.history import gateways, read_token
 
     found = gateways(server, read_token(token_file))
-    _print_table(("GATEWAY", "STATE", "LAST SEEN", "VERSION", "BACKLOG"),
+    _print_table(("GATEWAY", "STATE", "LAST SEEN (UTC)", "VERSION", "BACKLOG"),
                  [(g["id"], g["state"], g["last_seen"][:19].replace("T", " "), g["version"] or "-",
                    "-" if g["backlog"] is None else f"{g['backlog']:,}") for g in found])
 
@@ -784,23 +789,36 @@ def history_gateways(server: str, token_file: str) -> None:
               help="File to write (default: standard output).")
 @click.option("--resume", is_flag=True, help="Continue a pull into -o that was interrupted, after its last "
               "complete row.")
+@click.option("--wide", is_flag=True, help="One CSV row per bucket of a regular grid (needs --every), a column per "
+              "sensor.quantity; a cell is the bucket's mean, empty where the series has no good reading in it.")
 @click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
               help="Attempts after a network error, with exponential backoff, each continuing where it stopped.")
-def pull(server, token_file, gateway, start, end, sensors, quantities, every, fmt, output, resume, retries):
-    """Stream readings to a CSV (header row, UTC ISO-8601 times) or NDJSON file, resumably.
+def pull(server, token_file, gateways, start, end, sensors, quantities, tz, every, fmt, output, resume, wide,
+         retries):
+    """Stream readings of one or more gateways to a CSV (header row, ISO-8601 times) or NDJSON file, resumably.
 
     Example: edge history pull --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
     --from 2025-07-01 --to 2025-08-01 --every 1h -o july.csv
     """
-    from edge.history import pull as pull_rows, pull_to_file
+    import contextlib
 
-    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt)
+    from edge.history import pull_all, pull_to_file, pull_wide
+
+    requests = [_history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt, tz)
+                for gateway in dict.fromkeys(gateways)]
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE")
+    if wide:
+        if not every or fmt != "csv" or resume:
+            raise click.UsageError("--wide needs --every (a cell is a bucket's mean), writes CSV, and cannot "
+                                   "--resume (it writes the file at the end; a dropped connection is still retried)")
+        with (open(output, "wb") if output else contextlib.nullcontext(sys.stdout.buffer)) as out:
+            pull_wide(requests, out, retries=retries)
+        return
     if output:
-        pull_to_file(request, output, resume=resume, retries=retries)
+        pull_to_file(requests, output, resume=resume, retries=retries)
     else:
-        pull_rows(request, sys.stdout.buffer, retries=retries)
+        pull_all(requests, sys.stdout.buffer, retries=retries)
 
 
 @history.command()
@@ -808,7 +826,7 @@ def pull(server, token_file, gateway, start, end, sensors, quantities, every, fm
 @click.option("--every", type=click.Choice(["auto", "raw", "1m", "1h", "1d"]), default="auto", show_default=True,
               help="Downsampling; auto: raw up to 2 days, hourly up to 90 days, daily beyond.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
-def plot(server, token_file, gateway, start, end, sensors, quantities, every, output):
+def plot(server, token_file, gateways, start, end, sensors, quantities, tz, every, output):
     """Chart readings (a panel per quantity) with the periods actuators were on shaded (needs matplotlib).
 
     Example: edge history plot --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
@@ -816,8 +834,11 @@ def plot(server, token_file, gateway, start, end, sensors, quantities, every, ou
     """
     from edge.history import auto_every, plot as draw
 
+    if len(set(gateways)) > 1:
+        raise click.UsageError("plot draws one gateway: give --gateway once (pull takes several)")
+    gateway = gateways[0]
     chosen = auto_every(start, end) if every == "auto" else None if every == "raw" else every
-    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson")
+    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson", tz)
     count = draw(request, output)
     click.echo(f"{output}: {counted(count, 'point' if chosen else 'reading', grouped=True)} of {gateway}", err=True)
 

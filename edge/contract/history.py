@@ -186,15 +186,24 @@ def _key_field(column: Column, part: str) -> Any:
 
 _T, _X, _N, _W, _I, _R, _J = KINDS
 
+#: A reading's ``clock`` as the data center stores it (0, 1, 2), in words: taken before the gateway's clock synced
+#: (its time may be anything), with a synced clock, or taken before and re-timed by the gateway once it synced.
+CLOCKS = ("unsynced", "synced", "corrected")
+#: Significant digits of an aggregate's ``mean`` (min and max are readings, exported as stored).
+MEAN_DIGITS = 6
+
+#: Every reading of one gateway (the ``gateway`` column tells the gateways of one file apart).
 READINGS = Table("readings", (
-    Column("ts", _T), Column("sensor", _N), Column("quantity", _N), Column("value", _R, nullable=True),
-    Column("unit", _X), Column("quality", _W), Column("epoch", _I), Column("seq", _I),
+    Column("ts", _T), Column("gateway", _N), Column("sensor", _N), Column("quantity", _N),
+    Column("value", _R, nullable=True), Column("unit", _X), Column("quality", _W), Column("clock", _W),
+    Column("epoch", _I), Column("seq", _I),
 ), key=("ts", "sensor", "quantity", "epoch", "seq"))
 
-#: Readings downsampled (``every``): per bucket and series, the good readings within their physical range.
+#: Readings downsampled (``every``): per bucket and series, the good readings within their physical range; the mean
+#: rounded to :data:`MEAN_DIGITS` significant digits.
 AGGREGATES = Table("aggregates", (
-    Column("ts", _T), Column("sensor", _N), Column("quantity", _N), Column("unit", _X), Column("count", _I),
-    Column("min", _R), Column("mean", _R), Column("max", _R),
+    Column("ts", _T), Column("gateway", _N), Column("sensor", _N), Column("quantity", _N), Column("unit", _X),
+    Column("count", _I), Column("min", _R), Column("mean", _R), Column("max", _R),
 ), key=("ts", "sensor", "quantity", "unit"))
 
 EVENTS = Table("events", (
