@@ -768,16 +768,16 @@ def _history_request(server, token_file, gateway, start, end, sensors, quantitie
 @history.command("gateways")
 @_server_options_of
 def history_gateways(server: str, token_file: str) -> None:
-    """List the gateways your token sees: id, state, last seen (UTC), version, readings waiting on the gateway.
+    """List the gateways your token sees: id, state, last seen (UTC), version, readings waiting, display name.
 
     Example: edge history gateways --server https://dc.example --token-file ~/.edge-token
     """
     from edge.history import gateways, read_token
 
     found = gateways(server, read_token(token_file))
-    _print_table(("GATEWAY", "STATE", "LAST SEEN (UTC)", "VERSION", "BACKLOG"),
+    _print_table(("GATEWAY", "STATE", "LAST SEEN (UTC)", "VERSION", "BACKLOG", "NAME"),
                  [(g["id"], g["state"], g["last_seen"][:19].replace("T", " "), g["version"] or "-",
-                   "-" if g["backlog"] is None else f"{g['backlog']:,}") for g in found])
+                   "-" if g["backlog"] is None else f"{g['backlog']:,}", g.get("name") or "-") for g in found])
 
 
 @history.command()

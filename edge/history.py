@@ -583,6 +583,14 @@ class ChartData:
     periods: dict[str, list[tuple[datetime, datetime]]]
     missing_hours: dict[tuple[str, str], list[datetime]]
     known_until: datetime
+    #: display names as the gateway's config gives them (``name:``), by sensor or actuator id, and the greenhouse's
+    names: dict[str, str] = field(default_factory=dict)
+    gateway_name: str | None = None
+
+    def label(self, device: str) -> str:
+        """A sensor's or actuator's label: its display name with its id, or its id alone."""
+        name = self.names.get(device)
+        return f"{name} ({device})" if name else device
 
 
 def chart_data(request: Request, client: httpx.Client) -> ChartData:
@@ -597,7 +605,8 @@ def chart_data(request: Request, client: httpx.Client) -> ChartData:
     start, end = (_utc(datetime.fromisoformat(t)) for t in (request.start, request.end))
     # an actuator is known to be on up to the last thing heard of the gateway: its last reading (any sensor) or
     # actuator change, not to the end of the range asked for
-    heard = [_utc(datetime.fromisoformat(s["last"])) for s in _get_json(client, request, request.url("sensors"))]
+    sensors = _get_json(client, request, request.url("sensors"))
+    heard = [_utc(datetime.fromisoformat(s["last"])) for s in sensors]
     heard += [_utc(datetime.fromisoformat(e["ts"])) for e in events]
     known_until = min(end, max(heard, default=start))
     missing: dict[tuple[str, str], list[datetime]] = {}
@@ -608,7 +617,9 @@ def chart_data(request: Request, client: httpx.Client) -> ChartData:
             if (hour["missing"] or 0) >= MISSING_BREAK:
                 missing.setdefault((hour["sensor"], hour["quantity"]), []).append(
                     _utc(datetime.fromisoformat(hour["hour"])))
-    return ChartData(rows, on_periods(events, start, known_until), missing, known_until)
+    gateway = _get_json(client, request, request.url("")[:-1])
+    names = {k: v for k, v in (gateway.get("names") or {}).items() if isinstance(v, str)}
+    return ChartData(rows, on_periods(events, start, known_until), missing, known_until, names, gateway.get("name"))
 
 
 def _get_json(client: httpx.Client, request: Request, url: str) -> Any:
@@ -671,7 +682,7 @@ def _draw(plt, request: Request, data: ChartData):
     bottom.xaxis.set_major_locator(locator)
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=where))
     bottom.set_xlim(start, end)
-    handles = [Line2D([], [], color=colours[s], label=s) for s in sensors]
+    handles = [Line2D([], [], color=colours[s], label=data.label(s)) for s in sensors]
     if request.every:
         handles.append(Patch(color="gray", alpha=0.25, label=f"min-max per {request.every}"))
     if any(r.get("clock") == "unsynced" for r in rows):
@@ -680,14 +691,15 @@ def _draw(plt, request: Request, data: ChartData):
     if incomplete:
         handles.append(Line2D([], [], color="gray", marker="o", markerfacecolor="none", linestyle="none",
                               label="bucket with readings missing"))
-    handles += [Patch(color=_ACTUATOR_COLOURS[i % len(_ACTUATOR_COLOURS)], alpha=0.8, label=f"{a} on")
+    handles += [Patch(color=_ACTUATOR_COLOURS[i % len(_ACTUATOR_COLOURS)], alpha=0.8, label=f"{data.label(a)} on")
                 for i, a in enumerate(actuators)]
     figure.legend(handles=handles, loc="outside right upper", fontsize="small")
     local = getattr(where, "key", "UTC")
     every = f"{request.every} means, " if request.every else ""
     shown = f"{start.astimezone(where):%Y-%m-%d %H:%M} to {end.astimezone(where):%Y-%m-%d %H:%M} {local}"
     known = f"; known until {data.known_until.astimezone(where):%Y-%m-%d %H:%M}" if data.known_until < end else ""
-    axes[0, 0].set_title(f"{request.gateway}: {shown} ({every}bands: actuators on{known})", fontsize="medium")
+    gateway = f"{data.gateway_name} ({request.gateway})" if data.gateway_name else request.gateway
+    axes[0, 0].set_title(f"{gateway}: {shown} ({every}bands: actuators on{known})", fontsize="medium")
     return figure
 
 

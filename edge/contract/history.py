@@ -219,13 +219,16 @@ COVERAGE = Table("coverage", (
     Column("good", _I), Column("missing", _I, nullable=True),
 ), key=("hour", "sensor", "quantity"))
 
-#: The JSON lists of the API (no CSV, not resumable): the gateways a token sees, and a gateway's series.
+#: The JSON lists of the API (no CSV, not resumable): the gateways a token sees, and a gateway's series. ``name`` and
+#: ``names`` (``{sensor or actuator id: name}``) are the display names the gateway's latest start gave (null before).
 GATEWAYS = Table("gateways", (
-    Column("id", _N), Column("state", _W), Column("state_since", _T), Column("last_seen", _T),
-    Column("version", _X, nullable=True), Column("epoch", _I, nullable=True), Column("backlog", _I, nullable=True),
+    Column("id", _N), Column("name", _X, nullable=True), Column("names", _J, nullable=True), Column("state", _W),
+    Column("state_since", _T), Column("last_seen", _T), Column("version", _X, nullable=True),
+    Column("epoch", _I, nullable=True), Column("backlog", _I, nullable=True),
 ))
 SERIES = Table("series", (
-    Column("sensor", _N), Column("quantity", _N), Column("unit", _X), Column("first", _T), Column("last", _T),
+    Column("sensor", _N), Column("name", _X, nullable=True), Column("quantity", _N), Column("unit", _X),
+    Column("first", _T), Column("last", _T),
 ))
 
 TABLES = {t.name: t for t in (READINGS, AGGREGATES, EVENTS, COVERAGE)}

@@ -57,12 +57,12 @@ Connect = Callable[[], psycopg.Connection]
 
 # ---------------------------------------------------------------------------------------------------- gateways
 
-_GATEWAY = """SELECT gateway_id, state, state_since, last_seen, version, epoch, backlog FROM gateway_status"""
+_GATEWAY = """SELECT gateway_id, name, names, state, state_since, last_seen, version, epoch, backlog FROM gateway_status"""
 
 
 def _gateway_dict(row) -> dict[str, Any]:
-    gateway_id, state, state_since, last_seen, version, epoch, backlog = row
-    return {"id": gateway_id, "state": state, "state_since": iso(state_since), "last_seen": iso(last_seen),
+    gateway_id, name, names, state, state_since, last_seen, version, epoch, backlog = row
+    return {"id": gateway_id, "name": name, "names": names, "state": state, "state_since": iso(state_since), "last_seen": iso(last_seen),
             "version": version, "epoch": epoch, "backlog": backlog}
 
 
@@ -103,9 +103,10 @@ class Series:
     unit: str
     first: datetime
     last: datetime
+    name: str | None = None  # the sensor's display name, as the gateway's latest start gave it
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sensor": self.sensor, "quantity": self.quantity, "unit": self.unit, "first": iso(self.first),
+        return {"sensor": self.sensor, "name": self.name, "quantity": self.quantity, "unit": self.unit, "first": iso(self.first),
                 "last": iso(self.last)}
 
 
@@ -128,7 +129,9 @@ ORDER BY s.sensor, s.quantity"""
 
 
 def series(conn: psycopg.Connection, gateway_id: str) -> list[Series]:
-    return [Series(*row) for row in conn.execute(_SERIES, {"gateway": gateway_id})]
+    row = conn.execute("SELECT names FROM gateway_status WHERE gateway_id = %s", (gateway_id,)).fetchone()
+    names = row[0] if row and isinstance(row[0], dict) else {}
+    return [Series(*row, name=names.get(row[0])) for row in conn.execute(_SERIES, {"gateway": gateway_id})]
 
 
 def event_extent(conn: psycopg.Connection, gateway_id: str) -> tuple[datetime, datetime] | None:

@@ -94,6 +94,8 @@ class Daemon:
         self.buffer.append_event(DaemonStart.KIND, "daemon", DaemonStart(  # waits in memory until the epoch is on disk
             __version__, report.epoch, previous, self.clock.is_synced(),
             intervals={s.id: s.interval for s in cfg.sensors},  # the data center's coverage counts from these
+            name=cfg.gateway.name,  # display names, for the data center's lists and charts
+            names={d.id: d.name for d in (*cfg.sensors, *cfg.actuators) if d.name},
         ).to_data(), ts=now)
         if previous == "unclean":
             log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
