@@ -433,3 +433,20 @@ def test_a_normal_rule_still_yields_to_a_manual_override(greenhouse):
     greenhouse.supervisor.command("heater", "off", 3600, "cli")
     greenhouse.tick(10, air=3.0)  # the plain frost rule of CONFIG is not a safety rule
     assert greenhouse.value("heater") == 0
+
+
+def test_switch_listeners_hear_each_switch_and_a_failing_one_stops_nothing(greenhouse, caplog):
+    heard = []
+
+    def broken(*_):
+        raise RuntimeError("listener bug")
+
+    greenhouse.supervisor.on_switch += [broken, lambda actuator, change, ts: heard.append((actuator, change.value,
+                                                                                           change.reason, ts))]
+    now = greenhouse.clock.time()
+    view = greenhouse.supervisor.command("lights", "on", 60, "cli")
+    assert view["state"] == "on" and greenhouse.pin(24) == 1
+    assert heard == [("lights", 1.0, "manual:cli", now)]
+    assert "a listener of lights's switch failed" in caplog.text
+    greenhouse.tick(61)
+    assert heard[-1] == ("lights", 0.0, "manual:cli", now + 61)

@@ -9,7 +9,9 @@ output on again, for the time it has left.
 
 Every change is an event in the buffer with its reason (``schedule:<id>``, ``rule:<id>``, ``manual:<who>``,
 ``safety:max_on``, ``safety:stale_input``, ``startup``, ``shutdown``); the state that must survive a restart (on-times,
-latches, overrides, rule memories) lives in the buffer's SQLite file.
+latches, overrides, rule memories) lives in the buffer's SQLite file. Code in the same process learns of every switch
+at once from :attr:`Supervisor.on_switch` (the alert service does), called once the supervisor's lock is released,
+never by reading the events back.
 
 A buffer that cannot store (a full disk) never stops an output from being switched: the switch happens first, the
 event waits in the buffer's memory, and the state is saved at a later evaluation once there is room. Switching on is
@@ -22,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +85,10 @@ class LatestReadings:
             return self._latest.get((sensor, quantity))
 
 
+#: ``listener(actuator_id, change, ts)``: an output was switched (``change`` as recorded in its event).
+SwitchListener = Callable[[str, ActuatorChange, float], None]
+
+
 class Supervisor:
     def __init__(self, config: Any, actuators: Mapping[str, Any], buffer: Any, clock: Any,
                  latest: LatestReadings | None = None):
@@ -104,6 +110,9 @@ class Supervisor:
         self.rule_faults: dict[str, str | None] = {}
         self._carried_on_time: dict[str, float] = {}  # seconds already on before the restart, per actuator
         self._unsaved: set[str] = set()  # actuators whose last change is not on disk yet (no room)
+        self.on_switch: list[SwitchListener] = []
+        self._switched: list[tuple[str, ActuatorChange, float]] = []  # told to on_switch once the lock is released
+        self._told = threading.Lock()
         try:
             buffer.migrate("control", MIGRATIONS)
             self._load(self.started)
@@ -158,7 +167,8 @@ class Supervisor:
             if reason != "shutdown":  # a shutdown keeps the on-time so that max_on counts it after the restart
                 st.on_since = None
         st.value, st.reason, st.since, st.until = value, reason, now, until
-        event = ActuatorChange(value, previous, reason, round(until, 3) if until else None).to_data()
+        change = ActuatorChange(value, previous, reason, round(until, 3) if until else None)
+        event = change.to_data()
         try:
             with self.buffer.transaction() as db:
                 self._save_actuator(db, actuator_id, st)
@@ -168,7 +178,21 @@ class Supervisor:
             log.debug("%s: change not stored yet: %s", actuator_id, exc)
             self._unsaved.add(actuator_id)
             self.buffer.append_event(ActuatorChange.KIND, actuator_id, event, ts=now)  # waits in memory for room
+        with self._told:
+            self._switched.append((actuator_id, change, now))
         log.info("%s %s (%s)", actuator_id, _describe(value), reason)
+
+    def _tell(self) -> None:
+        """Tell ``on_switch`` of the switches made since last time, in order; called with the lock released, so a
+        listener may take its own locks (or call :meth:`describe`). A listener that fails is logged and skipped."""
+        with self._told:
+            switched, self._switched = self._switched, []
+        for actuator_id, change, ts in switched:
+            for listener in list(self.on_switch):
+                try:
+                    listener(actuator_id, change, ts)
+                except Exception:
+                    log.exception("a listener of %s's switch failed", actuator_id)
 
     def _save_unsaved(self) -> None:
         """Store the state of actuators whose change could not be stored when it happened (a full disk)."""
@@ -195,6 +219,11 @@ class Supervisor:
     def evaluate(self, now: float | None = None) -> None:
         """Decide every output from the current requests and limits, and switch what must change."""
         now = self.clock.time() if now is None else now
+        with self._lock:
+            self._evaluate(now)
+        self._tell()
+
+    def _evaluate(self, now: float) -> None:
         with self._lock:
             if self._unsaved:
                 self._save_unsaved()
@@ -370,8 +399,10 @@ class Supervisor:
                                (override.actuator, override.value, override.until, override.who, override.issued))
             self.buffer.append_event(CommandActuate.KIND, actuator_id,
                                      CommandActuate(command.action, command.duration, command.who).to_data(), ts=now)
-            self.evaluate(now)
-            return self.describe(actuator_id, now)
+            self._evaluate(now)
+            view = self.describe(actuator_id, now)
+        self._tell()
+        return view
 
     def command(self, actuator_id: str, action: str, duration: float | None, who: str,
                 now: float | None = None) -> ActuatorView:
@@ -410,6 +441,7 @@ class Supervisor:
                         self._record(actuator_id, st, 0.0, "shutdown", now)
                     except Exception:
                         log.exception("%s: its switch-off could not be recorded", actuator_id)
+        self._tell()
         return failed
 
 
