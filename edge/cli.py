@@ -143,14 +143,6 @@ def _open_reader(config):
     return Buffer.reader(config.buffer.path)
 
 
-def _recorded(row: dict[str, Any] | None):
-    """An actuator as the supervisor last recorded it (a ``control_actuators`` row); None: never switched."""
-    from edge.gateway.control.types import ActuatorState
-
-    return None if row is None else ActuatorState(row["value"], row["reason"], row["since"], row["on_since"],
-                                                  row["until"], bool(row["latched"]))
-
-
 def status_report(config, now: float | None = None) -> dict[str, Any]:
     """What ``edge status --json`` prints: a contract for scripts and monitoring."""
     from edge.gateway.buffer import LOW_SPACE, free_bytes
@@ -158,6 +150,8 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
     from edge.gateway.control.types import describe_state
 
     from edge.gateway.alerts.outbox import queue_summary, transport_health
+    from edge.gateway.control.state import ControlState
+    from edge.gateway.sync.state import SyncState
 
     buffer = _open_reader(config)
     try:
@@ -166,9 +160,9 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         latest = buffer.latest(s.id for s in config.sensors)
         epochs = buffer.epochs()
         running = buffer.owned_by_a_running_daemon()
-        actuator_rows = buffer.control_state()
-        link = buffer.sync_state()
-        sms_queue, sms_health = queue_summary(buffer.db), transport_health(buffer.db)
+        recorded = ControlState(buffer, migrate=False).actuators()
+        link = SyncState(buffer, migrate=False).link()
+        sms_queue, sms_health = queue_summary(buffer), transport_health(buffer)
     finally:
         buffer.close()
     # Ages are measured against a clock read after the queries: a reading the daemon commits while they run is
@@ -204,31 +198,25 @@ def status_report(config, now: float | None = None) -> dict[str, Any]:
         "sync": _sync_report(config, link, running, now),
         "sms": _sms_report(config, sms_queue, sms_health, now),
         "sensors": sensors,
-        "actuators": {a.id: describe_state(a.id, _recorded(actuator_rows.get(a.id)), now)
+        "actuators": {a.id: describe_state(a.id, recorded.get(a.id), now)
                       for a in config.actuators},
     }
 
 
-def _sync_report(config, link: dict[str, str | None], running: bool, now: float) -> dict[str, Any]:
-    """The uplink as its thread last recorded it. The thread records a heartbeat (``beat``) at least every 10 s
-    while it makes progress; an older one means it is wedged or failing at every turn: ``stalled``, whatever the
-    link was. A thread that ended records ``down`` and why (and no heartbeat)."""
-    def number(key: str) -> float | None:
-        try:
-            return None if link.get(key) in (None, "None") else float(link[key])
-        except ValueError:
-            return None
-
-    state = link.get("link") if running else "daemon not running"
-    error = link.get("error") if link.get("error") not in (None, "None") else None
-    beat = number("beat")
+def _sync_report(config, link, running: bool, now: float) -> dict[str, Any]:
+    """The uplink as its thread last recorded it (a ``LinkRecord``). The thread records a heartbeat (``beat``) at
+    least every 10 s while it makes progress; an older one means it is wedged or failing at every turn: ``stalled``,
+    whatever the link was. A thread that ended records ``down`` and why (and no heartbeat)."""
+    state = link.link if running else "daemon not running"
+    error = link.error
+    beat = link.beat
     if running and config.sync.url and beat is not None and now - beat > config.sync.stall_after:
         state = "stalled"
         error = (f"the uplink thread has made no progress since {_iso(beat)} ({now - beat:.0f}s)"
                  + (f"; last error: {error}" if error else ""))
     if not config.sync.url:
         state = "offline (no broker configured)"
-    return {"link": state or "unknown", "since": _iso(number("since")), "last_ack": _iso(number("last_ack")),
+    return {"link": state or "unknown", "since": _iso(link.since), "last_ack": _iso(link.last_ack),
             "error": error}
 
 
@@ -835,9 +823,11 @@ def alerts(ctx: click.Context, config_path: str | None, active: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     config = _load(config_path)
+    from edge.gateway.alerts.store import Store
+
     buffer = _open_reader(config)
     try:
-        incidents = buffer.alert_incidents(active_only=active)
+        incidents = Store(buffer, migrate=False).incidents(active_only=active)
     finally:
         buffer.close()
     if not incidents:

@@ -112,7 +112,7 @@ def test_a_wrong_kavenegar_key_sends_by_modem_raises_an_account_alert_and_logs_o
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "kavenegar cannot send anything: 403 invalid API key" in errors[0]
     assert KEY not in caplog.text
-    assert sorted(i["rule_id"] for i in gh.buffer.alert_incidents(active_only=True)) == ["hot", "~account"]
+    assert sorted(i["rule_id"] for i in gh.service.engine.store.incidents(active_only=True)) == ["hot", "~account"]
     gh.close()
 
 
@@ -121,10 +121,10 @@ def test_a_key_that_works_again_clears_the_account_alert(tmp_path, modem):
     gh = Greenhouse(tmp_path, HOT_CRITICAL, transports=[KavenegarTransport(KEY, "2000660110", http=fake.transport),
                                                        ModemTransport(modem.port, timeout=2)])
     gh.run(minutes=2, air_temperature=41)
-    assert sorted(i["rule_id"] for i in gh.buffer.alert_incidents(active_only=True)) == ["hot", "~account"]
+    assert sorted(i["rule_id"] for i in gh.service.engine.store.incidents(active_only=True)) == ["hot", "~account"]
     fake.key = KEY  # fixed in the panel (or the right key put in place and the daemon restarted)
     gh.run(minutes=30, air_temperature=41)  # the next repeat goes through Kavenegar
-    assert fake.sent and [i["rule_id"] for i in gh.buffer.alert_incidents(active_only=True)] == ["hot"]
+    assert fake.sent and [i["rule_id"] for i in gh.service.engine.store.incidents(active_only=True)] == ["hot"]
     gh.close()
 
 
