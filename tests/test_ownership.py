@@ -138,7 +138,7 @@ def test_only_the_buffer_touches_its_connections():
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ("_db", "db", "_local", "_thread_conn",
-                                                                   "_transaction", "_guard_of", "_own"):
+                                                                   "_transaction", "_thread_guard", "_own"):
                 owner_self = node.attr == "_db" and isinstance(node.value, ast.Name) and node.value.id == "self"
                 if not owner_self:
                     found.append(f"{path.relative_to(GATEWAY.parent)}:{node.lineno}: .{node.attr}")

@@ -235,7 +235,7 @@ class Access:
     def _conn(self) -> sqlite3.Connection:
         writable = self._buffer._writer_depth() > 0
         conn = self._buffer._thread_conn()
-        self._buffer._guard_of(conn).act_as(self.name, self.tables, writable)
+        self._buffer._thread_guard().act_as(self.name, self.tables, writable)
         return conn
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
@@ -243,17 +243,17 @@ class Access:
         try:
             return conn.execute(sql, params)
         except sqlite3.DatabaseError as exc:
-            raise self._refusal(conn, exc) from None
+            raise self._refusal(exc) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
         conn = self._conn()
         try:
             return conn.executemany(sql, rows)
         except sqlite3.DatabaseError as exc:
-            raise self._refusal(conn, exc) from None
+            raise self._refusal(exc) from None
 
-    def _refusal(self, conn: sqlite3.Connection, exc: sqlite3.DatabaseError) -> BaseException:
-        guard = self._buffer._guard_of(conn)
+    def _refusal(self, exc: sqlite3.DatabaseError) -> BaseException:
+        guard = self._buffer._thread_guard()
         refused, guard.refused = guard.refused, None
         if refused is None:
             return exc
@@ -612,7 +612,8 @@ class Buffer:
             db = self._local.db = sqlite_utils.Database(conn)
         return db.conn
 
-    def _guard_of(self, conn: sqlite3.Connection) -> _Guard:
+    def _thread_guard(self) -> _Guard:
+        """The authorizer of this thread's connection (see :meth:`_thread_conn`)."""
         return self._local.guard
 
     def _writer_depth(self) -> int:
