@@ -213,3 +213,15 @@ def test_the_alert_store_reads_no_incident_before_alerts_ran(buffer):
         assert Store(reader, migrate=False).incidents() == []
     finally:
         reader.close()
+
+
+def test_a_file_an_older_version_migrated_still_reads(buffer):
+    """``edge status`` run by a newer version beside a daemon that has not migrated yet: what is there is read."""
+    from edge.gateway.sync.state import COMPONENT, MIGRATIONS, TABLES
+
+    buffer.component(COMPONENT, TABLES).migrate(MIGRATIONS[:1])  # no sync_quarantine yet
+    SyncState(buffer, migrate=False).record_link(link="up")
+    assert SyncState(buffer, migrate=False).link().link == "up"
+    assert SyncState(buffer, migrate=False).quarantined() == []
+    with pytest.raises(ValueError, match="sync does not own table readings"):
+        buffer.component("sync").exists("readings")

@@ -269,9 +269,12 @@ class Access:
     def table_names(self) -> list[str]:
         return [row[0] for row in self.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
 
-    def exists(self) -> bool:
-        """True once this component's tables are in the file (before its first run, readers find nothing)."""
-        return self.tables <= set(self.table_names())
+    def exists(self, table: str | None = None) -> bool:
+        """True once ``table`` (by default every table of this component) is in the file: before the component first
+        ran (or migrated), readers find nothing."""
+        if table is not None and table not in self.tables:
+            raise ValueError(f"{self.name} does not own table {table}")
+        return ({table} if table else self.tables) <= set(self.table_names())
 
     @contextmanager
     def transaction(self) -> Iterator["Access"]:

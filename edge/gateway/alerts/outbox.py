@@ -338,7 +338,7 @@ def transport_health(buffer: Buffer) -> dict[str, dict[str, Any]]:
     """Each transport's account state as the outbox last found it (``state`` ok | refused | no_credit, ``detail``,
     ``since_ts``); transports never found wanting are absent. ``buffer``: e.g. a reader's."""
     db = _reader(buffer)
-    if not db.exists():
+    if not db.exists("sms_transports"):
         return {}
     return {row["name"]: row for row in db.query("SELECT name, state, detail, since_ts FROM sms_transports")}
 
@@ -346,7 +346,7 @@ def transport_health(buffer: Buffer) -> dict[str, dict[str, Any]]:
 def queue_summary(buffer: Buffer) -> dict[str, Any]:
     """``{"queued": n, "oldest_queued_ts": ts | None}`` of the SMS still waiting to be sent."""
     db = _reader(buffer)
-    if not db.exists():
+    if not db.exists("sms_outbox"):
         return {"queued": 0, "oldest_queued_ts": None}
     count, oldest = db.execute("SELECT count(*), MIN(created_ts) FROM sms_outbox WHERE state = 'queued'").fetchone()
     return {"queued": count, "oldest_queued_ts": oldest}

@@ -116,7 +116,7 @@ class Store:
 
     def incidents(self, active_only: bool = False) -> list[dict[str, Any]]:
         """The incidents, newest first (empty before alerts first ran)."""
-        if not self._db.exists():
+        if not self._db.exists("alert_incidents"):
             return []
         where = "WHERE resolved_ts IS NULL" if active_only else ""
         return self._query(f"SELECT * FROM alert_incidents {where} ORDER BY fired_ts DESC")

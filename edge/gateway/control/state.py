@@ -58,7 +58,7 @@ class ControlState:
 
     def actuators(self) -> dict[str, ActuatorState]:
         """Each actuator as last recorded (``off_at`` and ``refused`` are not kept); empty before control ran."""
-        if not self._db.exists():
+        if not self._db.exists("control_actuators"):
             return {}
         return {row["actuator"]: ActuatorState(row["value"], row["reason"], row["since"], row["on_since"],
                                                row["until"], bool(row["latched"]))
@@ -67,14 +67,14 @@ class ControlState:
     def overrides(self) -> list[Override]:
         """The overrides as stored; one held "until auto" (as versions before ``max_manual`` stored it) has
         ``until`` infinite: the supervisor bounds every one by the actuator's ``max_manual``."""
-        if not self._db.exists():
+        if not self._db.exists("control_overrides"):
             return []
         return [Override(row["actuator"], row["value"], math.inf if row["until"] is None else row["until"],
                          row["who"], row["issued"])
                 for row in self._db.query("SELECT * FROM control_overrides ORDER BY actuator")]
 
     def rule_memory(self) -> dict[str, dict[str, Any]]:
-        if not self._db.exists():
+        if not self._db.exists("control_rules"):
             return {}
         return {row["rule"]: json.loads(row["state"]) for row in self._db.query("SELECT * FROM control_rules")}
 

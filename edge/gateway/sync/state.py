@@ -68,7 +68,7 @@ class SyncState:
                            (key, None if value is None else str(value)))
 
     def link(self) -> LinkRecord:
-        if not self._db.exists():
+        if not self._db.exists("sync_state"):
             return LinkRecord()
         stored = {row["key"]: row["value"] for row in self._db.query("SELECT key, value FROM sync_state")}
         return LinkRecord(**{name: (_time if name in _TIMES else _word)(stored.get(name)) for name in _FIELDS})
@@ -95,7 +95,7 @@ class SyncState:
 
     def quarantined(self) -> list[dict[str, Any]]:
         """Every row set aside, ``cells`` decoded from its JSON."""
-        if not self._db.exists():
+        if not self._db.exists("sync_quarantine"):
             return []
         return [{**row, "cells": json.loads(row["cells"])}
                 for row in self._db.query("SELECT * FROM sync_quarantine ORDER BY moved, stream, epoch, seq")]
