@@ -14,7 +14,6 @@ import logging
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -143,127 +142,11 @@ def _open_reader(config):
     return Buffer.reader(config.buffer.path)
 
 
-def _recorded(row: dict[str, Any] | None):
-    """An actuator as the supervisor last recorded it (a ``control_actuators`` row); None: never switched."""
-    from edge.gateway.control.types import ActuatorState
-
-    return None if row is None else ActuatorState(row["value"], row["reason"], row["since"], row["on_since"],
-                                                  row["until"], bool(row["latched"]))
-
-
 def status_report(config, now: float | None = None) -> dict[str, Any]:
-    """What ``edge status --json`` prints: a contract for scripts and monitoring."""
-    from edge.gateway.buffer import LOW_SPACE, free_bytes
-    from edge.gateway.clock import Clock
-    from edge.gateway.control.types import describe_state
+    """What ``edge status --json`` prints: a contract for scripts and monitoring (see edge.gateway.status)."""
+    from edge.gateway.status import read_status
 
-    from edge.gateway.alerts.outbox import queue_summary, transport_health
-
-    buffer = _open_reader(config)
-    try:
-        readings = buffer.counts("readings")
-        events = buffer.counts("events")
-        latest = buffer.latest(s.id for s in config.sensors)
-        epochs = buffer.epochs()
-        running = buffer.owned_by_a_running_daemon()
-        actuator_rows = buffer.control_state()
-        link = buffer.sync_state()
-        sms_queue, sms_health = queue_summary(buffer.db), transport_health(buffer.db)
-    finally:
-        buffer.close()
-    # Ages are measured against a clock read after the queries: a reading the daemon commits while they run is
-    # never "in the future" (a clock read before them gave negative ages). One still can be when the wall clock
-    # stepped back since it was stamped (NTP correcting a Pi's clock): such an age shows as 0 (_age_of).
-    now = time.time() if now is None else now
-    oldest = readings.pop("oldest_pending_ts")
-    sensors = {}
-    for sensor in config.sensors:
-        rows = latest.get(sensor.id, [])
-        last_ts = rows[0]["ts"] if rows else None
-        sensors[sensor.id] = {
-            "last_ts": _iso(last_ts),
-            "age_s": _age_of(last_ts, now),
-            "quantities": {r["quantity"]: {"value": r["value"], "unit": r["unit"], "quality": r["quality"],
-                                           "reason": r["reason"]} for r in rows},
-        }
-    current = epochs[-1] if epochs else {}
-    return {
-        "gateway": {"id": config.gateway.id, "name": config.gateway.name},
-        "epoch": current.get("epoch"),
-        "epoch_started": _iso(current.get("started_ts")),
-        "daemon": "running" if running else ("stopped" if current.get("stopped_ts") else "stopped uncleanly"),
-        "clock": {"synced": Clock(config.clock.trust).is_synced(), "trust": config.clock.trust},
-        "buffer": {
-            "path": str(config.buffer.path), **readings,
-            "oldest_pending": _iso(oldest),
-            "oldest_pending_age_s": _age_of(oldest, now),
-            "events_pending": events["pending"],
-        },
-        "disk": {"path": str(Path(config.buffer.path).absolute().parent),
-                 "free_bytes": (free := free_bytes(Path(config.buffer.path))), "full": free < LOW_SPACE},
-        "sync": _sync_report(config, link, running, now),
-        "sms": _sms_report(config, sms_queue, sms_health, now),
-        "sensors": sensors,
-        "actuators": {a.id: describe_state(a.id, _recorded(actuator_rows.get(a.id)), now)
-                      for a in config.actuators},
-    }
-
-
-def _sync_report(config, link: dict[str, str | None], running: bool, now: float) -> dict[str, Any]:
-    """The uplink as its thread last recorded it. The thread records a heartbeat (``beat``) at least every 10 s
-    while it makes progress; an older one means it is wedged or failing at every turn: ``stalled``, whatever the
-    link was. A thread that ended records ``down`` and why (and no heartbeat)."""
-    def number(key: str) -> float | None:
-        try:
-            return None if link.get(key) in (None, "None") else float(link[key])
-        except ValueError:
-            return None
-
-    state = link.get("link") if running else "daemon not running"
-    error = link.get("error") if link.get("error") not in (None, "None") else None
-    beat = number("beat")
-    if running and config.sync.url and beat is not None and now - beat > config.sync.stall_after:
-        state = "stalled"
-        error = (f"the uplink thread has made no progress since {_iso(beat)} ({now - beat:.0f}s)"
-                 + (f"; last error: {error}" if error else ""))
-    if not config.sync.url:
-        state = "offline (no broker configured)"
-    return {"link": state or "unknown", "since": _iso(number("since")), "last_ack": _iso(number("last_ack")),
-            "error": error}
-
-
-def _age_of(ts: float | None, now: float) -> float | None:
-    """Seconds since ``ts`` (0.1 s), never below 0 (a time ahead of ``now`` means the clock stepped back)."""
-    return None if ts is None else max(0.0, round(now - ts, 1))
-
-
-def _sms_report(config, queue: dict[str, Any], health: dict[str, dict[str, Any]], now: float) -> dict[str, Any]:
-    """The SMS queue, and each configured transport's account state (``ok`` until an attempt found otherwise)."""
-    oldest = queue["oldest_queued_ts"]
-    transports = {}
-    for transport in config.sms.transports:
-        known = health.get(transport.name)
-        transports[transport.name] = {"state": known["state"] if known else "ok",
-                                      "detail": known["detail"] if known else None,
-                                      "since": _iso(known["since_ts"]) if known else None}
-    return {"queued": queue["queued"], "oldest_queued": _iso(oldest),
-            "oldest_queued_age_s": _age_of(oldest, now), "transports": transports}
-
-
-def _format_value(q: dict[str, Any]) -> str:
-    if q["quality"] == "error":
-        return f"error ({q['reason']})"
-    text = f"{q['value']:g} {q['unit']}"
-    return text if q["quality"] == "good" else f"{text} [{q['quality']}]"
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+    return read_status(config, now, wall=lambda: time.time()).to_json()
 
 
 @main.command()
@@ -275,64 +158,20 @@ def status(config_path: str | None, as_json: bool) -> None:
 
     Example: edge status -c /etc/edge/gateway.yaml --json
     """
-    report = status_report(_load(config_path))
+    from edge.gateway.status import read_status, render_text
+
+    report = read_status(_load(config_path), wall=lambda: time.time())
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
         return
-    gw, buf, clock = report["gateway"], report["buffer"], report["clock"]
-    click.echo(f"gateway  {gw['id']}" + (f" ({gw['name']})" if gw["name"] else ""))
-    click.echo(f"epoch    {report['epoch']} since {report['epoch_started']}, daemon {report['daemon']}")
-    click.echo(f"clock    {'synced' if clock['synced'] else 'NOT synced (readings are flagged)'}")
-    click.echo(f"buffer   {buf['path']}: {counted(buf['total'], 'reading')}, {buf['pending']} pending, "
-               f"{buf['acknowledged']} acknowledged; oldest pending {_age(buf['oldest_pending_age_s'])}; "
-               f"{counted(buf['events_pending'], 'event')} pending")
-    disk = report["disk"]
-    if disk["full"]:
-        click.echo(f"disk     FULL ({_bytes(disk['free_bytes'])} free in {disk['path']}): readings are not being "
-                   f"stored; outputs stay under control; free space and sampling resumes")
-    else:
-        click.echo(f"disk     {_bytes(disk['free_bytes'])} free in {disk['path']}")
-    sync = report["sync"]
-    click.echo(f"link     {sync['link']}" + (f" since {sync['since']}" if sync["since"] else "")
-               + (f"; last ack {sync['last_ack']}" if sync["last_ack"] else "")
-               + (f"; last error: {sync['error']}" if sync["error"] else ""))
-    sms = report["sms"]
-    if sms["transports"] or sms["queued"]:
-        troubles = [f"{name} {info['state'].upper()} since {info['since']} ({info['detail']})"
-                    for name, info in sms["transports"].items() if info["state"] != "ok"]
-        click.echo(f"sms      {sms['queued']} queued" + (f", oldest {_age(sms['oldest_queued_age_s'])}"
-                                                          if sms["queued"] else "")
-                   + "; " + ("; ".join(troubles) if troubles else "transports ok"))
-    click.echo("sensors")
-    for sensor_id, info in report["sensors"].items():
-        values = ", ".join(f"{q} {_format_value(v)}" for q, v in info["quantities"].items()) or "no readings yet"
-        click.echo(f"  {sensor_id:<16} {values}  ({_age(info['age_s'])})")
-    click.echo("actuators")
-    for actuator_id, info in report["actuators"].items():
-        click.echo(f"  {actuator_id:<16} {_format_actuator(info)}")
-
-
-def _bytes(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"
+    for line in render_text(report):
+        click.echo(line)
 
 
 def _format_actuator(info: ActuatorView) -> str:
-    text = f"{info['state']:<3}" + (f" {info['value']:.0%}" if 0 < info["value"] < 1 else "")
-    text += f"  {info['reason']}"
-    if info["remaining_s"] is not None:
-        text += f", {_left(info['remaining_s'])} left"
-    return text
+    from edge.gateway.status import actuator_text
 
-
-def _left(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
+    return actuator_text(info)
 
 
 READING_COLUMNS = ["ts", "epoch", "seq", "sensor", "quantity", "value", "unit", "quality", "reason", "clock"]
@@ -856,9 +695,11 @@ def alerts(ctx: click.Context, config_path: str | None, active: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     config = _load(config_path)
+    from edge.gateway.alerts.store import Store
+
     buffer = _open_reader(config)
     try:
-        incidents = buffer.alert_incidents(active_only=active)
+        incidents = Store(buffer, migrate=False).incidents(active_only=active)
     finally:
         buffer.close()
     if not incidents:

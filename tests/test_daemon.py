@@ -14,6 +14,7 @@ from conftest import wait_until
 from edge.errors import BufferUnavailable
 from edge.gateway.buffer import Buffer
 from edge.gateway.config import load_config
+from edge.gateway.sync.state import SyncState
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,7 @@ def test_a_clean_stop_with_a_broker_logs_no_error(gateway_config, tmp_path, star
         except BufferUnavailable:  # not created yet
             return None
         try:
-            return buffer.sync_state().get("link")
+            return SyncState(buffer, migrate=False).link().link
         finally:
             buffer.close()
 

@@ -105,6 +105,7 @@ class Daemon:
         self.hardware.safe_state()
         latest = LatestReadings()
         self.supervisor = Supervisor(cfg, self.hardware.actuators, self.buffer, self.clock, latest)
+        self.supervisor.on_switch.append(self._alert_switch)  # the alerts learn of switches as they happen
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
         self.sampler = Sampler(slots, self.buffer, self.clock,
                                listeners=[latest, self._after_round, self._alert_readings])
@@ -169,6 +170,10 @@ class Daemon:
     def _alert_readings(self, readings) -> None:
         if self.alerts is not None:
             self.alerts.listener(readings)
+
+    def _alert_switch(self, actuator_id: str, change, ts: float) -> None:
+        if self.alerts is not None:
+            self.alerts.observe_switch(actuator_id, change, ts)
 
     def _observe_link(self, up: bool, now: float | None = None) -> None:
         if self.alerts is not None:
