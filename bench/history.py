@@ -57,7 +57,7 @@ def fill(conn, count: int) -> None:
 
 def bare_copy(conn, end: datetime) -> tuple[float, int]:
     """The rows as PostgreSQL hands them out at its cheapest: no order, no formatting."""
-    query = ("COPY (SELECT ts, sensor, quantity, value, unit, quality, epoch, seq FROM readings "
+    query = ("COPY (SELECT ts, gateway_id, sensor, quantity, value, unit, quality, clock, epoch, seq FROM readings "
              "WHERE gateway_id = %s AND ts >= %s AND ts < %s) TO STDOUT (FORMAT csv)")
     return _copy(conn, query, (GATEWAY, START, end))
 

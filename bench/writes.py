@@ -55,7 +55,7 @@ def stored_bytes(buffer_path: Path) -> int:
 
     buffer = Buffer.reader(buffer_path)
     try:
-        page_size, pages, free = (buffer.db.execute(f"PRAGMA {name}").fetchone()[0]
+        page_size, pages, free = (buffer._db.execute(f"PRAGMA {name}").fetchone()[0]
                                   for name in ("page_size", "page_count", "freelist_count"))
     finally:
         buffer.close()
@@ -69,7 +69,7 @@ def csv_bytes(buffer_path: Path, since: float, until: float) -> tuple[int, int]:
 
     buffer = Buffer.reader(buffer_path)
     try:
-        rows = [r for r in buffer.db.query("SELECT * FROM readings WHERE ts >= ? AND ts < ?", (since, until))]
+        rows = [r for r in buffer._db.query("SELECT * FROM readings WHERE ts >= ? AND ts < ?", (since, until))]
     finally:
         buffer.close()
     out = io.StringIO()

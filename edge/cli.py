@@ -14,13 +14,12 @@ import logging
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from edge import __version__
-from edge.durations import counted, format_age, parse_duration
+from edge.durations import counted, parse_duration
 from edge.errors import ConfigError, EdgeError
 
 if TYPE_CHECKING:
@@ -143,122 +142,11 @@ def _open_reader(config):
     return Buffer.reader(config.buffer.path)
 
 
-def _recorded(row: dict[str, Any] | None):
-    """An actuator as the supervisor last recorded it (a ``control_actuators`` row); None: never switched."""
-    from edge.gateway.control.types import ActuatorState
-
-    return None if row is None else ActuatorState(row["value"], row["reason"], row["since"], row["on_since"],
-                                                  row["until"], bool(row["latched"]))
-
-
 def status_report(config, now: float | None = None) -> dict[str, Any]:
-    """What ``edge status --json`` prints: a contract for scripts and monitoring."""
-    from edge.gateway.buffer import LOW_SPACE, free_bytes
-    from edge.gateway.clock import Clock
-    from edge.gateway.control.types import describe_state
+    """What ``edge status --json`` prints: a contract for scripts and monitoring (see edge.gateway.status)."""
+    from edge.gateway.status import read_status
 
-    from edge.gateway.alerts.outbox import queue_summary, transport_health
-
-    buffer = _open_reader(config)
-    try:
-        readings = buffer.counts("readings")
-        events = buffer.counts("events")
-        latest = buffer.latest(s.id for s in config.sensors)
-        epochs = buffer.epochs()
-        running = buffer.owned_by_a_running_daemon()
-        actuator_rows = buffer.control_state()
-        link = buffer.sync_state()
-        sms_queue, sms_health = queue_summary(buffer.db), transport_health(buffer.db)
-    finally:
-        buffer.close()
-    # Ages are measured against a clock read after the queries: a reading the daemon commits while they run is
-    # never "in the future" (a clock read before them gave negative ages). One still can be when the wall clock
-    # stepped back since it was stamped (NTP correcting a Pi's clock): such an age shows as 0 (_age_of).
-    now = time.time() if now is None else now
-    oldest = readings.pop("oldest_pending_ts")
-    sensors = {}
-    for sensor in config.sensors:
-        rows = latest.get(sensor.id, [])
-        last_ts = rows[0]["ts"] if rows else None
-        sensors[sensor.id] = {
-            "last_ts": _iso(last_ts),
-            "age_s": _age_of(last_ts, now),
-            "quantities": {r["quantity"]: {"value": r["value"], "unit": r["unit"], "quality": r["quality"],
-                                           "reason": r["reason"]} for r in rows},
-        }
-    current = epochs[-1] if epochs else {}
-    return {
-        "gateway": {"id": config.gateway.id, "name": config.gateway.name},
-        "epoch": current.get("epoch"),
-        "epoch_started": _iso(current.get("started_ts")),
-        "daemon": "running" if running else ("stopped" if current.get("stopped_ts") else "stopped uncleanly"),
-        "clock": {"synced": Clock(config.clock.trust).is_synced(), "trust": config.clock.trust},
-        "buffer": {
-            "path": str(config.buffer.path), **readings,
-            "oldest_pending": _iso(oldest),
-            "oldest_pending_age_s": _age_of(oldest, now),
-            "events_pending": events["pending"],
-        },
-        "disk": {"path": str(Path(config.buffer.path).absolute().parent),
-                 "free_bytes": (free := free_bytes(Path(config.buffer.path))), "full": free < LOW_SPACE},
-        "sync": _sync_report(config, link, running, now),
-        "sms": _sms_report(config, sms_queue, sms_health, now),
-        "sensors": sensors,
-        "actuators": {a.id: describe_state(a.id, _recorded(actuator_rows.get(a.id)), now)
-                      for a in config.actuators},
-    }
-
-
-def _sync_report(config, link: dict[str, str | None], running: bool, now: float) -> dict[str, Any]:
-    """The uplink as its thread last recorded it. The thread records a heartbeat (``beat``) at least every 10 s
-    while it makes progress; an older one means it is wedged or failing at every turn: ``stalled``, whatever the
-    link was. A thread that ended records ``down`` and why (and no heartbeat)."""
-    def number(key: str) -> float | None:
-        try:
-            return None if link.get(key) in (None, "None") else float(link[key])
-        except ValueError:
-            return None
-
-    state = link.get("link") if running else "daemon not running"
-    error = link.get("error") if link.get("error") not in (None, "None") else None
-    beat = number("beat")
-    if running and config.sync.url and beat is not None and now - beat > config.sync.stall_after:
-        state = "stalled"
-        error = (f"the uplink thread has made no progress since {_iso(beat)} ({now - beat:.0f}s)"
-                 + (f"; last error: {error}" if error else ""))
-    if not config.sync.url:
-        state = "offline (no broker configured)"
-    return {"link": state or "unknown", "since": _iso(number("since")), "last_ack": _iso(number("last_ack")),
-            "error": error}
-
-
-def _age_of(ts: float | None, now: float) -> float | None:
-    """Seconds since ``ts`` (0.1 s), never below 0 (a time ahead of ``now`` means the clock stepped back)."""
-    return None if ts is None else max(0.0, round(now - ts, 1))
-
-
-def _sms_report(config, queue: dict[str, Any], health: dict[str, dict[str, Any]], now: float) -> dict[str, Any]:
-    """The SMS queue, and each configured transport's account state (``ok`` until an attempt found otherwise)."""
-    oldest = queue["oldest_queued_ts"]
-    transports = {}
-    for transport in config.sms.transports:
-        known = health.get(transport.name)
-        transports[transport.name] = {"state": known["state"] if known else "ok",
-                                      "detail": known["detail"] if known else None,
-                                      "since": _iso(known["since_ts"]) if known else None}
-    return {"queued": queue["queued"], "oldest_queued": _iso(oldest),
-            "oldest_queued_age_s": _age_of(oldest, now), "transports": transports}
-
-
-def _format_value(q: dict[str, Any]) -> str:
-    if q["quality"] == "error":
-        return f"error ({q['reason']})"
-    text = f"{q['value']:g} {q['unit']}"
-    return text if q["quality"] == "good" else f"{text} [{q['quality']}]"
-
-
-def _age(seconds: float | None) -> str:
-    return "never" if seconds is None else f"{format_age(seconds)} ago"
+    return read_status(config, now, wall=lambda: time.time()).to_json()
 
 
 @main.command()
@@ -270,64 +158,20 @@ def status(config_path: str | None, as_json: bool) -> None:
 
     Example: edge status -c /etc/edge/gateway.yaml --json
     """
-    report = status_report(_load(config_path))
+    from edge.gateway.status import read_status, render_text
+
+    report = read_status(_load(config_path), wall=lambda: time.time())
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
         return
-    gw, buf, clock = report["gateway"], report["buffer"], report["clock"]
-    click.echo(f"gateway  {gw['id']}" + (f" ({gw['name']})" if gw["name"] else ""))
-    click.echo(f"epoch    {report['epoch']} since {report['epoch_started']}, daemon {report['daemon']}")
-    click.echo(f"clock    {'synced' if clock['synced'] else 'NOT synced (readings are flagged)'}")
-    click.echo(f"buffer   {buf['path']}: {counted(buf['total'], 'reading')}, {buf['pending']} pending, "
-               f"{buf['acknowledged']} acknowledged; oldest pending {_age(buf['oldest_pending_age_s'])}; "
-               f"{counted(buf['events_pending'], 'event')} pending")
-    disk = report["disk"]
-    if disk["full"]:
-        click.echo(f"disk     FULL ({_bytes(disk['free_bytes'])} free in {disk['path']}): readings are not being "
-                   f"stored; outputs stay under control; free space and sampling resumes")
-    else:
-        click.echo(f"disk     {_bytes(disk['free_bytes'])} free in {disk['path']}")
-    sync = report["sync"]
-    click.echo(f"link     {sync['link']}" + (f" since {sync['since']}" if sync["since"] else "")
-               + (f"; last ack {sync['last_ack']}" if sync["last_ack"] else "")
-               + (f"; last error: {sync['error']}" if sync["error"] else ""))
-    sms = report["sms"]
-    if sms["transports"] or sms["queued"]:
-        troubles = [f"{name} {info['state'].upper()} since {info['since']} ({info['detail']})"
-                    for name, info in sms["transports"].items() if info["state"] != "ok"]
-        click.echo(f"sms      {sms['queued']} queued" + (f", oldest {_age(sms['oldest_queued_age_s'])}"
-                                                          if sms["queued"] else "")
-                   + "; " + ("; ".join(troubles) if troubles else "transports ok"))
-    click.echo("sensors")
-    for sensor_id, info in report["sensors"].items():
-        values = ", ".join(f"{q} {_format_value(v)}" for q, v in info["quantities"].items()) or "no readings yet"
-        click.echo(f"  {sensor_id:<16} {values}  ({_age(info['age_s'])})")
-    click.echo("actuators")
-    for actuator_id, info in report["actuators"].items():
-        click.echo(f"  {actuator_id:<16} {_format_actuator(info)}")
-
-
-def _bytes(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"
+    for line in render_text(report):
+        click.echo(line)
 
 
 def _format_actuator(info: ActuatorView) -> str:
-    text = f"{info['state']:<3}" + (f" {info['value']:.0%}" if 0 < info["value"] < 1 else "")
-    text += f"  {info['reason']}"
-    if info["remaining_s"] is not None:
-        text += f", {_left(info['remaining_s'])} left"
-    return text
+    from edge.gateway.status import actuator_text
 
-
-def _left(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
+    return actuator_text(info)
 
 
 READING_COLUMNS = ["ts", "epoch", "seq", "sensor", "quantity", "value", "unit", "quality", "reason", "clock"]
@@ -736,38 +580,43 @@ def _server_options_of(command):
 def _history_options(command):
     options = [
         *_server_options,
-        click.option("--gateway", required=True, metavar="ID", help="Gateway id (edge history gateways lists them)."),
+        click.option("--gateway", "gateways", required=True, multiple=True, metavar="ID",
+                     help="Gateway id (edge history gateways lists them); pull takes several (repeat --gateway)."),
         click.option("--from", "start", required=True, metavar="DATE",
                      help="Start, inclusive: 2025-07-01 or 2025-07-01T06:00 (UTC unless an offset is given)."),
         click.option("--to", "end", required=True, metavar="DATE", help="End, exclusive (same forms)."),
         click.option("--sensor", "sensors", multiple=True, metavar="ID", help="Only this sensor (repeatable)."),
         click.option("--quantity", "quantities", multiple=True, metavar="NAME",
                      help="Only this quantity, e.g. temperature (repeatable)."),
+        click.option("--tz", default=None, metavar="ZONE",
+                     help="Time zone, e.g. Asia/Tehran: daily and hourly buckets are its days and hours, times are "
+                          "written (and --from/--to without an offset read) in it; default: UTC."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _history_request(server, token_file, gateway, start, end, sensors, quantities, every=None, fmt="csv"):
-    from edge.history import Request, read_token
+def _history_request(server, token_file, gateway, start, end, sensors, quantities, every=None, fmt="csv", tz=None):
+    from edge.history import Request, in_zone, read_token
 
-    return Request(server, read_token(token_file), gateway, start, end, tuple(sensors), tuple(quantities), every, fmt)
+    return Request(server, read_token(token_file), gateway, in_zone(start, tz), in_zone(end, tz), tuple(sensors),
+                   tuple(quantities), every, fmt, tz)
 
 
 @history.command("gateways")
 @_server_options_of
 def history_gateways(server: str, token_file: str) -> None:
-    """List the gateways your token sees: id, state, last seen (UTC), version, readings waiting on the gateway.
+    """List the gateways your token sees: id, state, last seen (UTC), version, readings waiting, display name.
 
     Example: edge history gateways --server https://dc.example --token-file ~/.edge-token
     """
     from edge.history import gateways, read_token
 
     found = gateways(server, read_token(token_file))
-    _print_table(("GATEWAY", "STATE", "LAST SEEN", "VERSION", "BACKLOG"),
+    _print_table(("GATEWAY", "STATE", "LAST SEEN (UTC)", "VERSION", "BACKLOG", "NAME"),
                  [(g["id"], g["state"], g["last_seen"][:19].replace("T", " "), g["version"] or "-",
-                   "-" if g["backlog"] is None else f"{g['backlog']:,}") for g in found])
+                   "-" if g["backlog"] is None else f"{g['backlog']:,}", g.get("name") or "-") for g in found])
 
 
 @history.command()
@@ -779,23 +628,36 @@ def history_gateways(server: str, token_file: str) -> None:
               help="File to write (default: standard output).")
 @click.option("--resume", is_flag=True, help="Continue a pull into -o that was interrupted, after its last "
               "complete row.")
+@click.option("--wide", is_flag=True, help="One CSV row per bucket of a regular grid (needs --every), a column per "
+              "sensor.quantity; a cell is the bucket's mean, empty where the series has no good reading in it.")
 @click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
               help="Attempts after a network error, with exponential backoff, each continuing where it stopped.")
-def pull(server, token_file, gateway, start, end, sensors, quantities, every, fmt, output, resume, retries):
-    """Stream readings to a CSV (header row, UTC ISO-8601 times) or NDJSON file, resumably.
+def pull(server, token_file, gateways, start, end, sensors, quantities, tz, every, fmt, output, resume, wide,
+         retries):
+    """Stream readings of one or more gateways to a CSV (header row, ISO-8601 times) or NDJSON file, resumably.
 
     Example: edge history pull --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
     --from 2025-07-01 --to 2025-08-01 --every 1h -o july.csv
     """
-    from edge.history import pull as pull_rows, pull_to_file
+    import contextlib
 
-    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt)
+    from edge.history import pull_all, pull_to_file, pull_wide
+
+    requests = [_history_request(server, token_file, gateway, start, end, sensors, quantities, every, fmt, tz)
+                for gateway in dict.fromkeys(gateways)]
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE")
+    if wide:
+        if not every or fmt != "csv" or resume:
+            raise click.UsageError("--wide needs --every (a cell is a bucket's mean), writes CSV, and cannot "
+                                   "--resume (it writes the file at the end; a dropped connection is still retried)")
+        with (open(output, "wb") if output else contextlib.nullcontext(sys.stdout.buffer)) as out:
+            pull_wide(requests, out, retries=retries)
+        return
     if output:
-        pull_to_file(request, output, resume=resume, retries=retries)
+        pull_to_file(requests, output, resume=resume, retries=retries)
     else:
-        pull_rows(request, sys.stdout.buffer, retries=retries)
+        pull_all(requests, sys.stdout.buffer, retries=retries)
 
 
 @history.command()
@@ -803,7 +665,7 @@ def pull(server, token_file, gateway, start, end, sensors, quantities, every, fm
 @click.option("--every", type=click.Choice(["auto", "raw", "1m", "1h", "1d"]), default="auto", show_default=True,
               help="Downsampling; auto: raw up to 2 days, hourly up to 90 days, daily beyond.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
-def plot(server, token_file, gateway, start, end, sensors, quantities, every, output):
+def plot(server, token_file, gateways, start, end, sensors, quantities, tz, every, output):
     """Chart readings (a panel per quantity) with the periods actuators were on shaded (needs matplotlib).
 
     Example: edge history plot --server https://dc.example --token-file ~/.edge-token --gateway gh-lorestan-042
@@ -811,8 +673,11 @@ def plot(server, token_file, gateway, start, end, sensors, quantities, every, ou
     """
     from edge.history import auto_every, plot as draw
 
+    if len(set(gateways)) > 1:
+        raise click.UsageError("plot draws one gateway: give --gateway once (pull takes several)")
+    gateway = gateways[0]
     chosen = auto_every(start, end) if every == "auto" else None if every == "raw" else every
-    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson")
+    request = _history_request(server, token_file, gateway, start, end, sensors, quantities, chosen, "ndjson", tz)
     count = draw(request, output)
     click.echo(f"{output}: {counted(count, 'point' if chosen else 'reading', grouped=True)} of {gateway}", err=True)
 
@@ -830,9 +695,11 @@ def alerts(ctx: click.Context, config_path: str | None, active: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     config = _load(config_path)
+    from edge.gateway.alerts.store import Store
+
     buffer = _open_reader(config)
     try:
-        incidents = buffer.alert_incidents(active_only=active)
+        incidents = Store(buffer, migrate=False).incidents(active_only=active)
     finally:
         buffer.close()
     if not incidents:

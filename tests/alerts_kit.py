@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from edge.contract.events import ActuatorChange
 from edge.gateway.config import parse_config
 from edge.gateway.alerts import build
 from edge.gateway.alerts.transports.console import ConsoleTransport
@@ -118,9 +119,10 @@ class Greenhouse:
         return self.service.handle_reply(number, text)
 
     def switched(self, actuator: str, value: float, reason: str) -> None:
-        """An output switched, recorded as the supervisor records it (the alert service reads it at its tick)."""
-        self.buffer.append_event("actuator.change", actuator, {"value": value, "previous": 0.0, "reason": reason},
-                                 ts=self.clock.time())
+        """An output switched, as the supervisor tells its ``on_switch`` listeners (and records it)."""
+        change = ActuatorChange(value, 0.0, reason)
+        self.buffer.append_event(change.KIND, actuator, change.to_data(), ts=self.clock.time())
+        self.service.observe_switch(actuator, change, self.clock.time())
 
     def after_earlier_alerts(self, count: int) -> None:
         """``count`` earlier alerts, all resolved long ago (so the next code is 10 + count)."""

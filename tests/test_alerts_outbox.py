@@ -282,4 +282,4 @@ def test_a_refused_key_sends_through_the_modem_and_is_logged_once_per_transport(
                         "معتبر نمی‌باشد). Until that is fixed, messages go through the other transports (edge "
                         "doctor shows what to do)"]
     assert "a-key-the-provider-does-not-know" not in caplog.text
-    assert transport_health(outbox.buffer.db)["kavenegar"]["state"] == "refused"
+    assert transport_health(outbox.buffer)["kavenegar"]["state"] == "refused"

@@ -13,7 +13,9 @@ from edge.gateway.config import load_config
 from edge.gateway.alerts.transports.kavenegar import KavenegarTransport
 from edge.gateway.alerts.transports.modem import ModemTransport
 from edge.gateway.alerts.transports.modem_sim import SimulatedModem
+from edge.gateway.control.supervisor import Supervisor
 from edge.gateway.daemon import Daemon
+from edge.gateway.hardware import open_hardware
 from sms_fakes import KEY, FakeKavenegar
 
 HOT_CRITICAL = ("- {id: hot, type: above, input: {sensor: air, quantity: temperature}, threshold: 40, clear: 38, "
@@ -88,11 +90,10 @@ def test_no_credit_fails_over_to_the_modem_and_raises_a_credit_alert(tmp_path, m
     gh.close()
 
 
-def test_actuator_changes_recorded_in_the_buffer_reach_the_alerts(tmp_path):
+def test_actuator_changes_told_by_the_supervisor_reach_the_alerts(tmp_path):
     gh = Greenhouse(tmp_path, PUMP)
     gh.run(minutes=1, soil_soil_moisture=30)
-    gh.buffer.append_event("actuator.change", "pump", {"value": 1.0, "previous": 0.0, "reason": "rule:irrigation"},
-                           ts=gh.clock.time())  # as the supervisor records it
+    gh.switched("pump", 1.0, "rule:irrigation")  # as the supervisor tells its listeners
     gh.run(minutes=8, soil_soil_moisture=30)
     assert gh.texts()[0].startswith("Warning Demo: pump is on but does not respond")
     gh.close()
@@ -111,7 +112,7 @@ def test_a_wrong_kavenegar_key_sends_by_modem_raises_an_account_alert_and_logs_o
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "kavenegar cannot send anything: 403 invalid API key" in errors[0]
     assert KEY not in caplog.text
-    assert sorted(i["rule_id"] for i in gh.buffer.alert_incidents(active_only=True)) == ["hot", "~account"]
+    assert sorted(i["rule_id"] for i in gh.service.engine.store.incidents(active_only=True)) == ["hot", "~account"]
     gh.close()
 
 
@@ -120,10 +121,10 @@ def test_a_key_that_works_again_clears_the_account_alert(tmp_path, modem):
     gh = Greenhouse(tmp_path, HOT_CRITICAL, transports=[KavenegarTransport(KEY, "2000660110", http=fake.transport),
                                                        ModemTransport(modem.port, timeout=2)])
     gh.run(minutes=2, air_temperature=41)
-    assert sorted(i["rule_id"] for i in gh.buffer.alert_incidents(active_only=True)) == ["hot", "~account"]
+    assert sorted(i["rule_id"] for i in gh.service.engine.store.incidents(active_only=True)) == ["hot", "~account"]
     fake.key = KEY  # fixed in the panel (or the right key put in place and the daemon restarted)
     gh.run(minutes=30, air_temperature=41)  # the next repeat goes through Kavenegar
-    assert fake.sent and [i["rule_id"] for i in gh.buffer.alert_incidents(active_only=True)] == ["hot"]
+    assert fake.sent and [i["rule_id"] for i in gh.service.engine.store.incidents(active_only=True)] == ["hot"]
     gh.close()
 
 
@@ -153,3 +154,19 @@ def test_with_only_kavenegar_a_wrong_key_keeps_the_sms_queued_and_edge_status_an
     assert "sms      2 queued, oldest " in text and "kavenegar REFUSED since " in text
     alerts = runner.invoke(main, ["alerts", "-c", str(config), "--active"]).output
     assert "~account" in alerts and "FIRING" in alerts
+
+
+def test_the_alerts_learn_of_a_switch_when_it_happens_with_no_polling(tmp_path):
+    gh = Greenhouse(tmp_path, PUMP)
+    hardware = open_hardware(gh.config, gh.clock, sensors=False)
+    supervisor = Supervisor(gh.config, hardware.actuators, gh.buffer, gh.clock)
+    supervisor.on_switch.append(gh.service.observe_switch)  # as the daemon wires them
+    try:
+        assert "pump" not in gh.service.engine.world.outputs
+        supervisor.command("pump", "on", 600, "cli:ali")  # no alerts job runs, no time passes
+        assert gh.service.engine.world.outputs["pump"] == (1.0, "manual:cli:ali")
+        [event] = [e for e in gh.buffer.events() if e["kind"] == "actuator.change"]  # still recorded for the DC
+        assert event["source"] == "pump"
+    finally:
+        hardware.close()
+        gh.close()

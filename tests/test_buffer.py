@@ -110,19 +110,20 @@ def test_a_clean_stop_is_remembered_and_an_unclean_one_reported(buffer_path):
 def test_migrations_are_tracked_and_applied_once(buffer_path):
     buffer, _ = Buffer.open(buffer_path, now=T0, boot_id="b")
     assert buffer.migrate() == []
-    versions = [r["version"] for r in buffer.db.query("SELECT version FROM schema_migrations")]
+    versions = [r["version"] for r in buffer._db.query("SELECT version FROM schema_migrations")]
     assert versions == [v for v, _, _ in MIGRATIONS]
     other = [(1, "widgets", "CREATE TABLE widgets (id INTEGER PRIMARY KEY)")]
-    assert buffer.migrate("widgets", other) == [1]
-    assert buffer.migrate("widgets", other) == []
-    with buffer.transaction() as db:
+    widgets = buffer.component("widgets", ["widgets"])
+    assert widgets.migrate(other) == [1]
+    assert widgets.migrate(other) == []
+    with widgets.transaction() as db:
         db.execute("INSERT INTO widgets VALUES (7)")
-    assert buffer.db.execute("SELECT id FROM widgets").fetchall() == [(7,)]
+    assert widgets.execute("SELECT id FROM widgets").fetchall() == [(7,)]
     buffer.close()
 
 
 def test_pragmas_are_wal_and_full_sync(fresh_buffer):
-    conn = fresh_buffer.db.conn
+    conn = fresh_buffer._db.conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 

@@ -139,7 +139,7 @@ def test_the_openapi_row_schemas_are_the_contracts_tables():
 def test_the_gateway_and_series_lists_carry_the_contracts_fields():
     from edge.datacenter.queries import Series, _gateway_dict
 
-    assert list(_gateway_dict(("gh", "online", T, T, None, 3, 0))) == list(GATEWAYS.names)
+    assert list(_gateway_dict(("gh", None, None, "online", T, T, None, 3, 0))) == list(GATEWAYS.names)
     assert list(Series("air", "temperature", "°C", T, T).as_dict()) == list(SERIES.names)
 
 

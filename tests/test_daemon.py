@@ -13,6 +13,8 @@ import pytest
 from conftest import wait_until
 from edge.errors import BufferUnavailable
 from edge.gateway.buffer import Buffer
+from edge.gateway.config import load_config
+from edge.gateway.sync.state import SyncState
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +87,7 @@ def test_a_clean_stop_with_a_broker_logs_no_error(gateway_config, tmp_path, star
         except BufferUnavailable:  # not created yet
             return None
         try:
-            return buffer.sync_state().get("link")
+            return SyncState(buffer, migrate=False).link().link
         finally:
             buffer.close()
 
@@ -144,3 +146,21 @@ def test_a_second_daemon_on_the_same_buffer_is_refused_and_the_first_keeps_runni
     wait_until(lambda: len(keys(buffer_path)) > before, what="the first daemon to go on sampling")
     assert first.stop()[0] == 0
     assert [e["epoch"] for e in Buffer.reader(buffer_path).epochs()] == [1]
+
+
+def test_the_start_event_carries_the_display_names_for_the_data_center(gateway_config, tmp_path):
+    """The data center lists and charts a greenhouse by the names its farmer uses: they travel in daemon.start."""
+    from edge.gateway.daemon import Daemon
+
+    text = gateway_config.read_text().replace("  id: gh-test\n", "  id: gh-test\n  name: گلخانه حسن\n", 1)
+    text = text.replace("  - id: air\n", "  - id: air\n    name: هوای داخل\n", 1)
+    gateway_config.write_text(text.replace("  - id: fan\n", "  - id: fan\n    name: پنکه\n", 1))
+    daemon = Daemon(load_config(gateway_config, env={}))
+    daemon.start()
+    try:
+        [start] = [e["data"] for e in daemon.buffer.events() if e["kind"] == "daemon.start"]
+    finally:
+        daemon.stop("test")
+    data = json.loads(start)
+    assert data["name"] == "گلخانه حسن"
+    assert data["names"] == {"air": "هوای داخل", "fan": "پنکه"}  # soil has no name: it is left out

@@ -28,6 +28,7 @@ from edge.errors import BufferFull
 from edge.gateway import buffer as buffer_module
 from edge.gateway.buffer import UNSTORED_REASON, Buffer, NewReading
 from edge.gateway.clock import FakeClock
+from edge.gateway.control.state import ControlState
 from edge.gateway.control.supervisor import Supervisor
 from edge.gateway.hardware import open_hardware
 from edge.gateway.hardware.mockpins import STATE_DIR_ENV, read_lines
@@ -84,7 +85,7 @@ def reading(i: int, sensor: str = "air", quantity: str = "temperature") -> NewRe
 
 
 def rows(buffer: Buffer, sql: str) -> list[dict]:
-    return list(buffer.db.query(sql))
+    return list(buffer._db.query(sql))
 
 
 def gaps(buffer: Buffer) -> list[dict]:
@@ -220,14 +221,14 @@ def test_outputs_keep_switching_on_a_full_disk_and_their_record_follows_once_the
     clock.advance(60)
     supervisor.command("fan", "off", 60, "cli")  # a manual off always goes through
     assert [a.value for a in hardware.actuators.values()] == [1.0, 0.0, 0.0]
-    assert buffer.control_state() == {}  # nothing could be stored yet
+    assert ControlState(buffer, migrate=False).actuators() == {}  # nothing could be stored yet
 
     small_disk.free()
     clock.advance(10)
     supervisor.evaluate()
-    saved = buffer.control_state()
-    assert (saved["pump"]["value"], saved["pump"]["on_since"]) == (1.0, local("2025-07-15 06:00:00"))  # for max_on
-    assert saved["fan"]["value"] == 0.0
+    saved = ControlState(buffer, migrate=False).actuators()
+    assert (saved["pump"].value, saved["pump"].on_since) == (1.0, local("2025-07-15 06:00:00"))  # for max_on
+    assert saved["fan"].value == 0.0
     changes = [(e["source"], json.loads(e["data"])["value"], e["ts"]) for e in buffer.events()
                if e["kind"] == "actuator.change"]
     assert changes == [("pump", 1.0, local("2025-07-15 06:00:00")), ("fan", 1.0, local("2025-07-15 06:00:00")),

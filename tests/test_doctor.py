@@ -10,7 +10,7 @@ from conftest import wait_until
 from dc_kit import Login
 from edge.contract import protocol
 from edge.cli import main
-from edge.gateway.sync import uplink as sync
+from edge.gateway.sync.state import SyncState
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.doctor import Check, check_service, diagnose, format_report
 from services import free_port
@@ -118,13 +118,12 @@ def test_while_the_daemon_runs_the_broker_line_is_its_link_and_no_second_login(w
     secret.write_text(secure_broker.users["gh-a"] + "\n")
     config = write_config(sync=f"{{url: {secure_broker.url}, password_file: {secret}}}")
     buffer, _ = Buffer.open(tmp_path / "buffer.db", now=1.0, boot_id="b")  # holds the owner lock like a daemon
-    buffer.migrate("sync", sync.MIGRATIONS)
+    state = SyncState(buffer)
     daemon = Login(secure_broker, "gh-a")  # the daemon's connection
     where = f"127.0.0.1:{secure_broker.port}"
 
     def broker_line(link: str, error: str | None) -> Check:
-        with buffer.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO sync_state VALUES ('link', ?), ('error', ?)", (link, error))
+        state.record_link(link=link, error=error)
         [check] = [c for c in diagnose(config, systemctl=lambda verb, unit: "").checks if c.name == "broker"]
         return check
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from edge.datacenter import queries, tokens
 from edge.datacenter.api import Problem, parse_after, parse_time
-from edge.history import HistoryError, Progress, Records, Request, cursor, on_periods, pull, with_gaps
+from edge.history import (HistoryError, Progress, Records, Request, bucket_grid, cursor, on_periods, pull,
+                          with_gaps)
 
 UTC = timezone.utc
 T = datetime(2025, 7, 15, tzinfo=UTC)
@@ -117,6 +118,29 @@ def test_an_export_runs_one_query_per_utc_day_and_resumes_at_the_cursor_time():
         (T - timedelta(hours=3), T), (T, T + day), (T + day, T + day + timedelta(hours=2))]
     resumed = queries.Export(queries.RAW, export.start, export.end, after=(T + timedelta(hours=5), "air", "t", 1, 9))
     assert next(resumed.windows())["start"] == T + timedelta(hours=5)
+
+
+def test_a_local_export_runs_one_query_per_local_day_of_23_24_or_25_hours():
+    berlin = "Europe/Berlin"  # summer time from 2025-03-30 02:00 local: that day has 23 hours
+    start, end = datetime(2025, 3, 29, 12, tzinfo=UTC), datetime(2025, 3, 31, 12, tzinfo=UTC)
+    windows = [(w["start"], w["end"], w["tz"]) for w in queries.Export(queries.RAW, start, end, tz=berlin).windows()]
+    assert windows == [(start, datetime(2025, 3, 29, 23, tzinfo=UTC), berlin),
+                       (datetime(2025, 3, 29, 23, tzinfo=UTC), datetime(2025, 3, 30, 22, tzinfo=UTC), berlin),
+                       (datetime(2025, 3, 30, 22, tzinfo=UTC), end, berlin)]
+    tehran = queries.Export(queries.RAW, T, T + timedelta(days=1), tz="Asia/Tehran").windows()
+    assert [w["end"] for w in tehran] == [T + timedelta(hours=20, minutes=30), T + timedelta(days=1)]
+
+
+@pytest.mark.parametrize("every, tz, expected", [
+    ("1h", "Asia/Tehran", ["2025-07-14T23:30:00+00:00", "2025-07-15T00:30:00+00:00", "2025-07-15T01:30:00+00:00"]),
+    ("1d", "Europe/Berlin", ["2025-03-28T23:00:00+00:00", "2025-03-29T23:00:00+00:00", "2025-03-30T22:00:00+00:00"]),
+    ("1d", None, ["2025-03-29T00:00:00+00:00", "2025-03-30T00:00:00+00:00", "2025-03-31T00:00:00+00:00"]),
+])
+def test_the_wide_grid_is_every_bucket_start_in_the_zone(every, tz, expected):
+    start, end = ("2025-07-15T00:00Z", "2025-07-15T02:00Z") if every == "1h" else \
+        ("2025-03-29T12:00Z", "2025-03-31T12:00Z")
+    grid = bucket_grid(Request("http://x", "t", "gh", start, end, every=every, tz=tz))
+    assert [at.isoformat() for at in grid] == expected
 
 
 def test_export_sql_is_built_from_constants_only():

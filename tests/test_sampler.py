@@ -71,9 +71,9 @@ def test_every_sensor_produces_readings_with_strictly_increasing_seq(sampler, cl
 
 def test_a_round_is_one_transaction(sampler, fresh_buffer):
     statements = []
-    fresh_buffer.db.conn.set_trace_callback(statements.append)
+    fresh_buffer._db.conn.set_trace_callback(statements.append)
     readings = sampler.run_round(10.0)
-    fresh_buffer.db.conn.set_trace_callback(None)
+    fresh_buffer._db.conn.set_trace_callback(None)
     assert len(readings) == 3  # air temperature + humidity, light
     assert [s for s in statements if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
 

@@ -6,6 +6,7 @@ Every test runs on gpiozero mock pins (the pin levels are asserted), a real SQLi
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,9 @@ import pytest
 from edge.gateway.config import parse_config
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.clock import FakeClock
+from edge.gateway.control.state import ControlState
 from edge.gateway.control.supervisor import LatestReadings, Refused, Supervisor
+from edge.gateway.control.types import Override
 from edge.gateway.hardware import open_hardware
 
 TEHRAN = ZoneInfo("Asia/Tehran")
@@ -374,9 +377,8 @@ def test_max_manual_in_the_config_replaces_the_default_of_the_kind(tmp_path):
 
 
 def test_an_unbounded_override_stored_by_an_older_version_is_bounded_at_start(greenhouse):
-    with greenhouse.buffer.transaction() as db:  # "off until auto", as versions before max_manual stored it
-        db.execute("INSERT INTO control_overrides VALUES ('heater', 0.0, NULL, 'cli:old', ?)",
-                   (greenhouse.clock.time(),))
+    store = ControlState(greenhouse.buffer)  # "off until auto", as versions before max_manual stored it:
+    store.save_override(Override("heater", 0.0, math.inf, "cli:old", greenhouse.clock.time()))
     greenhouse.restart(downtime=60)
     assert greenhouse.supervisor.describe("heater")["override"]["until"] == greenhouse.clock.time() - 60 + 4 * 3600
 
@@ -433,3 +435,20 @@ def test_a_normal_rule_still_yields_to_a_manual_override(greenhouse):
     greenhouse.supervisor.command("heater", "off", 3600, "cli")
     greenhouse.tick(10, air=3.0)  # the plain frost rule of CONFIG is not a safety rule
     assert greenhouse.value("heater") == 0
+
+
+def test_switch_listeners_hear_each_switch_and_a_failing_one_stops_nothing(greenhouse, caplog):
+    heard = []
+
+    def broken(*_):
+        raise RuntimeError("listener bug")
+
+    greenhouse.supervisor.on_switch += [broken, lambda actuator, change, ts: heard.append((actuator, change.value,
+                                                                                           change.reason, ts))]
+    now = greenhouse.clock.time()
+    view = greenhouse.supervisor.command("lights", "on", 60, "cli")
+    assert view["state"] == "on" and greenhouse.pin(24) == 1
+    assert heard == [("lights", 1.0, "manual:cli", now)]
+    assert "a listener of lights's switch failed" in caplog.text
+    greenhouse.tick(61)
+    assert heard[-1] == ("lights", 0.0, "manual:cli", now + 61)

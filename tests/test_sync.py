@@ -24,6 +24,7 @@ from edge.contract import protocol
 from edge.gateway.buffer import Buffer, NewReading
 from edge.gateway.clock import Clock
 from edge.gateway.sync import Sync, SyncConfig
+from edge.gateway.sync.state import SyncState
 
 GW = "gh-sync"
 
@@ -321,9 +322,9 @@ def test_a_wrong_password_is_refused_and_nothing_leaves(buffer, tls_broker, tmp_
     sync = Sync(config, GW, buffer, Clock("synced"))
     sync.start()
     try:
-        wait_until(lambda: (buffer.sync_state().get("error") or "").startswith("broker refused the connection"),
+        wait_until(lambda: (SyncState(buffer).link().error or "").startswith("broker refused the connection"),
                    what="the refusal to be recorded")
-        assert buffer.sync_state()["error"] == "broker refused the connection: Not authorized"
+        assert SyncState(buffer).link().error == "broker refused the connection: Not authorized"
         assert pending(buffer) == 5
     finally:
         sync.stop()
@@ -432,7 +433,7 @@ def test_a_garbled_buffer_row_is_set_aside_reported_and_the_rest_flows(buffer, b
                    if e.kind == "buffer.set_aside")
     assert aside[0][0] == ("events", first) and aside[0][1].startswith("cannot be encoded: data is not JSON")
     assert aside[1] == (("readings", "x'FF07'"), "its key is not a pair of integers")
-    kept = {(r["stream"], r["seq"]): json.loads(r["cells"]) for r in buffer.db.query("SELECT * FROM sync_quarantine")}
+    kept = {(r["stream"], r["seq"]): r["cells"] for r in SyncState(buffer).quarantined()}
     assert set(kept) == {("readings", 5), ("readings", 9), ("readings", "x'FF07'"), ("events", first)}
     assert kept[("readings", 5)]["unit"] == ["text", "C328"]  # the garbled bytes, exactly
     assert kept[("readings", 9)]["value"] == ["real", "Inf"]
@@ -443,7 +444,7 @@ def test_a_garbled_buffer_row_is_set_aside_reported_and_the_rest_flows(buffer, b
     make_sync(broker)
     append(buffer, 3, start=20)
     wait_until(lambda: pending(buffer) == 0, what="new readings after a restart")
-    assert buffer.db.execute("SELECT COUNT(*) FROM sync_quarantine").fetchone()[0] == 4
+    assert len(SyncState(buffer).quarantined()) == 4
     assert len([e for e in buffer.events() if e["kind"] in ("buffer.gap", "buffer.set_aside")]) == 4
 
 
@@ -459,8 +460,8 @@ def test_a_dead_uplink_thread_is_a_problem_and_recorded_for_edge_status(buffer, 
     sync.step = killed
     wait_until(lambda: not sync._thread.is_alive(), what="the thread to end")
     assert sync.problem() == "the uplink thread has ended (SystemExit: killed by the test)"
-    state = buffer.sync_state()
-    assert state["link"] == "down" and state["error"] == "the uplink thread has ended: SystemExit: killed by the test"
+    state = SyncState(buffer).link()
+    assert state.link == "down" and state.error == "the uplink thread has ended: SystemExit: killed by the test"
 
 
 def test_a_wedged_uplink_is_stalled_for_the_watchdog_and_edge_status(buffer, broker, data_center, tmp_path):
@@ -561,9 +562,9 @@ def test_an_unreadable_password_file_is_an_outage_not_a_dead_or_stalled_uplink(b
     sync = Sync(config, GW, buffer, clock)
     sync.start()
     try:
-        wait_until(lambda: (buffer.sync_state().get("error") or "").startswith("[Errno 2] No such file"),
+        wait_until(lambda: (SyncState(buffer).link().error or "").startswith("[Errno 2] No such file"),
                    what="the failed attempt recorded")
-        assert buffer.sync_state()["link"] == "down"
+        assert SyncState(buffer).link().link == "down"
         clock.advance(600)  # ten minutes of failed attempts: still trying, so not stalled
         wait_until(lambda: sync.problem() is None, timeout=10, what="the next attempt")
         assert sync._thread.is_alive()

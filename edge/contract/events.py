@@ -110,6 +110,14 @@ def _intervals(value: Any) -> dict[str, float]:
             if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 1e-3 <= seconds < 10**9}
 
 
+def _names(value: Any) -> dict[str, str]:
+    """``{id: display name}``; an entry that is not text to text (1-64 characters) is left out."""
+    if not isinstance(value, dict):
+        raise _Bad
+    return {key: name for key, name in value.items()
+            if isinstance(key, str) and isinstance(name, str) and 0 < len(name) <= 64}
+
+
 def _ranges(value: Any) -> tuple[tuple[int, int], ...]:
     if not isinstance(value, list):
         raise _Bad
@@ -206,7 +214,9 @@ class DaemonStart(Payload):
     """The daemon started (source ``daemon``). ``epoch`` is None while the buffer had no room to start one;
     ``previous_stop`` is ``clean``, ``unclean``, ``none`` (a new buffer) or ``unknown``; ``intervals`` are the
     sensors' sampling intervals in seconds, from which the data center counts the readings it expects (gateways
-    before the history API did not send them)."""
+    before the history API did not send them). ``name`` is the greenhouse's display name and ``names`` its
+    sensors' and actuators' (``{id: name}``), as the farmer calls them, for the data center's lists and charts;
+    both are left out when the config gives none."""
 
     KIND: ClassVar[str] = "daemon.start"
     version: str = _field(_text)
@@ -214,6 +224,8 @@ class DaemonStart(Payload):
     previous_stop: str = _field(_text)
     clock_synced: bool = _field(_flag)
     intervals: dict[str, float] = _field(_intervals, default={})
+    name: str | None = _field(_nullable(_text), default=None, omit_empty=True)
+    names: dict[str, str] = _field(_names, default={}, omit_empty=True)
 
 
 @dataclass(frozen=True)

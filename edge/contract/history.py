@@ -186,15 +186,24 @@ def _key_field(column: Column, part: str) -> Any:
 
 _T, _X, _N, _W, _I, _R, _J = KINDS
 
+#: A reading's ``clock`` as the data center stores it (0, 1, 2), in words: taken before the gateway's clock synced
+#: (its time may be anything), with a synced clock, or taken before and re-timed by the gateway once it synced.
+CLOCKS = ("unsynced", "synced", "corrected")
+#: Significant digits of an aggregate's ``mean`` (min and max are readings, exported as stored).
+MEAN_DIGITS = 6
+
+#: Every reading of one gateway (the ``gateway`` column tells the gateways of one file apart).
 READINGS = Table("readings", (
-    Column("ts", _T), Column("sensor", _N), Column("quantity", _N), Column("value", _R, nullable=True),
-    Column("unit", _X), Column("quality", _W), Column("epoch", _I), Column("seq", _I),
+    Column("ts", _T), Column("gateway", _N), Column("sensor", _N), Column("quantity", _N),
+    Column("value", _R, nullable=True), Column("unit", _X), Column("quality", _W), Column("clock", _W),
+    Column("epoch", _I), Column("seq", _I),
 ), key=("ts", "sensor", "quantity", "epoch", "seq"))
 
-#: Readings downsampled (``every``): per bucket and series, the good readings within their physical range.
+#: Readings downsampled (``every``): per bucket and series, the good readings within their physical range; the mean
+#: rounded to :data:`MEAN_DIGITS` significant digits.
 AGGREGATES = Table("aggregates", (
-    Column("ts", _T), Column("sensor", _N), Column("quantity", _N), Column("unit", _X), Column("count", _I),
-    Column("min", _R), Column("mean", _R), Column("max", _R),
+    Column("ts", _T), Column("gateway", _N), Column("sensor", _N), Column("quantity", _N), Column("unit", _X),
+    Column("count", _I), Column("min", _R), Column("mean", _R), Column("max", _R),
 ), key=("ts", "sensor", "quantity", "unit"))
 
 EVENTS = Table("events", (
@@ -210,13 +219,16 @@ COVERAGE = Table("coverage", (
     Column("good", _I), Column("missing", _I, nullable=True),
 ), key=("hour", "sensor", "quantity"))
 
-#: The JSON lists of the API (no CSV, not resumable): the gateways a token sees, and a gateway's series.
+#: The JSON lists of the API (no CSV, not resumable): the gateways a token sees, and a gateway's series. ``name`` and
+#: ``names`` (``{sensor or actuator id: name}``) are the display names the gateway's latest start gave (null before).
 GATEWAYS = Table("gateways", (
-    Column("id", _N), Column("state", _W), Column("state_since", _T), Column("last_seen", _T),
-    Column("version", _X, nullable=True), Column("epoch", _I, nullable=True), Column("backlog", _I, nullable=True),
+    Column("id", _N), Column("name", _X, nullable=True), Column("names", _J, nullable=True), Column("state", _W),
+    Column("state_since", _T), Column("last_seen", _T), Column("version", _X, nullable=True),
+    Column("epoch", _I, nullable=True), Column("backlog", _I, nullable=True),
 ))
 SERIES = Table("series", (
-    Column("sensor", _N), Column("quantity", _N), Column("unit", _X), Column("first", _T), Column("last", _T),
+    Column("sensor", _N), Column("name", _X, nullable=True), Column("quantity", _N), Column("unit", _X),
+    Column("first", _T), Column("last", _T),
 ))
 
 TABLES = {t.name: t for t in (READINGS, AGGREGATES, EVENTS, COVERAGE)}

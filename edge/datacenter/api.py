@@ -20,6 +20,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio
 import psycopg
@@ -197,6 +198,26 @@ def parse_names(name: str, values: list[str] | None) -> list[str]:
         if not _NAME.match(value):
             raise bad_parameter(f"{name}: {value!r} is not a valid name (1-128 characters, no control characters)")
     return list(dict.fromkeys(values or ()))
+
+
+def parse_zone(text: str | None) -> str | None:
+    """An IANA time zone name (``Asia/Tehran``, ``UTC``), or a 400 naming what was given."""
+    if text is None:
+        return None
+    try:
+        ZoneInfo(text)
+    except (ValueError, OSError, ZoneInfoNotFoundError):  # not a name, a path outside the database, unknown
+        raise bad_parameter(f"tz: {text!r} is not a time zone this server knows (an IANA name such as Asia/Tehran, "
+                            "Europe/Berlin or UTC)") from None
+    return text
+
+
+def known_zone(conn: psycopg.Connection, zone: str | None) -> None:
+    """The zone is one PostgreSQL knows too (its own copy of the IANA database may be older), else a 400."""
+    if zone is not None and not conn.execute("SELECT EXISTS (SELECT FROM pg_timezone_names WHERE name = %s)",
+                                             (zone,)).fetchone()[0]:
+        raise bad_parameter(f"tz: {zone!r} is not a time zone the database knows (an IANA name such as "
+                            "Asia/Tehran or UTC)")
 
 
 def parse_after(text: str | None, shape: Shape) -> tuple[Any, ...] | None:
@@ -418,22 +439,30 @@ def _max_range(request: Request) -> float:
 async def get_readings(request: Request, gateway_id: GatewayId, token: Token, start: From, end: To,
                        sensor: Sensors = None, quantity: Quantities = None,
                        every: Annotated[Literal["1m", "1h", "1d"] | None, Query(
-                           description="downsample: per bucket (UTC) and series, count, min, mean and max of the "
-                                       "good readings within the physical range of their quantity; absent: every "
-                                       "reading")] = None,
+                           description="downsample: per bucket (UTC, or tz) and series, count, min, mean (6 "
+                                       "significant digits) and max of the good readings within the physical range "
+                                       "of their quantity; absent: every reading")] = None,
+                       tz: Annotated[str | None, Query(
+                           description="an IANA time zone: buckets are its minutes, hours and days, and every time "
+                                       "is written in it with its offset; absent: UTC",
+                           examples=["Asia/Tehran"])] = None,
                        format: Format = "csv", after: After = None):
     first, last = parse_range(start, end, _max_range(request))
-    shape = queries.AGGREGATE if every else queries.RAW
+    zone = parse_zone(tz)
+    shape = (queries.LOCAL_AGGREGATE if zone else queries.AGGREGATE) if every else queries.RAW
     cursor = parse_after(after, shape)
     sensors, quantities = parse_names("sensor", sensor), parse_names("quantity", quantity)
 
     def prepare(conn: psycopg.Connection) -> list[Series]:
         visible_gateway(conn, token, gateway_id)
+        known_zone(conn, zone)
         return choose_series(gateway_id, queries.series(conn, gateway_id), sensors, quantities)
 
     chosen = await _prepare(request, prepare)
-    params = {"gateway": gateway_id, **series_params(chosen), "bucket": queries.BUCKETS.get(every or "1m")}
-    export = Export(shape, first, last, params, after=cursor, guard_names=not safe_names(chosen))
+    params = {"gateway": gateway_id, **series_params(chosen), "bucket": queries.BUCKETS.get(every or "1m"),
+              "unit": queries.LOCAL_BUCKETS.get(every or "1m")}
+    export = Export(shape, first, last, params, after=cursor,
+                    guard_names=not safe_names(chosen) or contract.needs_guard(gateway_id), tz=zone)
     export = export.clipped(min(s.first for s in chosen), max(s.last for s in chosen)) if chosen \
         else export.emptied()
     return await streamed(request, export, format, _file_name(gateway_id, "readings", first, last))

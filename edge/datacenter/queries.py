@@ -10,7 +10,8 @@ sensors, times, cursors) is a bound parameter. An export never holds more than o
 - **NDJSON and JSON** lines are built by PostgreSQL (``row_to_json``) and read through a server-side (named)
   cursor, ``FETCH_ROWS`` rows at a time.
 
-Both walk the requested range one UTC day at a time (``WINDOW``), and only the days that hold data: before each
+Both walk the requested range one UTC day at a time (``WINDOW``; with a time zone, ``Export.tz``, one local day), and
+only the days that hold data: before each
 day an index probe finds the next row, so a gateway whose rows span 1970 to 2100 costs a few queries, not 47,000.
 Rows are ordered by a key (for raw readings ``ts, sensor, quantity, epoch, seq``), so a day's rows are sorted on
 their own and the first bytes leave at once, however long the range; PostgreSQL never sorts a year. The same key is
@@ -18,7 +19,8 @@ the resume cursor (``after``): an export restarted after the last row it deliver
 
 Whatever the database holds (rows an older collector stored in 32 BC or AD 33658, a value of 1e308), nothing here
 fails on it: times read into Python are clamped to the years 1..9999 in SQL, aggregates use only good values within
-the physical range of their quantity (``edge.contract.protocol.PHYSICAL``). :class:`Stream` reads an export block by block
+the physical range of their quantity (``edge.contract.protocol.PHYSICAL``).
+:class:`Stream` reads an export block by block
 and can be cancelled from another thread (the client went away), and stops at its row and time limits.
 """
 
@@ -30,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -46,18 +49,20 @@ WINDOW = timedelta(days=1)
 BLOCK = 64 * 1024
 FETCH_ROWS = 2000
 BUCKETS = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
+#: The same buckets in a time zone (``date_trunc``'s fields): local minutes, hours (at :30 in Iran) and days.
+LOCAL_BUCKETS = {"1m": "minute", "1h": "hour", "1d": "day"}
 ONE_MS = timedelta(milliseconds=1)
 
 Connect = Callable[[], psycopg.Connection]
 
 # ---------------------------------------------------------------------------------------------------- gateways
 
-_GATEWAY = """SELECT gateway_id, state, state_since, last_seen, version, epoch, backlog FROM gateway_status"""
+_GATEWAY = """SELECT gateway_id, name, names, state, state_since, last_seen, version, epoch, backlog FROM gateway_status"""
 
 
 def _gateway_dict(row) -> dict[str, Any]:
-    gateway_id, state, state_since, last_seen, version, epoch, backlog = row
-    return {"id": gateway_id, "state": state, "state_since": iso(state_since), "last_seen": iso(last_seen),
+    gateway_id, name, names, state, state_since, last_seen, version, epoch, backlog = row
+    return {"id": gateway_id, "name": name, "names": names, "state": state, "state_since": iso(state_since), "last_seen": iso(last_seen),
             "version": version, "epoch": epoch, "backlog": backlog}
 
 
@@ -98,9 +103,10 @@ class Series:
     unit: str
     first: datetime
     last: datetime
+    name: str | None = None  # the sensor's display name, as the gateway's latest start gave it
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sensor": self.sensor, "quantity": self.quantity, "unit": self.unit, "first": iso(self.first),
+        return {"sensor": self.sensor, "name": self.name, "quantity": self.quantity, "unit": self.unit, "first": iso(self.first),
                 "last": iso(self.last)}
 
 
@@ -123,7 +129,9 @@ ORDER BY s.sensor, s.quantity"""
 
 
 def series(conn: psycopg.Connection, gateway_id: str) -> list[Series]:
-    return [Series(*row) for row in conn.execute(_SERIES, {"gateway": gateway_id})]
+    row = conn.execute("SELECT names FROM gateway_status WHERE gateway_id = %s", (gateway_id,)).fetchone()
+    names = row[0] if row and isinstance(row[0], dict) else {}
+    return [Series(*row, name=names.get(row[0])) for row in conn.execute(_SERIES, {"gateway": gateway_id})]
 
 
 def event_extent(conn: psycopg.Connection, gateway_id: str) -> tuple[datetime, datetime] | None:
@@ -183,9 +191,12 @@ _GUARDED_CODES = ", ".join(str(ord(c)) for c in sorted(contract.GUARDED_STARTS))
 _GUARD_SQL = contract.GUARD.replace("'", "''")
 
 
-def csv_sql(column: Column, guard_names: bool = True) -> str:
-    """A column's cell in CSV, from the inner query's row ``r``: times as UTC ISO-8601 with milliseconds; text
-    (and names, unless ``guard_names`` is off) with the spreadsheet guard; JSON as its text."""
+def csv_sql(column: Column, guard_names: bool = True, local: bool = False) -> str:
+    """A column's cell in CSV, from the inner query's row ``r``: times as UTC ISO-8601 with milliseconds (``local``:
+    in the session's time zone, with its offset, ``+03:30``); text (and names, unless ``guard_names`` is off) with
+    the spreadsheet guard; JSON as its text."""
+    if column.kind == "time" and local:
+        return f"""to_char(r.{column.name}, 'YYYY-MM-DD"T"HH24:MI:SS.MSTZH:TZM')"""
     if column.kind == "time":
         return f"""to_char(r.{column.name} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
     if column.kind == "text" or (column.kind == "name" and guard_names):
@@ -196,9 +207,9 @@ def csv_sql(column: Column, guard_names: bool = True) -> str:
     return f"r.{column.name}"
 
 
-def json_sql(column: Column) -> str:
+def json_sql(column: Column, local: bool = False) -> str:
     """A column's value in a JSON row (times written as in CSV; nothing guarded)."""
-    return csv_sql(column) if column.kind == "time" else f"r.{column.name}"
+    return csv_sql(column, local=local) if column.kind == "time" else f"r.{column.name}"
 
 
 def key_sql(column: Column) -> str:
@@ -241,10 +252,14 @@ CROSS JOIN LATERAL (SELECT ts FROM readings WHERE gateway_id = %(gateway)s AND s
                     AND quantity = q.quantity AND ts >= %(start)s AND ts < %(end)s ORDER BY ts LIMIT 1) AS x"""
 _EVENTS_PROBE = "SELECT min(ts) FROM events WHERE gateway_id = %(gateway)s AND ts >= %(start)s AND ts < %(end)s"
 
+#: The stored clock flag (0, 1, 2) in the contract's words; another value (none is stored) as its number.
+_CLOCK_SQL = "CASE clock " + " ".join(f"WHEN {i} THEN '{word}'" for i, word in enumerate(contract.CLOCKS)) + \
+    " ELSE clock::text END"
+
 RAW = Shape(
     contract.READINGS,
-    source="SELECT date_trunc('milliseconds', ts) AS ts, sensor, quantity, value, unit, quality, epoch, seq "
-           "FROM readings WHERE {where}",
+    source="SELECT date_trunc('milliseconds', ts) AS ts, gateway_id AS gateway, sensor, quantity, value, unit, "
+           f"quality, {_CLOCK_SQL} AS clock, epoch, seq FROM readings WHERE {{where}}",
     where=(_OF_SERIES, _IN_WINDOW),
     probe=_READINGS_PROBE,
 )
@@ -257,14 +272,24 @@ def _physical_sql() -> str:
     return f"CASE quantity {cases} ELSE value BETWEEN {low!r} AND {high!r} END"
 
 
+def _significant_sql(expression: str, digits: int) -> str:
+    """``expression`` (a float8) rounded to ``digits`` significant digits (``0.6999999999999998`` -> ``0.7``)."""
+    return f"CASE WHEN {expression} = 0 THEN 0 ELSE round(({expression})::numeric, " \
+           f"{digits - 1} - floor(log(abs({expression})))::int)::float8 END"
+
+
 AGGREGATE = Shape(
     contract.AGGREGATES,
-    source="SELECT date_bin(%(bucket)s, ts, %(origin)s) AS ts, sensor, quantity, unit, count(*) AS count, "
-           "min(value) AS min, avg(value) AS mean, max(value) AS max "
-           "FROM readings WHERE {where} GROUP BY 1, 2, 3, 4",
+    source="SELECT date_bin(%(bucket)s, ts, %(origin)s) AS ts, gateway_id AS gateway, sensor, quantity, unit, "
+           f"count(*) AS count, min(value) AS min, {_significant_sql('avg(value)', contract.MEAN_DIGITS)} AS mean, "
+           "max(value) AS max FROM readings WHERE {where} GROUP BY 1, 2, 3, 4, 5",
     where=(_OF_SERIES, _IN_WINDOW, "quality = 'good' AND value IS NOT NULL", _physical_sql()),
     probe=_READINGS_PROBE,
 )
+
+#: The same in a time zone (``%(tz)s``): buckets are its minutes, hours and days (``LOCAL_BUCKETS``).
+LOCAL_AGGREGATE = replace(AGGREGATE, source=AGGREGATE.source.replace("date_bin(%(bucket)s, ts, %(origin)s)",
+                                                                     "date_trunc(%(unit)s, ts, %(tz)s)"))
 
 EVENTS = Shape(
     contract.EVENTS,
@@ -310,12 +335,16 @@ class Export:
     filters: tuple[str, ...] = ()
     after: tuple[Any, ...] | None = None
     guard_names: bool = True  # False when no sensor or quantity name exported needs the guard
+    #: An IANA time zone: times are written in it (with their offset), the windows are its days, and its name is
+    #: the bound value ``tz`` (which LOCAL_AGGREGATE buckets in). None: UTC.
+    tz: str | None = None
 
     def sql(self, fmt: str) -> str:
         """One window's query: COPY ... (FORMAT csv) for ``csv``, one JSON text per row for the others."""
         inner = self.shape.source.format(where=" AND ".join(self.shape.where + self.filters))
         columns = {c.name: c for c in self.shape.columns}
-        to_sql = (lambda c: csv_sql(c, self.guard_names)) if fmt == "csv" else json_sql
+        local = self.tz is not None
+        to_sql = (lambda c: csv_sql(c, self.guard_names, local)) if fmt == "csv" else (lambda c: json_sql(c, local))
         select = ", ".join(f"{to_sql(c)} AS {c.name}" for c in self.shape.columns)
         key = ", ".join(key_sql(columns[name]) for name in self.shape.key)
         after = f" WHERE ({key}) > ({', '.join(f'%(after{i})s' for i in range(len(self.shape.key)))})" \
@@ -331,16 +360,18 @@ class Export:
         With ``next_row`` (the shape's probe: the time of the first row at or after ``start``, given the bound
         values), days without data are skipped."""
         start = max(self.start, self.after[0]) if self.after else self.start
-        values = {**self.params, "origin": ORIGIN}
+        values = {**self.params, "origin": ORIGIN, "tz": self.tz}
+        zone = ZoneInfo(self.tz) if self.tz else None
         values.update({f"after{i}": v for i, v in enumerate(self.after or ())})
         while start < self.end:
             if next_row is not None:
                 found = next_row({**values, "start": start, "end": self.end})
                 if found is None:
                     return
-                start = max(start, _floor(found, WINDOW))
-            day = _floor(start, WINDOW)
-            end = self.end if self.end - day <= WINDOW else day + WINDOW  # never past year 9999
+                start = max(start, _day(found, zone))
+            day = _day(start, zone)
+            following = _next_day(day, zone)
+            end = self.end if following is None or self.end <= following else following  # never past year 9999
             yield {**values, "start": start, "end": end}
             start = end
 
@@ -355,6 +386,28 @@ class Export:
 
 def _floor(ts: datetime, size: timedelta) -> datetime:
     return ts - (ts - ORIGIN) % size
+
+
+def _day(ts: datetime, zone: ZoneInfo | None) -> datetime:
+    """The start of the (UTC, or ``zone``'s) day ``ts`` is in."""
+    if zone is None:
+        return _floor(ts, WINDOW)
+    try:
+        local = ts.astimezone(zone)
+    except OverflowError:  # within a day of year 1 or 9999
+        return _floor(ts, WINDOW)
+    return min(ts, datetime(local.year, local.month, local.day, tzinfo=zone).astimezone(UTC))
+
+
+def _next_day(day: datetime, zone: ZoneInfo | None) -> datetime | None:
+    """The start of the day after ``day`` (None past the years Python can represent)."""
+    try:
+        if zone is None:
+            return day + WINDOW
+        local = (day.astimezone(zone) + timedelta(hours=36)).date()  # days of 23 to 25 hours
+        return max(datetime(local.year, local.month, local.day, tzinfo=zone).astimezone(UTC), day + ONE_MS)
+    except OverflowError:
+        return None
 
 
 class ExportCut(Exception):
@@ -451,7 +504,14 @@ def _probe(conn: psycopg.Connection, export: Export) -> Callable[[dict[str, Any]
     return lambda values: conn.execute(export.shape.probe, values).fetchone()[0]
 
 
+def _in_zone(conn: psycopg.Connection, export: Export) -> None:
+    """Times of a local export are written in its zone: the session's time zone is it."""
+    if export.tz is not None:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", (export.tz,))
+
+
 def _csv_pieces(conn: psycopg.Connection, export: Export, stream: Stream) -> Iterator[bytes | memoryview]:
+    _in_zone(conn, export)
     yield export.shape.header
     sql = export.sql("csv")
     with conn.cursor() as cur:
@@ -466,6 +526,7 @@ def _csv_pieces(conn: psycopg.Connection, export: Export, stream: Stream) -> Ite
 
 
 def _ndjson_pieces(conn: psycopg.Connection, export: Export, stream: Stream) -> Iterator[bytes]:
+    _in_zone(conn, export)
     sql = export.sql("json")
     for values in export.windows(_probe(conn, export)):
         stream.check()

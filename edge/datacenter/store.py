@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from edge.contract.events import BufferGap
+from edge.contract.events import BufferGap, DaemonStart
 from edge.contract.protocol import EventBatch, ReadingBatch, seq_ranges
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,10 @@ MIGRATIONS = [
             (SELECT max(epoch) FROM readings AS r WHERE r.gateway_id = g.gateway_id),
             (SELECT max(epoch) FROM events AS e WHERE e.gateway_id = g.gateway_id));
     """),
+    # The greenhouse's and its devices' display names, as its latest daemon.start (by epoch) gave them.
+    Migration(4, "display names per gateway", """
+        ALTER TABLE gateway_status ADD COLUMN name text, ADD COLUMN names jsonb, ADD COLUMN names_epoch bigint;
+    """),
 ]
 
 
@@ -217,6 +221,8 @@ class Written:
     conflicts: dict[int, tuple[ReadingBatch | EventBatch, list[int]]] = field(default_factory=dict)
     #: the highest epoch the database holds for each gateway of the round
     max_epochs: dict[str, int] = field(default_factory=dict)
+    #: per gateway, the display names its newest daemon.start of the round gave: (epoch, name, names)
+    names: dict[str, tuple[int, str | None, dict[str, str]]] = field(default_factory=dict)
 
     def conflict(self, batch: ReadingBatch | EventBatch, seq: int) -> None:
         self.conflicts.setdefault(id(batch), (batch, []))[1].append(seq)
@@ -324,6 +330,10 @@ _STATUS = """
         epoch = coalesce(excluded.epoch, g.epoch),
         backlog = coalesce(excluded.backlog, g.backlog),
         updated_at = now()"""
+#: Names from a later start replace those of an earlier one, whatever order the re-sends come in.
+_NAMES = """
+    UPDATE gateway_status SET name = %s, names = %s::jsonb, names_epoch = %s
+    WHERE gateway_id = %s AND (names_epoch IS NULL OR names_epoch <= %s)"""
 _REJECT = "INSERT INTO rejected_messages (topic, reason, payload, payload_size) VALUES (%s, %s, %s, %s)"
 
 
@@ -359,6 +369,8 @@ class Store:
             if written.conflicts:
                 self._record_conflicts(written)
             self._touch(work, written)
+            for gateway_id, (epoch, name, names) in sorted(written.names.items()):
+                self.conn.execute(_NAMES, (name, json.dumps(names, ensure_ascii=False), epoch, gateway_id, epoch))
             for status in work.statuses:
                 self.conn.execute(_STATUS, status.__dict__)
             for item in work.rejected:
@@ -388,6 +400,7 @@ class Store:
     def _write_events(self, batches: list[EventBatch], written: Written) -> None:
         """Every event of the round in one ``COPY`` and one insert; the gaps they report in one more statement."""
         gaps: list[tuple[int, int, tuple[Any, ...]]] = []  # batch number, event seq, gap row
+        starts: list[tuple[int, int, str, int, Any]] = []  # batch number, event seq, gateway, epoch, data
         with self.conn.cursor() as cur:
             with cur.copy(_EVENT_COPY) as copy:
                 copy.set_types(_EVENT_STAGE_TYPES)
@@ -395,6 +408,8 @@ class Store:
                     for event in batch.events:
                         copy.write_row((batch.gateway_id, batch.epoch, event.seq, event.ts, event.kind, event.source,
                                         json.dumps(event.data, ensure_ascii=False), number))
+                        if event.kind == DaemonStart.KIND:
+                            starts.append((number, event.seq, batch.gateway_id, batch.epoch, event.data))
                         if event.kind == BufferGap.KIND:
                             gap = _gap_row(batch.gateway_id, event.ts, event.data)
                             if gap is not None:
@@ -407,6 +422,11 @@ class Store:
                 for number, seq in sorted(clashes):
                     written.conflict(batches[number], seq)
                 gaps = [g for g in gaps if (g[0], g[1]) not in clashes]  # a gap another life reported is not ours
+                starts = [s for s in starts if (s[0], s[1]) not in clashes]
+            for _, _, gateway_id, epoch, data in starts:
+                start = DaemonStart.from_data(data)
+                if start is not None and epoch >= written.names.get(gateway_id, (-1,))[0]:
+                    written.names[gateway_id] = (epoch, start.name, start.names)
             if gaps:
                 cur.execute(_INSERT_GAPS, [list(column) for column in zip(*(gap for _, _, gap in gaps))])
                 written.gaps_new += cur.rowcount

@@ -19,6 +19,15 @@ leave the file only through :meth:`Buffer.prune` once acknowledged and older tha
 Each thread gets its own connection (WAL mode: readers never block the writer); writes in this process are
 serialised by a lock so they never wait on SQLite's busy handler.
 
+One file, several owners. The buffer owns ``epochs``, ``counters``, ``readings``, ``events`` and
+``schema_migrations``; every other part of the gateway that keeps state here (control, sync, alerts, the SMS outbox)
+declares its tables with :meth:`Buffer.component` and runs its SQL only through the :class:`Access` it gets back. The
+writer discipline, stated once: every write runs inside :meth:`Access.transaction` (or the buffer's own methods), on
+the calling thread's connection, under the buffer's one write lock; transactions of several owners nest on that
+connection (the outermost commits them all), so an owner's change and the buffer event it records commit together.
+Ownership is enforced by SQLite itself: each connection carries an authorizer that refuses a statement naming a table
+the code running it does not own (:class:`NotOwner`), and refuses an owner's writes outside its transactions.
+
 A damaged file (anything the integrity check at open does not like, including a check that cannot even run) is moved
 aside, kept, and a fresh buffer started. A file system with no room is not damage: writes raise :class:`BufferFull`,
 readings that cannot be stored are counted per sensor and reported as ``buffer.gap`` events once there is room again,
@@ -150,6 +159,132 @@ class OpenReport:
     not_started: str | None = None
     #: the file's last epoch when the sidecar says a later one was used (a rolled-back or restored file)
     rolled_back_to: int | None = None
+
+
+#: The buffer's own tables (its name as a component is ``buffer``).
+BUFFER_TABLES = ("epochs", "counters", "readings", "events", "schema_migrations")
+_WRITES = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_CREATE_TABLE,
+                     sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_DROP_INDEX,
+                     sqlite3.SQLITE_ALTER_TABLE})
+_TABLE_IN_ARG1 = frozenset({sqlite3.SQLITE_READ, sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE,
+                            sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_ANALYZE})
+_TABLE_IN_ARG2 = frozenset({sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_DROP_INDEX, sqlite3.SQLITE_ALTER_TABLE})
+_TABLE_PRAGMAS = frozenset({"table_info", "table_xinfo", "index_list", "foreign_key_list"})
+_VERBS = {sqlite3.SQLITE_READ: "read", sqlite3.SQLITE_INSERT: "insert into", sqlite3.SQLITE_UPDATE: "update",
+          sqlite3.SQLITE_DELETE: "delete from", sqlite3.SQLITE_PRAGMA: "inspect"}
+
+
+class NotOwner(sqlite3.DatabaseError):
+    """A statement named a table its caller does not own (or wrote outside its transaction): a bug, never data."""
+
+
+class _Guard:
+    """The authorizer of one connection: which component's code runs on it now, and so which tables it may name.
+
+    SQLite asks it once per table a statement touches, when the statement is prepared. Prepared statements are cached
+    per connection, so a change of owner installs it again: SQLite then expires every cached statement, and each one
+    is checked anew for its next owner. Owners change a few times per sampling round at most."""
+
+    __slots__ = ("conn", "owner", "tables", "writable", "refused", "owners")
+
+    def __init__(self, conn: sqlite3.Connection, owners: dict[str, frozenset[str]]):
+        self.conn = conn
+        self.owners = owners  # every component's tables (shared with the buffer), to name the owner in a refusal
+        self.owner, self.tables, self.writable = "buffer", owners["buffer"], True
+        self.refused: str | None = None
+        conn.set_authorizer(self)
+
+    def act_as(self, owner: str, tables: frozenset[str], writable: bool) -> None:
+        if owner != self.owner or writable != self.writable:
+            self.owner, self.tables, self.writable = owner, tables, writable
+            self.conn.set_authorizer(self)  # expires the statements prepared for the previous owner
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+        if action in _TABLE_IN_ARG1:
+            table = arg1
+        elif action in _TABLE_IN_ARG2 or (action == sqlite3.SQLITE_PRAGMA and arg1 in _TABLE_PRAGMAS):
+            table = arg2
+        else:
+            return sqlite3.SQLITE_OK
+        if table is None or table.startswith("sqlite_"):
+            return sqlite3.SQLITE_OK
+        if table not in self.tables:
+            owner = next((name for name, tables in self.owners.items() if table in tables), None)
+            self.refused = (f"{self.owner} may not {_VERBS.get(action, 'change')} table {table}: "
+                            + (f"it belongs to {owner}" if owner else "no component declares it"))
+            return sqlite3.SQLITE_DENY
+        if action in _WRITES and not self.writable:
+            self.refused = f"{self.owner} wrote to {table} outside a transaction (use its transaction())"
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+
+class Access:
+    """One component's access to the buffer's file: SQL on its own tables only, on the calling thread's connection.
+
+    Got from :meth:`Buffer.component`. Reads run anywhere; writes only inside :meth:`transaction`, which takes the
+    buffer's write lock and nests inside any transaction the thread has open (another owner's included), so that
+    what several owners write for one change commits together. A statement on a table the component does not own
+    raises :class:`NotOwner` and changes nothing."""
+
+    def __init__(self, buffer: "Buffer", name: str, tables: frozenset[str]):
+        self._buffer = buffer
+        self.name = name
+        self.tables = tables
+
+    def _conn(self) -> sqlite3.Connection:
+        writable = self._buffer._writer_depth() > 0
+        conn = self._buffer._thread_conn()
+        self._buffer._thread_guard().act_as(self.name, self.tables, writable)
+        return conn
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        conn = self._conn()
+        try:
+            return conn.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise self._refusal(exc) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+        conn = self._conn()
+        try:
+            return conn.executemany(sql, rows)
+        except sqlite3.DatabaseError as exc:
+            raise self._refusal(exc) from None
+
+    def _refusal(self, exc: sqlite3.DatabaseError) -> BaseException:
+        guard = self._buffer._thread_guard()
+        refused, guard.refused = guard.refused, None
+        if refused is None:
+            return exc
+        log.error("buffer %s: refused: %s", self._buffer.path, refused)
+        return NotOwner(refused)
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """Every row of ``sql`` as a dict (read at once: nothing is left half-read on the connection)."""
+        cursor = self.execute(sql, params)
+        keys = [d[0] for d in cursor.description]
+        return [dict(zip(keys, row)) for row in cursor.fetchall()]
+
+    def table_names(self) -> list[str]:
+        return [row[0] for row in self.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+    def exists(self, table: str | None = None) -> bool:
+        """True once ``table`` (by default every table of this component) is in the file: before the component first
+        ran (or migrated), readers find nothing."""
+        if table is not None and table not in self.tables:
+            raise ValueError(f"{self.name} does not own table {table}")
+        return ({table} if table else self.tables) <= set(self.table_names())
+
+    @contextmanager
+    def transaction(self) -> Iterator["Access"]:
+        """A write transaction (nested: a savepoint) under the buffer's write lock; see :meth:`Buffer.transaction`."""
+        with self._buffer.transaction():
+            yield self
+
+    def migrate(self, migrations: Sequence[tuple[int, str, str]]) -> list[int]:
+        """Apply this component's missing schema migrations (its own tables only); return the versions applied."""
+        return self._buffer._migrate(self, migrations)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -306,6 +441,8 @@ class Buffer:
         self._connections_lock = threading.Lock()
         self._write_lock = threading.RLock()  # re-entrant: a transaction may append an event
         self._owner_lock = None  # the open lock file while this process owns the buffer
+        self._owners: dict[str, frozenset[str]] = {"buffer": frozenset(BUFFER_TABLES)}  # component -> its tables
+        self._own = Access(self, "buffer", self._owners["buffer"])
         # Starting (Buffer.open, then Buffer.resume while the file system has no room):
         self._boot_id = ""
         self._checked = False
@@ -459,10 +596,10 @@ class Buffer:
                 part.rename(Path(f"{target}{suffix}"))
         return target
 
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """This thread's connection (one per thread, as SQLite in WAL mode likes it). Raises :class:`BufferFull`
-        when the file cannot even be opened for lack of room (WAL mode needs room for its index file)."""
+    def _thread_conn(self) -> sqlite3.Connection:
+        """This thread's connection (one per thread, as SQLite in WAL mode likes it), with its :class:`_Guard`.
+        Raises :class:`BufferFull` when the file cannot even be opened for lack of room (WAL mode needs room for its
+        index file)."""
         db = getattr(self._local, "db", None)
         if db is None:
             try:
@@ -474,19 +611,58 @@ class Buffer:
                 raise error from exc
             with self._connections_lock:
                 self._connections.append(conn)
+            self._local.guard = _Guard(conn, self._owners)
             db = self._local.db = sqlite_utils.Database(conn)
-        return db
+        return db.conn
 
-    def migrate(self, component: str = "buffer",
-                migrations: Sequence[tuple[int, str, str]] = MIGRATIONS) -> list[int]:
-        """Apply a component's missing schema migrations, each in its own transaction; return the versions applied.
+    def _thread_guard(self) -> _Guard:
+        """The authorizer of this thread's connection (see :meth:`_thread_conn`)."""
+        return self._local.guard
 
-        Other parts of the gateway (alerts, control) keep their tables in this file under their own ``component``
-        name, so one file holds the gateway's whole state and one backup saves it.
-        """
+    def _writer_depth(self) -> int:
+        return getattr(self._local, "writing", 0)
+
+    @property
+    def _db(self) -> sqlite_utils.Database:
+        """This thread's connection, acting for the buffer itself (its own tables only). Private: other parts of the
+        gateway reach the file through their :class:`Access` (see :meth:`component`)."""
+        self._thread_conn()
+        self._local.guard.act_as("buffer", self._owners["buffer"], True)
+        return self._local.db
+
+    def component(self, name: str, tables: Iterable[str] | None = None) -> Access:
+        """The access of component ``name`` that owns ``tables`` in this file (declared once per buffer; a second
+        call with the same tables, or with none, gives the same access). Raises ValueError for a table another
+        component owns."""
+        with self._connections_lock:
+            known = self._owners.get(name)
+            if tables is None:
+                if known is None:
+                    raise ValueError(f"no component {name!r} was declared on buffer {self.path}")
+                return Access(self, name, known)
+            wanted = frozenset(tables)
+            if known is not None and known != wanted:
+                raise ValueError(f"component {name!r} already owns {', '.join(sorted(known))}")
+            for other, owned in self._owners.items():
+                if other != name and owned & wanted:
+                    raise ValueError(f"component {name!r} cannot own {', '.join(sorted(owned & wanted))}: "
+                                     f"{other} does")
+            self._owners[name] = wanted
+            return Access(self, name, wanted)
+
+    def migrate(self) -> list[int]:
+        """Apply the buffer's own missing schema migrations; return the versions applied. Other components migrate
+        their tables through their access (:meth:`Access.migrate`), tracked in the same ``schema_migrations``."""
+        return self._migrate(None, MIGRATIONS)
+
+    def _migrate(self, access: Access | None, migrations: Sequence[tuple[int, str, str]]) -> list[int]:
+        """Each missing migration in its own transaction, run with the rights of its component (``access``; None for
+        the buffer), recorded in ``schema_migrations`` by the buffer. One file holds the gateway's whole state and one
+        backup saves it."""
+        component = "buffer" if access is None else access.name
         applied = []
         with self._write_lock, self._writing():
-            db = self.db
+            db = self._db
             db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, "
                 "name TEXT NOT NULL, applied_ts REAL NOT NULL, PRIMARY KEY (component, version))"
@@ -497,24 +673,32 @@ class Buffer:
                 if version in done:
                     continue
                 with db.atomic():
+                    run = self._db.execute if access is None else access.execute
                     for statement in filter(str.strip, sql.split(";")):
-                        db.execute(statement)
-                    db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
-                               (component, version, name, time.time()))
+                        run(statement)
+                    self._db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
+                                     (component, version, name, time.time()))
                 applied.append(version)
         if applied:
             log.info("buffer %s: applied %s schema migrations %s", self.path, component, applied)
         return applied
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """A write transaction on this thread's connection, serialised with every other write of this process.
-        Raises :class:`BufferWriteError` (:class:`BufferFull` for lack of room) when the file system refuses it.
+    def transaction(self) -> Iterator[Access]:
+        """A write transaction on this thread's connection, serialised with every other write of this process; it
+        gives the buffer's own access. Owners open theirs with :meth:`Access.transaction`; nested ones (of any
+        owner) are savepoints of the outermost, which commits them all. Raises :class:`BufferWriteError`
+        (:class:`BufferFull` for lack of room) when the file system refuses it.
 
         Once the epoch is on disk, an outermost transaction first stores what waits for room (events kept in memory,
         the gap records of readings that could not be stored); those are forgotten only once it has committed."""
+        with self._transaction():
+            yield self._own
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite_utils.Database]:
         with self._write_lock, self._writing():
-            db = self.db
+            db = self._db
             outermost = not db.conn.in_transaction
             with db.atomic():
                 waiting = outermost and self._report is not None and self._store_waiting(db)
@@ -576,12 +760,12 @@ class Buffer:
 
     def _last_epochs(self) -> tuple[int, int]:
         """The last epoch this file records, and the last the sidecar says was used."""
-        row = self.db.execute("SELECT MAX(epoch) FROM epochs").fetchone()
+        row = self._db.execute("SELECT MAX(epoch) FROM epochs").fetchone()
         return (row[0] or 0), self._read_floor()
 
     def _start_epoch(self, now: float, boot_id: str, floor: int = 0) -> bool | None:
         """Start the epoch after every one this gateway may have used: the file's last, the sidecar's, ``floor``."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             last = db.execute("SELECT epoch, stopped_ts FROM epochs ORDER BY epoch DESC LIMIT 1").fetchone()
             self._begin_epoch(db, max((last[0] if last else 0), self._read_floor(), floor) + 1, now, boot_id)
         # synchronous=FULL: the epoch is on disk before the first reading of it is taken.
@@ -636,7 +820,7 @@ class Buffer:
         """The data center holds rows of this gateway up to epoch ``held``. Epochs only grow, so one above ours was
         used by an earlier life of this gateway whose buffer is lost, and ours may be in use too: start a new epoch
         above it, so that new rows never reuse a key. Returns the new epoch, or None when ours is not below it."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             if self.epoch is None:  # not started yet (no room): the start will begin above it
                 self._write_floor(held)
                 return None
@@ -658,7 +842,7 @@ class Buffer:
         in one transaction, and record a ``buffer.rekey`` event mapping old keys to new. Returns that mapping, or
         None if no such rows are pending (already re-keyed, or never ours)."""
         _check_stream(stream)
-        with self.transaction() as db:
+        with self._transaction() as db:
             rows = db.execute(f"SELECT * FROM {stream} WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
                               f"ORDER BY seq", (epoch, first, last)).fetchall()
             if not rows:
@@ -687,7 +871,7 @@ class Buffer:
 
     def mark_clean_stop(self, now: float) -> None:
         with self._write_lock, self._writing():
-            self.db.execute("UPDATE epochs SET stopped_ts = ? WHERE epoch = ?", (now, self.epoch))
+            self._db.execute("UPDATE epochs SET stopped_ts = ? WHERE epoch = ?", (now, self.epoch))
 
     def _close_connections(self) -> None:
         with self._connections_lock:
@@ -735,7 +919,7 @@ class Buffer:
         if not readings:
             return None
         try:
-            with self.transaction() as db:
+            with self._transaction() as db:
                 first = self._allocate(db, "readings", len(readings))
                 db.conn.executemany(
                     "INSERT INTO readings (epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, "
@@ -763,7 +947,7 @@ class Buffer:
         text = json.dumps(data or {}, ensure_ascii=False, sort_keys=True)
         nested = self._in_transaction()
         try:
-            with self.transaction() as db:
+            with self._transaction() as db:
                 return self._insert_event(db, kind, source, text, ts)
         except BufferWriteError:
             if nested:
@@ -777,7 +961,7 @@ class Buffer:
             if not (self._unstored or self._deferred or self._overflow):
                 return True
             try:
-                with self.transaction():
+                with self._transaction():
                     pass
             except BufferWriteError:
                 return False
@@ -868,7 +1052,7 @@ class Buffer:
         ``boot_wall_time`` is the true wall time at monotonic zero (``wall - monotonic`` read right after sync).
         """
         with self._write_lock, self._writing():
-            cursor = self.db.execute(
+            cursor = self._db.execute(
                 "UPDATE readings SET ts = ? + mono, clock = ? "
                 "WHERE clock = ? AND boot_id = ? AND acked = 0 AND mono IS NOT NULL",
                 (boot_wall_time, CLOCK_CORRECTED, CLOCK_UNSYNCED, boot_id),
@@ -882,7 +1066,7 @@ class Buffer:
         """Unacknowledged rows, oldest ``(epoch, seq)`` first, optionally strictly after a key."""
         _check_stream(stream)
         epoch, seq = after or (0, 0)
-        return list(self.db.query(
+        return list(self._db.query(
             f"SELECT * FROM {stream} WHERE acked = 0 AND (epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
             (epoch, seq, limit),
         ))
@@ -890,16 +1074,67 @@ class Buffer:
     def pending_range(self, stream: str, epoch: int, first: int, last: int) -> list[dict[str, Any]]:
         """Unacknowledged rows of ``first..last`` in ``epoch`` (to re-send a batch whose ack did not come)."""
         _check_stream(stream)
-        return list(self.db.query(
+        return list(self._db.query(
             f"SELECT * FROM {stream} WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? ORDER BY seq",
             (epoch, first, last),
         ))
+
+    def last_pending_key(self, stream: str = "readings") -> tuple[int, int] | None:
+        """The newest pending ``(epoch, seq)`` whose key is a pair of integers (a garbled key sorts last as text, and
+        is found by :meth:`garbled_keys`)."""
+        _check_stream(stream)
+        row = self._db.execute(
+            f"SELECT epoch, seq FROM {stream} WHERE acked = 0 AND typeof(epoch) = 'integer' AND "
+            f"typeof(seq) = 'integer' ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
+        return tuple(row) if row else None
+
+    # Rows that cannot be sent as they are (a garbled cell on a failing SD card): the uplink finds them with these,
+    # and moves them out with take_raw (into its quarantine), in one transaction.
+
+    def garbled_keys(self, stream: str) -> list[tuple[str, str]]:
+        """The hex of ``(epoch, seq)`` of pending rows whose key is not a pair of integers (they cannot even be
+        selected by key)."""
+        _check_stream(stream)
+        return [tuple(row) for row in self._db.execute(
+            f"SELECT hex(epoch), hex(seq) FROM {stream} WHERE acked = 0 AND "
+            f"(typeof(epoch) != 'integer' OR typeof(seq) != 'integer')").fetchall()]
+
+    def undecodable(self, stream: str, where: str, params: Sequence[Any]) -> list[tuple[int, int, str]]:
+        """``(epoch, seq, error)`` of the pending rows selected by ``where`` (a condition on this stream, as the
+        uplink reads it) with a cell SQLite cannot decode (invalid UTF-8 in a TEXT column passes ``quick_check``)."""
+        _check_stream(stream)
+        found = []
+        for epoch, seq in self._db.execute(f"SELECT epoch, seq FROM {stream} WHERE acked = 0 AND {where}",
+                                           params).fetchall():
+            try:
+                self._db.execute(f"SELECT * FROM {stream} WHERE epoch = ? AND seq = ?", (epoch, seq)).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "Could not decode" not in str(exc):
+                    raise
+                found.append((epoch, seq, str(exc)))
+        return found
+
+    def take_raw(self, stream: str, where: str, params: Sequence[Any]) -> dict[str, list[Any]] | None:
+        """Remove the row ``where`` selects and return every cell of it as ``[sqlite type, text]``: text and blobs as
+        hex (their exact bytes, whatever they are), numbers as their literal; read with SQL functions only, so an
+        undecodable cell never reaches Python. None if no row matches. In the caller's transaction (the row goes
+        with whatever keeps it)."""
+        _check_stream(stream)
+        with self._transaction() as db:
+            columns = [row[1] for row in db.execute(f"PRAGMA table_info({stream})").fetchall()]
+            parts = ", ".join(f"typeof(\"{c}\"), CASE WHEN typeof(\"{c}\") IN ('text', 'blob') THEN hex(\"{c}\") "
+                              f"ELSE quote(\"{c}\") END" for c in columns)
+            row = db.execute(f"SELECT {parts} FROM {stream} WHERE {where}", params).fetchone()
+            if row is None:
+                return None
+            db.execute(f"DELETE FROM {stream} WHERE {where}", params)
+        return {c: [row[2 * i], row[2 * i + 1]] for i, c in enumerate(columns)}
 
     def ack(self, stream: str, epoch: int, first: int, last: int) -> int:
         """Mark ``first..last`` of ``epoch`` acknowledged (idempotent); return how many rows changed."""
         _check_stream(stream)
         with self._write_lock, self._writing():
-            cursor = self.db.execute(
+            cursor = self._db.execute(
                 f"UPDATE {stream} SET acked = 1 WHERE epoch = ? AND seq BETWEEN ? AND ? AND acked = 0",
                 (epoch, first, last),
             )
@@ -910,7 +1145,7 @@ class Buffer:
         with self._write_lock, self._writing():
             deleted = 0
             for stream in STREAMS:
-                deleted += self.db.execute(
+                deleted += self._db.execute(
                     f"DELETE FROM {stream} WHERE acked = 1 AND ts < ?", (older_than,)
                 ).rowcount
         return deleted
@@ -942,7 +1177,7 @@ class Buffer:
 
     def used_bytes(self) -> int:
         """Bytes of the database file in use (free pages excluded) plus the write-ahead log."""
-        db = self.db
+        db = self._db
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
         used = (db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0])
         wal = Path(f"{self.path}-wal")
@@ -958,7 +1193,7 @@ class Buffer:
             return gaps
         with self._write_lock, self._writing():
             while (excess := self._excess_rows(target, chunk)) > 0:
-                deleted = self.db.execute(
+                deleted = self._db.execute(
                     "DELETE FROM readings WHERE (epoch, seq) IN "
                     "(SELECT epoch, seq FROM readings WHERE acked = 1 ORDER BY epoch, seq LIMIT ?)", (excess,)
                 ).rowcount
@@ -977,16 +1212,16 @@ class Buffer:
     def _excess_rows(self, target: int, most: int) -> int:
         """About how many readings must go to bring the file down to ``target`` bytes (0 if it is there), at most
         ``most`` at a time. Measured after moving the write-ahead log into the file (deletions grow the log)."""
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         excess = self.used_bytes() - target
         if excess <= 0:
             return 0
-        rows = self.db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+        rows = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
         per_row = max(1, self.used_bytes() // max(rows, 1))
         return min(most, max(100, excess // per_row + 1))
 
     def _drop_oldest_pending(self, chunk: int, now: float) -> list[dict[str, Any]]:
-        with self.transaction() as db:
+        with self._transaction() as db:
             rows = db.execute(
                 "SELECT epoch, seq, ts FROM readings WHERE acked = 0 ORDER BY epoch, seq LIMIT ?", (chunk,)
             ).fetchall()
@@ -1004,12 +1239,20 @@ class Buffer:
     # ---------------------------------------------------------------------------------------------------- queries
 
     def current_epoch(self) -> int | None:
-        row = self.db.execute("SELECT MAX(epoch) FROM epochs").fetchone()
+        row = self._db.execute("SELECT MAX(epoch) FROM epochs").fetchone()
         return row[0] if row else None
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``quick_check`` of the file on this thread's connection: ``["ok"]`` when intact."""
+        return [row[0] for row in self._db.execute("PRAGMA quick_check")]
+
+    def last_reading_ts(self) -> float | None:
+        """When the newest reading in the file was taken (the last sign of life of the daemon that stored it)."""
+        return self._db.execute("SELECT MAX(ts) FROM readings").fetchone()[0]
 
     def counts(self, stream: str = "readings") -> dict[str, Any]:
         _check_stream(stream)
-        row = self.db.execute(
+        row = self._db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(acked = 0), 0), MIN(CASE WHEN acked = 0 THEN ts END) FROM {stream}"
         ).fetchone()
         total, pending, oldest = row
@@ -1019,7 +1262,7 @@ class Buffer:
         """The most recent reading of each quantity of each sensor (uses the (sensor, ts) index)."""
         result: dict[str, list[dict[str, Any]]] = {}
         for sensor in sensors:
-            rows = self.db.query(
+            rows = self._db.query(
                 "SELECT * FROM readings WHERE sensor = ? AND ts = (SELECT MAX(ts) FROM readings WHERE sensor = ?) "
                 "ORDER BY quantity",
                 (sensor, sensor),
@@ -1033,35 +1276,23 @@ class Buffer:
         if not sensors:
             return iter(())
         marks = ", ".join("?" for _ in sensors)
-        return self.db.query(
+        return _rows(self._db.execute(
             f"SELECT * FROM readings WHERE sensor IN ({marks}) AND ts >= ? ORDER BY ts, epoch, seq",
             (*sensors, since),
-        )
+        ))
 
     def events(self, since: float = 0.0) -> Iterator[dict[str, Any]]:
-        return self.db.query("SELECT * FROM events WHERE ts >= ? ORDER BY epoch, seq", (since,))
-
-    def alert_incidents(self, active_only: bool = False) -> list[dict[str, Any]]:
-        """The alert engine's incidents, newest first (empty before alerts first ran)."""
-        if "alert_incidents" not in self.db.table_names():
-            return []
-        where = "WHERE resolved_ts IS NULL" if active_only else ""
-        return list(self.db.query(f"SELECT * FROM alert_incidents {where} ORDER BY fired_ts DESC"))
-
-    def sync_state(self) -> dict[str, str | None]:
-        """The uplink's last recorded state (link, since, last_ack, error); empty before sync first ran."""
-        if "sync_state" not in self.db.table_names():
-            return {}
-        return {row["key"]: row["value"] for row in self.db.query("SELECT key, value FROM sync_state")}
-
-    def control_state(self) -> dict[str, dict[str, Any]]:
-        """The supervisor's last recorded state of each actuator (empty before control first ran)."""
-        if "control_actuators" not in self.db.table_names():
-            return {}
-        return {row["actuator"]: row for row in self.db.query("SELECT * FROM control_actuators")}
+        return _rows(self._db.execute("SELECT * FROM events WHERE ts >= ? ORDER BY epoch, seq", (since,)))
 
     def epochs(self) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM epochs ORDER BY epoch"))
+        return list(self._db.query("SELECT * FROM epochs ORDER BY epoch"))
+
+
+def _rows(cursor: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
+    """The rows of a cursor already executed (so its statement was checked for the buffer), as dicts."""
+    keys = [d[0] for d in cursor.description]
+    for row in cursor:
+        yield dict(zip(keys, row))
 
 
 def _utc(ts: float) -> str:

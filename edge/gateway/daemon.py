@@ -205,6 +205,8 @@ class Daemon:
         self.buffer.append_event(DaemonStart.KIND, "daemon", DaemonStart(  # waits in memory until the epoch is on disk
             __version__, report.epoch, previous, self.clock.is_synced(),
             intervals={s.id: s.interval for s in cfg.sensors},  # the data center's coverage counts from these
+            name=cfg.gateway.name,  # display names, for the data center's lists and charts
+            names={d.id: d.name for d in (*cfg.sensors, *cfg.actuators) if d.name},
         ).to_data(), ts=now)
         if previous == "unclean":
             log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
@@ -214,6 +216,7 @@ class Daemon:
         self.hardware.safe_state()
         latest = LatestReadings()
         self.supervisor = Supervisor(cfg, self.hardware.actuators, self.buffer, self.clock, latest)
+        self.supervisor.on_switch.append(self._alert_switch)  # the alerts learn of switches as they happen
         self.alert_feed = AlertFeed(self._alert_readings)
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
         self.sampler = Sampler(slots, self.buffer, self.clock,
@@ -287,6 +290,10 @@ class Daemon:
     def _alert_readings(self, readings) -> None:
         if self.alerts is not None:
             self.alerts.listener(readings)
+
+    def _alert_switch(self, actuator_id: str, change, ts: float) -> None:
+        if self.alerts is not None:
+            self.alerts.observe_switch(actuator_id, change, ts)
 
     def _observe_link(self, up: bool, now: float | None = None) -> None:
         if self.alerts is not None:

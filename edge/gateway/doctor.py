@@ -169,7 +169,7 @@ def check_buffer(config: Any, now: float | None = None) -> tuple[Check, bool]:
     try:
         running = buffer.owned_by_a_running_daemon()
         try:
-            rows = [row[0] for row in buffer.db.execute("PRAGMA quick_check")]
+            rows = buffer.quick_check()
             used = buffer.used_bytes()
             counts = buffer.counts("readings")
         except Exception as exc:  # sqlite3.DatabaseError, OSError: report, whatever it is
@@ -272,18 +272,19 @@ _LOGIN_HINT = ("check sync.username (default: the gateway id) and the password i
 def _daemon_link(config: Any, where: str, username: str) -> Check:
     """The running daemon's own view of its link (it logs in; the doctor does not log in a second time)."""
     from edge.gateway.buffer import Buffer
+    from edge.gateway.sync.state import SyncState
 
     try:
         buffer = Buffer.reader(config.buffer.path)
         try:
-            state = buffer.sync_state()
+            state = SyncState(buffer, migrate=False).link()
         finally:
             buffer.close()
     except Exception as exc:  # sqlite3.DatabaseError, EdgeError, OSError: the buffer line reports the cause
         return Check("broker", "WARN", f"{where}: answers; cannot read the daemon's link state ({exc})",
                      "edge status shows the link")
-    error = state.get("error") if state.get("error") not in (None, "None") else None
-    if state.get("link") == "up":
+    error = state.error
+    if state.link == "up":
         return Check("broker", "OK", f"{where}: the running daemon is connected as {username!r} "
                                      "(not logged in a second time)")
     if error and "refused" in error:
@@ -364,7 +365,7 @@ def _transport_health(config: Any) -> dict[str, dict[str, Any]]:
     except EdgeError:
         return {}  # the buffer line says why
     try:
-        return transport_health(buffer.db)
+        return transport_health(buffer)
     except Exception:  # sqlite3.DatabaseError: the buffer line reports a damaged file
         return {}
     finally:

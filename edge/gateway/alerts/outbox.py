@@ -35,11 +35,12 @@ from edge.contract.events import SmsAttemptFailed, SmsExpired, SmsFailed, SmsSen
 from edge.gateway.alerts.numbers import masked
 from edge.gateway.alerts.segments import segment_count
 from edge.gateway.alerts.transports.base import Outcome, OutgoingSms, SendResult, Transport
-from edge.gateway.buffer import Buffer
+from edge.gateway.buffer import Access, Buffer
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "sms_outbox"
+TABLES = ("sms_outbox", "sms_transports")
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -137,9 +138,10 @@ class Outbox:
         self._flushing = threading.Lock()
         self._hint = threading.Lock()
         self._wakes = 0
-        buffer.migrate(COMPONENT, MIGRATIONS)
+        self._db = buffer.component(COMPONENT, TABLES)
+        self._db.migrate(MIGRATIONS)
         self._next_due = self._earliest_due()  # lets the frequent outbox job skip SQLite while nothing is due
-        self._accounts = {name: (row["state"], row["detail"]) for name, row in transport_health(buffer.db).items()}
+        self._accounts = {name: (row["state"], row["detail"]) for name, row in transport_health(buffer).items()}
 
     def set_link(self, up: bool) -> None:
         self.link_up = up
@@ -147,10 +149,10 @@ class Outbox:
     # ------------------------------------------------------------------------------------------------ queueing
 
     def enqueue(self, db: Any, *, recipient: str, number: str, text: str, critical: bool, now: float) -> str:
-        """Queue one SMS inside the caller's open transaction (``buffer.transaction()``); return its local id.
-        Call :meth:`wake` once that transaction has committed."""
+        """Queue one SMS inside the caller's open transaction (``db``: ``buffer.transaction()`` or the alert store's);
+        return its local id. Call :meth:`wake` once that transaction has committed."""
         local_id = self._local_ids()
-        db.execute(
+        self._db.execute(
             "INSERT INTO sms_outbox (local_id, recipient, number, text, segments, priority, created_ts, state, "
             "next_ts) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
             (local_id, recipient, number, text, segment_count(text), 1 if critical else 0, now, now),
@@ -167,24 +169,24 @@ class Outbox:
 
     def submit(self, *, recipient: str, number: str, text: str, critical: bool, now: float) -> str:
         """Queue one SMS in a transaction of its own."""
-        with self.buffer.transaction() as db:
+        with self._db.transaction() as db:
             local_id = self.enqueue(db, recipient=recipient, number=number, text=text, critical=critical, now=now)
         self.wake(now)
         return local_id
 
     def due(self, now: float) -> list[dict[str, Any]]:
-        return list(self.buffer.db.query(
+        return list(self._db.query(
             "SELECT * FROM sms_outbox WHERE state = 'queued' AND next_ts <= ? ORDER BY priority DESC, id LIMIT ?",
             (now, self.batch)))
 
     def messages(self, state: str | None = None) -> list[dict[str, Any]]:
         where, args = ("WHERE state = ?", (state,)) if state else ("", ())
-        return list(self.buffer.db.query(f"SELECT * FROM sms_outbox {where} ORDER BY id", args))
+        return list(self._db.query(f"SELECT * FROM sms_outbox {where} ORDER BY id", args))
 
     # ------------------------------------------------------------------------------------------------- sending
 
     def _earliest_due(self) -> float:
-        row = self.buffer.db.execute("SELECT MIN(next_ts) FROM sms_outbox WHERE state = 'queued'").fetchone()
+        row = self._db.execute("SELECT MIN(next_ts) FROM sms_outbox WHERE state = 'queued'").fetchone()
         return math.inf if row[0] is None else row[0]
 
     def flush(self, now: float) -> list[Attempt]:
@@ -258,7 +260,7 @@ class Outbox:
         if before == (state, detail) or (before is None and state == "ok"):
             return
         self._accounts[name] = (state, detail)
-        with self.buffer.transaction() as db:
+        with self._db.transaction() as db:
             db.execute("INSERT OR REPLACE INTO sms_transports (name, state, detail, since_ts) VALUES (?, ?, ?, ?)",
                        (name, state, detail, now))
         if state == "ok":
@@ -293,7 +295,7 @@ class Outbox:
 
     def _finish(self, row: dict[str, Any], state: str, now: float, transport: str | None, provider_id: str | None,
                 error: str | None) -> None:
-        with self.buffer.transaction() as db:
+        with self._db.transaction() as db:
             db.execute("UPDATE sms_outbox SET state = ?, done_ts = ?, transport = COALESCE(?, transport), "
                        "provider_id = ?, last_error = COALESCE(?, last_error), attempts = attempts + 1 WHERE id = ?",
                        (state, now, transport, provider_id, error, row["id"]))
@@ -311,7 +313,7 @@ class Outbox:
         pinned = transport if pin else None
         pinned_ts = (row["pinned_ts"] if row["pinned"] == transport and row["pinned_ts"] else now) if pin else None
         done, via = (parts_done, transport) if parts_done else (row["parts_done"], row["parts_via"])
-        with self.buffer.transaction() as db:
+        with self._db.transaction() as db:
             db.execute("UPDATE sms_outbox SET attempts = ?, next_ts = ?, pinned = ?, pinned_ts = ?, transport = ?, "
                        "last_error = ?, parts_done = ?, parts_via = ? WHERE id = ?",
                        (attempts, now + wait, pinned, pinned_ts, transport, error, done, via, row["id"]))
@@ -327,17 +329,24 @@ class Outbox:
 # ----------------------------------------------------------------------------------------------------- readers
 
 
-def transport_health(db: Any) -> dict[str, dict[str, Any]]:
+def _reader(buffer: Buffer) -> Access:
+    """The outbox's tables, read (a reader buffer beside the daemon, or the daemon's own)."""
+    return buffer.component(COMPONENT, TABLES)
+
+
+def transport_health(buffer: Buffer) -> dict[str, dict[str, Any]]:
     """Each transport's account state as the outbox last found it (``state`` ok | refused | no_credit, ``detail``,
-    ``since_ts``); transports never found wanting are absent. ``db``: the buffer's database, e.g. a reader's."""
-    if "sms_transports" not in db.table_names():
+    ``since_ts``); transports never found wanting are absent. ``buffer``: e.g. a reader's."""
+    db = _reader(buffer)
+    if not db.exists("sms_transports"):
         return {}
     return {row["name"]: row for row in db.query("SELECT name, state, detail, since_ts FROM sms_transports")}
 
 
-def queue_summary(db: Any) -> dict[str, Any]:
+def queue_summary(buffer: Buffer) -> dict[str, Any]:
     """``{"queued": n, "oldest_queued_ts": ts | None}`` of the SMS still waiting to be sent."""
-    if "sms_outbox" not in db.table_names():
+    db = _reader(buffer)
+    if not db.exists("sms_outbox"):
         return {"queued": 0, "oldest_queued_ts": None}
     count, oldest = db.execute("SELECT count(*), MIN(created_ts) FROM sms_outbox WHERE state = 'queued'").fetchone()
     return {"queued": count, "oldest_queued_ts": oldest}

@@ -2,11 +2,14 @@
 
     service = build(config, buffer, clock)
     Sampler(..., listeners=[service.listener])
+    supervisor.on_switch.append(service.observe_switch)
     for job, seconds, job_id in service.jobs(): scheduler.add_job(job, "interval", seconds=seconds, id=job_id)
     Sync(..., on_link=service.observe_link)
     service.close()
 
-Jobs, each short: ``alerts-tick`` (1 s: time-based conditions, repeats, escalation, dispatch), ``sms-outbox`` (5 s:
+The supervisor tells the service of every switch as it makes it (``observe_switch``, in the supervisor's thread,
+after its lock is released); nothing polls the buffer's events. Jobs, each short: ``alerts-tick`` (1 s: time-based
+conditions, repeats, escalation, dispatch), ``sms-outbox`` (5 s:
 retries), ``sms-replies`` (read replies), ``alerts-prune`` (forget old rows). A freshly queued SMS does not wait for
 the outbox job: it wakes a one-thread sender, so sending (the only thing that waits on a network) never holds up the
 sampler or the tick, and a slow gateway delays only other SMS.
@@ -14,7 +17,6 @@ sampler or the tick, and a slow gateway delays only other SMS.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edge.contract.events import ActuatorChange
 from edge.errors import ConfigError
 from edge.gateway.alerts.conditions import ActuatorInfo, SensorInfo, Watch, compile_watches
 from edge.gateway.alerts.engine import Engine, Person, Settings
@@ -53,7 +56,6 @@ class AlertService:
         self.outbox = outbox
         self.clock = clock
         self.receive_every = receive_every
-        self._events_after = _last_event(engine.buffer)
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-sender") if send_at_once else None
         self._kicked = threading.Event()
         if self._sender is not None:
@@ -78,6 +80,10 @@ class AlertService:
         self.outbox.set_link(up)
         self.engine.observe_link(up, now)
 
+    def observe_switch(self, actuator_id: str, change: ActuatorChange, ts: float) -> None:
+        """For ``Supervisor.on_switch``: an output was switched at ``ts``."""
+        self.engine.observe_event(ActuatorChange.KIND, actuator_id, change.to_data(), ts)
+
     def observe_event(self, kind: str, source: str, data: dict[str, Any] | None = None,
                       now: float | None = None) -> None:
         self.engine.observe_event(kind, source, data, now)
@@ -88,8 +94,6 @@ class AlertService:
     # ---------------------------------------------------------------------------------------------------- jobs
 
     def tick(self) -> None:
-        for event in self._new_actuator_events():  # the supervisor's switches, as it recorded them
-            self.engine.observe_event(event["kind"], event["source"], event["data"], event["ts"])
         self.engine.tick()
 
     def flush(self) -> None:
@@ -122,19 +126,6 @@ class AlertService:
         if self._sender is not None:  # waits for a send in flight (bounded by its transport's timeout)
             self._sender.shutdown(wait=True, cancel_futures=True)
         self.outbox.close()
-
-    def _new_actuator_events(self) -> list[dict[str, Any]]:
-        rows = list(self.engine.buffer.db.query(
-            "SELECT epoch, seq, ts, kind, source, data FROM events WHERE (epoch, seq) > (?, ?) "
-            "AND kind = 'actuator.change' ORDER BY epoch, seq", self._events_after))
-        if rows:
-            self._events_after = (rows[-1]["epoch"], rows[-1]["seq"])
-        return [{**row, "data": json.loads(row["data"])} for row in rows]
-
-
-def _last_event(buffer: Any) -> tuple[int, int]:
-    row = buffer.db.execute("SELECT epoch, seq FROM events ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
-    return (row[0], row[1]) if row else (0, 0)
 
 
 # ----------------------------------------------------------------------------------------------------- building

@@ -1,8 +1,10 @@
 """The alert engine's memory, in the buffer's SQLite file (component ``alerts``): watches, incidents, notices, messages.
 
-Writes take an open transaction (``buffer.transaction()``) from the engine, so that a state change, the incident it
-opens and the notices it owes commit together, and a dispatched message, the notices it carries and the SMS queued
-for it commit together. That is what makes a restart re-send nothing and forget nothing.
+The only code that runs SQL on these tables (through the buffer's access for ``alerts``). Writes take an open
+transaction (``buffer.transaction()``, the ``db`` argument) from the engine: the store's statements run inside it, so
+that a state change, the incident it opens and the notices it owes commit together, and a dispatched message, the
+notices it carries and the SMS queued for it (by the outbox, inside the same transaction) commit together. That is
+what makes a restart re-send nothing and forget nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from edge.gateway.buffer import Buffer
 
 COMPONENT = "alerts"
+TABLES = ("alert_tracks", "alert_incidents", "alert_messages", "alert_notices")
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -99,12 +102,24 @@ def next_code(last: int | None, in_use: set[int]) -> str:
 
 
 class Store:
-    def __init__(self, buffer: Buffer):
+    """``migrate=False`` for readers (``edge alerts``, ``edge status``): nothing is created, and a file where alerts
+    never ran reads as empty."""
+
+    def __init__(self, buffer: Buffer, *, migrate: bool = True):
         self.buffer = buffer
-        buffer.migrate(COMPONENT, MIGRATIONS)
+        self._db = buffer.component(COMPONENT, TABLES)
+        if migrate:
+            self._db.migrate(MIGRATIONS)
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return list(self.buffer.db.query(sql, tuple(args)))
+        return self._db.query(sql, tuple(args))
+
+    def incidents(self, active_only: bool = False) -> list[dict[str, Any]]:
+        """The incidents, newest first (empty before alerts first ran)."""
+        if not self._db.exists("alert_incidents"):
+            return []
+        where = "WHERE resolved_ts IS NULL" if active_only else ""
+        return self._query(f"SELECT * FROM alert_incidents {where} ORDER BY fired_ts DESC")
 
     # ---------------------------------------------------------------------------------------------- tracks
 
@@ -112,14 +127,12 @@ class Store:
         return {r["key"]: TrackRow(r["key"], r["rule_id"], r["state"], r["since_ts"], r["incident_id"])
                 for r in self._query("SELECT * FROM alert_tracks")}
 
-    @staticmethod
-    def save_track(db: Any, track: TrackRow) -> None:
-        db.execute("INSERT OR REPLACE INTO alert_tracks VALUES (?, ?, ?, ?, ?)",
+    def save_track(self, db: Any, track: TrackRow) -> None:
+        self._db.execute("INSERT OR REPLACE INTO alert_tracks VALUES (?, ?, ?, ?, ?)",
                    (track.key, track.rule_id, track.state, track.since, track.incident_id))
 
-    @staticmethod
-    def delete_track(db: Any, key: str) -> None:
-        db.execute("DELETE FROM alert_tracks WHERE key = ?", (key,))
+    def delete_track(self, db: Any, key: str) -> None:
+        self._db.execute("DELETE FROM alert_tracks WHERE key = ?", (key,))
 
     # ------------------------------------------------------------------------------------------- incidents
 
@@ -134,31 +147,27 @@ class Store:
         rows = self._query("SELECT * FROM alert_incidents WHERE code = ? AND resolved_ts IS NULL", (code,))
         return rows[0] if rows else None
 
-    @staticmethod
-    def new_incident(db: Any, *, key: str, rule_id: str, severity: str, kind: str, fact: dict[str, Any],
+    def new_incident(self, db: Any, *, key: str, rule_id: str, severity: str, kind: str, fact: dict[str, Any],
                      fired_ts: float, value: float | None) -> tuple[int, str]:
-        last = db.execute("SELECT code FROM alert_incidents ORDER BY id DESC LIMIT 1").fetchone()
-        in_use = {int(r[0]) for r in db.execute("SELECT code FROM alert_incidents WHERE resolved_ts IS NULL")}
+        last = self._db.execute("SELECT code FROM alert_incidents ORDER BY id DESC LIMIT 1").fetchone()
+        in_use = {int(r[0]) for r in self._db.execute("SELECT code FROM alert_incidents WHERE resolved_ts IS NULL")}
         code = next_code(int(last[0]) if last else None, in_use)
-        cursor = db.execute(
+        cursor = self._db.execute(
             "INSERT INTO alert_incidents (key, rule_id, code, severity, kind, fact, fired_ts, value) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (key, rule_id, code, severity, kind, json.dumps(fact, ensure_ascii=False), fired_ts, value))
         return cursor.lastrowid, code
 
-    @staticmethod
-    def resolve(db: Any, incident_id: int, ts: float, value: float | None) -> None:
-        db.execute("UPDATE alert_incidents SET resolved_ts = ?, resolved_value = ? WHERE id = ?",
+    def resolve(self, db: Any, incident_id: int, ts: float, value: float | None) -> None:
+        self._db.execute("UPDATE alert_incidents SET resolved_ts = ?, resolved_value = ? WHERE id = ?",
                    (ts, value, incident_id))
 
-    @staticmethod
-    def ack(db: Any, incident_id: int, ts: float, by: str) -> None:
-        db.execute("UPDATE alert_incidents SET acked_ts = ?, acked_by = ? WHERE id = ?", (ts, by, incident_id))
+    def ack(self, db: Any, incident_id: int, ts: float, by: str) -> None:
+        self._db.execute("UPDATE alert_incidents SET acked_ts = ?, acked_by = ? WHERE id = ?", (ts, by, incident_id))
 
-    @staticmethod
-    def update_incident(db: Any, incident_id: int, **fields: Any) -> None:
+    def update_incident(self, db: Any, incident_id: int, **fields: Any) -> None:
         names = ", ".join(f"{name} = ?" for name in fields)
-        db.execute(f"UPDATE alert_incidents SET {names} WHERE id = ?", (*fields.values(), incident_id))
+        self._db.execute(f"UPDATE alert_incidents SET {names} WHERE id = ?", (*fields.values(), incident_id))
 
     def repeats_due(self, now: float) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM alert_incidents WHERE resolved_ts IS NULL AND acked_ts IS NULL "
@@ -171,9 +180,8 @@ class Store:
 
     # --------------------------------------------------------------------------------------------- notices
 
-    @staticmethod
-    def add_notice(db: Any, incident_id: int, recipient: str, kind: str, ts: float) -> None:
-        db.execute("INSERT INTO alert_notices (incident_id, recipient, kind, created_ts) VALUES (?, ?, ?, ?)",
+    def add_notice(self, db: Any, incident_id: int, recipient: str, kind: str, ts: float) -> None:
+        self._db.execute("INSERT INTO alert_notices (incident_id, recipient, kind, created_ts) VALUES (?, ?, ?, ?)",
                    (incident_id, recipient, kind, ts))
 
     def owed(self) -> list[dict[str, Any]]:
@@ -195,26 +203,23 @@ class Store:
             "SELECT DISTINCT recipient FROM alert_notices WHERE incident_id = ? AND message_id IS NOT NULL",
             (incident_id,))}
 
-    @staticmethod
-    def drop_owed(db: Any, incident_id: int, kinds: tuple[str, ...]) -> None:
+    def drop_owed(self, db: Any, incident_id: int, kinds: tuple[str, ...]) -> None:
         marks = ", ".join("?" for _ in kinds)
-        db.execute(f"DELETE FROM alert_notices WHERE incident_id = ? AND message_id IS NULL AND kind IN ({marks})",
-                   (incident_id, *kinds))
+        self._db.execute(f"DELETE FROM alert_notices WHERE incident_id = ? AND message_id IS NULL "
+                         f"AND kind IN ({marks})", (incident_id, *kinds))
 
-    @staticmethod
-    def flag_notices(db: Any, ids: Iterable[int], column: str) -> None:
+    def flag_notices(self, db: Any, ids: Iterable[int], column: str) -> None:
         assert column in ("deferred", "capped")
-        db.conn.executemany(f"UPDATE alert_notices SET {column} = 1 WHERE id = ?", [(i,) for i in ids])
+        self._db.executemany(f"UPDATE alert_notices SET {column} = 1 WHERE id = ?", [(i,) for i in ids])
 
     # -------------------------------------------------------------------------------------------- messages
 
-    @staticmethod
-    def add_message(db: Any, recipient: str, ts: float, header: str, local_id: str, segments: int,
+    def add_message(self, db: Any, recipient: str, ts: float, header: str, local_id: str, segments: int,
                     notice_ids: Iterable[int]) -> int:
-        cursor = db.execute("INSERT INTO alert_messages (recipient, ts, header, local_id, segments) "
+        cursor = self._db.execute("INSERT INTO alert_messages (recipient, ts, header, local_id, segments) "
                             "VALUES (?, ?, ?, ?, ?)", (recipient, ts, header, local_id, segments))
-        db.conn.executemany("UPDATE alert_notices SET message_id = ? WHERE id = ?",
-                       [(cursor.lastrowid, i) for i in notice_ids])
+        self._db.executemany("UPDATE alert_notices SET message_id = ? WHERE id = ?",
+                             [(cursor.lastrowid, i) for i in notice_ids])
         return cursor.lastrowid
 
     def sent_since(self, recipient: str, since: float) -> int:
@@ -230,7 +235,7 @@ class Store:
 
     def prune(self, before: float) -> int:
         """Forget messages and resolved incidents (and their notices) older than ``before``."""
-        with self.buffer.transaction() as db:
+        with self._db.transaction() as db:
             gone = db.execute("DELETE FROM alert_notices WHERE message_id IS NOT NULL AND incident_id IN "
                               "(SELECT id FROM alert_incidents WHERE resolved_ts < ?)", (before,)).rowcount
             gone += db.execute("DELETE FROM alert_incidents WHERE resolved_ts < ? AND id NOT IN "

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edge.durations import Duration
 from edge.config import Identifier, StrictModel
+from edge.gateway.control.cron import parse_cron
 from edge.gateway.hardware.base import ActuatorRef, SensorInput
 
 _CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -36,8 +37,6 @@ class CronSchedule(_Schedule):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        from edge.gateway.control.schedules import parse_cron
-
         parse_cron(value, "UTC")  # raises ValueError with the reason
         return value
 

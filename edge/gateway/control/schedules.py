@@ -2,8 +2,8 @@
 
 A schedule is *level-triggered*: ``window(schedule, now)`` says whether a window is open at ``now`` and when it ends.
 So a daemon restarted in the middle of a 10-minute irrigation only waters for what is left of those 10 minutes, and
-one that was down through a whole window does not water late. Cron arithmetic is APScheduler's (the only place control
-imports it); sunrise and sunset come from astral.
+one that was down through a whole window does not water late. Cron lines are read by ``cron.py`` (APScheduler's
+trigger); sunrise and sunset come from astral.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from edge.gateway.control.config import CronSchedule, DutySchedule, SunSchedule
+from edge.gateway.control.cron import parse_cron
 
 
 @dataclass(frozen=True)
@@ -31,19 +32,6 @@ class Place:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-
-@lru_cache(maxsize=64)
-def parse_cron(expression: str, timezone: str):
-    """An APScheduler CronTrigger for a five-field crontab line; ValueError names what is wrong."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    if len(expression.split()) != 5:
-        raise ValueError(f"invalid cron {expression!r}: needs five fields (minute hour day month weekday)")
-    try:
-        return CronTrigger.from_crontab(expression, timezone=ZoneInfo(timezone))
-    except ValueError as exc:
-        raise ValueError(f"invalid cron {expression!r}: {exc}") from None
 
 
 def window(schedule, now: float, place: Place) -> Window | None:

@@ -9,7 +9,9 @@ output on again, for the time it has left.
 
 Every change is an event in the buffer with its reason (``schedule:<id>``, ``rule:<id>``, ``manual:<who>``,
 ``safety:max_on``, ``safety:stale_input``, ``startup``, ``shutdown``); the state that must survive a restart (on-times,
-latches, overrides, rule memories) lives in the buffer's SQLite file.
+latches, overrides, rule memories) lives in the buffer's SQLite file, kept by :class:`.state.ControlState`. Code in
+the same process learns of every switch at once from :attr:`Supervisor.on_switch` (the alert service does), called
+once the supervisor's lock is released, never by reading the events back.
 
 A buffer that cannot store (a full disk) never stops an output from being switched: the switch happens first, the
 event waits in the buffer's memory, and the state is saved at a later evaluation once there is room. Switching on is
@@ -19,10 +21,9 @@ restart during the outage is lost (docs/operations.md).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,30 +35,10 @@ from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.control import rules as rule_logic
 from edge.gateway.control.commands import Actuate, CommandParser, Refused
 from edge.gateway.control.schedules import Place, window
+from edge.gateway.control.state import ControlState
 from edge.gateway.control.types import ActuatorState, ActuatorView, Override, describe_state
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS = [(1, "control state", """
-    CREATE TABLE control_actuators (
-        actuator TEXT PRIMARY KEY,
-        value    REAL NOT NULL,
-        reason   TEXT NOT NULL,
-        since    REAL NOT NULL,     -- when it last changed
-        on_since REAL,              -- start of the current (or last, if stopped by shutdown) continuous on-time
-        until    REAL,              -- when the current reason ends, if known
-        latched  INTEGER NOT NULL DEFAULT 0  -- cut by max_on: stays off until nothing requests it
-    );
-    CREATE TABLE control_overrides (
-        actuator TEXT PRIMARY KEY,
-        value    REAL NOT NULL,
-        until    REAL,              -- NULL: until `edge actuate ID auto`
-        who      TEXT NOT NULL,
-        issued   REAL NOT NULL
-    );
-    CREATE TABLE control_rules (rule TEXT PRIMARY KEY, state TEXT NOT NULL);
-""")]
-
 
 @dataclass(frozen=True)
 class Request:
@@ -83,6 +64,10 @@ class LatestReadings:
             return self._latest.get((sensor, quantity))
 
 
+#: ``listener(actuator_id, change, ts)``: an output was switched (``change`` as recorded in its event).
+SwitchListener = Callable[[str, ActuatorChange, float], None]
+
+
 class Supervisor:
     def __init__(self, config: Any, actuators: Mapping[str, Any], buffer: Any, clock: Any,
                  latest: LatestReadings | None = None):
@@ -105,8 +90,12 @@ class Supervisor:
         self._carried_on_time: dict[str, float] = {}  # seconds already on before the restart, per actuator
         self._unsaved: set[str] = set()  # actuators whose last change is not on disk yet (no room)
         self._faulty: set[str] = set()  # actuators whose last switch failed: a fault episode, recorded once
+        self.on_switch: list[SwitchListener] = []
+        self._switched: list[tuple[str, ActuatorChange, float]] = []  # told to on_switch once the lock is released
+        self._told = threading.Lock()
+        self.store: ControlState | None = None
         try:
-            buffer.migrate("control", MIGRATIONS)
+            self.store = ControlState(buffer)
             self._load(self.started)
         except BufferUnavailable as exc:  # a full disk at start: control runs from nothing rather than not at all
             log.warning("control state could not be read (%s): starting without it (outputs are off)", exc)
@@ -117,37 +106,29 @@ class Supervisor:
         """Restore what must survive a restart. An output that was on when the daemon stopped is off now (outputs
         are constructed off); the on-time it had already run is carried, so ``max_on`` still counts it if a reason
         switches it straight back on."""
-        db = self.buffer.db
-        last_alive = db.execute("SELECT MAX(ts) FROM readings").fetchone()[0] or now
-        for row in db.query("SELECT * FROM control_actuators"):
-            st = self.state.get(row["actuator"])
+        store = self.store
+        last_alive = self.buffer.last_reading_ts() or now
+        for actuator_id, row in store.actuators().items():
+            st = self.state.get(actuator_id)
             if st is None:
                 continue
-            st.latched = bool(row["latched"])
-            if row["value"] > 0:  # the daemon died with it on: it ran until the last sign of life
-                self._carried_on_time[row["actuator"]] = max(0.0, last_alive - row["on_since"])
-                st.value, st.on_since = row["value"], row["on_since"]
-                self._record(row["actuator"], st, 0.0, "startup", now)
+            st.latched = row.latched
+            if row.value > 0:  # the daemon died with it on: it ran until the last sign of life
+                self._carried_on_time[actuator_id] = max(0.0, last_alive - row.on_since)
+                st.value, st.on_since = row.value, row.on_since
+                self._record(actuator_id, st, 0.0, "startup", now)
                 st.off_at = now
             else:
-                st.reason, st.since = row["reason"], row["since"]
-                st.off_at = row["since"]  # min_off and interlock waits count from the last switch-off
-                if row["reason"] == "shutdown" and row["on_since"] is not None:
-                    self._carried_on_time[row["actuator"]] = max(0.0, row["since"] - row["on_since"])
-        for row in db.query("SELECT * FROM control_overrides"):
-            if row["actuator"] in self.state:  # bounded by max_manual, even one stored by an older version
-                bound = row["issued"] + self.limits[row["actuator"]].manual_limit()
-                self.overrides[row["actuator"]] = Override(
-                    row["actuator"], row["value"], bound if row["until"] is None else min(row["until"], bound),
-                    row["who"], row["issued"])
-        for row in db.query("SELECT * FROM control_rules"):
-            self.rule_state[row["rule"]] = json.loads(row["state"])
-
-    def _save_actuator(self, db: Any, actuator_id: str, st: ActuatorState) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO control_actuators VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (actuator_id, st.value, st.reason, st.since, st.on_since, st.until, int(st.latched)),
-        )
+                st.reason, st.since = row.reason, row.since
+                st.off_at = row.since  # min_off and interlock waits count from the last switch-off
+                if row.reason == "shutdown" and row.on_since is not None:
+                    self._carried_on_time[actuator_id] = max(0.0, row.since - row.on_since)
+        for stored in store.overrides():
+            if stored.actuator in self.state:  # bounded by max_manual, even one stored by an older version
+                bound = stored.issued + self.limits[stored.actuator].manual_limit()
+                self.overrides[stored.actuator] = Override(stored.actuator, stored.value, min(stored.until, bound),
+                                                           stored.who, stored.issued)
+        self.rule_state.update(store.rule_memory())
 
     def _record(self, actuator_id: str, st: ActuatorState, value: float, reason: str, now: float,
                 until: float | None = None) -> None:
@@ -159,35 +140,53 @@ class Supervisor:
             if reason != "shutdown":  # a shutdown keeps the on-time so that max_on counts it after the restart
                 st.on_since = None
         st.value, st.reason, st.since, st.until = value, reason, now, until
-        event = ActuatorChange(value, previous, reason, round(until, 3) if until else None).to_data()
+        change = ActuatorChange(value, previous, reason, round(until, 3) if until else None)
+        event = change.to_data()
         try:
-            with self.buffer.transaction() as db:
-                self._save_actuator(db, actuator_id, st)
+            if self.store is None:
+                raise BufferUnavailable("the control state could not be opened at start")
+            with self.buffer.transaction():
+                self.store.save_actuator(actuator_id, st)
                 self.buffer.append_event(ActuatorChange.KIND, actuator_id, event, ts=now)
             self._unsaved.discard(actuator_id)
-        except BufferWriteError as exc:
+        except (BufferWriteError, BufferUnavailable) as exc:
             log.debug("%s: change not stored yet: %s", actuator_id, exc)
             self._unsaved.add(actuator_id)
             self.buffer.append_event(ActuatorChange.KIND, actuator_id, event, ts=now)  # waits in memory for room
+        with self._told:
+            self._switched.append((actuator_id, change, now))
         log.info("%s %s (%s)", actuator_id, _describe(value), reason)
+
+    def _tell(self) -> None:
+        """Tell ``on_switch`` of the switches made since last time, in order; called with the lock released, so a
+        listener may take its own locks (or call :meth:`describe`). A listener that fails is logged and skipped."""
+        with self._told:
+            switched, self._switched = self._switched, []
+        for actuator_id, change, ts in switched:
+            for listener in list(self.on_switch):
+                try:
+                    listener(actuator_id, change, ts)
+                except Exception:
+                    log.exception("a listener of %s's switch failed", actuator_id)
 
     def _save_unsaved(self) -> None:
         """Store the state of actuators whose change could not be stored when it happened (a full disk)."""
         for actuator_id in sorted(self._unsaved):
             try:
-                with self.buffer.transaction() as db:
-                    self._save_actuator(db, actuator_id, self.state[actuator_id])
-            except BufferWriteError:
+                if self.store is None:
+                    self.store = ControlState(self.buffer)
+                self.store.save_actuator(actuator_id, self.state[actuator_id])
+            except (BufferWriteError, BufferUnavailable):
                 return  # still no room: the next evaluation tries again
             self._unsaved.discard(actuator_id)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """A buffer transaction whose refusal (a full disk) does not stop control: the state in memory goes on, and
-        the buffer has already reported why it cannot store."""
+    def _saving(self) -> Iterator[ControlState | None]:
+        """A write of the control state whose refusal (a full disk) does not stop control: the state in memory goes
+        on, and the buffer has already reported why it cannot store. Gives None while the state could not be opened
+        (nothing is written then)."""
         try:
-            with self.buffer.transaction() as db:
-                yield db
+            yield self.store
         except BufferWriteError as exc:
             log.debug("control state not stored: %s", exc)
 
@@ -196,6 +195,11 @@ class Supervisor:
     def evaluate(self, now: float | None = None) -> None:
         """Decide every output from the current requests and limits, and switch what must change."""
         now = self.clock.time() if now is None else now
+        with self._lock:
+            self._evaluate(now)
+        self._tell()
+
+    def _evaluate(self, now: float) -> None:
         with self._lock:
             if self._unsaved:
                 self._save_unsaved()
@@ -210,8 +214,9 @@ class Supervisor:
         for actuator_id, override in list(self.overrides.items()):
             if now >= override.until:
                 del self.overrides[actuator_id]
-                with self._transaction() as db:
-                    db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
+                with self._saving() as store:
+                    if store is not None:
+                        store.drop_override(actuator_id)
                 log.info("manual override of %s by %s expired", actuator_id, override.who)
 
     def _requests(self, now: float) -> tuple[dict[str, Request], dict[str, str]]:
@@ -251,8 +256,9 @@ class Supervisor:
         decision = rule_logic.decide(rule, state, reading, now, stale_after)
         if decision.state != state:
             self.rule_state[rule.id] = decision.state
-            with self._transaction() as db:
-                db.execute("INSERT OR REPLACE INTO control_rules VALUES (?, ?)", (rule.id, json.dumps(decision.state)))
+            with self._saving() as store:
+                if store is not None:
+                    store.save_rule(rule.id, decision.state)
         if decision.fault != self.rule_faults.get(rule.id):
             self.rule_faults[rule.id] = decision.fault
             event = (RuleFault if decision.fault else RuleRecovered)(rule.actuator, decision.fault)
@@ -278,8 +284,9 @@ class Supervisor:
                 self._switch(actuator_id, want, request.reason, now, request.until)
             elif want > 0 and self._until(actuator_id, request.until) != st.until:
                 st.until = self._until(actuator_id, request.until)  # e.g. an override extended
-                with self._transaction() as db:
-                    self._save_actuator(db, actuator_id, st)
+                with self._saving() as store:
+                    if store is not None:
+                        store.save_actuator(actuator_id, st)
             return
         if want <= 0:
             return
@@ -364,8 +371,9 @@ class Supervisor:
         with self._lock:
             if command.action == "auto":
                 self.overrides.pop(actuator_id, None)
-                with self._transaction() as db:
-                    db.execute("DELETE FROM control_overrides WHERE actuator = ?", (actuator_id,))
+                with self._saving() as store:
+                    if store is not None:
+                        store.drop_override(actuator_id)
             else:
                 if command.action == "on" and self.state[actuator_id].value <= 0:
                     refusal = self._refusal(actuator_id, now)
@@ -374,13 +382,15 @@ class Supervisor:
                 override = Override(actuator_id, 1.0 if command.action == "on" else 0.0, now + command.duration,
                                     command.who, now)
                 self.overrides[actuator_id] = override
-                with self._transaction() as db:
-                    db.execute("INSERT OR REPLACE INTO control_overrides VALUES (?, ?, ?, ?, ?)",
-                               (override.actuator, override.value, override.until, override.who, override.issued))
+                with self._saving() as store:
+                    if store is not None:
+                        store.save_override(override)
             self.buffer.append_event(CommandActuate.KIND, actuator_id,
                                      CommandActuate(command.action, command.duration, command.who).to_data(), ts=now)
-            self.evaluate(now)
-            return self.describe(actuator_id, now)
+            self._evaluate(now)
+            view = self.describe(actuator_id, now)
+        self._tell()
+        return view
 
     def command(self, actuator_id: str, action: str, duration: float | None, who: str,
                 now: float | None = None) -> ActuatorView:
@@ -419,6 +429,7 @@ class Supervisor:
                         self._record(actuator_id, st, 0.0, "shutdown", now)
                     except Exception:
                         log.exception("%s: its switch-off could not be recorded", actuator_id)
+        self._tell()
         return failed
 
 

@@ -43,23 +43,9 @@ from edge.errors import BufferWriteError
 from edge.gateway.control.commands import AlreadyReceived, CommandError, Stale
 from edge.gateway.sync.config import SyncConfig
 from edge.gateway.sync.link import Link, LinkDown, Message, MqttLink
+from edge.gateway.sync.state import SyncState
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS = [(1, "sync state", """
-    CREATE TABLE sync_commands (id TEXT PRIMARY KEY, issued REAL NOT NULL, received REAL NOT NULL, ok INTEGER NOT NULL);
-    CREATE TABLE sync_state (key TEXT PRIMARY KEY, value TEXT);
-"""), (2, "rows set aside", """
-    CREATE TABLE sync_quarantine (
-        stream  TEXT NOT NULL,
-        epoch   INTEGER NOT NULL,
-        seq     INTEGER NOT NULL,
-        moved   REAL NOT NULL,       -- when it was set aside
-        reason  TEXT NOT NULL,
-        cells   TEXT NOT NULL,       -- JSON {column: [sqlite type, hex of text/blob or the number's literal]}
-        PRIMARY KEY (stream, epoch, seq)
-    );
-""")]
 
 #: The thread writes its heartbeat (``beat`` in ``sync_state``, for ``edge status``) at most this often.
 BEAT_EVERY = 10.0
@@ -127,7 +113,7 @@ class Sync:
         self._last_error: str | None = None  # the last failure of the thread's loop, while it lasts
         self._errors = 0  # failures in a row
         self._ended: str | None = None  # why the thread ended, if it did without being stopped
-        buffer.migrate("sync", MIGRATIONS)
+        self.state = SyncState(buffer)
 
     @property
     def enabled(self) -> bool:
@@ -311,10 +297,7 @@ class Sync:
 
     def _open_lanes(self) -> None:
         """Readings taken from now on are live; older pending ones are the backlog."""
-        row = self.buffer.db.execute(  # a garbled key (text, it sorts last) is swept aside by _read, not read here
-            "SELECT epoch, seq FROM readings WHERE acked = 0 AND typeof(epoch) = 'integer' AND typeof(seq) = 'integer' "
-            "ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
-        live_from = tuple(row) if row else (0, 0)
+        live_from = self.buffer.last_pending_key("readings") or (0, 0)  # a garbled key is swept aside by _read
         self.lanes = [Lane("events", "events"), Lane("live", "readings", after=live_from),
                       Lane("backlog", "readings", until=live_from, rate=self.config.backlog_rate)]
         self._last_step = self.clock.monotonic()
@@ -405,22 +388,12 @@ class Sync:
         except sqlite3.OperationalError as exc:
             if not _undecodable(exc):
                 raise
-        table = _table(stream)
-        for hex_epoch, hex_seq in self.buffer.db.execute(  # a garbled key first: it cannot even be selected
-                f"SELECT hex(epoch), hex(seq) FROM {table} WHERE acked = 0 AND "
-                f"(typeof(epoch) != 'integer' OR typeof(seq) != 'integer')").fetchall():
+        _table(stream)
+        for hex_epoch, hex_seq in self.buffer.garbled_keys(stream):  # a garbled key first: it cannot be selected
             self._set_aside(stream, f"x'{hex_epoch}'", f"x'{hex_seq}'", "its key is not a pair of integers",
                             match=("hex(epoch) = ? AND hex(seq) = ?", (hex_epoch, hex_seq)))
-        keys = self.buffer.db.execute(f"SELECT epoch, seq FROM {_table(stream)} WHERE acked = 0 AND {where}",
-                                      params).fetchall()
-        for epoch, seq in keys:
-            try:
-                self.buffer.db.execute(f"SELECT * FROM {_table(stream)} WHERE epoch = ? AND seq = ?",
-                                       (epoch, seq)).fetchall()
-            except sqlite3.OperationalError as exc:
-                if not _undecodable(exc):
-                    raise
-                self._set_aside(stream, epoch, seq, f"cannot be read: {exc}")
+        for epoch, seq, error in self.buffer.undecodable(stream, where, params):
+            self._set_aside(stream, epoch, seq, f"cannot be read: {error}")
         return query()
 
     def _encode(self, stream: str, rows: list[dict[str, Any]]) -> tuple[bytes | None, list[dict[str, Any]]]:
@@ -466,15 +439,12 @@ class Sync:
         key), a ``buffer.set_aside`` event."""
         reason = _printable(reason)
         now = self.clock.time()
-        table = _table(stream)
         where, params = match or ("epoch = ? AND seq = ?", (epoch, seq))
-        with self.buffer.transaction() as db:
-            cells = _raw_cells(db, table, where, params)
+        with self.buffer.transaction():
+            cells = self.buffer.take_raw(_table(stream), where, params)
             if cells is None:
                 return  # already gone (acknowledged and pruned meanwhile)
-            db.execute("INSERT OR REPLACE INTO sync_quarantine VALUES (?, ?, ?, ?, ?, ?)",
-                       (stream, epoch, seq, now, reason, json.dumps(cells, sort_keys=True)))
-            db.execute(f"DELETE FROM {table} WHERE {where}", params)
+            self.state.quarantine(stream, epoch, seq, now, reason, cells)
             if stream == "readings" and match is None:
                 ts = _number(cells.get("ts"))
                 self.buffer.append_event(BufferGap.KIND, "sync", BufferGap(
@@ -577,9 +547,7 @@ class Sync:
             except Exception as exc:  # a bad argument: the same
                 result = {"ok": False, "error": _reason(exc)}
         if not isinstance(refusal, AlreadyReceived):  # a replay is answered, not recorded again
-            with self.buffer.transaction() as db:
-                db.execute("INSERT OR IGNORE INTO sync_commands VALUES (?, ?, ?, ?)",
-                           (command.id, command.issued, now, int(result["ok"])))
+            self.state.record_command(command.id, command.issued, now, result["ok"])
         self.buffer.append_event(CommandResult.KIND, "sync",
                                  CommandResult(command.id, op=command.op, **result).to_data(), ts=now)
         log.info("sync: command %s (%s): %s", command.id, command.op,
@@ -587,7 +555,7 @@ class Sync:
 
     def _replay_refusal(self, command: protocol.Command, now: float) -> CommandError | None:
         """Each command id is carried out once, and only while fresh (issued time and id: replay protection)."""
-        if self.buffer.db.execute("SELECT 1 FROM sync_commands WHERE id = ?", (command.id,)).fetchone():
+        if self.state.seen(command.id):
             return AlreadyReceived(f"command {command.id} was already received")
         if self.clock.is_synced():
             if now - command.issued > self.config.command_max_age:
@@ -614,10 +582,8 @@ class Sync:
         """Record the uplink's state for ``edge status``; every record is also a heartbeat (``beat``, wall time)."""
         state = {"since": self._link_since, "last_ack": self.last_ack, "beat": self.clock.time(), **values}
         try:
-            with self.buffer.transaction() as db:
-                for key, value in state.items():
-                    db.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", (key, None if value is None
-                                                                                  else _printable(str(value))))
+            self.state.record_link(**{key: None if value is None else _printable(str(value))
+                                      for key, value in state.items()})
         except BufferWriteError as exc:  # what edge status shows; the uplink goes on without it
             log.debug("sync: link state not recorded (%s)", exc)
             return
@@ -681,18 +647,6 @@ def _table(stream: str) -> str:
 
 def _undecodable(exc: sqlite3.Error) -> bool:
     return "Could not decode" in str(exc)
-
-
-def _raw_cells(db: Any, table: str, where: str, params: tuple) -> dict[str, list[Any]] | None:
-    """Every cell of one row as ``[sqlite type, text]``: text and blobs as hex (their exact bytes, whatever they
-    are), numbers as their literal. Read with SQL functions only, so an undecodable cell never reaches Python."""
-    columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()]
-    parts = ", ".join(f"typeof(\"{c}\"), CASE WHEN typeof(\"{c}\") IN ('text', 'blob') THEN hex(\"{c}\") "
-                      f"ELSE quote(\"{c}\") END" for c in columns)
-    row = db.execute(f"SELECT {parts} FROM {table} WHERE {where}", params).fetchone()
-    if row is None:
-        return None
-    return {c: [row[2 * i], row[2 * i + 1]] for i, c in enumerate(columns)}
 
 
 def _number(cell: list[Any] | None) -> float | None:
