@@ -73,7 +73,7 @@ def test_connect_subscribes_and_leaves_an_offline_will(buffer, clock, link):
     assert set(link.subscriptions) == {protocol.topic(GW, protocol.DOWN_ACK), protocol.topic(GW, protocol.DOWN_CMD),
                                        protocol.PRESENCE_TOPIC}
     assert link.will.retained and protocol.decode_status(link.will.payload)["state"] == "offline"
-    assert buffer.sync_state()["link"] == "up"
+    assert sync.state.link().link == "up"
 
 
 def test_events_first_and_live_readings_never_wait_behind_the_backlog(buffer, clock, link):
@@ -128,7 +128,7 @@ def test_a_lost_link_reconnects_and_sends_everything_unacknowledged_again(buffer
     assert sent(link) == [("readings", [1, 2, 3, 4])]
     link.lose("connection reset")
     sync.turn()
-    assert not sync.connected and buffer.sync_state()["error"] == "connection reset"
+    assert not sync.connected and sync.state.link().error == "connection reset"
     sync.turn()  # reconnects (no backoff sleep: the attempt succeeded)
     assert sync.connected and link.connects == 2 and links == [True, False, True]
     tick(sync, clock)
@@ -141,7 +141,7 @@ def test_a_refused_connection_leaves_the_link_down_with_the_reason(buffer, clock
     monkeypatch.setattr(sync, "_sleep", lambda _seconds: None)  # the backoff, in real time, is not the point here
     sync.turn()
     assert not sync.connected
-    assert buffer.sync_state()["link"] == "down" and "Not authorized" in buffer.sync_state()["error"]
+    assert sync.state.link().link == "down" and "Not authorized" in sync.state.link().error
 
 
 def test_a_collector_coming_back_gets_the_batches_awaiting_acks_at_once(buffer, clock, link):
