@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -37,6 +38,19 @@ def format_duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def format_age(seconds: float) -> str:
+    """How long ago, as a person reads it: ``45s``, ``12m``, ``3h``, ``2d`` (rounded in the largest unit it reaches);
+    ``?`` when unknown (not a finite number); an age below 0 (the wall clock stepped back since, NTP) reads ``0s``.
+    The one English age formatter (``edge status``, ``edge doctor``); SMS ages are worded by the alert messages."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 #: A config field holding a duration; validated from text, stored as float seconds. Defaults are given in seconds.

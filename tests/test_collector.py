@@ -662,3 +662,34 @@ def test_the_collector_command_stores_acks_and_stops_cleanly_on_sigterm_without_
     assert proc.returncode == 0, err
     assert "collector c-t stopped: 1 messages in 1 rounds, 10 readings stored" in err
     assert "s3cret-pw" not in err
+
+
+# ------------------------------------------------------------------------------------ the writer over a Source
+
+
+def test_the_writer_through_an_in_memory_source_commits_then_acks_then_settles(migrated):
+    """No broker: the collector's writer takes messages from a MemorySource, and nothing is answered or settled
+    before the commit (checked from ``after_commit``, which runs between the two)."""
+    from edge.datacenter.source import MemorySource
+
+    source = MemorySource()
+    seen_at_commit = []
+    collector = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated), client_id="memory",
+                          source=source,
+                          after_commit=lambda: seen_at_commit.append((len(source.replies), len(source.settled))))
+    message = source.put(protocol.topic("gh-mem", protocol.UP_READINGS), reading_batch("gh-mem", 1, 5))
+    garbage = source.put(protocol.topic("gh-mem", protocol.UP_READINGS), b"not a batch")
+    collector.start()
+    try:
+        assert collector.subscribed.wait(5)
+        wait_until(lambda: len(source.settled) == 2, timeout=20, what="both messages settled")
+    finally:
+        collector.stop()
+    assert seen_at_commit == [(0, 0)]
+    assert source.settled == [message, garbage]  # the bad one is set aside and settled too
+    [(topic, payload)] = source.replies
+    assert topic == protocol.topic("gh-mem", protocol.DOWN_ACK)
+    assert protocol.decode_ack(payload) == protocol.Ack("readings", 1, ((1, 5),), (), 1)
+    with migrated.connect() as db:
+        assert db.execute("SELECT count(*) FROM readings WHERE gateway_id = 'gh-mem'").fetchone()[0] == 5
+        assert db.execute("SELECT count(*) FROM rejected_messages").fetchone()[0] == 1

@@ -115,6 +115,42 @@ def test_an_output_that_cannot_be_switched_on_does_not_keep_the_others_from_swit
         buffer.close()
 
 
+def test_an_output_that_keeps_failing_is_recorded_once_per_fault_episode(tmp_path, monkeypatch):
+    lines = tmp_path / "gpio"
+    monkeypatch.setenv(STATE_DIR_ENV, str(lines))
+    cfg = parse_config(GATEWAY.format(buffer=tmp_path / "buffer.db", socket=tmp_path / "control.sock"))
+    clock = FakeClock()
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=clock.time(), boot_id="b")
+    hardware = open_hardware(cfg, clock, sensors=False)
+    latest = LatestReadings()
+    supervisor = Supervisor(cfg, hardware.actuators, buffer, clock, latest)
+
+    def pump_events() -> list[tuple[str, float]]:
+        return [(kind, data["value"]) for kind, source, data in events(tmp_path / "buffer.db")
+                if source == "pump" and kind in ("actuator.fault", "actuator.change")]
+
+    try:
+        break_line(lines, 27)
+        for _ in range(5):  # every evaluation tries again
+            latest([NewReading(clock.time(), "air", "temperature", 21.0, "°C")])
+            supervisor.evaluate()
+            clock.advance(1)
+        assert pump_events() == [("actuator.fault", 1.0)]  # one episode, one record
+        (lines / "GPIO27.broken").unlink()
+        supervisor.evaluate()  # mended: it switches, and the episode is over
+        assert read_lines(lines)["GPIO27"] == "output 1"
+        break_line(lines, 27)
+        for _ in range(3):
+            latest([NewReading(clock.time(), "air", "temperature", -70.0, "°C")])  # the rule now wants it off
+            supervisor.evaluate()
+            clock.advance(1)
+        assert pump_events() == [("actuator.fault", 1.0), ("actuator.change", 1.0), ("actuator.fault", 0.0)]
+    finally:
+        (lines / "GPIO27.broken").unlink(missing_ok=True)  # mended, so that the pins can be released
+        hardware.close()
+        buffer.close()
+
+
 # ------------------------------------------------------------------------------------------------- for real
 
 

@@ -1,9 +1,10 @@
 """The collector: gateway uplink from MQTT into PostgreSQL, acknowledged only after the commit.
 
-Per round, the writer thread takes up to ``collector.batch_messages`` messages (waiting at most
-``collector.batch_wait``), decodes them, writes all of them in ONE transaction, commits, then publishes an
-application-level :class:`~edge.contract.protocol.Ack` for every batch to ``greenhouse/v1/<gateway>/down/ack`` and only then
-acknowledges the MQTT messages (``manual_ack``). A crash anywhere before the MQTT ack leaves the messages with the
+Per round, the writer thread takes up to ``collector.batch_messages`` messages from its source
+(:mod:`edge.datacenter.source`: MQTT, or in memory for tests; waiting at most ``collector.batch_wait``), decodes them,
+writes all of them in ONE transaction, commits, then sends an application-level :class:`~edge.contract.protocol.Ack`
+for every batch to ``greenhouse/v1/<gateway>/down/ack`` and only then settles the messages with the source (MQTT:
+``manual_ack``). A crash anywhere before the MQTT ack leaves the messages with the
 broker, which delivers them again; the database's unique keys make the second write a no-op, and the ack goes out
 again. A gateway deletes a batch only on that ack.
 
@@ -26,27 +27,23 @@ its own client id, kept across restarts so the broker session (and what was in f
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
 import time
 from collections import deque
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 
 from edge.contract import protocol
-from edge.datacenter.config import BrokerConfig, DataCenterConfig
+from edge.datacenter.config import DataCenterConfig
+from edge.datacenter.source import STATUS, UPLINK, Incoming, MqttSource, Source
 from edge.datacenter.store import Rejected, StatusUpdate, Store, Work, Written
 
 log = logging.getLogger(__name__)
 
-UPLINK = f"{protocol.TOPIC_ROOT}/+/up/#"
-STATUS = f"{protocol.TOPIC_ROOT}/+/{protocol.STATUS}"
 #: SQLSTATE classes that blame the data, not the database: data exception, integrity violation, program limit
 #: exceeded (a value too large for an index or a jsonb). Any other database error means the database is unavailable.
 _MESSAGE_FAULTS = ("22", "23", "54")
@@ -60,17 +57,6 @@ def default_client_id() -> str:
 
 
 # ---------------------------------------------------------------------------------------------- decoding (pure)
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """One MQTT message as paho handed it over, before any decoding."""
-
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    retain: bool = False
 
 
 Item = protocol.ReadingBatch | protocol.EventBatch | StatusUpdate | Rejected
@@ -295,37 +281,26 @@ class Collector:
     """
 
     def __init__(self, config: DataCenterConfig, *, client_id: str | None = None,
-                 after_commit: Callable[[], None] | None = None):
+                 after_commit: Callable[[], None] | None = None, source: Source | None = None):
         self.config = config
         self.client_id = client_id or config.mqtt.client_id or default_client_id()
         self.after_commit = after_commit
-        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        self.source: Source = source if source is not None else MqttSource(config.mqtt, self.client_id)
         self.waiting = FairQueue(config.collector.gateway_rate)
         self.stats = Stats()
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()  # set once the broker confirmed the subscriptions
+        self.connected = self.source.connected
+        self.subscribed = self.source.subscribed  # set once the broker confirmed the subscriptions
         self.failure: Exception | None = None
         self._stop = threading.Event()
         self._store: Store | None = None
-        self._client = _make_client(config.mqtt, self.client_id)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_connect_fail = self._on_connect_fail
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
 
     # ------------------------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> Collector:
-        mqtt = self.config.mqtt
-        parts = urlsplit(mqtt.url)
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        log.info("collector %s: broker %s:%s, share group %s, database %s", self.client_id, parts.hostname, port,
-                 mqtt.share_group, _safe_dsn(self.config.database.url))
-        self._client.connect_async(parts.hostname, port, keepalive=int(mqtt.keepalive), clean_start=False,
-                                   properties=_connect_properties(mqtt))
-        self._client.loop_start()
+        log.info("collector %s: broker %s, share group %s, database %s", self.client_id, self.source.where,
+                 self.config.mqtt.share_group, _safe_dsn(self.config.database.url))
+        self.source.start()
         self._writer.start()
         return self
 
@@ -334,54 +309,9 @@ class Collector:
         self._stop.set()
         if self._writer.is_alive():
             self._writer.join(timeout)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self.source.stop()
         self._close_store()
         log.info("collector %s stopped: %s", self.client_id, self._summary())
-
-    # ---------------------------------------------------------------------------- paho callbacks: record, hand over
-
-    def _on_connect(self, client, _userdata, flags, reason_code, _properties=None) -> None:
-        if reason_code.is_failure:
-            log.error("broker refused the connection: %s (check mqtt.username / password_file)", reason_code)
-            return
-        from paho.mqtt.subscribeoptions import SubscribeOptions
-
-        group = self.config.mqtt.share_group
-        client.subscribe([(f"$share/{group}/{UPLINK}", SubscribeOptions(qos=1)),
-                          # not shared: a shared subscription gets no retained messages; and only on a new
-                          # subscription (retainHandling 1), not again at every reconnect
-                          (STATUS, SubscribeOptions(qos=1, retainHandling=1))])
-        # After the SUBSCRIBE on this connection, so subscribed when gateways see it: a broker restarted without our
-        # session dropped what gateways sent meanwhile, and a new start id tells them to re-send it now.
-        client.publish(protocol.PRESENCE_TOPIC, protocol.encode_presence(
-            uuid.uuid4().hex, client=self.client_id, ts=round(time.time(), 3)), qos=1, retain=True)
-        self.connected.set()
-        log.info("connected to the broker (session %s)", "resumed" if flags.session_present else "new")
-
-    def _on_connect_fail(self, _client, _userdata) -> None:
-        parts = urlsplit(self.config.mqtt.url)
-        log.warning("cannot reach the broker at %s:%s; retrying", parts.hostname, parts.port or 1883)
-
-    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties=None) -> None:
-        failed = [str(code) for code in reason_codes if code.is_failure]
-        if failed:
-            log.error("the broker refused a subscription: %s (check the collector's ACL)", ", ".join(failed))
-        else:
-            self.subscribed.set()
-
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties=None) -> None:
-        self.connected.clear()
-        self.subscribed.clear()
-        if self._stop.is_set():
-            return
-        hint = (" (another collector logged in with the same account or client id? each needs its own account)"
-                if reason_code == "Session taken over" else "")
-        log.warning("disconnected from the broker: %s%s; reconnecting", reason_code, hint)
-
-    def _on_message(self, _client, _userdata, message) -> None:
-        self.inbox.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos,
-                                bool(message.retain)))
 
     # ----------------------------------------------------------------------------------------------- the writer
 
@@ -414,22 +344,18 @@ class Collector:
         """The next round: whatever arrived (waiting for the first message, then gathering for batch_wait) goes to
         its gateway's queue, and the round takes from the queues in turn (:class:`FairQueue`)."""
         if not self.waiting:
-            try:
-                self.waiting.put(self.inbox.get(timeout=0.2))
-            except queue.Empty:
+            first = self.source.get(0.2)
+            if first is None:
                 return []
+            self.waiting.put(first)
             deadline = time.monotonic() + self.config.collector.batch_wait
             while len(self.waiting) < self.config.collector.batch_messages:
-                remaining = deadline - time.monotonic()
-                try:
-                    self.waiting.put(self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait())
-                except queue.Empty:
+                message = self.source.get(max(0.0, deadline - time.monotonic()))
+                if message is None:
                     break
-        while True:  # everything else that is here already: the round may prefer it
-            try:
-                self.waiting.put(self.inbox.get_nowait())
-            except queue.Empty:
-                break
+                self.waiting.put(message)
+        while (message := self.source.get(0)) is not None:  # everything else here already: the round may prefer it
+            self.waiting.put(message)
         collector = self.config.collector
         return self.waiting.take(collector.batch_messages, collector.round_rows, decode)
 
@@ -451,10 +377,9 @@ class Collector:
             self.after_commit()
         outgoing = acks(decoded, written)
         for topic, payload in outgoing:
-            self._client.publish(topic, payload, qos=1)
+            self.source.reply(topic, payload)
         for d in decoded:
-            if d.message.qos:
-                self._client.ack(d.message.mid, d.message.qos)
+            self.source.settle(d.message)
         self.stats.add(decoded, written, len(outgoing))
         log.debug("round: %d messages, %d new readings, %d duplicates, %d acks", len(decoded), written.readings_new,
                   written.readings_duplicate, len(outgoing))
@@ -536,43 +461,6 @@ class Collector:
         return (f"{s.messages} messages in {s.rounds} rounds, {s.readings_new} readings stored "
                 f"({s.readings_duplicate} already there), {s.events_new} events, {s.gaps_new} gaps, "
                 f"{s.rejected} rejected, {s.conflicts} in conflict with stored keys, {s.acks} acks sent")
-
-
-# ---------------------------------------------------------------------------------------------------- MQTT setup
-
-
-def _make_client(mqtt: BrokerConfig, client_id: str):
-    import paho.mqtt.client as paho
-
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
-                         manual_ack=True)
-    paho_log = logging.getLogger("edge.datacenter.paho")
-    paho_log.setLevel(logging.WARNING)
-    paho_log.addFilter(_not_news)
-    client.enable_logger(paho_log)
-    client.reconnect_delay_set(int(max(1, mqtt.reconnect_min)), int(max(1, mqtt.reconnect_max)))
-    if mqtt.username:
-        password = Path(mqtt.password_file).read_text().strip() if mqtt.password_file else None
-        client.username_pw_set(mqtt.username, password)
-    if urlsplit(mqtt.url).scheme == "mqtts":
-        client.tls_set(ca_certs=str(mqtt.ca_file) if mqtt.ca_file else None)
-    return client
-
-
-def _not_news(record: logging.LogRecord) -> bool:
-    """paho 2.2's network thread logs "Client is not connected" as an ERROR after every failed connection attempt
-    and after our own disconnect; the collector says what happened in its own words."""
-    return not str(record.msg).startswith("Client is not connected")
-
-
-def _connect_properties(mqtt: BrokerConfig):
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = int(mqtt.session_expiry)  # 0 (the default) would end the session at disconnect
-    props.ReceiveMaximum = mqtt.receive_maximum
-    return props
 
 
 def _safe_dsn(url: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.config import StrictModel, load_model
 from edge.durations import Duration
@@ -24,6 +24,8 @@ class BrokerConfig(StrictModel):
                                  "collector, collector-2, ...; one per running collector)")
     password_file: Path | None = Field(default=None, description="file holding the broker password (not inline)")
     ca_file: Path | None = Field(default=None, description="CA certificate for mqtts:// (default: system CAs)")
+    cert_file: Path | None = Field(default=None, description="client certificate, for brokers that require one")
+    key_file: Path | None = Field(default=None, description="client certificate's private key (with cert_file)")
     client_id: str | None = Field(default=None, description="stable per collector instance; default "
                                   "edge-collector-<hostname>; two running collectors must differ (a broker that "
                                   "binds ids to accounts uses the account name instead)")
@@ -40,6 +42,12 @@ class BrokerConfig(StrictModel):
         from edge.contract.protocol import check_broker_url
 
         return check_broker_url(value)
+
+    @model_validator(mode="after")
+    def _key_with_certificate(self) -> BrokerConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file (the client certificate it belongs to)")
+        return self
 
     @field_validator("share_group")
     @classmethod

@@ -17,6 +17,7 @@ import math
 import signal
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone
 
 from edge import __version__
@@ -45,6 +46,13 @@ WATCHDOG_GRACE = 1.0
 BUFFER_WRITE_TIMEOUT = 2.0
 #: Seconds between attempts to finish a start that had no room, and to store what waits for room.
 STORAGE_INTERVAL = 5.0
+#: The scheduler's executor for housekeeping and alert jobs, and its workers.
+HOUSEKEEPING = "housekeeping"
+HOUSEKEEPING_WORKERS = 3
+#: Seconds a stop waits for the control thread's evaluation in hand before making the outputs safe anyway.
+CONTROL_STOP_WAIT = 5.0
+#: Readings waiting for the alert engine at most (a wedged engine must not grow the daemon without bound).
+MAX_ALERT_WAITING = 100_000
 
 
 class StopRequest(threading.Event):
@@ -62,6 +70,107 @@ class StopRequest(threading.Event):
         return {sig: signal.signal(sig, self.request) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
+class ControlWorker:
+    """The control thread: the one place outputs are switched from (schedules, rules, safety limits), so their
+    hardware I/O (a relay driver, a vent motor's run) holds up nothing else.
+
+    ``wake()`` asks for an evaluation as soon as possible (each stored sampling round does: rules act on fresh
+    readings at once); without wakes one runs every ``interval``. Evaluations never overlap, and wakes that come
+    while one runs fold into one more evaluation after it, never a queue. ``run`` is expected to record its own
+    success: a wedged evaluation is seen by the daemon's health check (control "last evaluated N s ago")."""
+
+    def __init__(self, run, interval: float):
+        self.run = run
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the thread to end and wait for the evaluation in hand (bounded: a wedged output must not keep the
+        other outputs from their safe state, which the daemon drives next)."""
+        timeout = CONTROL_STOP_WAIT if timeout is None else timeout
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("stopping: the control thread is still inside an evaluation after %gs; going on", timeout)
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            try:
+                self.run()
+            except Exception:  # never the end of control: the next wake or interval tries again
+                log.exception("control: an evaluation failed; trying again")
+
+
+class AlertFeed:
+    """The alert engine's readings, on a thread of their own (``alerts``): a sampling round hands its readings over
+    and returns, so the engine (its lock, its transactions, the SMS it queues) never holds up a round. Rounds that come
+    while the engine is busy are handed over together at its next turn, in order. At most ``MAX_ALERT_WAITING``
+    readings wait; past that the oldest are dropped (said once in the log): the engine is wedged or far behind."""
+
+    def __init__(self, listener):
+        self.listener = listener
+        self._waiting: deque = deque()
+        self._lock = threading.Lock()  # guards _waiting only; nothing is called while it is held
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def __call__(self, readings) -> None:
+        with self._lock:
+            self._waiting.extend(readings)
+            excess = len(self._waiting) - MAX_ALERT_WAITING
+            for _ in range(max(0, excess)):
+                self._waiting.popleft()
+        if excess > 0:
+            if not self._dropped:
+                log.warning("alerts: the engine is behind by more than %d readings; the oldest are skipped",
+                            MAX_ALERT_WAITING)
+            self._dropped += excess
+        self._ready.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Hand over what waits, then end (bounded: a wedged engine must not hold up the stop)."""
+        self._stop.set()
+        self._ready.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            self._ready.wait()
+            self._ready.clear()
+            with self._lock:
+                batch = list(self._waiting)
+                self._waiting.clear()
+            if batch:
+                try:
+                    self.listener(batch)
+                except BufferWriteError as exc:
+                    log.debug("alerts: readings observed, state not stored (%s)", exc)
+                except Exception:  # never the end of the feed: the next round tries again
+                    log.exception("alerts: the engine failed on a round's readings")
+            if self._stop.is_set() and not self._waiting:
+                return
+
+
 class Daemon:
     def __init__(self, config: GatewayConfig, clock: Clock | None = None, stopping: StopRequest | None = None):
         self.config = config
@@ -75,6 +184,8 @@ class Daemon:
         self.sync: Sync | None = None
         self.alerts = None  # edge.gateway.alerts.service.AlertService
         self.scheduler = None
+        self.control_worker: ControlWorker | None = None
+        self.alert_feed: AlertFeed | None = None
         self._control_ran = 0.0  # monotonic time the control job last finished
         self._status = "starting"  # systemd's STATUS= line while healthy
         self._shown_status = None  # the STATUS= line last sent
@@ -106,29 +217,38 @@ class Daemon:
         latest = LatestReadings()
         self.supervisor = Supervisor(cfg, self.hardware.actuators, self.buffer, self.clock, latest)
         self.supervisor.on_switch.append(self._alert_switch)  # the alerts learn of switches as they happen
+        self.alert_feed = AlertFeed(self._alert_readings)
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
         self.sampler = Sampler(slots, self.buffer, self.clock,
-                               listeners=[latest, self._after_round, self._alert_readings])
+                               listeners=[latest, self._after_round, self.alert_feed])
 
+        # Who runs what (docs/architecture.md, "Threads and locks"): sampling rounds have executor workers of their
+        # own, one per interval group, so nothing else ever waits for a sensor and no sensor waits for anything
+        # else; the watchdog has one worker, so a slow housekeeping job never delays its ping; housekeeping (the
+        # disk budget and its WAL checkpoint, pruning, storage) and the alert and SMS jobs share the rest. Control
+        # runs on its own thread (ControlWorker), so an output's hardware I/O never holds up a sampling round.
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, executors={
-            "default": {"type": "threadpool", "max_workers": 4}})
-        self.sampler.schedule(self.scheduler)
+            "default": {"type": "threadpool", "max_workers": max(1, len(self.sampler.groups))},
+            "watchdog": {"type": "threadpool", "max_workers": 1},
+            HOUSEKEEPING: {"type": "threadpool", "max_workers": HOUSEKEEPING_WORKERS}})
+        self.sampler.schedule(self.scheduler)  # on "default"
         self.scheduler.add_job(self._tolerant(self.maintain), "interval", seconds=MAINTENANCE_INTERVAL,
                                id="maintenance", next_run_time=datetime.now(timezone.utc), coalesce=True,
-                               max_instances=1)
+                               max_instances=1, executor=HOUSEKEEPING)
         self._control_ran = self.clock.monotonic()
-        self.scheduler.add_job(self.control, "interval", seconds=cfg.control.interval, id="control",
-                               coalesce=True, max_instances=1)
+        self.control_worker = ControlWorker(self.control, cfg.control.interval)
+        self.alert_feed.start()
         ping = watchdog_interval()
-        if ping:  # late rather than skipped when every worker is busy; a hung scheduler sends nothing at all
+        if ping:  # late rather than skipped when its worker is busy; a hung scheduler sends nothing at all
             self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog", coalesce=True,
-                                   max_instances=1, misfire_grace_time=max(1, int(ping)))
+                                   max_instances=1, misfire_grace_time=max(1, int(ping)), executor="watchdog")
         self.scheduler.add_job(self._tolerant(self.enforce_budget), "interval", seconds=BUDGET_INTERVAL,
-                               id="budget", coalesce=True, max_instances=1)
+                               id="budget", coalesce=True, max_instances=1, executor=HOUSEKEEPING)
         self.scheduler.add_job(self.storage, "interval", seconds=STORAGE_INTERVAL, id="storage", coalesce=True,
-                               max_instances=1)
+                               max_instances=1, executor=HOUSEKEEPING)
         self._add_alert_jobs()
         self.sync = self._build("uplink", self._make_sync)
+        self.control_worker.start()
         self.scheduler.start()
         if self.sync is not None:
             self.sync.start()
@@ -165,7 +285,7 @@ class Daemon:
     def _add_alert_jobs(self) -> None:
         for job, seconds, job_id in self.alerts.jobs() if self.alerts is not None else ():
             self.scheduler.add_job(self._tolerant(job), "interval", seconds=seconds, id=job_id, coalesce=True,
-                                   max_instances=1)
+                                   max_instances=1, executor=HOUSEKEEPING)
 
     def _alert_readings(self, readings) -> None:
         if self.alerts is not None:
@@ -203,6 +323,10 @@ class Daemon:
             self._step("uplink", self.sync.stop)
         if self.scheduler is not None and self.scheduler.running:
             self._step("scheduler", lambda: self.scheduler.shutdown(wait=True))  # running rounds finish and commit
+        if self.control_worker is not None:  # after the rounds that wake it; before the outputs go safe
+            self._step("control", self.control_worker.stop)
+        if self.alert_feed is not None:  # after the rounds that feed it; before the alerts close
+            self._step("alert feed", self.alert_feed.stop)
         failed: list[str] = []
         if self.supervisor is not None:
             failed = self._step("outputs (supervisor)", self.supervisor.shutdown) or []
@@ -257,8 +381,9 @@ class Daemon:
         return commands.serve(self.supervisor.commands.parse(request, user), self.supervisor, self.alerts)
 
     def _after_round(self, _readings) -> None:
-        """Rules act on fresh readings at once, not at the next control tick."""
-        self.supervisor.evaluate()
+        """Rules act on fresh readings at once, not at the next control tick: the round wakes the control thread
+        (and returns at once; the evaluation and any switching happen there)."""
+        self.control_worker.wake()
 
     def maintain(self) -> None:
         """Hourly: drop acknowledged rows past the retention."""
@@ -277,7 +402,8 @@ class Daemon:
         return self.supervisor.execute(self.supervisor.commands.remote(command))
 
     def control(self) -> None:
-        """Every control.interval: schedules, rules and safety limits (max_on needs this to keep running)."""
+        """On the control thread, after each sampling round and at least every control.interval: schedules, rules
+        and safety limits (max_on needs this to keep running)."""
         try:
             self.supervisor.evaluate()
         except BufferWriteError as exc:  # outputs were switched; only a record is missing (the buffer logged why)

@@ -10,7 +10,6 @@ latest readings, so no bus is shared); and the state of the systemd unit. Secret
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import ssl
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge.durations import counted
+from edge.durations import counted, format_age as _age
 from edge.errors import BufferFull, ConfigError, EdgeError
 
 UNIT = "edge-gateway.service"
@@ -225,33 +224,35 @@ def check_broker(config: Any, timeout: float, daemon_running: bool = False) -> C
     sync = config.sync
     if not sync.url:
         return Check("broker", "SKIP", "no sync.url: the gateway only buffers")
-    parts = urlsplit(sync.url)
-    port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-    where = f"{parts.hostname}:{port}"
     username = sync.username or config.gateway.id
     try:
-        password = sync.password_file.read_text().strip() if sync.password_file else None
+        login = _login(sync, username)
+    except ValueError as exc:
+        return Check("broker", "FAIL", str(exc), "check sync.url, sync.cert_file and sync.key_file")
+    where, host, port = login.where, login.host, login.port
+    try:
+        login.password()  # read here first, so that a file that cannot be read is named
     except OSError as exc:
         return Check("broker", "FAIL", f"cannot read sync.password_file {sync.password_file}: {exc.strerror}",
                      _access_hint(sync.password_file))
     try:
-        socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        return Check("broker", "FAIL", f"{where}: cannot resolve {parts.hostname} ({exc.strerror})",
+        return Check("broker", "FAIL", f"{where}: cannot resolve {host} ({exc.strerror})",
                      "check the name in sync.url and DNS (resolvectl status), or use the broker's IP address")
     try:
         if daemon_running:
-            with socket.create_connection((parts.hostname, port), timeout=timeout):
+            with socket.create_connection((host, port), timeout=timeout):
                 pass
             refused = None
         else:
-            refused = _mqtt_connect(sync, parts.hostname, port, username, password, timeout)
+            refused = _mqtt_connect(login, timeout)
     except ssl.SSLError as exc:
         return Check("broker", "FAIL", f"{where}: TLS failed ({exc.reason or exc})",
                      "check sync.ca_file and the broker's certificate; a clock that is not synced also fails TLS")
     except ConnectionRefusedError:
         return Check("broker", "FAIL", f"{where}: connection refused",
-                     f"is the broker running and listening on port {port}? try: nc -vz {parts.hostname} {port}")
+                     f"is the broker running and listening on port {port}? try: nc -vz {host} {port}")
     except (TimeoutError, socket.timeout):
         return Check("broker", "FAIL", f"{where}: no answer within {timeout:g}s",
                      "a firewall or the uplink: ping the data center; check the fiber router")
@@ -296,44 +297,37 @@ def _daemon_link(config: Any, where: str, username: str) -> Check:
 GATEWAY_SESSION_EXPIRY = 86400
 
 
-def _mqtt_connect(sync: Any, host: str, port: int, username: str, password: str | None,
-                  timeout: float) -> str | None:
+def _login(sync: Any, username: str) -> Any:
+    from edge import mqtt
+
+    return mqtt.BrokerLogin(sync.url, sync.mqtt_version, username, sync.password_file, sync.ca_file, sync.cert_file,
+                            sync.key_file)
+
+
+def _mqtt_connect(login: Any, timeout: float) -> str | None:
     """None when the broker accepts the login, else its reason. Raises OSError for network failures.
 
     The broker names the session after the account, so this login resumes the (stopped) daemon's session. It
     leaves that session as it found it: no clean start, the daemon's session expiry, no subscription, and manual
     acknowledgement that never acknowledges, so a command queued for the gateway is not consumed: the broker sends
     it again when the daemon resumes the session."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
+    from edge import mqtt
 
-    v5 = sync.mqtt_version == "mqttv5"
-    extra = {} if v5 else {"clean_session": False}
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-doctor-{os.getpid()}",
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True, **extra)
+    session = mqtt.Session(f"edge-doctor-{os.getpid()}", max(5, int(timeout) * 2), clean_start=False,
+                           session_expiry=GATEWAY_SESSION_EXPIRY, manual_ack=True,
+                           receive_maximum=1)  # at most one queued message comes our way (and stays unacknowledged)
+    client = mqtt.build_client(login, session)
     client.connect_timeout = timeout
-    client.username_pw_set(username, password)
-    if urlsplit(sync.url).scheme == "mqtts":
-        client.tls_set(ca_certs=str(sync.ca_file) if sync.ca_file else None,
-                       certfile=str(sync.cert_file) if sync.cert_file else None,
-                       keyfile=str(sync.key_file) if sync.key_file else None)
     answer: dict[str, Any] = {}
     client.on_connect = lambda _c, _u, _f, reason_code, _p=None: answer.setdefault("reason", reason_code)
-    connect: dict[str, Any] = {}
-    if v5:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = GATEWAY_SESSION_EXPIRY
-        props.ReceiveMaximum = 1  # at most one queued message comes our way (and it stays unacknowledged)
-        connect = {"clean_start": False, "properties": props}
     try:
-        client.connect(host, port, keepalive=max(5, int(timeout) * 2), **connect)
+        client.connect(login.host, login.port, **mqtt.connect_args(login, session))
         deadline = time.monotonic() + timeout
         while "reason" not in answer:
             if time.monotonic() > deadline:
                 raise TimeoutError
             rc = client.loop(timeout=0.1)
-            if rc not in (mqtt.MQTT_ERR_SUCCESS,) and "reason" not in answer:
+            if rc != 0 and "reason" not in answer:
                 return f"connection closed ({mqtt.error_string(rc)})"
         reason = answer["reason"]
         return str(reason) if reason.is_failure else None
@@ -553,14 +547,3 @@ def _human(size: float) -> str:
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size:.0f} B"
-
-
-def _age(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = max(0.0, seconds)  # a time ahead of now: the wall clock stepped back since (NTP)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.durations import counted
+from edge.durations import counted, format_age
 
 if TYPE_CHECKING:
     from edge.gateway.control.types import ActuatorView
@@ -257,12 +257,7 @@ def age_of(ts: float | None, now: float) -> float | None:
 
 
 def age_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+    return "never" if seconds is None else f"{format_age(seconds)} ago"
 
 
 def left_text(seconds: float) -> str:

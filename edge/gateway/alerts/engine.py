@@ -107,7 +107,9 @@ class Engine:
         self.units = dict(units or {})
         self.buffer_size = buffer_size
         self.unclean_start = unclean_start
-        self._lock = threading.RLock()
+        # Not re-entrant: each public entry point takes it once and only calls private steps, which never take it
+        # (the outbox's wake only submits to the SMS sender thread). Order: this lock, then the buffer's write lock.
+        self._lock = threading.Lock()
         now = clock.time()
         self.world = World(started=now)
         for sensor, info in self.sensors.items():

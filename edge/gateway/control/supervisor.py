@@ -82,13 +82,14 @@ class Supervisor:
         self.place = Place(config.gateway.latitude, config.gateway.longitude, config.gateway.timezone)
         self.intervals = {s.id: s.interval for s in config.sensors}
         self.started = clock.time()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # re-entrant: execute() evaluates under it, so nothing runs between the two
         self.state = {a: ActuatorState(since=self.started) for a in self.actuators}
         self.overrides: dict[str, Override] = {}
         self.rule_state: dict[str, dict[str, Any]] = {}
         self.rule_faults: dict[str, str | None] = {}
         self._carried_on_time: dict[str, float] = {}  # seconds already on before the restart, per actuator
         self._unsaved: set[str] = set()  # actuators whose last change is not on disk yet (no room)
+        self._faulty: set[str] = set()  # actuators whose last switch failed: a fault episode, recorded once
         self.on_switch: list[SwitchListener] = []
         self._switched: list[tuple[str, ActuatorChange, float]] = []  # told to on_switch once the lock is released
         self._told = threading.Lock()
@@ -344,9 +345,17 @@ class Supervisor:
         try:
             self.actuators[actuator_id].apply(value)
         except Exception as exc:
-            log.error("%s could not be switched %s: %s", actuator_id, _describe(value), exc)
+            if actuator_id in self._faulty:  # the same episode: every evaluation tries again, the record is made once
+                log.debug("%s still cannot be switched %s: %s", actuator_id, _describe(value), exc)
+                return
+            self._faulty.add(actuator_id)
+            log.error("%s could not be switched %s: %s (tried again at every evaluation; recorded once until it "
+                      "switches)", actuator_id, _describe(value), exc)
             self.buffer.append_event(ActuatorFault.KIND, actuator_id, ActuatorFault(value, str(exc)).to_data(), ts=now)
             return
+        if actuator_id in self._faulty:
+            self._faulty.discard(actuator_id)
+            log.warning("%s switches again", actuator_id)
         if value > 0 and st.value <= 0:
             st.on_since = now - self._carried_on_time.get(actuator_id, 0.0)
         self._record(actuator_id, st, value, reason, now, self._until(actuator_id, until) if value > 0 else None)

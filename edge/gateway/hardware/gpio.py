@@ -181,6 +181,8 @@ class MotorVent:
         self.reverse_delay = reverse_delay
         self._now = clock.monotonic if clock is not None else time.monotonic
         self._timer = timer or getattr(clock, "timer", None) or threading.Timer  # a simulated clock brings its own
+        # re-entrant: apply/safe_state/close call _stop and _start under it, and those take it themselves because a
+        # timer thread calls them too
         self._lock = threading.RLock()
         self._open = _open(id, open_pin, "OutputDevice", active_high=active_high, initial_value=False,
                            pin_factory=pin_factory)

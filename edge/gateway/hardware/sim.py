@@ -353,7 +353,7 @@ class GreenhouseModel:
         self._floor_exchange = FLOOR_EXCHANGE * cfg.floor_area
         self._cover_conductance = cfg.cover_u_value * COVER_TO_FLOOR * cfg.floor_area
         self._leakage_flow = LEAKAGE * self._volume / 3600.0
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # re-entrant: attach() and inject_fault() go through add_zone() / state()
         self._actuators: list[SimulatedActuator] = []
         self._outputs = _NO_OUTPUTS
         self._soil: dict[str, float] = {}

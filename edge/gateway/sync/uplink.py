@@ -1,9 +1,10 @@
 """Store-and-forward uplink: buffered readings and events to the data center over MQTT, removed only by its acks.
 
-One thread owns the MQTT client (paho 2.x, driven with ``client.loop()``) and the sync logic, so no lock is needed
-and paho's callbacks only hand messages over. The buffer is the queue: a batch is read from it, published, and stays
-pending until the data center's application-level ack (sent after its database commit) marks it acknowledged. A
-broker PUBACK means nothing here; paho's in-memory queue is never trusted across a reconnect.
+One thread owns the link (:mod:`edge.gateway.sync.link`: over MQTT, paho 2.x driven with ``client.loop()`` from this
+thread) and the sync logic, so no lock is needed and the link only hands messages over when polled. The buffer is the
+queue: a batch is read from it, published, and stays pending until the data center's application-level ack (sent
+after its database commit) marks it acknowledged. A broker PUBACK means nothing here; paho's in-memory queue is never
+trusted across a reconnect.
 
 Three lanes share the link: **events** (always first, small), **live** readings (taken since the link came up:
 sent every ``interval``, so a long backlog never delays them), and the **backlog** (older pending readings, oldest
@@ -35,12 +36,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge import __version__
+from edge import __version__, mqtt
 from edge.contract import protocol
 from edge.contract.events import BufferGap, BufferSetAside, CommandResult
 from edge.errors import BufferWriteError
 from edge.gateway.control.commands import AlreadyReceived, CommandError, Stale
 from edge.gateway.sync.config import SyncConfig
+from edge.gateway.sync.link import Link, LinkDown, Message, MqttLink
 from edge.gateway.sync.state import SyncState
 
 log = logging.getLogger(__name__)
@@ -79,11 +81,13 @@ class Lane:
 
 
 class Sync:
-    """The uplink. ``start()`` runs it in a thread; ``stop()`` ends it. Safe to build with an empty URL (offline)."""
+    """The uplink. ``start()`` runs it in a thread; ``stop()`` ends it. Safe to build with an empty URL (offline).
+    ``link``: the transport (default: :class:`MqttLink` to ``config.url``); tests hand a ``MemoryLink`` and drive
+    :meth:`turn` themselves."""
 
     def __init__(self, config: SyncConfig, gateway_id: str, buffer: Any, clock: Any,
                  on_command: Callable[[protocol.Command], dict[str, Any]] | None = None,
-                 on_link: Callable[[bool, float], None] | None = None):
+                 on_link: Callable[[bool, float], None] | None = None, link: Link | None = None):
         self.config = config
         self.gateway_id = gateway_id
         self.buffer = buffer
@@ -97,9 +101,8 @@ class Sync:
         self.lanes: list[Lane] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client = None
+        self.link: Link = link if link is not None else MqttLink(self._login, self._session())
         self._failures = 0
-        self._refused: str | None = None
         self._next_fill = 0.0
         self._wake = False
         self._next_status = 0.0
@@ -152,7 +155,7 @@ class Sync:
         try:
             while not self._stop.is_set():
                 try:
-                    self._turn()
+                    self.turn()
                 except Exception as exc:  # never the end of the uplink: logged, retried, and watched by problem()
                     self._failed(exc)
             if self.connected:
@@ -167,17 +170,20 @@ class Sync:
                 self._quietly(self._save_state, link="down", error=f"the uplink thread has ended: {why}", beat=None)
             self.buffer.close_thread_connection()
 
-    def _turn(self) -> None:
-        """One turn of the thread: connect (or wait to), or run the network loop once and do the work."""
+    def turn(self) -> None:
+        """One turn of the thread: connect (or wait to), or poll the link once and do the work."""
         if not self.connected:
             if not self._connect():
                 self._sleep(self._backoff())
             self._alive()
             return
-        rc = self._client.loop(timeout=min(0.05, self.config.interval))
-        if rc != 0 and self.connected:
-            self._lost(f"network loop: {_paho_error(rc)}")
+        try:
+            arrived = self.link.poll(min(0.05, self.config.interval))
+        except LinkDown as exc:
+            self.inbox.extend((m.topic, m.payload, m.retained) for m in exc.arrived)
+            self._lost(str(exc))
             return
+        self.inbox.extend((m.topic, m.payload, m.retained) for m in arrived)
         self.step()
         self._alive()
 
@@ -216,100 +222,48 @@ class Sync:
     # ----------------------------------------------------------------------------------------------- connection
 
     def _connect(self) -> bool:
-        """One connection attempt. Any failure (the broker, the network, a password or CA file that cannot be read)
-        leaves the link down with the reason, and the caller waits out the backoff: a failure to connect is an
-        outage, not a stalled uplink, so it never makes the watchdog restart the daemon."""
-        self._refused = None
-        client = None
-        parts = urlsplit(self.config.url)
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        kwargs: dict[str, Any] = {"keepalive": int(self.config.keepalive)}
-        if self.config.mqtt_version == "mqttv5":
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 86400  # commands and acks queued while we are away are kept a day
-            kwargs.update(clean_start=False, properties=props)
+        """One connection attempt. Any failure (the broker, the network, a password or CA file that cannot be read,
+        a buffer that cannot take up the new connection) leaves the link down with the reason, and the caller waits
+        out the backoff: a failure to connect is an outage, not a stalled uplink, so it never makes the watchdog
+        restart the daemon."""
+        will = Message(protocol.topic(self.gateway_id, protocol.STATUS),
+                       protocol.encode_status("offline", version=__version__), retained=True)
+        subscriptions = [protocol.topic(self.gateway_id, protocol.DOWN_ACK),
+                         protocol.topic(self.gateway_id, protocol.DOWN_CMD), protocol.PRESENCE_TOPIC]
         try:
-            client = self._make_client()
-            client.connect(parts.hostname, port, **kwargs)
-            deadline = time.monotonic() + 10
-            while not self.connected and time.monotonic() < deadline and not self._stop.is_set():
-                rc = client.loop(timeout=0.1)
-                if self._refused:  # the CONNACK said no (bad credentials, not authorised): say so, not "closed"
-                    raise OSError(self._refused)
-                if rc != 0:
-                    raise OSError(_paho_error(rc))
+            if not self.link.connect(subscriptions, will, self._stop):
+                return False
+            self.connected = True
+            self._failures = 0
+            try:
+                self._link_changed(True)
+            except Exception as exc:  # say, the buffer locked past its timeout: this connection is not usable
+                log.exception("sync: could not take up the new connection; reconnecting")
+                self.connected = False
+                raise OSError(f"could not take up the connection ({_reason(exc, named=True)})") from None
         except Exception as exc:
             self._failures += 1
-            log.warning("sync: cannot connect to %s:%s (%s); retrying", parts.hostname, port, exc,
+            log.warning("sync: cannot connect to %s (%s); retrying", _redact(self.config.url), exc,
                         exc_info=not isinstance(exc, (OSError, ValueError)))
-            _close(client)
+            self.link.close()
             self._save_state(link="down", error=str(exc))
-            return False
-        if not self.connected:
-            _close(client)
             return False
         return True
 
-    def _make_client(self):
-        import paho.mqtt.client as mqtt
-
+    def _login(self) -> mqtt.BrokerLogin:
         cfg = self.config
-        version = mqtt.MQTTv5 if cfg.mqtt_version == "mqttv5" else mqtt.MQTTv311
-        kwargs = {} if version == mqtt.MQTTv5 else {"clean_session": False}
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-{self.gateway_id}",
-                             protocol=version, **kwargs)
-        client.enable_logger(logging.getLogger("edge.gateway.sync.paho"))
-        logging.getLogger("edge.gateway.sync.paho").setLevel(logging.WARNING)
-        username = cfg.username or self.gateway_id
-        password = cfg.password_file.read_text().strip() if cfg.password_file else None
-        client.username_pw_set(username, password)
-        if urlsplit(cfg.url).scheme == "mqtts":
-            client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                           certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                           keyfile=str(cfg.key_file) if cfg.key_file else None)
-        client.will_set(protocol.topic(self.gateway_id, protocol.STATUS),
-                        protocol.encode_status("offline", version=__version__), qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        self._client = client
-        return client
+        return mqtt.BrokerLogin(cfg.url, cfg.mqtt_version, cfg.username or self.gateway_id, cfg.password_file,
+                                cfg.ca_file, cfg.cert_file, cfg.key_file)
 
-    # paho callbacks: they only record and hand over
-
-    def _on_connect(self, client, _userdata, _flags, reason_code, _properties=None) -> None:
-        if reason_code.is_failure:
-            self._refused = f"broker refused the connection: {reason_code}"
-            return
-        client.subscribe([(protocol.topic(self.gateway_id, protocol.DOWN_ACK), 1),
-                          (protocol.topic(self.gateway_id, protocol.DOWN_CMD), 1),
-                          (protocol.PRESENCE_TOPIC, 1)])
-        self.connected = True
-        self._failures = 0
-        try:
-            self._link_changed(True)
-        except Exception as exc:  # say, the buffer locked past its timeout: this connection is not usable, try again
-            log.exception("sync: could not take up the new connection; reconnecting")
-            self._refused = f"could not take up the connection ({_reason(exc, named=True)})"
-            self.connected = False
-            _close(client)
-
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties=None) -> None:
-        if self._stop.is_set():
-            self.connected = False  # our own goodbye
-        elif self.connected:
-            self._lost(f"disconnected: {reason_code}")
-
-    def _on_message(self, _client, _userdata, message) -> None:
-        self.inbox.append((message.topic, bytes(message.payload), bool(message.retain)))
+    def _session(self) -> mqtt.Session:
+        # commands and acks queued while we are away are kept a day
+        return mqtt.Session(f"edge-{self.gateway_id}", self.config.keepalive, clean_start=False,
+                            session_expiry=86400)
 
     def _lost(self, why: str) -> None:
         log.warning("sync: link to the broker lost (%s); everything unacknowledged stays buffered", why)
         self.connected = False
-        _close(self._client)
+        self.link.close()
         self._link_changed(False, why)
 
     def _link_changed(self, up: bool, why: str | None = None) -> None:
@@ -334,16 +288,9 @@ class Sync:
         return random.uniform(self.config.reconnect_min, max(self.config.reconnect_min, ceiling))
 
     def _goodbye(self) -> None:
-        """On a clean stop: say offline (the will is only for unclean ends) and disconnect. paho sends the DISCONNECT
-        and closes the socket inside ``disconnect()`` when no loop thread runs, so no ``loop()`` may follow it (paho
-        would log "Client is not connected" as an ERROR)."""
-        try:
-            self._client.publish(protocol.topic(self.gateway_id, protocol.STATUS),
-                                 protocol.encode_status("offline", version=__version__), qos=1, retain=True)
-            self._client.loop(timeout=0.2)
-            self._client.disconnect()
-        except (OSError, ValueError):
-            pass
+        """On a clean stop: say offline (the will is only for unclean ends) and disconnect."""
+        self.link.close(Message(protocol.topic(self.gateway_id, protocol.STATUS),
+                                protocol.encode_status("offline", version=__version__), retained=True))
         self.connected = False
 
     # ------------------------------------------------------------------------------------------------- the work
@@ -353,7 +300,7 @@ class Sync:
         live_from = self.buffer.last_pending_key("readings") or (0, 0)  # a garbled key is swept aside by _read
         self.lanes = [Lane("events", "events"), Lane("live", "readings", after=live_from),
                       Lane("backlog", "readings", until=live_from, rate=self.config.backlog_rate)]
-        self._last_step = time.monotonic()
+        self._last_step = self.clock.monotonic()
 
     def step(self) -> None:
         """Handle what arrived, then send what the window and the rates allow. Called by the sync thread."""
@@ -361,7 +308,7 @@ class Sync:
             self._handle(*self.inbox.popleft())
             if not self.connected:
                 return  # a reconnect sends everything again anyway
-        now_mono = time.monotonic()
+        now_mono = self.clock.monotonic()
         if now_mono < self._next_fill and not self._wake:
             return  # nothing new to send before the next interval, and no ack freed the window
         self._wake = False
@@ -409,12 +356,13 @@ class Sync:
         if not rows:
             return []
         leaf = protocol.UP_READINGS if stream == "readings" else protocol.UP_EVENTS
-        info = self._client.publish(protocol.topic(self.gateway_id, leaf), payload, qos=1)
-        if info.rc != 0:
-            self._lost(f"publish: {_paho_error(info.rc)}")
+        try:
+            self.link.publish(Message(protocol.topic(self.gateway_id, leaf), payload))
+        except LinkDown as exc:
+            self._lost(str(exc))
             return []
         epoch = rows[0]["epoch"]
-        item = Inflight(stream, epoch, rows[0]["seq"], rows[-1]["seq"], len(rows), time.monotonic(), lane)
+        item = Inflight(stream, epoch, rows[0]["seq"], rows[-1]["seq"], len(rows), self.clock.monotonic(), lane)
         self.inflight[(stream, epoch, item.first)] = item
         return rows
 
@@ -622,7 +570,11 @@ class Sync:
         counts = self.buffer.counts("readings")
         payload = protocol.encode_status("online", version=__version__, epoch=self.buffer.epoch,
                                          backlog=counts["pending"], ts=self.clock.time())
-        self._client.publish(protocol.topic(self.gateway_id, protocol.STATUS), payload, qos=1, retain=True)
+        try:
+            self.link.publish(Message(protocol.topic(self.gateway_id, protocol.STATUS), payload, retained=True))
+        except LinkDown:
+            return  # the next poll finds the link lost
+
         self._next_status = self.clock.time() + self.config.status_interval
         self._save_state(link="up")
 
@@ -720,22 +672,6 @@ def _printable(text: str, limit: int = 300) -> str:
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _close(client) -> None:
-    """Drop a client's connection without waiting for anything (a new client is made for the next attempt)."""
-    if client is None or not client.is_connected():
-        return
-    try:
-        client.disconnect()
-    except (OSError, ValueError):
-        pass
-
-
-def _paho_error(rc: int) -> str:
-    import paho.mqtt.client as mqtt
-
-    return mqtt.error_string(rc)
 
 
 def _redact(url: str) -> str:
