@@ -200,6 +200,19 @@ def test_check_does_not_import_gpio_libraries_for_a_simulated_config(tmp_path):
     assert proc.stdout.strip() == "[]"
 
 
+def test_reading_a_config_loads_no_runtime_part_of_the_gateway(tmp_path):
+    """The config's models are the parts' settings, not their runtime: reading one starts no uplink module, no MQTT
+    client library, no scheduler and no supervisor."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(GOOD)
+    code = ("import sys; from edge.gateway.config import load_config; load_config(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paho', 'apscheduler') or m in "
+            "('edge.gateway.sync.uplink', 'edge.gateway.sync.link', 'edge.gateway.control.supervisor', "
+            "'edge.gateway.buffer', 'edge.gateway.daemon')))")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
 def test_the_embedded_demo_config_is_valid():
     config = load_config(None)
     assert config.hardware.backend == "simulated"

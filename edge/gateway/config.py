@@ -36,7 +36,7 @@ from edge.gateway.alerts.names import name_clashes
 from edge.gateway.control.config import ControlConfig, Rule, Schedule
 from edge.gateway.hardware.base import ActuatorConfig, ActuatorId, SensorConfig, SensorId, SensorInput
 from edge.gateway.hardware.pins import describe_resource, find_conflicts, serial_claims
-from edge.gateway.sync import SyncConfig
+from edge.gateway.sync.config import SyncConfig
 
 #: Where the embedded demo configuration lives (``config/demo.yaml`` is the same file).
 DEMO_CONFIG = Path(__file__).parent / "demo.yaml"

@@ -34,7 +34,7 @@ from edge.gateway.control_socket import ControlServer
 from edge.gateway.hardware import Hardware, open_hardware
 from edge.gateway.notify import sd_notify, watchdog_interval
 from edge.gateway.sampler import Sampler, SensorSlot
-from edge.gateway.sync import Sync
+from edge.gateway.sync.uplink import Sync
 
 log = logging.getLogger(__name__)
 
