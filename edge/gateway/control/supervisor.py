@@ -371,6 +371,12 @@ class Supervisor:
             self.buffer.append_event(CommandActuate.KIND, actuator_id,
                                      CommandActuate(command.action, command.duration, command.who).to_data(), ts=now)
             self.evaluate(now)
+            st = self.state[actuator_id]
+            if command.action == "auto" and st.value <= 0 and st.reason.startswith("manual:"):
+                # nothing asks for it: it stays off, now on behalf of its schedules and rules, not the hand
+                st.reason = "auto"
+                with self._transaction() as db:
+                    self._save_actuator(db, actuator_id, st)
             return self.describe(actuator_id, now)
 
     def command(self, actuator_id: str, action: str, duration: float | None, who: str,
