@@ -3,8 +3,8 @@ never overwrites the config), and that uninstalling keeps the buffer and the con
 
 The root gets copies of this machine's user database, as an image would have its own. Nothing is downloaded: the
 package is built from the checkout with the dependencies left out (``--pip-args "--no-index --no-deps
---no-build-isolation"``), which needs the distribution's Python with venv, setuptools and wheel (python3-venv and
-python3-wheel: ``bash scripts/test`` installs them).
+--no-build-isolation"``), which needs the distribution's Python with venv, setuptools and wheel (python3-venv,
+python3-setuptools and python3-wheel: ``bash scripts/test`` installs them).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ OFFLINE = "--no-index --no-deps --no-build-isolation"
 pytestmark = pytest.mark.skipif(
     not SYSTEM_PYTHON.exists() or subprocess.run(
         [SYSTEM_PYTHON, "-c", "import venv, ensurepip, setuptools, wheel"], capture_output=True).returncode != 0,
-    reason="needs /usr/bin/python3 with venv, setuptools and wheel (apt-get install python3-venv python3-wheel)")
+    reason="needs /usr/bin/python3 with venv, setuptools and wheel: as root, apt-get install python3-venv "
+           "python3-setuptools python3-wheel (bash scripts/test does)")
 
 AS_ROOT = os.geteuid() == 0
 
