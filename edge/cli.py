@@ -323,7 +323,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     gw, buf, clock = report["gateway"], report["buffer"], report["clock"]
     click.echo(f"gateway  {gw['id']}" + (f" ({gw['name']})" if gw["name"] else ""))
     click.echo(f"epoch    {report['epoch']} since {report['epoch_started']}, daemon {report['daemon']}")
-    click.echo(f"clock    {'synced' if clock['synced'] else 'NOT synced (readings are flagged)'}")
+    click.echo(f"clock    {'synced' if clock['synced'] else CLOCK_UNSYNCED[clock['trust'] == 'unsynced']}")
     click.echo(f"buffer   {buf['path']}: {counted(buf['total'], 'reading')}, {buf['pending']} pending, "
                f"{buf['acknowledged']} acknowledged; oldest pending {_age(buf['oldest_pending_age_s'])}; "
                f"{counted(buf['events_pending'], 'event')} pending")
@@ -351,6 +351,14 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo("actuators")
     for actuator_id, info in report["actuators"].items():
         click.echo(f"  {actuator_id:<16} {_format_actuator(info)}")
+
+
+#: `edge status` when the wall clock is not synced: what it means for the data, and what to do (a Pi has no RTC).
+CLOCK_UNSYNCED = (
+    "NOT synced: readings are flagged now and re-timed once it syncs (a Pi has no battery clock)\n"
+    "         fix: reach an NTP server, UDP port 123 (timedatectl; NTP= in /etc/systemd/timesyncd.conf)",
+    "NOT synced: clock.trust is unsynced in the config, so every reading is flagged",
+)
 
 
 def _bytes(size: float) -> str:

@@ -95,3 +95,17 @@ def test_an_unreadable_env_file_is_named(config, tmp_path):
     result = CliRunner().invoke(main, ["status", "-c", str(config), "--env-file", str(tmp_path / "missing.env")])
     assert result.exit_code == 1
     assert result.output.startswith(f"error: cannot read {tmp_path / 'missing.env'}: No such file or directory")
+
+
+def test_status_explains_an_unsynced_clock(config, env_file):
+    text = config.read_text().replace("gateway: {id: gh-env}", "gateway: {id: gh-env}\nclock: {trust: unsynced}")
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["status", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "clock    NOT synced: clock.trust is unsynced in the config, so every reading is flagged" in result.output
+    config.write_text(text.replace("trust: unsynced", "trust: auto"))
+    lines = CliRunner().invoke(main, ["status", "-c", str(config)]).output.splitlines()
+    clock = next(i for i, line in enumerate(lines) if line.startswith("clock"))
+    if "NOT synced" in lines[clock]:  # this machine's clock may be synced or not
+        assert "re-timed once it syncs" in lines[clock] and "NTP server" in lines[clock + 1]
+        assert len(lines[clock]) <= 100 and len(lines[clock + 1]) <= 100
