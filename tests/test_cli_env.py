@@ -5,6 +5,7 @@ set only there, and sees the broker the daemon syncs to."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -109,3 +110,22 @@ def test_status_explains_an_unsynced_clock(config, env_file):
     if "NOT synced" in lines[clock]:  # this machine's clock may be synced or not
         assert "re-timed once it syncs" in lines[clock] and "NTP server" in lines[clock + 1]
         assert len(lines[clock]) <= 100 and len(lines[clock + 1]) <= 100
+
+
+def test_run_with_a_missing_key_file_exits_2_before_using_an_epoch(tmp_path, monkeypatch):
+    """What systemd sees on a config error at start: exit status 2 (RestartPreventExitStatus=2 in the unit: no
+    restart every 5 s), the problem on stderr for the journal, and no buffer or epoch used."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(edge.envfile, "ENV_FILE", tmp_path / "none.env")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(CONFIG.format(buffer=tmp_path / "buffer.db", socket=tmp_path / "control.sock").replace(
+        'api_key: "${KAVENEGAR_API_KEY}"', f"api_key_file: {tmp_path / 'kavenegar.key'}"))
+    done = subprocess.run([sys.executable, "-m", "edge", "run", "-c", str(config), "--for", "5s"], capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "EDGE_ENV_FILE": "/dev/null"})
+    assert done.returncode == 2, done.stderr
+    assert f"api_key_file: {tmp_path / 'kavenegar.key'} does not exist" in done.stderr
+    assert not (tmp_path / "buffer.db").exists()
+    unit = (Path(__file__).resolve().parent.parent / "systemd" / "edge-gateway.service").read_text()
+    assert "RestartPreventExitStatus=2" in unit.splitlines()
