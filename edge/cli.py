@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -53,17 +54,58 @@ def error_lines(exc: EdgeError) -> list[str]:
     return [text if isinstance(exc, DaemonRefused) else f"error: {text}"]
 
 
-config_option = click.option(
+_config_path_option = click.option(
     "-c", "--config", "config_path", envvar="EDGE_CONFIG", type=click.Path(dir_okay=False),
     help="Gateway config file (default: $EDGE_CONFIG, else the embedded simulated-greenhouse demo).",
 )
+ENV_FILE_KEY = "edge.env_file"
+
+
+def _remember_env_file(ctx: click.Context, _param, value: str | None) -> None:
+    if value is not None or ENV_FILE_KEY not in ctx.meta:  # `edge alerts --env-file F ack 7`: the group's stands
+        ctx.meta[ENV_FILE_KEY] = value
+
+
+_env_file_option = click.option(
+    "--env-file", envvar="EDGE_ENV_FILE", type=click.Path(dir_okay=False), expose_value=False,
+    callback=_remember_env_file,
+    help="Variables for the config's ${VAR}, read as the unit's EnvironmentFile= gives them to the daemon; they win "
+         "over the process environment, as in the unit (default: $EDGE_ENV_FILE, else /etc/edge/gateway.env when it "
+         "exists; /dev/null for none).")
+
+
+def config_option(command):
+    """``-c/--config`` and ``--env-file``: what every command that reads the gateway config takes."""
+    return _config_path_option(_env_file_option(command))
+
+
+def _environment() -> dict[str, str]:
+    """What the config's ${VAR}s see: the process environment, then the unit's environment file over it (systemd's
+    EnvironmentFile= overrides Environment=, so the daemon sees the file's values: so does every command)."""
+    import os
+
+    from edge.envfile import ENV_FILE, read_env_file
+
+    ctx = click.get_current_context(silent=True)
+    chosen = ctx.meta.get(ENV_FILE_KEY) if ctx is not None else None
+    path = Path(chosen) if chosen else (ENV_FILE if ENV_FILE.is_file() else None)
+    env = dict(os.environ)
+    if path is not None:
+        try:
+            env.update(read_env_file(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = (f"{exc.strerror} (run as root, or --env-file /dev/null to read none)"
+                      if isinstance(exc, OSError) else "not valid UTF-8")
+            raise EdgeError(f"cannot read {path}: {reason}") from None
+    return env
 
 
 def _load(config_path: str | None, files: bool = False):
-    """The gateway config; ``files``: also every ``*_file`` it names must be readable (check, run)."""
+    """The gateway config, its ${VAR}s from the environment and the unit's environment file (see ``_environment``);
+    ``files``: also every ``*_file`` it names must be readable (check, run)."""
     from edge.gateway.config import load_config
 
-    return load_config(config_path, files=files)
+    return load_config(config_path, _environment(), files=files)
 
 
 def _duration(_ctx, _param, value: str | None) -> float | None:
@@ -333,10 +375,7 @@ def probe(config_path: str | None) -> None:
 @config_option
 @click.option("--timeout", default="5s", show_default=True, callback=_duration, metavar="DURATION",
               help="How long each network check (broker, SMS gateways) may take.")
-@click.option("--env-file", type=click.Path(dir_okay=False), default=None,
-              help="Variables for the config's ${VAR}, as the unit's EnvironmentFile= gives them to the daemon "
-                   "(default: /etc/edge/gateway.env when it exists).")
-def doctor(config_path: str | None, timeout: float, env_file: str | None) -> None:
+def doctor(config_path: str | None, timeout: float) -> None:
     """Check an installed gateway, one line each: config, clock, buffer, disk, broker, SMS, sensors, service.
 
     Each line is OK, WARN, FAIL or SKIP, with a hint under every WARN and FAIL. Run it with sudo: it reads the
@@ -346,17 +385,10 @@ def doctor(config_path: str | None, timeout: float, env_file: str | None) -> Non
     """
     import os
 
-    from edge.gateway.doctor import ENV_FILE, diagnose, format_report, read_env_file
+    from edge.gateway.doctor import diagnose, format_report
 
     _setup_logging("warning")
-    env = dict(os.environ)
-    if env_file is not None or ENV_FILE.is_file():
-        try:
-            env.update(read_env_file(env_file or ENV_FILE))
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
-            raise EdgeError(f"cannot read {env_file or ENV_FILE}: {reason}") from None
-    report = diagnose(config_path, env=env, timeout=timeout)
+    report = diagnose(config_path, env=_environment(), timeout=timeout)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # https://no-color.org
     for line in format_report(report, colour=colour):
         click.echo(line)

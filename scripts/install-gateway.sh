@@ -5,11 +5,12 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: sudo bash scripts/install-gateway.sh [options]
+usage: bash scripts/install-gateway.sh [options]   (as root)
 
 Installs the gateway: the system user `edge` (in the groups gpio, i2c, spi and dialout that exist), a virtualenv in
-/opt/edge/venv that sees the distribution's packages (python3-lgpio), the package, /etc/edge/gateway.yaml (the
-example config, only when there is none yet), and the systemd unit edge-gateway.service, enabled.
+/opt/edge/venv that sees the distribution's packages (python3-lgpio), the package, /etc/edge/gateway.yaml (only when
+there is none yet: config/gateway.installed.yaml, the simulated greenhouse, which starts as it is), the reference
+of every option at /etc/edge/gateway.example.yaml, and the systemd unit edge-gateway.service, enabled.
 
   --from-checkout     build the package from this checkout (the default)
   --wheel PATH        install this wheel instead
@@ -64,7 +65,7 @@ fi
 R="$ROOT"  # prefix of every path written: empty for the running system
 AS_ROOT=0; [ "$(id -u)" = 0 ] && AS_ROOT=1
 if [ -z "$ROOT" ] && [ "$AS_ROOT" = 0 ]; then
-  echo "run it as root: sudo bash $0 $*" >&2; exit 1
+  echo "run it as root (su - on a fresh Debian, or sudo where it is installed): bash $0 $*" >&2; exit 1
 fi
 
 say() { echo "install-gateway: $*" >&2; }
@@ -169,28 +170,32 @@ install -d "$R/usr/local/bin"
 ln -sfn "$VENV/bin/edge" "$R/usr/local/bin/edge"  # `edge doctor`, `edge status` for the technician
 say "installed $(basename "$WHEEL") into $VENV"
 
-# 5. The config: the example, only if there is none (never overwritten).
+# 5. The config, only if there is none (never overwritten): the simulated greenhouse with absolute paths and no
+#    secrets, so that a fresh install starts; the reference of every option next to it (replaced every time).
 install -d -m 0750 "$R/etc/edge"
+install -m 0640 "$CHECKOUT/config/gateway.example.yaml" "$R/etc/edge/gateway.example.yaml"
 if [ ! -e "$R/etc/edge/gateway.yaml" ]; then
-  install -m 0640 "$CHECKOUT/config/gateway.example.yaml" "$R/etc/edge/gateway.yaml"
+  install -m 0640 "$CHECKOUT/config/gateway.installed.yaml" "$R/etc/edge/gateway.yaml"
   FRESH_CONFIG=1
-  say "installed the example config at /etc/edge/gateway.yaml: edit it before starting the service"
+  say "installed /etc/edge/gateway.yaml: the simulated greenhouse (starts as it is; every option with a comment is"
+  say "  in /etc/edge/gateway.example.yaml)"
 else
   FRESH_CONFIG=0
   say "kept the existing /etc/edge/gateway.yaml"
 fi
 if [ "$AS_ROOT" = 1 ] && in_group_file "$SERVICE_USER"; then  # readable by the service, not by everyone
-  chown "0:$(gid_of "$SERVICE_USER")" "$R/etc/edge" "$R/etc/edge/gateway.yaml"
+  chown "0:$(gid_of "$SERVICE_USER")" "$R/etc/edge" "$R/etc/edge/gateway.yaml" "$R/etc/edge/gateway.example.yaml"
 fi
 
-# 6. The unit, enabled. A fresh install is not started: the example config runs the simulation.
+# 6. The unit, enabled. A fresh install is not started (the technician checks first); an upgrade is restarted.
 install -D -m 0644 "$CHECKOUT/systemd/$SERVICE" "$R/etc/systemd/system/$SERVICE"
 if live_systemd; then
   systemctl daemon-reload
   systemctl enable --quiet "$SERVICE"
   if [ "$FRESH_CONFIG" = 1 ]; then
-    say "enabled $SERVICE; next: edit /etc/edge/gateway.yaml, then"
-    say "  sudo edge doctor -c /etc/edge/gateway.yaml && sudo systemctl start $SERVICE"
+    say "enabled $SERVICE; next (as root), to see the simulated greenhouse run:"
+    say "  edge doctor -c /etc/edge/gateway.yaml && systemctl start $SERVICE && edge status -c /etc/edge/gateway.yaml"
+    say "then edit /etc/edge/gateway.yaml for the real greenhouse, edge check -c it, systemctl restart $SERVICE"
   else
     systemctl try-restart "$SERVICE"  # an upgrade: restart it if it was running
     say "enabled $SERVICE (restarted if it was running)"

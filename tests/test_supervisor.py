@@ -293,6 +293,16 @@ def test_manual_override_beats_rules_until_auto(greenhouse):
     assert greenhouse.supervisor.command("fan", "auto", None, "cli:farmer")["reason"] == "rule:cooling"
 
 
+def test_auto_on_an_output_nothing_asks_for_answers_auto_not_the_ended_override(greenhouse):
+    greenhouse.tick(10, air=20.0)
+    assert greenhouse.supervisor.command("fan", "on", 600, "cli:root")["reason"] == "manual:cli:root"
+    result = greenhouse.supervisor.command("fan", "auto", None, "cli:root")
+    assert (result["state"], result["reason"], result["override"]) == ("off", "auto", None)
+    assert greenhouse.supervisor.snapshot()["fan"]["reason"] == "auto"  # edge status says the same
+    greenhouse.restart()
+    assert greenhouse.supervisor.describe("fan")["reason"] != "manual:cli:root"
+
+
 def test_an_override_without_a_duration_ends_after_manual_default_or_max_manual(greenhouse):
     greenhouse.tick(10, air=35.0)
     until = greenhouse.supervisor.command("fan", "off", None, "cli")["override"]["until"]

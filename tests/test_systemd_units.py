@@ -103,3 +103,19 @@ def test_the_data_center_units_run_their_commands_as_a_dynamic_user():
         unit = directives(name)
         assert unit["ExecStart"][0].startswith(f"{INSTALLED_EDGE} {command} -c /etc/edge/datacenter.yaml")
         assert unit["DynamicUser"] == ["yes"] and unit["PrivateDevices"] == ["yes"]
+
+
+def test_the_systemd_check_script_parses():
+    subprocess.run(["bash", "-n", ROOT / "scripts" / "systemd-check"], check=True)
+
+
+def test_the_gateway_under_a_real_systemd(monkeypatch):
+    """scripts/systemd-check: install, start, watchdog restart, kill -9, config error, stop and boot under systemd as
+    PID 1 in a Debian 12 container. Root, a Debian mirror and minutes: only when asked for."""
+    import os
+
+    if os.environ.get("EDGE_SYSTEMD_CHECK") != "1":
+        pytest.skip("boots Debian 12 under systemd-nspawn as root and takes minutes: bash scripts/systemd-check, "
+                    "or EDGE_SYSTEMD_CHECK=1 to run it here")
+    done = subprocess.run(["bash", ROOT / "scripts" / "systemd-check"], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

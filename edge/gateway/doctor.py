@@ -23,11 +23,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edge.durations import counted, format_age as _age
+from edge.envfile import ENV_FILE, read_env_file  # noqa: F401  (where they were before edge/envfile.py)
 from edge.errors import BufferFull, ConfigError, EdgeError
 
 UNIT = "edge-gateway.service"
-#: The unit's optional EnvironmentFile=: what the config's ${VAR}s see when systemd runs the daemon.
-ENV_FILE = Path("/etc/edge/gateway.env")
 #: Share of ``buffer.max_size`` from which the buffer is reported as nearly full.
 BUDGET_WARN = 0.8
 #: Below this much free space SQLite may fail to write at all.
@@ -83,21 +82,6 @@ def diagnose(config_path: str | os.PathLike[str] | None, *, env: Mapping[str, st
     checks.append(check_sensors(config, daemon_running, now))
     checks.append(check_service(systemctl))
     return Report(source, tuple(checks))
-
-
-def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``KEY=VALUE`` lines as systemd's EnvironmentFile= reads them (comments, blank lines, optional quotes)."""
-    values = {}
-    for raw in Path(path).read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")) or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
 
 
 #: Columns a report line may take: a terminal of 100 columns shows every line whole.

@@ -201,7 +201,7 @@ def render_text(report: StatusReport) -> list[str]:
     gw, buf, clock = report.gateway, report.buffer, report.clock
     lines = [f"gateway  {gw.id}" + (f" ({gw.name})" if gw.name else ""),
              f"epoch    {report.epoch} since {report.epoch_started}, daemon {report.daemon}",
-             f"clock    {'synced' if clock.synced else 'NOT synced (readings are flagged)'}",
+             f"clock    {'synced' if clock.synced else UNSYNCED_CLOCK[clock.trust == 'unsynced']}",
              f"buffer   {buf.path}: {counted(buf.total, 'reading')}, {buf.pending} pending, "
              f"{buf.acknowledged} acknowledged; oldest pending {age_text(buf.oldest_pending_age_s)}; "
              f"{counted(buf.events_pending, 'event')} pending"]
@@ -273,3 +273,11 @@ def size_text(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"
+
+
+#: `edge status` when the wall clock is not synced: what it means for the data, and what to do (a Pi has no RTC).
+UNSYNCED_CLOCK = (
+    "NOT synced: readings are flagged now and re-timed once it syncs (a Pi has no battery clock)\n"
+    "         fix: reach an NTP server, UDP port 123 (timedatectl; NTP= in /etc/systemd/timesyncd.conf)",
+    "NOT synced: clock.trust is unsynced in the config, so every reading is flagged",
+)

@@ -388,6 +388,13 @@ class Supervisor:
             self.buffer.append_event(CommandActuate.KIND, actuator_id,
                                      CommandActuate(command.action, command.duration, command.who).to_data(), ts=now)
             self._evaluate(now)
+            st = self.state[actuator_id]
+            if command.action == "auto" and st.value <= 0 and st.reason.startswith("manual:"):
+                # nothing asks for it: it stays off, now on behalf of its schedules and rules, not the hand
+                st.reason = "auto"
+                with self._saving() as store:
+                    if store is not None:
+                        store.save_actuator(actuator_id, st)
             view = self.describe(actuator_id, now)
         self._tell()
         return view
