@@ -245,7 +245,7 @@ def readings(config_path: str | None, sensor_ids: tuple[str, ...], since: float,
 
 
 def _print_rows(rows, fmt: str) -> None:
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(READING_COLUMNS)
