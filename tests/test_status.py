@@ -53,3 +53,16 @@ def test_a_gateway_whose_parts_never_ran_reads_as_empty(tmp_path):
     report = read_status(config, now=T0)
     assert report.daemon == "stopped uncleanly" and report.sync.link == "daemon not running"
     assert report.sms.queued == 0 and report.actuators["fan"]["since"] is None
+
+
+def test_the_buffer_line_names_the_oldest_pending_reading_only_when_one_is_pending(tmp_path):
+    config = config_of(tmp_path)
+    daemon, _ = Buffer.open(config.buffer.path, now=T0, boot_id="b")
+    try:
+        [empty] = [line for line in render_text(read_status(config, now=T0)) if line.startswith("buffer")]
+        daemon.append_readings([NewReading(T0, "air", "temperature", 21.5, "°C")])
+        [one] = [line for line in render_text(read_status(config, now=T0 + 30)) if line.startswith("buffer")]
+    finally:
+        daemon.close()
+    assert "oldest pending" not in empty and "never" not in empty
+    assert "1 reading, 1 pending, 0 acknowledged; oldest pending 30s ago; 0 events pending" in one

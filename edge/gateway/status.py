@@ -203,8 +203,9 @@ def render_text(report: StatusReport) -> list[str]:
              f"epoch    {report.epoch} since {report.epoch_started}, daemon {report.daemon}",
              f"clock    {'synced' if clock.synced else UNSYNCED_CLOCK[clock.trust == 'unsynced']}",
              f"buffer   {buf.path}: {counted(buf.total, 'reading')}, {buf.pending} pending, "
-             f"{buf.acknowledged} acknowledged; oldest pending {age_text(buf.oldest_pending_age_s)}; "
-             f"{counted(buf.events_pending, 'event')} pending"]
+             f"{buf.acknowledged} acknowledged; "
+             + (f"oldest pending {age_text(buf.oldest_pending_age_s)}; " if buf.pending else "")
+             + f"{counted(buf.events_pending, 'event')} pending"]
     disk = report.disk
     if disk.full:
         lines.append(f"disk     FULL ({size_text(disk.free_bytes)} free in {disk.path}): readings are not being "
