@@ -128,8 +128,8 @@ def test_whatever_an_older_collector_stored_the_api_never_answers_500(api, path)
 
 def test_the_lies_are_exported_as_stored_and_aggregates_use_only_believable_values(api):
     sensors = get(api, f"/v1/gateways/{LIAR}/sensors").json()
-    assert sensors == [{"sensor": "air", "quantity": "temperature", "unit": "°C", "first": "0001-01-01T00:00:00.000Z",
-                        "last": "9999-12-30T00:00:00.000Z"}]
+    assert sensors == [{"sensor": "air", "name": None, "quantity": "temperature", "unit": "°C",
+                        "first": "0001-01-01T00:00:00.000Z", "last": "9999-12-30T00:00:00.000Z"}]
     raw = list(csv.DictReader(io.StringIO(get(api, f"/v1/gateways/{LIAR}/readings?{NARROW}").text)))
     assert [r["value"] for r in raw] == ["1e+308", "1e+308", "-1e+308", "21.5"]
     hourly = get(api, f"/v1/gateways/{LIAR}/readings?{NARROW}&every=1h&format=json").json()
