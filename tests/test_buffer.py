@@ -324,3 +324,29 @@ def test_sampling_rounds_go_on_between_the_chunks_of_the_disk_budget(fresh_buffe
     assert gaps and fresh_buffer.used_bytes() <= budget
     soil = [r for r in fresh_buffer.pending(limit=100_000) if r["sensor"] == "soil"]
     assert len(soil) == rounds["done"]  # the rounds' readings are newer than anything the budget dropped
+
+
+def test_a_long_reader_holds_up_neither_the_disk_budget_nor_the_rounds_after_it(fresh_buffer, buffer_path):
+    """Emptying the write-ahead log waits for readers while holding SQLite's write lock: the budget waits for a long
+    reader (an export in progress) only briefly, leaves the log for its next run, and rounds go on."""
+    fresh_buffer.append_readings([reading(i) for i in range(6_000)])
+    fresh_buffer.ack("readings", fresh_buffer.epoch, 1, 6_000)
+    export = sqlite3.connect(buffer_path, isolation_level=None, check_same_thread=False)
+    export.execute("BEGIN")
+    export.execute("SELECT COUNT(*) FROM readings").fetchone()  # holds its snapshot until it commits
+    finished = threading.Event()
+
+    def budget():
+        fresh_buffer.enforce_budget(fresh_buffer.used_bytes() // 2, now=T0 + 5)
+        finished.set()
+
+    worker = threading.Thread(target=budget, daemon=True)
+    worker.start()
+    try:
+        assert finished.wait(10), "the disk budget waited for the reader (SQLite's busy timeout is 30 s)"
+        fresh_buffer.append_readings([reading(7_000)])
+    finally:
+        export.execute("COMMIT")
+        export.close()
+        worker.join(40)
+    assert fresh_buffer.counts()["pending"] == 1

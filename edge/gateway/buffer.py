@@ -1175,6 +1175,9 @@ class Buffer:
 
     # ------------------------------------------------------------------------------------------------ disk budget
 
+    #: Seconds the disk budget's TRUNCATE checkpoint may hold SQLite's write lock waiting for readers.
+    TRUNCATE_WAIT = 0.2
+
     def used_bytes(self) -> int:
         """Bytes of the database file in use (free pages excluded) plus the write-ahead log."""
         wal = Path(f"{self.path}-wal")
@@ -1216,10 +1219,26 @@ class Buffer:
 
     def _checkpoint(self, mode: str) -> None:
         """Move the write-ahead log into the file, without the buffer's write lock (SQLite's own locking protects a
-        checkpoint): PASSIVE does what it can at once; TRUNCATE waits (busy timeout) for the writer in hand and
-        empties the log file."""
+        checkpoint). PASSIVE does what it can at once and waits for nobody. TRUNCATE also empties the log file, but
+        it holds SQLite's write lock while it waits for readers, so it waits at most ``TRUNCATE_WAIT`` (not the
+        connection's 30 s busy timeout): a long reader (an export) must not hold up sampling rounds; a log it could
+        not empty is emptied at the budget's next run."""
         with self._writing():
-            self._db.execute(f"PRAGMA wal_checkpoint({mode})")
+            db = self._db
+            if mode != "TRUNCATE":
+                db.execute(f"PRAGMA wal_checkpoint({mode})")
+                return
+            timeout = db.execute("PRAGMA busy_timeout").fetchone()[0]
+            db.execute(f"PRAGMA busy_timeout = {int(self.TRUNCATE_WAIT * 1000)}")
+            try:
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.OperationalError as exc:  # SQLITE_BUSY: a writer kept the lock past the wait
+                busy = str(exc)
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {timeout}")
+            if busy:
+                log.debug("buffer %s: the write-ahead log is not emptied yet (busy); the budget's next run tries "
+                          "again", self.path)
 
     def _excess_rows(self, target: int, most: int) -> int:
         """About how many readings must go to bring the file down to ``target`` bytes (0 if it is there), at most
