@@ -128,10 +128,10 @@ class Greenhouse:
         """``count`` earlier alerts, all resolved long ago (so the next code is 10 + count)."""
         store = self.service.engine.store
         for _ in range(count):
-            with self.buffer.transaction() as db:
-                incident_id, _ = store.new_incident(db, key="old", rule_id="old", severity="warning", kind="above",
+            with store.transaction():
+                incident_id, _ = store.new_incident(key="old", rule_id="old", severity="warning", kind="above",
                                                     fact={}, fired_ts=self.clock.time() - 86400, value=None)
-                store.resolve(db, incident_id, self.clock.time() - 86000, None)
+                store.resolve(incident_id, self.clock.time() - 86000, None)
 
     # ---------------------------------------------------------------------------------------------- observing
 

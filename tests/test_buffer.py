@@ -283,3 +283,70 @@ def test_past_the_acknowledged_rows_the_oldest_pending_go_and_a_gap_names_them(f
     recorded = [json.loads(e["data"]) for e in fresh_buffer.events() if e["kind"] == "buffer.gap"]
     assert recorded == gaps
     assert len([e for e in fresh_buffer.events() if e["kind"] == "actuator.change"]) == 50  # events are kept
+
+
+def test_sampling_rounds_go_on_between_the_chunks_of_the_disk_budget(fresh_buffer, monkeypatch):
+    """The budget releases the write lock between chunks: at each pause between two chunks (acknowledged rows, then
+    pending ones) a round of readings appended from another thread goes through before the next chunk starts."""
+    fresh_buffer.append_readings([reading(i) for i in range(6_000)])
+    fresh_buffer.ack("readings", fresh_buffer.epoch, 1, 1_000)
+    budget = fresh_buffer.used_bytes() // 4
+    rounds = {"asked": 0, "done": 0}
+    asked, done, stop = threading.Event(), threading.Event(), threading.Event()
+
+    def sampling():  # a sampling group's worker: one round each time it is asked
+        while asked.wait() and not stop.is_set():
+            asked.clear()
+            fresh_buffer.append_readings([reading(10_000 + rounds["done"], sensor="soil")])
+            rounds["done"] += 1
+            done.set()
+
+    worker = threading.Thread(target=sampling, daemon=True)
+    worker.start()
+    excess_rows = fresh_buffer._excess_rows
+
+    def between_chunks(target, most):  # called before each chunk: ask for a round and wait for it (generous bound)
+        if rounds["asked"] == rounds["done"]:
+            done.clear()
+            rounds["asked"] += 1
+            asked.set()
+            done.wait(10)
+        return excess_rows(target, most)
+
+    monkeypatch.setattr(fresh_buffer, "_excess_rows", between_chunks)
+    try:
+        gaps = fresh_buffer.enforce_budget(budget, now=T0 + 5, chunk=200)
+    finally:
+        stop.set()
+        asked.set()
+        worker.join(10)
+    assert rounds["asked"] > 10 and rounds["done"] == rounds["asked"]  # many chunks, a round between every two
+    assert gaps and fresh_buffer.used_bytes() <= budget
+    soil = [r for r in fresh_buffer.pending(limit=100_000) if r["sensor"] == "soil"]
+    assert len(soil) == rounds["done"]  # the rounds' readings are newer than anything the budget dropped
+
+
+def test_a_long_reader_holds_up_neither_the_disk_budget_nor_the_rounds_after_it(fresh_buffer, buffer_path):
+    """Emptying the write-ahead log waits for readers while holding SQLite's write lock: the budget waits for a long
+    reader (an export in progress) only briefly, leaves the log for its next run, and rounds go on."""
+    fresh_buffer.append_readings([reading(i) for i in range(6_000)])
+    fresh_buffer.ack("readings", fresh_buffer.epoch, 1, 6_000)
+    export = sqlite3.connect(buffer_path, isolation_level=None, check_same_thread=False)
+    export.execute("BEGIN")
+    export.execute("SELECT COUNT(*) FROM readings").fetchone()  # holds its snapshot until it commits
+    finished = threading.Event()
+
+    def budget():
+        fresh_buffer.enforce_budget(fresh_buffer.used_bytes() // 2, now=T0 + 5)
+        finished.set()
+
+    worker = threading.Thread(target=budget, daemon=True)
+    worker.start()
+    try:
+        assert finished.wait(10), "the disk budget waited for the reader (SQLite's busy timeout is 30 s)"
+        fresh_buffer.append_readings([reading(7_000)])
+    finally:
+        export.execute("COMMIT")
+        export.close()
+        worker.join(40)
+    assert fresh_buffer.counts()["pending"] == 1

@@ -137,3 +137,82 @@ def test_a_busy_alert_engine_does_not_hold_up_a_round_and_misses_no_reading():
     finally:
         release.set()
         feed.stop()
+
+
+SWITCH_CONFIG = """\
+gateway: {{id: gh-switch, timezone: UTC}}
+hardware: {{backend: simulated}}
+buffer: {{path: {dir}/buffer.db}}
+clock: {{trust: synced}}
+control: {{socket: {dir}/control.sock, interval: 1m}}
+sensors:
+  - {{id: air, type: simulated, measures: [temperature], interval: 1s}}
+actuators:
+  - {{id: fan, type: relay, kind: fan, pin: 17}}
+schedules:
+  - {{id: on-the-hour, type: cron, actuator: fan, cron: "0 {hour} * * *", duration: 10m}}
+"""
+
+
+def test_a_busy_alert_engine_does_not_hold_up_control_and_still_learns_of_the_switch(tmp_path):
+    """The supervisor hands each switch to the alerts' thread: with the alert engine's lock held (an SMS round), the
+    control thread's evaluation that switches the fan on completes; the engine learns of it once released."""
+    hour = int(time.time() // 3600 + 1) * 3600  # the next full hour, on the daemon's clock two minutes from now
+    path = tmp_path / "gateway.yaml"
+    path.write_text(SWITCH_CONFIG.format(dir=tmp_path, hour=time.gmtime(hour).tm_hour))
+    clock = FakeClock(start=hour - 120)
+    daemon = Daemon(load_config(path, env={}), clock=clock)
+    daemon.start()
+    fan, engine = daemon.hardware.actuators["fan"], daemon.alerts.engine
+    switched_and_done = threading.Event()
+    evaluate = daemon.control_worker.run
+
+    def evaluation():  # what the control thread runs; done once it returns with the fan on
+        evaluate()
+        if fan.value == 1.0:
+            switched_and_done.set()
+
+    daemon.control_worker.run = evaluation
+    try:
+        with engine._lock:  # the alert engine is busy (an SMS round holds it)
+            clock.advance(150)  # the schedule's hour has come
+            daemon.control_worker.wake()
+            assert switched_and_done.wait(20), "the control thread waited for the alert engine"
+            assert "fan" not in engine.world.outputs  # not yet told: the engine is still busy
+        wait_until(lambda: engine.world.outputs.get("fan", (0.0, ""))[0] == 1.0, timeout=20,
+                   what="the alert engine to learn of the fan's switch")
+        assert engine.world.outputs["fan"][1] == "schedule:on-the-hour"
+    finally:
+        daemon.stop("test")
+
+
+def test_the_alert_feed_hands_switches_over_in_order_with_the_readings():
+    from edge.gateway.daemon import AlertFeed
+
+    busy, release = threading.Event(), threading.Event()
+    seen: list = []
+
+    def readings(batch):
+        seen.append(list(batch))
+        if len(seen) == 1:
+            busy.set()
+            release.wait(20)
+
+    feed = AlertFeed(readings, lambda actuator, change, ts: seen.append((actuator, change, ts)))
+    feed.start()
+    try:
+        feed([1])
+        assert busy.wait(10)
+        feed([2, 3])
+        feed.switch("fan", "on", 10.0)
+        feed([4])
+        feed([5])
+        feed.switch("fan", "off", 20.0)
+        release.set()
+        wait_until(lambda: len(seen) == 5, timeout=10, what="everything handed over")
+        assert seen == [[1], [2, 3], ("fan", "on", 10.0), [4, 5], ("fan", "off", 20.0)]
+    finally:
+        release.set()
+        feed.stop()
+    feed.switch("pump", "off", 30.0)  # once stopped (the outputs' switches of a stop): at once, on this thread
+    assert seen[-1] == ("pump", "off", 30.0)

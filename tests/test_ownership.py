@@ -108,16 +108,16 @@ def test_owners_writing_together_commit_together(buffer):
     """An alert's incident and the SMS queued for it are one transaction of two owners: both or neither."""
     store, outbox = Store(buffer), Outbox(buffer, [])
     with pytest.raises(RuntimeError):
-        with buffer.transaction() as db:
-            store.new_incident(db, key="hot", rule_id="hot", severity="warning", kind="above", fact={},
+        with store.transaction():
+            store.new_incident(key="hot", rule_id="hot", severity="warning", kind="above", fact={},
                                fired_ts=T0, value=41.0)
-            outbox.enqueue(db, recipient="Ali", number="+989121234567", text="hot", critical=False, now=T0)
+            outbox.enqueue(recipient="Ali", number="+989121234567", text="hot", critical=False, now=T0)
             raise RuntimeError("the power went")
     assert store.incidents() == [] and queue_summary(buffer)["queued"] == 0
-    with buffer.transaction() as db:
-        store.new_incident(db, key="hot", rule_id="hot", severity="warning", kind="above", fact={}, fired_ts=T0,
+    with store.transaction():
+        store.new_incident(key="hot", rule_id="hot", severity="warning", kind="above", fact={}, fired_ts=T0,
                            value=41.0)
-        outbox.enqueue(db, recipient="Ali", number="+989121234567", text="hot", critical=False, now=T0)
+        outbox.enqueue(recipient="Ali", number="+989121234567", text="hot", critical=False, now=T0)
     assert len(store.incidents()) == 1 and queue_summary(buffer)["queued"] == 1
 
 

@@ -1175,28 +1175,34 @@ class Buffer:
 
     # ------------------------------------------------------------------------------------------------ disk budget
 
+    #: Seconds the disk budget's TRUNCATE checkpoint may hold SQLite's write lock waiting for readers.
+    TRUNCATE_WAIT = 0.2
+
     def used_bytes(self) -> int:
         """Bytes of the database file in use (free pages excluded) plus the write-ahead log."""
-        db = self._db
-        page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        used = (db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0])
         wal = Path(f"{self.path}-wal")
-        return used * page_size + (wal.stat().st_size if wal.exists() else 0)
+        return self._pages_in_use() + (wal.stat().st_size if wal.exists() else 0)
 
     def enforce_budget(self, max_bytes: int, now: float, chunk: int = 5000) -> list[dict[str, Any]]:
         """Keep the buffer within ``max_bytes``: drop acknowledged rows first, oldest first; then, only if that is
         not enough, the oldest unacknowledged readings, each dropped range recorded as a ``buffer.gap`` event so the
-        data center learns exactly what is missing. Events are never dropped for space. Returns the gaps."""
+        data center learns exactly what is missing. Events are never dropped for space. Returns the gaps.
+
+        Each chunk of at most ``chunk`` rows is a short transaction of its own, and the write lock is released
+        between chunks, so sampling rounds (which need it) go on while a large buffer is brought down. The
+        write-ahead log is checkpointed without the write lock: PASSIVE between chunks (it waits for nobody), one
+        TRUNCATE at the end (SQLite's busy timeout waits for the writer in hand), so the log gives its room back."""
         gaps: list[dict[str, Any]] = []
         target = int(max_bytes * 0.95)  # a little headroom, so the next round does not start over at once
         if self.used_bytes() <= max_bytes:
             return gaps
-        with self._write_lock, self._writing():
+        try:
             while (excess := self._excess_rows(target, chunk)) > 0:
-                deleted = self._db.execute(
-                    "DELETE FROM readings WHERE (epoch, seq) IN "
-                    "(SELECT epoch, seq FROM readings WHERE acked = 1 ORDER BY epoch, seq LIMIT ?)", (excess,)
-                ).rowcount
+                with self._transaction() as db:
+                    deleted = db.execute(
+                        "DELETE FROM readings WHERE (epoch, seq) IN "
+                        "(SELECT epoch, seq FROM readings WHERE acked = 1 ORDER BY epoch, seq LIMIT ?)", (excess,)
+                    ).rowcount
                 if deleted == 0:
                     break
             while (excess := self._excess_rows(target, chunk)) > 0:
@@ -1204,21 +1210,55 @@ class Buffer:
                 if not dropped:
                     break
                 gaps.extend(dropped)
-        for gap in gaps:
-            log.error("buffer over its budget of %d bytes: dropped unacknowledged readings %d..%d of epoch %d (%d)",
-                      max_bytes, gap["first_seq"], gap["last_seq"], gap["epoch"], gap["count"])
+        finally:
+            for gap in gaps:
+                log.error("buffer over its budget of %d bytes: dropped unacknowledged readings %d..%d of epoch %d "
+                          "(%d)", max_bytes, gap["first_seq"], gap["last_seq"], gap["epoch"], gap["count"])
+        self._checkpoint("TRUNCATE")
         return gaps
+
+    def _checkpoint(self, mode: str) -> None:
+        """Move the write-ahead log into the file, without the buffer's write lock (SQLite's own locking protects a
+        checkpoint). PASSIVE does what it can at once and waits for nobody. TRUNCATE also empties the log file, but
+        it holds SQLite's write lock while it waits for readers, so it waits at most ``TRUNCATE_WAIT`` (not the
+        connection's 30 s busy timeout): a long reader (an export) must not hold up sampling rounds; a log it could
+        not empty is emptied at the budget's next run."""
+        with self._writing():
+            db = self._db
+            if mode != "TRUNCATE":
+                db.execute(f"PRAGMA wal_checkpoint({mode})")
+                return
+            timeout = db.execute("PRAGMA busy_timeout").fetchone()[0]
+            db.execute(f"PRAGMA busy_timeout = {int(self.TRUNCATE_WAIT * 1000)}")
+            try:
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.OperationalError as exc:  # SQLITE_BUSY: a writer kept the lock past the wait
+                busy = str(exc)
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {timeout}")
+            if busy:
+                log.debug("buffer %s: the write-ahead log is not emptied yet (busy); the budget's next run tries "
+                          "again", self.path)
 
     def _excess_rows(self, target: int, most: int) -> int:
         """About how many readings must go to bring the file down to ``target`` bytes (0 if it is there), at most
-        ``most`` at a time. Measured after moving the write-ahead log into the file (deletions grow the log)."""
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        excess = self.used_bytes() - target
-        if excess <= 0:
+        ``most`` at a time. Measured on the pages in use after a PASSIVE checkpoint (deletions grow the log, and the
+        log goes back to its start once checkpointed); the TRUNCATE at the end of :meth:`enforce_budget` empties it."""
+        self._checkpoint("PASSIVE")
+        used = self._pages_in_use()
+        if used - target <= 0:
             return 0
         rows = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
-        per_row = max(1, self.used_bytes() // max(rows, 1))
-        return min(most, max(100, excess // per_row + 1))
+        per_row = max(1, used // max(rows, 1))
+        return min(most, max(100, (used - target) // per_row + 1))
+
+    def _pages_in_use(self) -> int:
+        """Bytes of the database in use (free pages excluded), as this connection sees it: the log's pages
+        included, whether checkpointed or not; the log file's own size excluded."""
+        db = self._db
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        return (db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]) \
+            * page_size
 
     def _drop_oldest_pending(self, chunk: int, now: float) -> list[dict[str, Any]]:
         with self._transaction() as db:

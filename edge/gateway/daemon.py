@@ -116,17 +116,22 @@ class ControlWorker:
 
 
 class AlertFeed:
-    """The alert engine's readings, on a thread of their own (``alerts``): a sampling round hands its readings over
-    and returns, so the engine (its lock, its transactions, the SMS it queues) never holds up a round. Rounds that come
-    while the engine is busy are handed over together at its next turn, in order. At most ``MAX_ALERT_WAITING``
-    readings wait; past that the oldest are dropped (said once in the log): the engine is wedged or far behind."""
+    """What the alert engine observes, on a thread of its own (``alerts``): a sampling round hands its readings over
+    and returns, and so does the supervisor with each switch (``switch``, one of its ``on_switch`` listeners), so the
+    engine (its lock, its transactions, the SMS it queues) never holds up a round nor the control thread. What comes
+    while the engine is busy is handed over at its next turn, in the order it came (readings of consecutive rounds
+    together). At most ``MAX_ALERT_WAITING`` readings and switches wait; past that the oldest are dropped (said once
+    in the log): the engine is wedged or far behind. Once stopped, the feed hands what comes (the outputs' switches
+    of a stop) over at once, on the caller's thread."""
 
-    def __init__(self, listener):
-        self.listener = listener
-        self._waiting: deque = deque()
-        self._lock = threading.Lock()  # guards _waiting only; nothing is called while it is held
+    def __init__(self, listener, on_switch=None):
+        self.listener = listener  # a batch of readings
+        self.on_switch = on_switch  # (actuator_id, change, ts) of one switch
+        self._waiting: deque = deque()  # ("readings", reading) or ("switch", (actuator_id, change, ts))
+        self._lock = threading.Lock()  # guards _waiting and _stopped only; nothing is called while it is held
         self._ready = threading.Event()
         self._stop = threading.Event()
+        self._stopped = False  # the thread has ended: hand over on the caller's thread
         self._dropped = 0
         self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
 
@@ -134,15 +139,28 @@ class AlertFeed:
         self._thread.start()
 
     def __call__(self, readings) -> None:
+        """A sampler listener: a round's readings."""
+        self._hand([("readings", r) for r in readings])
+
+    def switch(self, actuator_id: str, change, ts: float) -> None:
+        """A ``Supervisor.on_switch`` listener: an output was switched."""
+        self._hand([("switch", (actuator_id, change, ts))])
+
+    def _hand(self, items: list) -> None:
         with self._lock:
-            self._waiting.extend(readings)
-            excess = len(self._waiting) - MAX_ALERT_WAITING
-            for _ in range(max(0, excess)):
-                self._waiting.popleft()
+            stopped = self._stopped
+            if not stopped:
+                self._waiting.extend(items)
+                excess = len(self._waiting) - MAX_ALERT_WAITING
+                for _ in range(max(0, excess)):
+                    self._waiting.popleft()
+        if stopped:
+            self._deliver(items)
+            return
         if excess > 0:
             if not self._dropped:
-                log.warning("alerts: the engine is behind by more than %d readings; the oldest are skipped",
-                            MAX_ALERT_WAITING)
+                log.warning("alerts: the engine is behind by more than %d readings and switches; the oldest are "
+                            "skipped", MAX_ALERT_WAITING)
             self._dropped += excess
         self._ready.set()
 
@@ -152,6 +170,13 @@ class AlertFeed:
         self._ready.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive():
+            return  # wedged: what comes next waits (and is dropped past the limit), it never blocks the stop
+        with self._lock:
+            self._stopped = True
+            left = list(self._waiting)
+            self._waiting.clear()
+        self._deliver(left)
 
     def _loop(self) -> None:
         while True:
@@ -160,15 +185,33 @@ class AlertFeed:
             with self._lock:
                 batch = list(self._waiting)
                 self._waiting.clear()
-            if batch:
-                try:
-                    self.listener(batch)
-                except BufferWriteError as exc:
-                    log.debug("alerts: readings observed, state not stored (%s)", exc)
-                except Exception:  # never the end of the feed: the next round tries again
-                    log.exception("alerts: the engine failed on a round's readings")
-            if self._stop.is_set() and not self._waiting:
+            self._deliver(batch)
+            if self._stop.is_set():
                 return
+
+    def _deliver(self, batch: list) -> None:
+        """Each switch on its own, the readings between two switches together, in order."""
+        readings: list = []
+        for kind, item in batch:
+            if kind == "readings":
+                readings.append(item)
+                continue
+            if readings:
+                self._call(self.listener, (readings,), "a round's readings")
+                readings = []
+            if self.on_switch is not None:
+                self._call(self.on_switch, item, f"{item[0]}'s switch")
+        if readings:
+            self._call(self.listener, (readings,), "a round's readings")
+
+    @staticmethod
+    def _call(listener, args: tuple, what: str) -> None:
+        try:
+            listener(*args)
+        except BufferWriteError as exc:
+            log.debug("alerts: %s observed, state not stored (%s)", what, exc)
+        except Exception:  # never the end of the feed: the next round tries again
+            log.exception("alerts: the engine failed on %s", what)
 
 
 class Daemon:
@@ -216,8 +259,10 @@ class Daemon:
         self.hardware.safe_state()
         latest = LatestReadings()
         self.supervisor = Supervisor(cfg, self.hardware.actuators, self.buffer, self.clock, latest)
-        self.supervisor.on_switch.append(self._alert_switch)  # the alerts learn of switches as they happen
-        self.alert_feed = AlertFeed(self._alert_readings)
+        # The alerts learn of switches as they happen, on the alerts' thread (in order with the readings): the
+        # thread that switched (control, a command's) never waits for the alert engine.
+        self.alert_feed = AlertFeed(self._alert_readings, self._alert_switch)
+        self.supervisor.on_switch.append(self.alert_feed.switch)
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
         self.sampler = Sampler(slots, self.buffer, self.clock,
                                listeners=[latest, self._after_round, self.alert_feed])

@@ -127,10 +127,10 @@ class Engine:
         current = {w.key for w in self.watches}
         for key in [k for k in self.tracks if k not in current]:
             track = self.tracks.pop(key)
-            with self.buffer.transaction() as db:
+            with self.store.transaction():
                 if track.incident_id is not None:
-                    self._resolve(db, track.incident_id, None, now, quietly=True)
-                self.store.delete_track(db, key)
+                    self._resolve(track.incident_id, None, now, quietly=True)
+                self.store.delete_track(key)
 
     # ================================================================================================= inputs
 
@@ -299,45 +299,45 @@ class Engine:
         """Carry out a transition in one transaction. The track in memory changes only once it committed: a buffer
         that cannot store it (a full disk) leaves the alert where it was, and the next evaluation tries again."""
         track, code = replace(track), None
-        with self.buffer.transaction() as db:
+        with self.store.transaction():
             if change.action == "fire":
-                track.incident_id, code = self._fire(db, watch, value, now)
+                track.incident_id, code = self._fire(watch, value, now)
                 if watch.oneshot:  # an event, not a condition: told once, never repeated nor resolved aloud
-                    self._resolve(db, track.incident_id, value, now, quietly=True)
+                    self._resolve(track.incident_id, value, now, quietly=True)
                     track.incident_id, change = None, Transition(RESOLVED, now)
             elif change.action == "resolve" and track.incident_id is not None:
-                self._resolve(db, track.incident_id, value, now)
+                self._resolve(track.incident_id, value, now)
                 track.incident_id = None
             track.state, track.since = change.state, change.since
-            self.store.save_track(db, track)
+            self.store.save_track(track)
         self.tracks[track.key] = track
         if code is not None:  # said once it is stored (a full disk retries it at every evaluation)
             log.warning("alert %s fired (code %s, %s, value %s)", watch.key, code, watch.severity, value)
         log.debug("alert %s: %s", watch.key, change.state)
 
-    def _fire(self, db: Any, watch: Watch, value: float | None, now: float) -> tuple[int, str]:
+    def _fire(self, watch: Watch, value: float | None, now: float) -> tuple[int, str]:
         fact = {"label": watch.label, "subject": watch.subject, "quantity": watch.quantity, "unit": watch.unit,
                 "limit": watch.threshold, "window": watch.window, "sensor": watch.sensor, "actuator": watch.actuator,
                 "direction": watch.direction}
-        incident_id, code = self.store.new_incident(db, key=watch.key, rule_id=watch.rule_id,
+        incident_id, code = self.store.new_incident(key=watch.key, rule_id=watch.rule_id,
                                                     severity=watch.severity, kind=watch.kind, fact=fact,
                                                     fired_ts=now, value=value)
         for person in self._owners():
-            self.store.add_notice(db, incident_id, person.key, "firing", now)
+            self.store.add_notice(incident_id, person.key, "firing", now)
         self.buffer.append_event(AlertFired.KIND, watch.key,
                                  AlertFired(code, watch.rule_id, watch.severity, value).to_data(), ts=now)
         return incident_id, code
 
-    def _resolve(self, db: Any, incident_id: int, value: float | None, now: float, quietly: bool = False) -> None:
+    def _resolve(self, incident_id: int, value: float | None, now: float, quietly: bool = False) -> None:
         incident = self.store.incident(incident_id)
-        self.store.resolve(db, incident_id, now, value)
-        self.store.drop_owed(db, incident_id, ("repeat", "escalation"))
+        self.store.resolve(incident_id, now, value)
+        self.store.drop_owed(incident_id, ("repeat", "escalation"))
         told = self.store.told(incident_id)
         if incident["suppressed"] and not told:
-            self.store.drop_owed(db, incident_id, ("firing",))  # never told, and no longer true: never tell
+            self.store.drop_owed(incident_id, ("firing",))  # never told, and no longer true: never tell
         elif not quietly:
             for recipient in told:
-                self.store.add_notice(db, incident_id, recipient, "resolved", now)
+                self.store.add_notice(incident_id, recipient, "resolved", now)
         self.buffer.append_event(AlertResolved.KIND, incident["key"], AlertResolved(incident["code"], value).to_data(),
                                  ts=now)
         log.info("alert %s resolved (code %s)", incident["key"], incident["code"])
@@ -357,20 +357,20 @@ class Engine:
             repeats, next_ts = incident["repeats"] + 1, incident["next_repeat_ts"]
             while next_ts <= now:
                 next_ts += repeat_gap(gaps, repeats)
-            with self.buffer.transaction() as db:
+            with self.store.transaction():
                 for person in audience:
                     if not self.store.owes(incident["id"], person.key, ("firing", "repeat", "escalation")):
-                        self.store.add_notice(db, incident["id"], person.key, "repeat", now)
-                self.store.update_incident(db, incident["id"], repeats=repeats, next_repeat_ts=next_ts)
+                        self.store.add_notice(incident["id"], person.key, "repeat", now)
+                self.store.update_incident(incident["id"], repeats=repeats, next_repeat_ts=next_ts)
 
     def _escalate(self, now: float) -> None:
         if self.settings.escalate_after is None:
             return
         for incident in self.store.escalations_due(now, self.settings.escalate_after):
-            with self.buffer.transaction() as db:
+            with self.store.transaction():
                 for person in self._escalation():
-                    self.store.add_notice(db, incident["id"], person.key, "escalation", now)
-                self.store.update_incident(db, incident["id"], escalated_ts=now)
+                    self.store.add_notice(incident["id"], person.key, "escalation", now)
+                self.store.update_incident(incident["id"], escalated_ts=now)
             if self._escalation():
                 self.buffer.append_event(AlertEscalated.KIND, incident["key"],
                                          AlertEscalated(incident["code"]).to_data(), ts=now)
@@ -387,13 +387,13 @@ class Engine:
         if incident is None or incident["acked_ts"] is not None:
             return False
         track = self.tracks.get(incident["key"])
-        with self.buffer.transaction() as db:
-            self.store.ack(db, incident["id"], now, by)
-            self.store.drop_owed(db, incident["id"], ("repeat", "escalation"))
-            self.store.update_incident(db, incident["id"], next_repeat_ts=None)
+        with self.store.transaction():
+            self.store.ack(incident["id"], now, by)
+            self.store.drop_owed(incident["id"], ("repeat", "escalation"))
+            self.store.update_incident(incident["id"], next_repeat_ts=None)
             if track is not None and track.state == FIRING and track.incident_id == incident["id"]:
                 track = replace(track, state=ACKED)
-                self.store.save_track(db, track)
+                self.store.save_track(track)
             self.buffer.append_event(AlertAcked.KIND, incident["key"], AlertAcked(code, by).to_data(), ts=now)
         if track is not None:
             self.tracks[track.key] = track  # only once committed
@@ -408,10 +408,10 @@ class Engine:
             log.info("no %s answer to %s: answers to that number are used up for now", kind, person.name)
             return
         text = text_for(self._style(person, now))
-        with self.buffer.transaction() as db:
-            local_id = self.outbox.enqueue(db, recipient=person.name, number=person.key, text=text, critical=False,
+        with self.store.transaction():
+            local_id = self.outbox.enqueue(recipient=person.name, number=person.key, text=text, critical=False,
                                            now=now)
-            self.store.add_message(db, person.key, now, kind, local_id, segment_count(text), ())
+            self.store.add_message(person.key, now, kind, local_id, segment_count(text), ())
         self.outbox.wake(now)
 
     def _status_text(self, style: Style, now: float) -> str:
@@ -492,11 +492,11 @@ class Engine:
     def _carry_out(self, person: Person, rows: Mapping[int, dict[str, Any]], decision: Any, now: float) -> None:
         if not (decision.send or decision.defer or decision.suppress or decision.cap):
             return
-        with self.buffer.transaction() as db:
-            self.store.flag_notices(db, decision.defer, "deferred")
-            self.store.flag_notices(db, decision.cap, "capped")
+        with self.store.transaction():
+            self.store.flag_notices(decision.defer, "deferred")
+            self.store.flag_notices(decision.cap, "capped")
             for incident_id in set(decision.suppress):
-                self.store.update_incident(db, incident_id, suppressed=1)
+                self.store.update_incident(incident_id, suppressed=1)
             if not decision.send:
                 if decision.cap:
                     log.warning("%s reached the SMS cap: %d alert(s) held for one summary", person.name,
@@ -507,12 +507,12 @@ class Engine:
                      for r in sent]
             text = compose(items, self._style(person, now), decision.header)
             critical = any(n.urgent for n in decision.send)
-            local_id = self.outbox.enqueue(db, recipient=person.name, number=person.key, text=text,
+            local_id = self.outbox.enqueue(recipient=person.name, number=person.key, text=text,
                                            critical=critical, now=now)
-            self.store.add_message(db, person.key, now, decision.header, local_id, segment_count(text),
+            self.store.add_message(person.key, now, decision.header, local_id, segment_count(text),
                                    [r["notice_id"] for r in sent])
             for incident_id in dict.fromkeys(r["id"] for r in sent):
-                self._after_telling(db, incident_id, now)
+                self._after_telling(incident_id, now)
             self.buffer.append_event(AlertMessage.KIND, "alerts", AlertMessage(
                 person.name, tuple(sorted({r["code"] for r in sent})), decision.header, local_id,
                 segment_count(text)).to_data(), ts=now)
@@ -520,12 +520,12 @@ class Engine:
         log.info("alert message to %s queued (%s, codes %s)", person.name, decision.header,
                  ", ".join(sorted({r["code"] for r in sent})))
 
-    def _after_telling(self, db: Any, incident_id: int, now: float) -> None:
+    def _after_telling(self, incident_id: int, now: float) -> None:
         """The first message about an incident starts its repeat schedule (criticals not yet acknowledged)."""
         incident = self.store.incident(incident_id)
         if incident is None or incident["notified_ts"] is not None:
             return
         repeat = incident["severity"] == "critical" and incident["resolved_ts"] is None and \
             incident["acked_ts"] is None
-        self.store.update_incident(db, incident_id, notified_ts=now,
+        self.store.update_incident(incident_id, notified_ts=now,
                                    next_repeat_ts=now + repeat_gap(self.settings.repeat, 0) if repeat else None)

@@ -148,8 +148,8 @@ class Outbox:
 
     # ------------------------------------------------------------------------------------------------ queueing
 
-    def enqueue(self, db: Any, *, recipient: str, number: str, text: str, critical: bool, now: float) -> str:
-        """Queue one SMS inside the caller's open transaction (``db``: ``buffer.transaction()`` or the alert store's);
+    def enqueue(self, *, recipient: str, number: str, text: str, critical: bool, now: float) -> str:
+        """Queue one SMS inside the caller's open transaction (the alert store's :meth:`~.store.Store.transaction`);
         return its local id. Call :meth:`wake` once that transaction has committed."""
         local_id = self._local_ids()
         self._db.execute(
@@ -169,8 +169,8 @@ class Outbox:
 
     def submit(self, *, recipient: str, number: str, text: str, critical: bool, now: float) -> str:
         """Queue one SMS in a transaction of its own."""
-        with self._db.transaction() as db:
-            local_id = self.enqueue(db, recipient=recipient, number=number, text=text, critical=critical, now=now)
+        with self._db.transaction():
+            local_id = self.enqueue(recipient=recipient, number=number, text=text, critical=critical, now=now)
         self.wake(now)
         return local_id
 

@@ -7,8 +7,9 @@
     Sync(..., on_link=service.observe_link)
     service.close()
 
-The supervisor tells the service of every switch as it makes it (``observe_switch``, in the supervisor's thread,
-after its lock is released); nothing polls the buffer's events. Jobs, each short: ``alerts-tick`` (1 s: time-based
+The supervisor tells the service of every switch as it makes it (``observe_switch``, after its lock is released;
+the daemon hands each switch to the alerts' own thread, in order with the readings, so the thread that switched never
+waits for the engine); nothing polls the buffer's events. Jobs, each short: ``alerts-tick`` (1 s: time-based
 conditions, repeats, escalation, dispatch), ``sms-outbox`` (5 s:
 retries), ``sms-replies`` (read replies), ``alerts-prune`` (forget old rows). A freshly queued SMS does not wait for
 the outbox job: it wakes a one-thread sender, so sending (the only thing that waits on a network) never holds up the

@@ -1,16 +1,17 @@
 """The alert engine's memory, in the buffer's SQLite file (component ``alerts``): watches, incidents, notices, messages.
 
-The only code that runs SQL on these tables (through the buffer's access for ``alerts``). Writes take an open
-transaction (``buffer.transaction()``, the ``db`` argument) from the engine: the store's statements run inside it, so
-that a state change, the incident it opens and the notices it owes commit together, and a dispatched message, the
-notices it carries and the SMS queued for it (by the outbox, inside the same transaction) commit together. That is
-what makes a restart re-send nothing and forget nothing.
+The only code that runs SQL on these tables (through the buffer's access for ``alerts``). Writes run inside a
+transaction the engine opens with :meth:`Store.transaction`: the store's statements run inside it, so that a state
+change, the incident it opens and the notices it owes commit together, and a dispatched message, the notices it
+carries and the SMS queued for it (by the outbox, inside the same transaction) commit together. That is what makes
+a restart re-send nothing and forget nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,13 @@ class Store:
         if migrate:
             self._db.migrate(MIGRATIONS)
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction for the store's writes (and the outbox's SMS, the buffer's events written with them):
+        they commit together or not at all. Nested in a transaction the thread has open, it is a savepoint of it."""
+        with self._db.transaction():
+            yield
+
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
         return self._db.query(sql, tuple(args))
 
@@ -127,11 +135,11 @@ class Store:
         return {r["key"]: TrackRow(r["key"], r["rule_id"], r["state"], r["since_ts"], r["incident_id"])
                 for r in self._query("SELECT * FROM alert_tracks")}
 
-    def save_track(self, db: Any, track: TrackRow) -> None:
+    def save_track(self, track: TrackRow) -> None:
         self._db.execute("INSERT OR REPLACE INTO alert_tracks VALUES (?, ?, ?, ?, ?)",
                    (track.key, track.rule_id, track.state, track.since, track.incident_id))
 
-    def delete_track(self, db: Any, key: str) -> None:
+    def delete_track(self, key: str) -> None:
         self._db.execute("DELETE FROM alert_tracks WHERE key = ?", (key,))
 
     # ------------------------------------------------------------------------------------------- incidents
@@ -147,7 +155,7 @@ class Store:
         rows = self._query("SELECT * FROM alert_incidents WHERE code = ? AND resolved_ts IS NULL", (code,))
         return rows[0] if rows else None
 
-    def new_incident(self, db: Any, *, key: str, rule_id: str, severity: str, kind: str, fact: dict[str, Any],
+    def new_incident(self, *, key: str, rule_id: str, severity: str, kind: str, fact: dict[str, Any],
                      fired_ts: float, value: float | None) -> tuple[int, str]:
         last = self._db.execute("SELECT code FROM alert_incidents ORDER BY id DESC LIMIT 1").fetchone()
         in_use = {int(r[0]) for r in self._db.execute("SELECT code FROM alert_incidents WHERE resolved_ts IS NULL")}
@@ -158,14 +166,14 @@ class Store:
             (key, rule_id, code, severity, kind, json.dumps(fact, ensure_ascii=False), fired_ts, value))
         return cursor.lastrowid, code
 
-    def resolve(self, db: Any, incident_id: int, ts: float, value: float | None) -> None:
+    def resolve(self, incident_id: int, ts: float, value: float | None) -> None:
         self._db.execute("UPDATE alert_incidents SET resolved_ts = ?, resolved_value = ? WHERE id = ?",
                    (ts, value, incident_id))
 
-    def ack(self, db: Any, incident_id: int, ts: float, by: str) -> None:
+    def ack(self, incident_id: int, ts: float, by: str) -> None:
         self._db.execute("UPDATE alert_incidents SET acked_ts = ?, acked_by = ? WHERE id = ?", (ts, by, incident_id))
 
-    def update_incident(self, db: Any, incident_id: int, **fields: Any) -> None:
+    def update_incident(self, incident_id: int, **fields: Any) -> None:
         names = ", ".join(f"{name} = ?" for name in fields)
         self._db.execute(f"UPDATE alert_incidents SET {names} WHERE id = ?", (*fields.values(), incident_id))
 
@@ -180,7 +188,7 @@ class Store:
 
     # --------------------------------------------------------------------------------------------- notices
 
-    def add_notice(self, db: Any, incident_id: int, recipient: str, kind: str, ts: float) -> None:
+    def add_notice(self, incident_id: int, recipient: str, kind: str, ts: float) -> None:
         self._db.execute("INSERT INTO alert_notices (incident_id, recipient, kind, created_ts) VALUES (?, ?, ?, ?)",
                    (incident_id, recipient, kind, ts))
 
@@ -203,18 +211,18 @@ class Store:
             "SELECT DISTINCT recipient FROM alert_notices WHERE incident_id = ? AND message_id IS NOT NULL",
             (incident_id,))}
 
-    def drop_owed(self, db: Any, incident_id: int, kinds: tuple[str, ...]) -> None:
+    def drop_owed(self, incident_id: int, kinds: tuple[str, ...]) -> None:
         marks = ", ".join("?" for _ in kinds)
         self._db.execute(f"DELETE FROM alert_notices WHERE incident_id = ? AND message_id IS NULL "
                          f"AND kind IN ({marks})", (incident_id, *kinds))
 
-    def flag_notices(self, db: Any, ids: Iterable[int], column: str) -> None:
+    def flag_notices(self, ids: Iterable[int], column: str) -> None:
         assert column in ("deferred", "capped")
         self._db.executemany(f"UPDATE alert_notices SET {column} = 1 WHERE id = ?", [(i,) for i in ids])
 
     # -------------------------------------------------------------------------------------------- messages
 
-    def add_message(self, db: Any, recipient: str, ts: float, header: str, local_id: str, segments: int,
+    def add_message(self, recipient: str, ts: float, header: str, local_id: str, segments: int,
                     notice_ids: Iterable[int]) -> int:
         cursor = self._db.execute("INSERT INTO alert_messages (recipient, ts, header, local_id, segments) "
                             "VALUES (?, ?, ?, ?, ?)", (recipient, ts, header, local_id, segments))
