@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Union
 
 from edge.contract.protocol import ACTIONS, MAX_COMMAND_DURATION
 from edge.durations import format_duration
@@ -25,9 +25,7 @@ from edge.errors import EdgeError
 
 if TYPE_CHECKING:
     from edge.contract.protocol import Command as RemoteCommand
-    from edge.gateway.alerts.service import AlertService
     from edge.gateway.config import GatewayConfig
-    from edge.gateway.control.supervisor import Supervisor
     from edge.gateway.hardware.base import ActuatorConfig
 
 Action = Literal["on", "off", "auto"]
@@ -179,7 +177,25 @@ class CommandParser:
         return float(duration)
 
 
-def serve(command: Command, supervisor: Supervisor, alerts: AlertService | None) -> dict[str, Any]:
+class Executor(Protocol):
+    """What carries out control commands: the supervisor (``edge.gateway.control.supervisor.Supervisor``)."""
+
+    def execute(self, command: Actuate) -> Any: ...
+
+    def snapshot(self) -> Any: ...
+
+
+class AlertEngine(Protocol):
+    def acknowledge(self, code: str, who: str) -> bool: ...
+
+
+class Alerts(Protocol):
+    """What acknowledges alerts: the alert service (``edge.gateway.alerts.service.AlertService``)."""
+
+    engine: AlertEngine
+
+
+def serve(command: Command, supervisor: Executor, alerts: Alerts | None) -> dict[str, Any]:
     """Carry out a typed command; the answer its sender gets (JSON-ready). Raises :class:`Refused`."""
     if isinstance(command, Status):
         return {"actuators": supervisor.snapshot()}
