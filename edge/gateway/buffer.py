@@ -52,7 +52,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -138,8 +138,7 @@ NewReading = Reading.taken
 _READING_COLUMNS = "epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono"
 
 
-@dataclass(frozen=True, slots=True)
-class PendingReading:
+class PendingReading(NamedTuple):
     """A pending reading as the buffer hands it to the uplink: its key and the :class:`Reading` it holds, or, when
     its row cannot be read as one (a garbled cell on a failing SD card), ``reading`` None and ``garbled`` saying
     why. The key is then the cells as they are (the uplink sets the row aside by them)."""
@@ -1316,6 +1315,13 @@ def _pending_reading(row: Sequence[Any]) -> PendingReading:
     """One row of ``_READING_COLUMNS`` read defensively: the one place where a stored reading becomes a
     :class:`Reading` again, and where a garbled one is found (the uplink sets it aside with this reason)."""
     epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono = row
+    if (type(seq) is int and type(ts) is float and -1e15 < ts < 1e15 and type(sensor) is str  # the usual row, at once
+            and type(quantity) is str and (value is None or type(value) is float and math.isfinite(value))
+            and type(unit) is str and quality in QUALITIES and (reason is None or type(reason) is str)
+            and type(clock) is int and 0 <= clock <= 2 and (boot_id is None or type(boot_id) is str)
+            and (mono is None or type(mono) is float and -1e15 < mono < 1e15)):
+        return PendingReading(epoch, seq, Reading(seq, ts, sensor, quantity, value, unit, quality, reason, clock,
+                                                  boot_id, mono))
     try:
         if quality not in QUALITIES:
             raise _Garbled(f"quality {quality!r} is not one of {', '.join(QUALITIES)}")
