@@ -31,7 +31,6 @@ from edge.contract import protocol  # noqa: E402
 from edge.gateway.buffer import Buffer, NewReading  # noqa: E402
 from edge.gateway.clock import Clock  # noqa: E402
 from edge.gateway.sync import Sync, SyncConfig  # noqa: E402
-from edge.gateway.sync.uplink import _reading  # noqa: E402
 
 SENSORS = 40
 BATCH = int(os.environ.get("BENCH_BATCH", "10000"))
@@ -60,11 +59,11 @@ def fill_buffer(path: Path, count: int) -> None:
 def payloads(path: Path) -> tuple[list[bytes], list[list[protocol.Reading]], int]:
     buffer = Buffer.reader(path)
     out, batches, after = [], [], (0, 0)
-    while rows := buffer.pending(limit=BATCH, after=after):
-        readings = [_reading(r) for r in rows]
-        out.append(protocol.encode_readings("bench-gw", rows[0]["epoch"], readings))
+    while rows := buffer.pending_readings(limit=BATCH, after=after):
+        readings = [r.reading for r in rows]
+        out.append(protocol.encode_readings("bench-gw", rows[0].epoch, readings))
         batches.append(readings)
-        after = (rows[-1]["epoch"], rows[-1]["seq"])
+        after = (rows[-1].epoch, rows[-1].seq)
     buffer.close()
     return out, batches, sum(len(p) for p in out)
 

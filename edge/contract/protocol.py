@@ -284,7 +284,9 @@ def _ts_ms(value: int, what: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One reading as it crosses the wire."""
+    """One reading, the gateway's one reading type from the sampler to the wire (and the data center's, in a
+    :class:`ReadingBatch`). A reading just taken has no ``seq`` yet (:meth:`taken`, ``seq`` 0): the buffer gives it
+    one, from 1 up, in the transaction that stores it."""
 
     seq: int
     ts: float  # UTC seconds, millisecond resolution
@@ -297,6 +299,17 @@ class Reading:
     clock: int = 1  # 0 unsynced, 1 synced, 2 corrected
     boot_id: str | None = None
     mono: float | None = None
+
+    @classmethod
+    def taken(cls, ts: float, sensor: str, quantity: str, value: float | None, unit: str, quality: str = "good",
+              reason: str | None = None, clock: int = 1, boot_id: str | None = None,
+              mono: float | None = None) -> "Reading":
+        """A reading as a sensor gave it, not stored yet (``seq`` 0: :data:`UNSTORED`)."""
+        return cls(UNSTORED, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono)
+
+
+#: The ``seq`` of a reading not stored yet (stored ones are numbered from 1).
+UNSTORED = 0
 
 
 @dataclass(frozen=True)

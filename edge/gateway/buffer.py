@@ -40,6 +40,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import sqlite3
 import struct
@@ -51,7 +52,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -59,7 +60,7 @@ from edge import __version__
 from edge.errors import BufferFull, BufferUnavailable, BufferWriteError
 from edge.contract.events import (BufferCorrupt, BufferEpoch, BufferEventsLost, BufferGap, BufferRekey,
                                   BufferRolledBack)
-from edge.contract.protocol import seq_ranges
+from edge.contract.protocol import QUALITIES, Reading, seq_ranges
 
 log = logging.getLogger(__name__)
 
@@ -129,20 +130,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class NewReading:
-    """A reading as the sampler hands it over: the buffer adds ``epoch`` and ``seq``."""
+#: A reading as the sampler hands it over (``Reading.taken``: no seq yet); the buffer gives it ``epoch`` and ``seq``.
+#: Not a type of its own: the gateway has one reading type, the contract's :class:`Reading`, from sampler to wire.
+NewReading = Reading.taken
 
-    ts: float
-    sensor: str
-    quantity: str
-    value: float | None
-    unit: str
-    quality: str = "good"
-    reason: str | None = None
-    clock: int = CLOCK_SYNCED
-    boot_id: str | None = None
-    mono: float | None = None
+#: The columns of a reading row, in the order of :class:`Reading`'s fields (after ``epoch``).
+_READING_COLUMNS = "epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono"
+
+
+class PendingReading(NamedTuple):
+    """A pending reading as the buffer hands it to the uplink: its key and the :class:`Reading` it holds, or, when
+    its row cannot be read as one (a garbled cell on a failing SD card), ``reading`` None and ``garbled`` saying
+    why. The key is then the cells as they are (the uplink sets the row aside by them)."""
+
+    epoch: int
+    seq: int
+    reading: Reading | None
+    garbled: str | None = None
 
 
 @dataclass(frozen=True)
@@ -910,8 +914,9 @@ class Buffer:
             raise BufferUnavailable(f"buffer {self.path} has no epoch started (use Buffer.open)")
         return row[0] - count + 1
 
-    def append_readings(self, readings: Sequence[NewReading]) -> tuple[int, int] | None:
-        """Store readings in one transaction; return the ``(first, last)`` seq given to them.
+    def append_readings(self, readings: Sequence[Reading]) -> tuple[int, int] | None:
+        """Store readings (their ``seq`` is ignored) in one transaction; return the ``(first, last)`` seq given to
+        them, in their order.
 
         When the file system refuses (:class:`BufferWriteError`, :class:`BufferFull` for lack of room), the readings
         are counted per sensor and the error raised; the first write that goes through again also stores a
@@ -975,7 +980,7 @@ class Buffer:
 
     # ------------------------------------------------------------------------------------- what waits for room
 
-    def _count_unstored(self, readings: Sequence[NewReading]) -> None:
+    def _count_unstored(self, readings: Sequence[Reading]) -> None:
         with self._write_lock:
             for r in readings:
                 lost = self._unstored.setdefault(r.sensor, {"count": 0, "first_ts": r.ts, "last_ts": r.ts,
@@ -1070,6 +1075,20 @@ class Buffer:
             f"SELECT * FROM {stream} WHERE acked = 0 AND (epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
             (epoch, seq, limit),
         ))
+
+    def pending_readings(self, limit: int = 500, after: tuple[int, int] | None = None) -> list[PendingReading]:
+        """Unacknowledged readings, oldest ``(epoch, seq)`` first, optionally strictly after a key, as the uplink
+        sends them (a row that cannot be read as a reading comes back garbled, see :class:`PendingReading`)."""
+        epoch, seq = after or (0, 0)
+        return [_pending_reading(row) for row in self._db.execute(
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE acked = 0 AND (epoch, seq) > (?, ?) "
+            "ORDER BY epoch, seq LIMIT ?", (epoch, seq, limit))]
+
+    def pending_readings_range(self, epoch: int, first: int, last: int) -> list[PendingReading]:
+        """Unacknowledged readings of ``first..last`` in ``epoch`` (to re-send a batch whose ack did not come)."""
+        return [_pending_reading(row) for row in self._db.execute(
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
+            "ORDER BY seq", (epoch, first, last))]
 
     def pending_range(self, stream: str, epoch: int, first: int, last: int) -> list[dict[str, Any]]:
         """Unacknowledged rows of ``first..last`` in ``epoch`` (to re-send a batch whose ack did not come)."""
@@ -1326,6 +1345,58 @@ class Buffer:
 
     def epochs(self) -> list[dict[str, Any]]:
         return list(self._db.query("SELECT * FROM epochs ORDER BY epoch"))
+
+
+class _Garbled(Exception):
+    """A cell of a reading row that is not what the schema promises."""
+
+
+def _pending_reading(row: Sequence[Any]) -> PendingReading:
+    """One row of ``_READING_COLUMNS`` read defensively: the one place where a stored reading becomes a
+    :class:`Reading` again, and where a garbled one is found (the uplink sets it aside with this reason)."""
+    epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono = row
+    if (type(seq) is int and type(ts) is float and -1e15 < ts < 1e15 and type(sensor) is str  # the usual row, at once
+            and type(quantity) is str and (value is None or type(value) is float and math.isfinite(value))
+            and type(unit) is str and quality in QUALITIES and (reason is None or type(reason) is str)
+            and type(clock) is int and 0 <= clock <= 2 and (boot_id is None or type(boot_id) is str)
+            and (mono is None or type(mono) is float and -1e15 < mono < 1e15)):
+        return PendingReading(epoch, seq, Reading(seq, ts, sensor, quantity, value, unit, quality, reason, clock,
+                                                  boot_id, mono))
+    try:
+        if quality not in QUALITIES:
+            raise _Garbled(f"quality {quality!r} is not one of {', '.join(QUALITIES)}")
+        if clock not in (0, 1, 2):
+            raise _Garbled(f"clock {clock!r} is not 0, 1 or 2")
+        reading = Reading(_cell_int("seq", seq), _cell_number("ts", ts), _cell_text("sensor", sensor),
+                          _cell_text("quantity", quantity),
+                          None if value is None else _cell_number("value", value, None), _cell_text("unit", unit),
+                          quality, _cell_text("reason", reason, True), clock, _cell_text("boot_id", boot_id, True),
+                          None if mono is None else _cell_number("mono", mono))
+    except _Garbled as exc:
+        return PendingReading(epoch, seq, None, str(exc))
+    return PendingReading(epoch, seq, reading)
+
+
+def _cell_int(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Garbled(f"{name} {value!r} is not an integer")
+    return value
+
+
+def _cell_number(name: str, value: Any, bound: float | None = 1e15) -> float:
+    """A number cell: finite, and for times within ``bound`` seconds of 1970 (a clock's nonsense, not a time)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+            bound is not None and not -bound < value < bound):
+        raise _Garbled(f"{name} {str(value)[:40]!r} is not a finite number" + ("" if bound is None else " of seconds"))
+    return float(value)
+
+
+def _cell_text(name: str, value: Any, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise _Garbled(f"{name} {str(value)[:40]!r} is not text")
+    return value
 
 
 def _rows(cursor: sqlite3.Cursor) -> Iterator[dict[str, Any]]:

@@ -5,6 +5,10 @@ timestamped right after its sensor answered (UTC), flagged when the wall clock i
 the physically possible range of its quantity. A failed read becomes ``quality="error"`` with no value: never a copy
 of the last good value.
 
+Every reading is the contract's :class:`~edge.contract.protocol.Reading`, built without a ``seq``; the buffer numbers
+a round in the transaction that stores it, and the listeners get the round's readings with those numbers (still
+without, when the round could not be stored).
+
 A round whose readings the buffer cannot store (a full disk) still reaches the listeners, so rules and alerts go on
 seeing fresh values; the buffer counts what it could not store and records the gap once there is room.
 """
@@ -14,16 +18,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge.contract.events import ClockSynced
+from edge.contract.protocol import Reading
 from edge.errors import BufferWriteError
-from edge.gateway.buffer import CLOCK_SYNCED, CLOCK_UNSYNCED, Buffer, NewReading
+from edge.gateway.buffer import CLOCK_SYNCED, CLOCK_UNSYNCED, Buffer
 from edge.gateway.hardware.base import PLAUSIBLE, Sample, Sensor
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[Sequence[NewReading]], None]
+Listener = Callable[[Sequence[Reading]], None]
 
 
 def judge(sample: Sample, limits: tuple[float, float] | None) -> Sample:
@@ -38,7 +43,7 @@ def judge(sample: Sample, limits: tuple[float, float] | None) -> Sample:
     return sample
 
 
-def describe(reading: NewReading) -> str:
+def describe(reading: Reading) -> str:
     """``air temperature 24.1 °C`` or ``air temperature error (reason)``, for logs."""
     if reading.quality == "error":
         return f"{reading.sensor} {reading.quantity} error ({reading.reason})"
@@ -81,7 +86,7 @@ class Sampler:
                 misfire_grace_time=max(1, int(interval)),
             )
 
-    def read_slot(self, slot: SensorSlot) -> list[NewReading]:
+    def read_slot(self, slot: SensorSlot) -> list[Reading]:
         """Read one sensor; whatever it does, return one reading per quantity."""
         try:
             samples = slot.sensor.read()
@@ -93,7 +98,7 @@ class Sampler:
         readings = []
         for sample in samples:
             sample = judge(sample, slot.limit(sample.quantity))
-            readings.append(NewReading(
+            readings.append(Reading.taken(
                 ts=round(ts, 3), sensor=slot.sensor.id, quantity=sample.quantity, value=sample.value,
                 unit=sample.unit, quality=sample.quality, reason=sample.reason,
                 clock=CLOCK_SYNCED if synced else CLOCK_UNSYNCED,
@@ -101,11 +106,11 @@ class Sampler:
             ))
         return readings
 
-    def run_round(self, interval: float) -> list[NewReading]:
+    def run_round(self, interval: float) -> list[Reading]:
         """Read every sensor of one interval group and store them all in one transaction. A round is complete once
         its sensors answered, stored or not (the watchdog looks for hung reads, not for a full disk)."""
         self._check_clock()
-        readings: list[NewReading] = []
+        readings: list[Reading] = []
         for slot in self.groups[interval]:
             readings.extend(self.read_slot(slot))
         try:
@@ -113,6 +118,8 @@ class Sampler:
         except BufferWriteError as exc:  # logged once by the buffer, which counts them for the gap record
             seqs = None
             log.debug("round %gs not stored: %s", interval, exc)
+        if seqs is not None:
+            readings = [replace(r, seq=seq) for seq, r in enumerate(readings, seqs[0])]
         self.last_round[interval] = self.clock.monotonic()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("round %gs stored seq %s: %s", interval, seqs, "; ".join(map(describe, readings)))

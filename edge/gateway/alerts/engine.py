@@ -2,7 +2,7 @@
 
 Inputs (each takes ``now`` from the injected clock unless given):
 
-- :meth:`Engine.observe_readings`, a sampler listener (``Sequence[NewReading]``);
+- :meth:`Engine.observe_readings`, a sampler listener (``Sequence[protocol.Reading]``);
 - :meth:`Engine.observe_link` (the uplink is up or down; until someone calls it, link alerts never fire);
 - :meth:`Engine.observe_event` (``actuator.change`` events, ``sms.no_credit`` / ``sms.refused`` / ``sms.sent`` from
   the outbox);

@@ -30,6 +30,7 @@ from typing import Any
 
 from edge.contract.events import (ActuatorChange, ActuatorFault, ActuatorRefused, CommandActuate, RuleFault,
                                   RuleRecovered)
+from edge.contract.protocol import Reading
 from edge.durations import counted, format_duration
 from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.control import rules as rule_logic
@@ -54,7 +55,7 @@ class LatestReadings:
         self._latest: dict[tuple[str, str], rule_logic.Input] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, readings: Sequence[Any]) -> None:
+    def __call__(self, readings: Sequence[Reading]) -> None:
         with self._lock:
             for r in readings:
                 self._latest[(r.sensor, r.quantity)] = rule_logic.Input(r.value, r.quality, r.ts, r.reason)

@@ -16,7 +16,9 @@ was published before any collector had subscribed again). The data center's uniq
 The uplink cannot die silently. One message (an ack, a command) that cannot be handled is answered or logged and the
 thread goes on; a buffer row that cannot be read or encoded (a garbled cell on a failing SD card) is moved to
 ``sync_quarantine`` with its raw cells, and the data center is told (a ``buffer.gap`` for a reading, a
-``buffer.set_aside`` for an event); any other failure is logged and retried. :meth:`Sync.problem` says when the thread
+``buffer.set_aside`` for an event); any other failure is logged and retried. The buffer reads each pending reading
+into the contract's :class:`~edge.contract.protocol.Reading`, the type the encoder takes, or reports its row garbled
+(:class:`~edge.gateway.buffer.PendingReading`); event rows are read here. :meth:`Sync.problem` says when the thread
 has ended or made no progress for ``stall_after``: the daemon's watchdog then stops pinging and systemd restarts it,
 and ``edge status`` shows the link ``down`` or ``stalled`` with the reason (from ``beat`` in ``sync_state``).
 """
@@ -40,6 +42,7 @@ from edge import __version__, mqtt
 from edge.contract import protocol
 from edge.contract.events import BufferGap, BufferSetAside, CommandResult
 from edge.errors import BufferWriteError
+from edge.gateway.buffer import PendingReading
 from edge.gateway.control.commands import AlreadyReceived, CommandError, Stale
 from edge.gateway.sync.config import SyncConfig
 from edge.gateway.sync.link import Link, LinkDown, Message, MqttLink
@@ -51,6 +54,11 @@ log = logging.getLogger(__name__)
 BEAT_EVERY = 10.0
 #: Longest single sleep of the thread (reconnect backoff is cut into slices this long, each one a heartbeat).
 SLICE = 5.0
+
+
+#: A pending row as the buffer hands it over: a reading (read by the buffer into the contract's type, or garbled),
+#: or an event row.
+Row = PendingReading | dict[str, Any]
 
 
 class BadRow(Exception):
@@ -333,23 +341,22 @@ class Sync:
                 if limit < min(self.config.batch_size, lane.rate):
                     return
             found = self._read(lane.stream, "(epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
-                               (*lane.after, limit), lambda: self.buffer.pending(lane.stream, limit=limit,
-                                                                                  after=lane.after))
-            rows = [r for r in found if r["epoch"] == found[0]["epoch"]] if found else found
+                               (*lane.after, limit), lambda: self._pending(lane.stream, limit, lane.after))
+            rows = [r for r in found if _key(r)[0] == _key(found[0])[0]] if found else found
             if lane.until is not None:
-                rows = [r for r in rows if (r["epoch"], r["seq"]) <= lane.until]
-            rows = [r for r in rows if (lane.stream, r["epoch"], r["seq"]) not in self.inflight]
+                rows = [r for r in rows if _key(r) <= lane.until]
+            rows = [r for r in rows if (lane.stream, *_key(r)) not in self.inflight]
             if not rows:
                 return
             sent = self._publish(lane.stream, rows, lane.name)
             if not self.connected:
                 return
             if sent:
-                lane.after = (sent[-1]["epoch"], sent[-1]["seq"])
+                lane.after = _key(sent[-1])
                 if lane.rate is not None:
                     lane.budget -= len(sent)
 
-    def _publish(self, stream: str, rows: list[dict[str, Any]], lane: str) -> list[dict[str, Any]]:
+    def _publish(self, stream: str, rows: list[Row], lane: str) -> list[Row]:
         """Publish ``rows`` (one epoch, seq order), or as many of them as fit one payload; rows that cannot be
         encoded are set aside. Returns the rows sent (none if all were set aside or the link was lost)."""
         payload, rows = self._encode(stream, rows)
@@ -361,25 +368,34 @@ class Sync:
         except LinkDown as exc:
             self._lost(str(exc))
             return []
-        epoch = rows[0]["epoch"]
-        item = Inflight(stream, epoch, rows[0]["seq"], rows[-1]["seq"], len(rows), self.clock.monotonic(), lane)
+        epoch, first = _key(rows[0])
+        item = Inflight(stream, epoch, first, _key(rows[-1])[1], len(rows), self.clock.monotonic(), lane)
         self.inflight[(stream, epoch, item.first)] = item
         return rows
 
     def _resend(self, item: Inflight) -> None:
         rows = self._read(item.stream, "epoch = ? AND seq BETWEEN ? AND ? ORDER BY seq",
                           (item.epoch, item.first, item.last),
-                          lambda: self.buffer.pending_range(item.stream, item.epoch, item.first, item.last))
+                          lambda: self._pending_range(item.stream, item.epoch, item.first, item.last))
         while rows and self.connected:
             sent = self._publish(item.stream, rows[:self.config.batch_size], "resend")
             if not sent:
                 return  # the link was lost (everything goes again after the reconnect), or every row was set aside
-            rows = [r for r in rows if r["seq"] > sent[-1]["seq"]]
+            rows = [r for r in rows if _key(r)[1] > _key(sent[-1])[1]]
+
+    def _pending(self, stream: str, limit: int, after: tuple[int, int]) -> list[Row]:
+        if stream == "readings":
+            return self.buffer.pending_readings(limit=limit, after=after)
+        return self.buffer.pending(stream, limit=limit, after=after)
+
+    def _pending_range(self, stream: str, epoch: int, first: int, last: int) -> list[Row]:
+        if stream == "readings":
+            return self.buffer.pending_readings_range(epoch, first, last)
+        return self.buffer.pending_range(stream, epoch, first, last)
 
     # --------------------------------------------------------------------------------------- rows that cannot go
 
-    def _read(self, stream: str, where: str, params: tuple, query: Callable[[], list[dict[str, Any]]]
-              ) -> list[dict[str, Any]]:
+    def _read(self, stream: str, where: str, params: tuple, query: Callable[[], list[Row]]) -> list[Row]:
         """``query()``; if SQLite cannot decode a cell of the rows it reads (invalid UTF-8 in a TEXT column passes
         ``quick_check``), find the rows at fault one by one (``where`` selects the same pending rows), set them
         aside, and read again."""
@@ -396,7 +412,7 @@ class Sync:
             self._set_aside(stream, epoch, seq, f"cannot be read: {error}")
         return query()
 
-    def _encode(self, stream: str, rows: list[dict[str, Any]]) -> tuple[bytes | None, list[dict[str, Any]]]:
+    def _encode(self, stream: str, rows: list[Row]) -> tuple[bytes | None, list[Row]]:
         """The payload of ``rows`` and the rows it carries. A row that cannot be encoded alone is set aside; a
         payload over the protocol's limit carries fewer rows (the rest go in the next batch)."""
         try:
@@ -408,7 +424,7 @@ class Sync:
                     self._payload(stream, [row])
                     good.append(row)
                 except Exception as row_exc:
-                    self._set_aside(stream, row["epoch"], row["seq"],
+                    self._set_aside(stream, *_key(row),
                                     f"cannot be encoded: {_reason(row_exc, named=not isinstance(row_exc, BadRow))}")
             if len(good) == len(rows):
                 raise exc  # no single row is at fault: not a row problem
@@ -417,17 +433,20 @@ class Sync:
             return self._encode(stream, good)
         while len(payload) > protocol.MAX_PAYLOAD:
             if len(rows) == 1:
-                self._set_aside(stream, rows[0]["epoch"], rows[0]["seq"],
+                self._set_aside(stream, *_key(rows[0]),
                                 f"too large to send ({len(payload)} bytes encoded)")
                 return None, []
             rows = rows[:len(rows) // 2]
             payload = self._payload(stream, rows)
         return payload, rows
 
-    def _payload(self, stream: str, rows: list[dict[str, Any]]) -> bytes:
-        epoch = rows[0]["epoch"]
-        if stream == "readings":
-            return protocol.encode_readings(self.gateway_id, epoch, [_reading(r) for r in rows])
+    def _payload(self, stream: str, rows: list[Row]) -> bytes:
+        epoch = _key(rows[0])[0]
+        if stream == "readings":  # the buffer read them: the encoder takes its readings as they are
+            for row in rows:
+                if row.reading is None:
+                    raise BadRow(row.garbled)
+            return protocol.encode_readings(self.gateway_id, epoch, [row.reading for row in rows])
         return protocol.encode_events(self.gateway_id, epoch, [_event(r) for r in rows])
 
     def _set_aside(self, stream: str, epoch: Any, seq: Any, reason: str,
@@ -590,17 +609,11 @@ class Sync:
         self._beat_saved = self.clock.monotonic()
 
 
-def _reading(row: dict[str, Any]) -> protocol.Reading:
-    """A buffer row as it goes on the wire; BadRow if a cell is not what the schema promises."""
-    quality = row["quality"]
-    if quality not in protocol.QUALITIES:
-        raise BadRow(f"quality {quality!r} is not one of {', '.join(protocol.QUALITIES)}")
-    if row["clock"] not in (0, 1, 2):
-        raise BadRow(f"clock {row['clock']!r} is not 0, 1 or 2")
-    return protocol.Reading(_int(row, "seq"), _finite(row, "ts"), _text(row, "sensor"), _text(row, "quantity"),
-                            None if row["value"] is None else _finite(row, "value", None), _text(row, "unit"), quality,
-                            _text(row, "reason", True), row["clock"], _text(row, "boot_id", True),
-                            None if row["mono"] is None else _finite(row, "mono"))
+def _key(row: Row) -> tuple[Any, Any]:
+    """``(epoch, seq)`` of a pending reading or event row (a garbled key as its cells hold it)."""
+    if isinstance(row, PendingReading):
+        return row.epoch, row.seq
+    return row["epoch"], row["seq"]
 
 
 def _event(row: dict[str, Any]) -> protocol.Event:
