@@ -93,10 +93,7 @@ class MqttSource:
         self._client.loop_start()
 
     def get(self, timeout: float) -> Incoming | None:
-        try:
-            return self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
-        except queue.Empty:
-            return None
+        return _take(self._inbox, timeout)
 
     def reply(self, topic: str, payload: bytes) -> None:
         self._client.publish(topic, payload, qos=1)
@@ -197,10 +194,7 @@ class MemorySource:
         self.subscribed.set()
 
     def get(self, timeout: float) -> Incoming | None:
-        try:
-            return self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
-        except queue.Empty:
-            return None
+        return _take(self._inbox, timeout)
 
     def reply(self, topic: str, payload: bytes) -> None:
         self.replies.append((topic, payload))
@@ -211,3 +205,11 @@ class MemorySource:
     def stop(self) -> None:
         self.connected.clear()
         self.subscribed.clear()
+
+
+def _take(inbox: queue.Queue, timeout: float) -> Incoming | None:
+    """The next message of ``inbox``, waiting up to ``timeout`` seconds (none: not at all); None when there is none."""
+    try:
+        return inbox.get(timeout=timeout) if timeout > 0 else inbox.get_nowait()
+    except queue.Empty:
+        return None
