@@ -24,6 +24,7 @@ from edge.contract.events import ClockSynced
 from edge.contract.protocol import Reading
 from edge.errors import BufferWriteError
 from edge.gateway.buffer import CLOCK_SYNCED, CLOCK_UNSYNCED, Buffer
+from edge.gateway.clock import Clock
 from edge.gateway.hardware.base import PLAUSIBLE, Sample, Sensor
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class SensorSlot:
 
 
 class Sampler:
-    def __init__(self, slots: Iterable[SensorSlot], buffer: Buffer, clock, listeners: Iterable[Listener] = ()):
+    def __init__(self, slots: Iterable[SensorSlot], buffer: Buffer, clock: Clock, listeners: Iterable[Listener] = ()):
         self.buffer = buffer
         self.clock = clock
         self.listeners = list(listeners)

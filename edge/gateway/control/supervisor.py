@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.contract.events import (ActuatorChange, ActuatorFault, ActuatorRefused, CommandActuate, RuleFault,
                                   RuleRecovered)
@@ -38,6 +38,12 @@ from edge.gateway.control.commands import Actuate, CommandParser, Refused
 from edge.gateway.control.schedules import Place, window
 from edge.gateway.control.state import ControlState
 from edge.gateway.control.types import ActuatorState, ActuatorView, Override, describe_state
+
+if TYPE_CHECKING:
+    from edge.gateway.buffer import Buffer
+    from edge.gateway.clock import Clock
+    from edge.gateway.config import GatewayConfig
+    from edge.gateway.hardware.base import Actuator
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +76,7 @@ SwitchListener = Callable[[str, ActuatorChange, float], None]
 
 
 class Supervisor:
-    def __init__(self, config: Any, actuators: Mapping[str, Any], buffer: Any, clock: Any,
+    def __init__(self, config: GatewayConfig, actuators: Mapping[str, Actuator], buffer: Buffer, clock: Clock,
                  latest: LatestReadings | None = None):
         self.config = config
         self.control = config.control

@@ -35,18 +35,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from edge import __version__, mqtt
 from edge.contract import protocol
 from edge.contract.events import BufferGap, BufferSetAside, CommandResult
 from edge.errors import BufferWriteError
-from edge.gateway.buffer import PendingReading
+from edge.gateway.buffer import Buffer, PendingReading
 from edge.gateway.control.commands import AlreadyReceived, CommandError, Stale
 from edge.gateway.sync.config import SyncConfig
 from edge.gateway.sync.link import Link, LinkDown, Message, MqttLink
 from edge.gateway.sync.state import SyncState
+
+if TYPE_CHECKING:
+    from edge.gateway.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +96,7 @@ class Sync:
     ``link``: the transport (default: :class:`MqttLink` to ``config.url``); tests hand a ``MemoryLink`` and drive
     :meth:`turn` themselves."""
 
-    def __init__(self, config: SyncConfig, gateway_id: str, buffer: Any, clock: Any,
+    def __init__(self, config: SyncConfig, gateway_id: str, buffer: Buffer, clock: Clock,
                  on_command: Callable[[protocol.Command], dict[str, Any]] | None = None,
                  on_link: Callable[[bool, float], None] | None = None, link: Link | None = None):
         self.config = config
