@@ -1,8 +1,8 @@
 """The alert service as the daemon sees it: built from the config, a sampler listener, scheduler jobs, close().
 
     service = build(config, buffer, clock)
-    Sampler(..., listeners=[service.listener])
-    supervisor.on_switch.append(service.observe_switch)
+    feed = AlertFeed(service.listener, service.observe_switch)   # edge.gateway.daemon: the alerts' own thread
+    Sampler(..., listeners=[feed]); supervisor.on_switch.append(feed.switch)
     for job, seconds, job_id in service.jobs(): scheduler.add_job(job, "interval", seconds=seconds, id=job_id)
     Sync(..., on_link=service.observe_link)
     service.close()
