@@ -588,9 +588,10 @@ class ChartData:
     gateway_name: str | None = None
 
     def label(self, device: str) -> str:
-        """A sensor's or actuator's label: its display name with its id, or its id alone."""
+        """A sensor's or actuator's label: its id with its display name, or its id alone. The id comes first, so the
+        label reads left to right and a Persian name stays whole inside it."""
         name = self.names.get(device)
-        return f"{name} ({device})" if name else device
+        return f"{device} ({name})" if name else device
 
 
 def chart_data(request: Request, client: httpx.Client) -> ChartData:
@@ -698,8 +699,8 @@ def _draw(plt, request: Request, data: ChartData):
     every = f"{request.every} means, " if request.every else ""
     shown = f"{start.astimezone(where):%Y-%m-%d %H:%M} to {end.astimezone(where):%Y-%m-%d %H:%M} {local}"
     known = f"; known until {data.known_until.astimezone(where):%Y-%m-%d %H:%M}" if data.known_until < end else ""
-    gateway = f"{data.gateway_name} ({request.gateway})" if data.gateway_name else request.gateway
-    axes[0, 0].set_title(f"{gateway}: {shown} ({every}bands: actuators on{known})", fontsize="medium")
+    name = f" · {data.gateway_name}" if data.gateway_name else ""  # last: a Persian name then pulls in no date
+    axes[0, 0].set_title(f"{request.gateway}: {shown} ({every}bands: actuators on{known}){name}", fontsize="medium")
     return figure
 
 

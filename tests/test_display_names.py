@@ -74,8 +74,9 @@ def test_the_chart_labels_lines_and_bands_with_display_names(api):
     drawn, _ = figure(Request(api.url, api.secret, GATEWAY, "2025-12-01T00:00:00Z", "2025-12-01T02:00:00Z"))
     [legend] = drawn.legends
     labels = [t.get_text() for t in legend.get_texts()]
-    assert labels == ["هوای داخل (air)", "بخاری (heater-1) on"]
-    assert drawn.axes[0].get_title().startswith(f"گلخانه حسن ({GATEWAY}): ")
+    assert labels == ["air (هوای داخل)", "heater-1 (بخاری) on"]  # the id first: the label reads left to right
+    title = drawn.axes[0].get_title()
+    assert title.startswith(f"{GATEWAY}: ") and title.endswith(" · گلخانه حسن")
 
 
 def test_a_gateway_without_names_is_labelled_by_its_ids(api, postgres_server):
