@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["services"]  # private Mosquitto and PostgreSQL: tests/services.py
+pytest_plugins = ["services", "browser"]  # private Mosquitto and PostgreSQL: tests/services.py; headless chromium
 
 SMALL_GATEWAY = """\
 gateway:
