@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["services", "browser"]  # private Mosquitto and PostgreSQL: tests/services.py; headless chromium
+pytest_plugins = ["services", "nats_services", "browser"]  # private Mosquitto and PostgreSQL: tests/services.py;
+# private NATS nodes and clusters: tests/nats_services.py; headless chromium: tests/browser.py
 
 SMALL_GATEWAY = """\
 gateway:
