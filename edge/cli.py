@@ -496,6 +496,36 @@ def api(config_path: str, listen: tuple[str, int], log_level: str | None) -> Non
         raise _database_error(exc) from exc
 
 
+@dc.command("nats-config")
+@click.argument("cluster_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--node", "node_name", required=True, help="Which node of the cluster file to write the config of.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write here (mode 0640) instead of standard output.")
+def nats_config(cluster_file: str, node_name: str, output: str | None) -> None:
+    """Write one NATS node's server config: the cluster, JetStream, the MQTT listener and every account's permissions.
+
+    The accounts (gateways, collectors, commanders) and their password hashes come from CLUSTER_FILE
+    (config/nats/cluster.example.yaml); a gateway may publish only its own uplink and read only its own downlink.
+    Regenerate and reload (nats-server --signal reload) after adding a gateway. docs/datacenter.md.
+
+    Example: edge dc nats-config /etc/edge/nats-cluster.yaml --node dc-1 -o /etc/nats/nats-server.conf
+    """
+    from edge.datacenter.nats_config import render_from_file
+
+    try:
+        text = render_from_file(cluster_file, node_name)
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise EdgeError(str(exc)) from exc
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    target = Path(output)
+    target.touch(mode=0o640)
+    target.write_text(text)
+
+
 @dc.group()
 def token() -> None:
     """History API tokens: create (shown once), list, revoke.

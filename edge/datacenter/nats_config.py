@@ -138,3 +138,66 @@ def render(node: Node, peers: Iterable[Node], accounts: Accounts, *, cluster_nam
     lines.append(f"accounts {{ {ACCOUNT}: {{ jetstream: enabled, users: {json.dumps(accounts.users(), indent=1)} }} }}")
     lines += list(extra)
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ the cluster file (config/nats/)
+
+
+def _cluster_models():
+    """The models of ``config/nats/cluster.example.yaml`` (pydantic is imported only when a file is read)."""
+    from pathlib import Path
+
+    from pydantic import Field
+
+    from edge.config import Identifier, StrictModel
+
+    class NodeModel(StrictModel):
+        name: Identifier
+        host: str = Field(description="address this node listens on and its peers reach it at")
+        client_port: int = Field(default=4222, ge=1, le=65535, description="NATS clients (the collectors)")
+        mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT 3.1.1 (the gateways)")
+        cluster_port: int = Field(default=6222, ge=1, le=65535, description="routes between the nodes")
+        store_dir: str = Field(default="/var/lib/nats", description="JetStream's files on this node")
+
+    class ClusterFile(StrictModel):
+        cluster: Identifier = "greenhouse"
+        nodes: list[NodeModel] = Field(min_length=1)
+        gateways: list[Identifier] = Field(default_factory=list, description="one account per gateway, named by "
+                                           "its id")
+        collectors: list[Identifier] = Field(default_factory=lambda: ["collector"])
+        commanders: list[Identifier] = Field(default_factory=lambda: ["commander"])
+        passwords_file: Path = Field(description="`user bcrypt-hash` lines, one per account (mode 0600)")
+        max_file_store: str = "10G"
+
+    return NodeModel, ClusterFile
+
+
+def read_passwords(path) -> dict[str, str]:
+    """``user hash`` lines (blank lines and ``#`` comments skipped); ValueError naming the line that is wrong."""
+    from pathlib import Path
+
+    out: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        words = line.split()
+        if len(words) != 2:
+            raise ValueError(f"{path}:{number}: expected `user bcrypt-hash`")
+        out[words[0]] = words[1]
+    return out
+
+
+def render_from_file(path, node_name: str) -> str:
+    """The config of node ``node_name`` of the cluster file at ``path`` (``edge dc nats-config``)."""
+    from edge.config import load_model
+
+    _, cluster_file = _cluster_models()
+    spec = load_model(cluster_file, path)
+    nodes = [Node(n.name, n.host, n.client_port, n.mqtt_port, n.cluster_port, n.store_dir) for n in spec.nodes]
+    chosen = [n for n in nodes if n.name == node_name]
+    if not chosen:
+        raise ValueError(f"no node {node_name!r} in {path} (nodes: {', '.join(n.name for n in nodes)})")
+    accounts = Accounts(spec.gateways, spec.collectors, spec.commanders, read_passwords(spec.passwords_file))
+    return render(chosen[0], nodes if len(nodes) > 1 else [], accounts, cluster_name=spec.cluster,
+                  max_file_store=spec.max_file_store)
