@@ -409,7 +409,8 @@ def dc() -> None:
 @dc.command()
 @click.option("-c", "--config", "config_path", required=True, envvar="EDGE_DC_CONFIG",
               type=click.Path(dir_okay=False), help="Data-center config file (default: $EDGE_DC_CONFIG).")
-@click.option("--username", default=None, help="Broker account of this instance (overrides mqtt.username). "
+@click.option("--username", default=None, help="Broker account of this instance (overrides mqtt.username, or "
+              "nats.username with source: nats). "
               "config/mosquitto/ names each session by its account: every running collector needs its own.")
 @click.option("--client-id", default=None, help="MQTT client id of this instance (overrides mqtt.client_id); "
               "keep it across restarts, and unique among running collectors (a broker that binds ids to "
@@ -429,7 +430,9 @@ def collector(config_path: str, username: str | None, client_id: str | None, log
 
     config = _load_datacenter(config_path)
     if username is not None:
-        config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"username": username})})
+        section = config.source  # mqtt, or nats
+        config = config.model_copy(update={section: getattr(config, section).model_copy(
+            update={"username": username})})
     _setup_logging(log_level or config.log.level)
     try:
         from edge.datacenter.collector import Collector

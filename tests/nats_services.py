@@ -31,7 +31,7 @@ from edge.datacenter import nats_config
 from services import _port_open, _wait_for, free_port
 
 #: Accounts of the test cluster: gateways, collectors and the commander (test-only passwords).
-GATEWAYS = ("gh-a", "gh-b", "gh-c", "gh-d")
+GATEWAYS = ("gh-a", "gh-b", "gh-c", "gh-d", "gh-e2e")
 COLLECTORS = ("collector", "collector-2")
 NATS_USERS = {**{g: f"pw-{g}" for g in GATEWAYS}, **{c: f"pw-{c}" for c in COLLECTORS}, "commander": "pw-commander"}
 

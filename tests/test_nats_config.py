@@ -64,3 +64,17 @@ def test_a_service_account_named_like_a_gateway_is_refused(cluster_file):
                                                              "collectors: [gh-lorestan-001,"))
     result = CliRunner().invoke(main, ["dc", "nats-config", str(cluster_file), "--node", "dc-1"])
     assert result.exit_code == 1 and "gh-lorestan-001" in result.output and "used twice" in result.output
+
+
+def test_a_gateway_takes_a_list_of_brokers_and_names_a_bad_one():
+    from pydantic import ValidationError
+
+    from edge.gateway.sync import SyncConfig
+
+    config = SyncConfig(url=["mqtt://dc-1:1883", "mqtts://dc-2:8883"], mqtt_version="mqttv311")
+    assert config.urls == ["mqtt://dc-1:1883", "mqtts://dc-2:8883"]
+    assert SyncConfig(url="mqtt://dc-1:1883").urls == ["mqtt://dc-1:1883"] and SyncConfig().urls == []
+    with pytest.raises(ValidationError, match="http://dc-2"):
+        SyncConfig(url=["mqtt://dc-1:1883", "http://dc-2:1883"])
+    with pytest.raises(ValidationError, match="empty list of brokers"):
+        SyncConfig(url=[])

@@ -129,9 +129,14 @@ def render(node: Node, peers: Iterable[Node], accounts: Accounts, *, cluster_nam
         f"server_name: {q(node.name)}",
         f"listen: {q(f'{node.host}:{node.client_port}')}",
         f"jetstream {{ store_dir: {q(node.store_dir)}, max_file_store: {max_file_store} }}",
-        f"mqtt {{ listen: {q(f'{node.host}:{node.mqtt_port}')} }}",
     ]
+    peers = list(peers)
     routes = [p.route for p in peers if p.name != node.name]
+    # The MQTT sessions, their QoS 1 messages and retained messages live in JetStream streams of their own: give
+    # them 3 copies, as the uplink has (left to itself, the server picks from the nodes it sees at the first MQTT
+    # login, and 2 copies stall as soon as one of those two nodes dies)
+    replicas = f", stream_replicas: {min(3, len(peers))}" if routes else ""
+    lines.append(f"mqtt {{ listen: {q(f'{node.host}:{node.mqtt_port}')}{replicas} }}")
     if routes:
         lines.append(f"cluster {{ name: {q(cluster_name)}, listen: {q(f'{node.host}:{node.cluster_port}')}, "
                      f"routes: [{', '.join(q(r) for r in routes)}] }}")
