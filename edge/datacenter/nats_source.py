@@ -58,6 +58,7 @@ class NatsSource:
         self._mids = itertools.count(1)
         self._replies: list[Future] = []  # acks published since the last settle, not yet confirmed
         self._reply_failed = False
+        self._reply_trouble = False  # acks failing to be stored right now (logged once)
         self._stopping = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="collector-nats", daemon=True)
@@ -126,7 +127,7 @@ class NatsSource:
                 await self._connect()
                 break
             except Exception as exc:  # noqa: BLE001 - no server reachable yet, or refused: say so and retry
-                log.warning("cannot reach NATS at %s (%s); retrying in %.0fs", self.where, _reason(exc), delay)
+                log.warning("cannot reach %s (%s); retrying in %.0fs", self.where, _reason(exc), delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, 30.0)
         pull = None
@@ -224,9 +225,15 @@ class NatsSource:
             try:
                 await self._js.publish(subject, payload, headers={nats_config.MQTT_HEADER: "1"},
                                        timeout=REPLY_WAIT)
+                if self._reply_trouble:
+                    self._reply_trouble = False
+                    log.info("acks to the gateways are stored again")
                 return True
             except Exception as exc:  # noqa: BLE001 - no leader for the moment, a node died: try again
-                log.warning("an ack to a gateway was not stored (%s); sending it again", _reason(exc))
+                # once per outage (a round's acks all fail together), not once per ack and attempt
+                (log.debug if self._reply_trouble else log.warning)(
+                    "acks to the gateways are not stored (%s); sending them again until they are", _reason(exc))
+                self._reply_trouble = True
                 await self._sleep(self.config.reconnect_wait)
         return False
 
