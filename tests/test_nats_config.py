@@ -78,3 +78,29 @@ def test_a_gateway_takes_a_list_of_brokers_and_names_a_bad_one():
         SyncConfig(url=["mqtt://dc-1:1883", "http://dc-2:1883"])
     with pytest.raises(ValidationError, match="empty list of brokers"):
         SyncConfig(url=[])
+
+
+def test_the_nats_data_center_example_shows_every_option_at_its_default():
+    import yaml
+
+    from edge.datacenter.config import NatsConfig, load_datacenter_config
+    from test_docs import assert_every_field_at_default
+
+    path = ROOT / "config" / "datacenter.nats.example.yaml"
+    config = load_datacenter_config(path, env={"EDGE_DATABASE_URL": "postgresql://edge@db/edge"})
+    assert config.source == "nats" and len(config.nats.servers) == 3 and config.mqtt is None
+    doc = yaml.safe_load(path.read_text())
+    assert_every_field_at_default(NatsConfig, doc["nats"], "nats")
+
+
+def test_a_source_without_its_section_is_named(tmp_path):
+    from edge.datacenter.config import load_datacenter_config
+    from edge.errors import ConfigError
+
+    path = tmp_path / "dc.yaml"
+    path.write_text("source: nats\ndatabase:\n  url: postgresql://db/edge\n")
+    with pytest.raises(ConfigError, match="source is nats, but there is no nats: section"):
+        load_datacenter_config(path, env={})
+    path.write_text("source: nats\nnats:\n  servers: [nats://u:p@dc-1:4222]\ndatabase:\n  url: postgresql://db/e\n")
+    with pytest.raises(ConfigError, match="no credentials in a server URL"):
+        load_datacenter_config(path, env={})
