@@ -529,6 +529,29 @@ def nats_config(cluster_file: str, node_name: str, output: str | None) -> None:
     target.write_text(text)
 
 
+@dc.command("nats-status")
+@dc_config_option
+def nats_status(config_path: str) -> None:
+    """Show the NATS cluster's state as a collector sees it: the uplink stream, its copies, the shared consumer.
+
+    Uses the collector's own config and account (source: nats). A replica OFFLINE or behind, or no leader, says
+    which node to look at; messages waiting grow while no collector takes them. docs/datacenter.md.
+
+    Example: edge dc nats-status -c /etc/edge/datacenter.yaml
+    """
+    config = _load_datacenter(config_path)
+    if config.nats is None:
+        raise EdgeError(f"{config_path}: no nats: section (this data center reads from {config.source})")
+    try:
+        from edge.datacenter.nats_source import cluster_state
+
+        lines = cluster_state(config.nats)
+    except (ImportError, OSError, LookupError, TimeoutError) as exc:
+        raise EdgeError(str(exc) or "no answer from the cluster in time") from exc
+    for line in lines:
+        click.echo(line)
+
+
 @dc.group()
 def token() -> None:
     """History API tokens: create (shown once), list, revoke.

@@ -75,6 +75,10 @@ def test_a_node_killed_mid_stream_and_back_then_another_loses_and_duplicates_not
     for node in (0, 1):  # first the node the gateway starts on; then the one it moved to
         nats_cluster.kill(node)
         system.wait_for_acks(200)  # flowing again, through the other node
+        status = subprocess.run([sys.executable, "-m", "edge", "dc", "nats-status", "-c", str(system.dc_config)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0, status.stderr
+        assert "3 copies" in status.stdout and f"leader n{node + 1}" not in status.stdout  # leaders moved
         nats_cluster.start_node(node)
     system.wait_for_acks(100)
     system.drain()

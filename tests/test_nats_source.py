@@ -177,3 +177,26 @@ def test_a_database_outage_delays_acks_but_loses_nothing(start_collector, gatewa
             conn.execute("ALTER TABLE readings_away RENAME TO readings")
     wait_until(lambda: gateway.acked() == [(1, 1, 10)], 15, "the ack after the outage")
     assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 11)]
+
+
+def test_nats_status_shows_the_stream_and_the_consumer_as_a_collector_sees_them(start_collector, gateways,
+                                                                                 nats_node, migrated, tmp_path):
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    config = tmp_path / "datacenter.yaml"
+    config.write_text(nats_datacenter_config(nats_node, migrated).model_dump_json())
+    result = CliRunner().invoke(main, ["dc", "nats-status", "-c", str(config)])
+    assert result.exit_code == 1 and "no stream GREENHOUSE_UP" in result.output  # before any collector made it
+    hold = threading.Event()
+    start_collector(after_commit=lambda: hold.wait(20))  # the round stays taken and unsettled meanwhile
+    gateways("gh-a").publish(reading_batch("gh-a", first=1, count=10))
+    wait_for_rows(migrated, "readings", 10)
+    result = CliRunner().invoke(main, ["dc", "nats-status", "-c", str(config)])
+    hold.set()
+    assert result.exit_code == 0, result.output
+    assert "node n1, nats-server 2." in result.output
+    assert "stream GREENHOUSE_UP: 1 messages waiting" in result.output
+    assert "consumer collectors: 0 not yet taken, 1 taken and not settled" in result.output
+    assert "pw-collector" not in result.output

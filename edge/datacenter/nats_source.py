@@ -287,3 +287,74 @@ def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
+
+
+# ------------------------------------------------------------------------------------- the cluster's state
+
+
+def cluster_state(config: NatsConfig, timeout: float = 10.0) -> list[str]:
+    """What ``edge dc nats-status`` prints: the node answering, the uplink stream (messages waiting, its copies and
+    whether each is current) and the shared consumer (not yet taken, taken and not settled, collectors pulling).
+    Raises OSError when no node answers, LookupError when the stream or the consumer does not exist yet."""
+    return asyncio.run(asyncio.wait_for(_cluster_state(config), timeout))
+
+
+async def _cluster_state(config: NatsConfig) -> list[str]:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    options: dict[str, Any] = dict(servers=list(config.servers), connect_timeout=config.connect_timeout,
+                                   allow_reconnect=False, max_reconnect_attempts=0)
+    if config.credentials_file is not None:
+        options["user_credentials"] = str(config.credentials_file)
+    elif config.username is not None:
+        options.update(user=config.username, inbox_prefix=nats_config.inbox_of(config.username).encode())
+        if config.password_file is not None:
+            options["password"] = config.password_file.read_text().strip()
+
+    async def quiet(_exc: Exception) -> None:
+        pass
+
+    try:
+        nc = await nats.connect(error_cb=quiet, **options)
+    except Exception as exc:  # noqa: BLE001 - no server answered, or the login was refused
+        raise OSError(f"no node of {', '.join(_host_port(s) for s in config.servers)} answered: {_reason(exc)}") \
+            from None
+    try:
+        js = nc.jetstream(timeout=REPLY_WAIT)
+        try:
+            stream = await js.stream_info(config.stream)
+            consumer = await js.consumer_info(config.stream, config.consumer)
+        except NotFoundError:
+            raise LookupError(f"no stream {config.stream} with consumer {config.consumer} yet (the first collector "
+                              "makes them)") from None
+        answering = getattr(nc, "_server_info", {}) or {}  # what the server said at connect (nats-py keeps it so)
+        lines = [f"connected to {nc.connected_url.netloc if nc.connected_url else '?'} (node "
+                 f"{answering.get('server_name', '?')}, nats-server {answering.get('version', '?')})"]
+        state = stream.state
+        lines.append(f"stream {config.stream}: {state.messages} messages waiting ({state.bytes} bytes), "
+                     f"{stream.config.num_replicas} copies")
+        lines += _copies(stream.cluster)
+        lines.append(f"consumer {config.consumer}: {consumer.num_pending} not yet taken, {consumer.num_ack_pending} "
+                     f"taken and not settled, {consumer.num_redelivered} redelivered, {consumer.num_waiting} pulls "
+                     "waiting (collectors)")
+        lines += _copies(consumer.cluster)
+        return lines
+    finally:
+        await nc.close()
+
+
+def _copies(cluster) -> list[str]:
+    """One line per copy: the leader, then each replica, current or behind or offline."""
+    if cluster is None:
+        return ["  one node, no cluster"]
+    lines = [f"  leader {cluster.leader or 'NONE (no quorum: nothing flows)'}"]
+    for peer in cluster.replicas or []:
+        if peer.offline:
+            how = "OFFLINE"
+        elif peer.current:
+            how = "current"
+        else:
+            how = f"behind by {peer.lag or 0} operations"
+        lines.append(f"  replica {peer.name}: {how}, last heard from {(peer.active or 0) / 1e9:.1f}s ago")
+    return lines
