@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["services", "browser"]  # private Mosquitto and PostgreSQL: tests/services.py; headless chromium
+pytest_plugins = ["services", "browser", "pg_failover"]  # private Mosquitto and PostgreSQL: tests/services.py;
+# a headless chromium: tests/browser.py; PostgreSQL with automated failover: tests/pg_failover.py
 
 SMALL_GATEWAY = """\
 gateway:

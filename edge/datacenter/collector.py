@@ -33,9 +33,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from edge.contract import protocol
 from edge.datacenter.config import DataCenterConfig
@@ -464,10 +464,19 @@ class Collector:
 
 
 def _safe_dsn(url: str) -> str:
-    """The database URL without its password, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    return f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{host}:{parts.port or 5432}{parts.path}"
+    """The database URL without its password, for logs; every host of a multi-host URL (a primary and its standbys,
+    ``postgresql://edge@db1:5432,db2:5432/edge?target_session_attrs=read-write``) is named."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(an unreadable database URL)"
+    hosts = (info.get("host") or "localhost").split(",")
+    ports = (info.get("port") or "5432").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    where = ",".join(f"{host}:{port or 5432}" for host, port in zip(hosts, ports))
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"postgresql://{user}{where}/{info.get('dbname', '')}"
 
 
 def _first_line(exc: BaseException) -> str:
