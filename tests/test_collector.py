@@ -443,10 +443,14 @@ def test_a_flooding_gateway_does_not_stall_the_others(start_collector, gateways,
         time.sleep(0.2)
         assert time.monotonic() - sent_at[1] < 300, "the flood was not stored within 5 minutes"
     wait_until(lambda: len(acked_at) == len(sent_at), 10, "the normal gateway's last acks")
+    flood_took = time.monotonic() - sent_at[1]
     waits = sorted(acked_at[f] - sent_at[f] for f in sent_at)
-    print(f"\nflood stored in {time.monotonic() - sent_at[1]:.1f}s; the normal gateway's {len(waits)} batches "
+    print(f"\nflood stored in {flood_took:.1f}s; the normal gateway's {len(waits)} batches "
           f"waited {waits[len(waits) // 2]:.2f}s (median), {waits[-1]:.2f}s at most")
-    assert waits[len(waits) // 2] < FLOOD_MEDIAN and waits[-1] < FLOOD_BOUND, waits
+    # Without fair queues a normal batch waits for the whole flood. The bounds scale with how long the flood took, so
+    # that a loaded machine (everything slower, the flood too) tests the same thing as a quiet one.
+    assert waits[len(waits) // 2] < max(FLOOD_MEDIAN, flood_took / 10), waits
+    assert waits[-1] < max(FLOOD_BOUND, flood_took / 4), waits
     assert count(migrated, "SELECT count(*) FROM readings WHERE gateway_id = 'gh-flood'") == 100 * protocol.MAX_ROWS
     assert count(migrated, "SELECT count(*) FROM events WHERE gateway_id = 'gh-flood'") == 5 * protocol.MAX_ROWS
     assert collector.stats.rejected == 0
