@@ -650,6 +650,29 @@ def test_a_database_outage_delays_acks_but_loses_nothing(start_collector, gatewa
     assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
 
 
+def test_a_database_that_freezes_mid_round_is_dropped_at_round_timeout_and_the_round_retried(
+        start_collector, gateways, migrated):
+    """The database process serving the collector stops answering (SIGSTOP: its machine froze, but its TCP stack
+    still acknowledges, so no socket option notices). The round is abandoned after round_timeout and written on a new
+    connection; nothing is acknowledged before that commit."""
+    collector = start_collector(round_timeout="1s")
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=10))
+    wait_until(lambda: len(gateway.acks) == 1, 10, "the first ack")
+    with migrated.server.connect() as admin:
+        [(backend,)] = admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                     (collector.client_id,)).fetchall()
+    os.kill(backend, signal.SIGSTOP)
+    try:
+        gateway.publish(reading_batch("gh-a", first=11, count=10))
+        wait_until(lambda: gateway.acked() == [(1, 1, 10), (1, 11, 20)], 20,
+                   "the round to be written on a new connection")
+    finally:
+        os.kill(backend, signal.SIGCONT)
+    assert collector.stats.database_errors >= 1
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
+
+
 def test_the_collector_command_stores_acks_and_stops_cleanly_on_sigterm_without_logging_secrets(broker, migrated, gateways):
     env = collector_env(broker, migrated)
     env["EDGE_DATABASE_URL"] = migrated.url.replace("postgres@", "postgres:s3cret-pw@")  # trust auth ignores it

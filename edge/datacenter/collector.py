@@ -414,6 +414,24 @@ class Collector:
         return False
 
     def _write(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
+        """The round's writing and commit, within ``database.round_timeout``: a database that never answers (its
+        machine froze; its TCP stack still acknowledges, so no socket option notices) gets its connection shut down
+        from a timer, which makes the waiting call fail like a lost connection, and the round is retried."""
+        timer = threading.Timer(self.config.database.round_timeout, self._abandon, args=(store,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._write_round(store, decoded)
+        finally:
+            timer.cancel()
+
+    def _abandon(self, store: Store) -> None:
+        log.warning("the database has not answered for %.0fs; dropping the connection and retrying the round",
+                    self.config.database.round_timeout)
+        self.stats.database_errors += 1
+        store.abandon()
+
+    def _write_round(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
         try:
             return decoded, store.write(plan(decoded))
         except Exception as exc:

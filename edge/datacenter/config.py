@@ -61,6 +61,9 @@ class DatabaseConfig(StrictModel):
     url: str = Field(description="postgresql://user@host:5432/dbname (a password here comes from the environment)")
     retry_min: Duration = Field(default=0.5, description="first wait after a database error")
     retry_max: Duration = Field(default=30.0, description="longest wait between retries")
+    round_timeout: Duration = Field(default=60.0, gt=0, description="a round's writing and commit at most; past it the "
+                                    "connection is abandoned and the round retried (a database machine that froze, "
+                                    "or a primary replaced by its standby, never answers)")
 
     @field_validator("url")
     @classmethod

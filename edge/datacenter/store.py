@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -358,6 +360,19 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def abandon(self) -> None:
+        """From another thread: shut the connection's socket down, so a call waiting on a database that never answers
+        fails at once (as on a lost connection) instead of waiting for ever. The connection is unusable afterwards."""
+        try:
+            fd = self.conn.pgconn.socket
+        except psycopg.Error:
+            return  # already closed
+        try:
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed meanwhile
 
     @property
     def broken(self) -> bool:
