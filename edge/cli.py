@@ -496,6 +496,30 @@ def api(config_path: str, listen: tuple[str, int], log_level: str | None) -> Non
         raise _database_error(exc) from exc
 
 
+@dc.command("status")
+@dc_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def dc_status(config_path: str, as_json: bool) -> None:
+    """The data center at a glance: each database node (primary or standby, how far behind, synchronous or not),
+    the collectors and APIs connected, whether the broker answers, gateways online. Exit 1 when no single primary
+    answers or the broker does not.
+
+    Example: edge dc status -c config/datacenter.yaml
+    """
+    config = _load_datacenter(config_path)
+    try:
+        from edge.datacenter.health import read_cluster
+    except ImportError as exc:
+        raise EdgeError(f"{exc} (install the data-center extra: pip install '.[datacenter]')") from None
+    report = read_cluster(config)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in report.render_text():
+            click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
 @dc.group()
 def token() -> None:
     """History API tokens: create (shown once), list, revoke.

@@ -9,9 +9,12 @@ round in flight fails, is retried against whichever node is now primary, and onl
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import wait_until
+from test_dc_status import dc_status
 from test_end_to_end import System, assert_exactly_once
 
 pytestmark = pytest.mark.slow
@@ -41,6 +44,11 @@ def test_the_primary_killed_mid_stream_fails_over_and_every_reading_arrives_once
         assert_exactly_once(system.check(), 300)
         pg_failover.revive(old)  # its machine comes back: the keeper rejoins it as the new primary's standby
         assert pg_failover.primary() is new
+        result = dc_status(broker.url, database.url, "--json")  # what an operator sees now
+        assert result.returncode == 0, result.stdout + result.stderr
+        nodes = {node["port"]: node for node in json.loads(result.stdout)["nodes"]}
+        assert {port: node["role"] for port, node in nodes.items()} == {new.port: "primary", old.port: "standby"}
+        assert [standby["state"] for standby in nodes[new.port]["standbys"]] == ["streaming"]
     finally:
         system.stop_all()
 
