@@ -24,8 +24,9 @@ def parse_listen(value: str) -> tuple[str, int]:
                          "machine alone)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"port {port!r} in {value!r} must be a number from 1 to 65535")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port!r} in {value!r} must be a number from 1 to 65535 (0: any free port, which "
+                         "edge web prints)")
     return host, int(port)
 
 

@@ -343,7 +343,7 @@ class WebApp:
             what = "بیشترین زمان فرمان دستی" if bound_name == "max_manual" else "بیشترین زمان روشن ماندن"
             return (f"{name}: پذیرفته نشد: {view.span(duration, 'fa')} بیش از {what} آن "
                     f"({view.span(bound, 'fa')}) است")
-        if reason.startswith("min_off"):
+        if reason.startswith("min_off") and limits.min_off:
             return f"{name}: پذیرفته نشد: هنوز کمترین زمان خاموشی آن نگذشته است ({view.span(limits.min_off, 'fa')})"
         if reason.startswith("latched off"):
             return f"{name}: پذیرفته نشد: پس از بیشترین زمان روشن ماندن قفل است تا درخواستی برایش نماند"
