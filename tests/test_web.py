@@ -179,7 +179,7 @@ def test_the_page_shows_the_buffers_values_in_persian_with_their_age(greenhouse,
     assert "گلخانه حسن" in page
     assert "۱۵ آذر ۱۴۰۴" in page  # Jalali, Persian digits, the greenhouse's zone
     air = re.search(r'<li id="q-air-temperature".*?</li>', page).group(0)
-    assert "\u2212۲٫۵°C" in air and "۲۰ ثانیه پیش" in air and 'data-stale="false"' in air
+    assert "\u2212۲٫۵°C" in air and "۲۰ ثانیه پیش" in air and 'data-nodata="false"' in air
     assert "۷۱٫۲٪" in page or "۷۱٫۳٪" in page
     assert "بدون داده" not in page
     assert "src=\"http" not in page and "href=\"http" not in page  # nothing from elsewhere
@@ -192,7 +192,7 @@ def test_a_stale_or_failed_or_never_read_quantity_shows_no_data(greenhouse, app)
     page = text(get(app))
     for quantity in ("air-temperature", "air-humidity", "soil-soil_moisture"):
         row = re.search(rf'<li id="q-{quantity}".*?</li>', page).group(0)
-        assert "بدون داده" in row and 'data-stale' in row, quantity
+        assert "بدون داده" in row and 'data-nodata="true"' in row, quantity
     app.test_clock.now = T0 - 25  # 0.6 intervals later it was fresh
     row = re.search(r'<li id="q-air-temperature".*?</li>', text(get(app))).group(0)
     assert "بدون داده" not in row and "۲۱°C" in row
@@ -218,8 +218,8 @@ def test_the_chart_is_the_last_day_in_buckets_with_its_gaps_left_open(greenhouse
     assert sorted(series) == [*range(0, 10), *range(20, 30), 40]
     svg = view.sparkline(series, "air")
     path = re.search(r'd="([^"]+)"', svg).group(1)
-    assert path.count("M") == 3  # three runs: 0-9, 20-29 and the lone 40
-    assert "l0.01 0" in path  # the lone bucket is a dot
+    assert path.count("M") == 2 and "l0.01 0" not in path  # the two runs: 0-9 and 20-29
+    assert re.search(r'class="dot" d="M40.5 3.0 l0.01 0"', svg)  # the lone bucket is a dot
     assert path.startswith("M0.5 37.0") and "L20.5" not in path  # lowest value at the bottom; no line over the gap
     page = text(get(app))
     assert re.search(r'<li id="q-air-temperature".*?<path d="M0\.5', page)
@@ -245,10 +245,13 @@ def test_active_alerts_are_listed_with_an_ack_button_behind_the_login(greenhouse
     config, buffer = greenhouse
     store = Store(buffer)
     with store.transaction():
-        _, code = store.new_incident(key="cold", rule_id="too-cold", severity="critical", kind="below", fact={},
+        _, code = store.new_incident(key="cold", rule_id="too-cold", severity="critical", kind="below",
+                                     fact={"sensor": "air", "quantity": "temperature", "unit": "°C", "limit": 5.0},
                                      fired_ts=T0 - 600, value=3.0)
     page = text(get(app))
-    assert f'id="a-{code}"' in page and "فوری" in page and 'action="/ack"' not in page
+    alert = re.search(rf'<li id="a-{code}".*?</li>', page).group(0)
+    assert "فوری" in alert and "دما ۳°" in alert and "too-cold" not in alert  # as its SMS says it, no Latin id
+    assert 'action="/ack"' not in page
     cookies = logged_in(app)
     answer = post(app, "/ack", {"csrf": cookies["form"], "code": code}, cookies)
     assert answer.status == 303

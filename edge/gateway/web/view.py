@@ -27,7 +27,7 @@ STEP = 300.0  # s per chart bucket: 288 buckets a day
 BUCKETS = int(DAY / STEP)
 #: The durations a manual switch offers (seconds); one past an output's max_manual is refused, with the reason.
 DURATIONS = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
-ASSET_VERSION = "1"
+ASSET_VERSION = "2"
 
 JALALI_MONTHS = ("فروردین", "اردیبهشت", "خرداد", "تیر", "مرداد", "شهریور", "مهر", "آبان", "آذر", "دی", "بهمن",
                  "اسفند")
@@ -104,6 +104,7 @@ class AlertRow:
     rule_id: str
     fired_ts: float
     acked_by: str | None
+    row: dict[str, Any] = field(default_factory=dict, compare=False)  # the incident as stored (its fact)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def gather(config: Any, now: float | None = None, wall=time.time) -> Page:
         outputs=[OutputRow(a.id, view["state"], view["value"], view["reason"], view["remaining_s"],
                            a.type == "pwm")
                  for a in config.actuators for view in (report.actuators[a.id],)],
-        alerts=[AlertRow(str(r["code"]), r["severity"], r["rule_id"], r["fired_ts"], r["acked_by"])
+        alerts=[AlertRow(str(r["code"]), r["severity"], r["rule_id"], r["fired_ts"], r["acked_by"], r)
                 for r in incidents],
     )
 
@@ -258,15 +259,36 @@ def sparkline(points: dict[int, float], label: str) -> str:
         else:
             parts.append(f"M{x:.1f} {y(points[bucket]):.1f}")
         previous = bucket
-    # a lone point: a zero-length segment, drawn as a round dot
-    path = []
+    # a lone point: a zero-length segment of its own path, drawn as a round dot
+    path, dots = [], []
     for i, part in enumerate(parts):
-        path.append(part)
         lone = part.startswith("M") and (i + 1 == len(parts) or parts[i + 1].startswith("M"))
-        if lone:
-            path.append("l0.01 0")
+        (dots if lone else path).append(part + (" l0.01 0" if lone else ""))
+    shapes = (f'<path d="{" ".join(path)}"/>' if path else "") + \
+        (f'<path class="dot" d="{" ".join(dots)}"/>' if dots else "")
     return (f'<svg class="spark" viewBox="0 0 {width} {height:.0f}" preserveAspectRatio="none" role="img" '
-            f'aria-label="{html.escape(label)}"><path d="{" ".join(path)}"/></svg>')
+            f'aria-label="{html.escape(label)}">{shapes}</svg>')
+
+
+def alert_text(alert: AlertRow, names: Names, page: Page, lang: str) -> str:
+    """What the alert is about, as its SMS says it («دما ۴۲٫۳° (بالای ۴۰°)»); the rule's id if it cannot be told."""
+    import json
+
+    from edge.gateway.alerts.messages import Fact, Style, what
+
+    row = alert.row
+    try:
+        extra = json.loads(row.get("fact") or "{}")
+        fact = Fact(code=alert.code, severity=alert.severity, kind=row["kind"], fired_ts=alert.fired_ts,
+                    label=extra.get("label"), subject=extra.get("subject"), quantity=extra.get("quantity"),
+                    value=row.get("value"), unit=extra.get("unit") or "", limit=extra.get("limit"),
+                    window=extra.get("window"), sensor=extra.get("sensor"), actuator=extra.get("actuator"),
+                    direction=extra.get("direction") or 1)
+        style = Style(lang, page.greenhouse_fa if lang == "fa" else page.greenhouse_en,  # type: ignore[arg-type]
+                      page.timezone, page.now, names=names)
+        return what(fact, style)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return alert.rule_id
 
 
 @dataclass(frozen=True)
@@ -312,7 +334,7 @@ def render(page: Page, config: Any, viewer: Viewer) -> str:
         else:
             value = e(amount(row.value, row.unit, lang))
         age = ago(row.age_s, lang)
-        out.append(f'<li id="q-{e(row.sensor)}-{e(row.quantity)}" data-stale="{str(row.stale).lower()}">'
+        out.append(f'<li id="q-{e(row.sensor)}-{e(row.quantity)}" data-nodata="{str(row.value is None).lower()}">'
                    f'<span class="name">{e(label)}</span><b class="value">{value}</b>'
                    f'<small class="age">{e(age)}</small>{sparkline(row.chart, label)}</li>')
     out.append("</ul></section>")
@@ -349,8 +371,9 @@ def render(page: Page, config: Any, viewer: Viewer) -> str:
         out.append('<ul class="a">')
         for alert in page.alerts:
             fired = moment(alert.fired_ts, page.timezone, lang)
-            head = (f'<b class="{e(alert.severity)}">{e(t.get(alert.severity, alert.severity))}</b> '
-                    f'{t["code"]} {e(digits(alert.code, lang))} · {e(alert.rule_id)} · {e(fired)}')
+            head = (f'<b class="{e(alert.severity)}">{e(t.get(alert.severity, alert.severity))}</b>'
+                    f'<span class="what">{e(alert_text(alert, names, page, lang))}</span>'
+                    f'<small class="when">{t["code"]} {e(digits(alert.code, lang))} · {e(fired)}</small>')
             out.append(f'<li id="a-{e(alert.code)}">{head}')
             if alert.acked_by:
                 out.append(f' <small class="acked">{t["acked"]}</small>')
