@@ -313,6 +313,7 @@ def web(config_path: str | None, set_secret: bool, log_level: str | None) -> Non
 
     Example: edge web -c /etc/edge/gateway.yaml
     """
+    sys.modules.setdefault("numpy", None)  # as in `edge run`: sqlite-utils would load 20 MB of it for nothing
     from edge.gateway.web.auth import create_pin, hash_secret, write_secret
 
     config = _load(config_path)

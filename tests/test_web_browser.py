@@ -68,12 +68,14 @@ class WebProcess:
         threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
         self.stderr: list[str] = []
         threading.Thread(target=lambda: [self.stderr.append(line) for line in self.proc.stderr], daemon=True).start()
-        try:
-            line = lines.get(timeout=60)
-        except queue.Empty:
-            self.proc.kill()
-            raise AssertionError("edge web printed no address: " + "".join(self.stderr))
-        self.url = re.search(r"(http://\S+)", line).group(1)
+        self.printed: list[str] = []
+        while not self.printed or not self.printed[-1].startswith("greenhouse page: "):
+            try:
+                self.printed.append(lines.get(timeout=60))
+            except queue.Empty:
+                self.proc.kill()
+                raise AssertionError("edge web printed no address: " + "".join(self.stderr)) from None
+        self.url = self.printed[-1].split()[-1]
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:

@@ -27,7 +27,7 @@ STEP = 300.0  # s per chart bucket: 288 buckets a day
 BUCKETS = int(DAY / STEP)
 #: The durations a manual switch offers (seconds); one past an output's max_manual is refused, with the reason.
 DURATIONS = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
-ASSET_VERSION = "2"
+ASSET_VERSION = "3"
 
 JALALI_MONTHS = ("فروردین", "اردیبهشت", "خرداد", "تیر", "مرداد", "شهریور", "مهر", "آبان", "آذر", "دی", "بهمن",
                  "اسفند")
@@ -270,6 +270,21 @@ def sparkline(points: dict[int, float], label: str) -> str:
             f'aria-label="{html.escape(label)}">{shapes}</svg>')
 
 
+def quantity_label(config: Any, names: Names, sensor: str, quantity: str, lang: str) -> str:
+    """Persian: as the SMS names it («رطوبت خاک بستر ۱»). English: the quantity, with the sensor's name (or id) only
+    when several sensors measure it («air temperature» would repeat what «temperature» says)."""
+    if lang == "fa":
+        return names.of_quantity(sensor, quantity, lang)
+    from edge.gateway.alerts.names import QUANTITY_EN
+
+    word = QUANTITY_EN.get(quantity, quantity)
+    peers = [s.id for s in config.sensors if quantity in s.quantities()]
+    if len(peers) < 2:
+        return word[:1].upper() + word[1:]
+    name = next((s.name for s in config.sensors if s.id == sensor), None)
+    return f"{name if name and name.isascii() else sensor}: {word}"
+
+
 def alert_text(alert: AlertRow, names: Names, page: Page, lang: str) -> str:
     """What the alert is about, as its SMS says it («دما ۴۲٫۳° (بالای ۴۰°)»); the rule's id if it cannot be told."""
     import json
@@ -328,7 +343,7 @@ def render(page: Page, config: Any, viewer: Viewer) -> str:
     # sensors
     out.append(f'<section id="sensors"><h2>{t["sensors"]}</h2><ul class="q">')
     for row in page.quantities:
-        label = names.of_quantity(row.sensor, row.quantity, lang)
+        label = quantity_label(config, names, row.sensor, row.quantity, lang)
         if row.value is None:
             value = f'<span class="nodata">{t["no_data"]}</span>'
         else:
