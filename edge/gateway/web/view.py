@@ -211,7 +211,7 @@ def span(seconds: float, lang: str) -> str:
 def ago(seconds: float | None, lang: str) -> str:
     if seconds is None:
         return ""
-    if seconds < 5:
+    if seconds < 2:
         return TEXT[lang]["now"]
     return f"{span(seconds, lang)} {TEXT[lang]['ago']}"
 
