@@ -27,7 +27,8 @@ ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is missing (apt-get install systemd)")
 
 #: Highest `systemd-analyze security` exposure each unit may have (docs/operations.md lists the measured scores).
-MAX_EXPOSURE = {"edge-gateway.service": 2.0, "edge-web.service": 1.5, "edge-collector.service": 2.5, "edge-collector@.service": 2.5,
+MAX_EXPOSURE = {"edge-gateway.service": 2.0, "edge-web.service": 1.5,
+                "edge-collector.service": 2.5, "edge-collector@.service": 2.5,
                 "edge-history.service": 2.5}
 
 

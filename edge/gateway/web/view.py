@@ -414,7 +414,8 @@ def render(page: Page, config: Any, viewer: Viewer) -> str:
                    f'value="{e(viewer.csrf or "")}"><button>{t["logout"]}</button></form>')
     else:
         kind = "password" if config.web.password_file is not None else "pin"
-        mode = ' inputmode="numeric" autocomplete="one-time-code"' if kind == "pin" else ' autocomplete="current-password"'
+        mode = (' inputmode="numeric" autocomplete="one-time-code"' if kind == "pin"
+                else ' autocomplete="current-password"')
         out.append(f'<form method="post" action="/login" id="login"><input type="hidden" name="csrf" '
                    f'value="{e(viewer.login_csrf)}"><label>{t["pin"]} <input type="password" name="secret" '
                    f'required maxlength="128"{mode}></label><button>{t["login"]}</button></form>')
