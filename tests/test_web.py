@@ -22,6 +22,8 @@ from edge.gateway.web import view
 from edge.gateway.web.auth import Attempts, hash_secret, verify
 from edge.gateway.web.server import Request, Server, WebApp
 
+from conftest import wait_until
+
 T0 = 1_765_000_000.0  # 6 Dec 2025 05:46 UTC: 15 Azar 1404 in Tehran
 
 CONFIG = """\
@@ -410,3 +412,67 @@ def test_the_server_refuses_oversize_bodies_and_garbage_and_keeps_serving(server
     assert '<html lang="fa" dir="rtl">' in gzip.decompress(answer.read()).decode()
     connection.request("GET", "/static/app.js")
     assert connection.getresponse().read().startswith(b"//")
+
+
+def test_connections_past_the_limit_are_answered_503_and_the_server_recovers(app):
+    httpd = Server(("127.0.0.1", 0), app, max_connections=3)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    port = httpd.server_address[1]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]  # send nothing
+    try:
+        def refused():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+                return extra.recv(100).startswith(b"HTTP/1.1 503")
+        wait_until(refused, 30, "a connection past the limit to be refused")
+    finally:
+        for connection in idle:
+            connection.close()
+
+    def served():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/")
+        status = connection.getresponse().status
+        connection.close()
+        return status == 200
+    try:
+        wait_until(served, 30, "the server to answer again once the idle clients left")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_edge_web_set_secret_writes_a_hash_the_login_accepts(tmp_path):
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    pin = tmp_path / "web.pin"
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"gateway: {{id: g}}\nbuffer: {{path: {tmp_path}/b.db}}\nweb: {{pin_file: {pin}}}\n")
+    result = CliRunner().invoke(main, ["web", "--set-secret", "-c", str(config), "--env-file", "/dev/null"],
+                                input="5931\n5931\n")
+    assert result.exit_code == 0, result.output
+    stored = pin.read_text().strip()
+    assert stored.startswith("scrypt$") and "5931" not in stored and verify(stored, "5931")
+    assert oct(pin.stat().st_mode & 0o777) == "0o640"
+    off = CliRunner().invoke(main, ["web", "-c", str(config), "--env-file", "/dev/null"])
+    assert off.exit_code == 1 and "web.listen is not set" in off.output
+
+
+def test_the_demo_pin_is_made_up_once_and_kept(tmp_path):
+    from edge.gateway.web.auth import create_pin
+
+    path = tmp_path / "var" / "web.pin"
+    pin = create_pin(path)
+    assert re.fullmatch(r"[0-9]{6}", pin) and path.read_text().strip() == pin
+    assert create_pin(path) is None and path.read_text().strip() == pin  # later runs keep it
+
+
+def test_a_refused_request_is_logged_without_the_pin(app, caplog):
+    cookies = set_cookies(get(app))
+    with caplog.at_level("WARNING", logger="edge.web"):
+        post(app, "/login", {"csrf": cookies["edge_csrf"], "secret": "917364"}, cookies)
+        get(app, "/admin")
+    assert "wrong secret from 10.0.0.5" in caplog.text and "404 for GET /admin" in caplog.text
+    assert "917364" not in caplog.text
+

@@ -452,14 +452,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
         log.debug("web: %s %s", self.client_address[0], format % args)
 
 
+_BUSY_TEXT = "سرور مشغول است؛ چند ثانیه دیگر دوباره امتحان کنید (server busy)\n".encode()
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 5\r\n"
+        b"Connection: close\r\nContent-Length: " + str(len(_BUSY_TEXT)).encode() + b"\r\n\r\n" + _BUSY_TEXT)
+
+
 class Server(http.server.ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once: past that a new connection is answered 503 and
+    closed at once, so idle or slow clients cost a bounded number of threads (each gets ``Handler.timeout``)."""
+
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], app: WebApp):
+    def __init__(self, address: tuple[str, int], app: WebApp, max_connections: int = 32):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app
+        self.slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            log.warning("web: too many connections; %s answered 503", client_address[0])
+            try:
+                request.sendall(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.warning("web: connection from %s failed", client_address[0] if client_address else "?", exc_info=True)
