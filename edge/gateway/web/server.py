@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import http.server
 import logging
+import math
 import re
 import signal
 import socket
@@ -260,8 +261,8 @@ class WebApp:
         wait = self.attempts.wait(request.client, now)
         if wait > 0:
             response = self._problem(request, 429, _t(
-                lang, f"تلاش‌های نادرست زیاد بود: {view.span(max(wait, 1), 'fa')} دیگر دوباره امتحان کنید",
-                f"too many wrong attempts: try again in {view.span(max(wait, 1), 'en')}"), lang, cookies)
+                lang, f"تلاش‌های نادرست زیاد بود: {view.span(_rounded_up(wait), 'fa')} دیگر دوباره امتحان کنید",
+                f"too many wrong attempts: try again in {view.span(_rounded_up(wait), 'en')}"), lang, cookies)
             response.headers.append(("Retry-After", str(int(wait) + 1)))
             return response
         try:
@@ -355,6 +356,11 @@ class WebApp:
         if reason.startswith("power budget"):
             return f"{name}: پذیرفته نشد: سقف خروجی‌های روشن پر است"
         return f"{name}: پذیرفته نشد: {reason}"
+
+
+def _rounded_up(wait: float) -> float:
+    """A wait as a person is told it: whole minutes, rounded up (4 min 59 s is «5 minutes»), or seconds under one."""
+    return 60.0 * math.ceil(wait / 60) if wait > 60 else float(math.ceil(wait))
 
 
 def _t(lang: str, fa: str, en: str) -> str:
