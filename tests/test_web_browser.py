@@ -246,6 +246,7 @@ def test_six_wrong_pins_are_answered_with_the_wait(browser, greenhouse):
         assert "دقیقه دیگر" in text_of(browser, "#notice")
         assert not browser.driver.find_elements(By.ID, "logout")
         browser.screenshot("web-phone-rate-limited")
+        assert web.stop() == 0  # SIGTERM: a clean stop
     finally:
         web.stop()
 
