@@ -200,6 +200,17 @@ def test_a_stale_or_failed_or_never_read_quantity_shows_no_data(greenhouse, app)
     assert "بدون داده" not in row and "۲۱°C" in row
 
 
+def test_before_the_daemon_ever_ran_the_page_says_so_and_shows_no_data(tmp_path):
+    pin = tmp_path / "web.pin"
+    pin.write_text("482913\n")
+    config = parse_config(CONFIG.format(buffer=tmp_path / "none.db", socket=tmp_path / "c.sock", pin=pin))
+    answer = get(WebApp(config, ask=Daemon(), clock=Clock()))
+    page = text(answer)
+    assert answer.status == 200 and "هنوز داده‌ای ذخیره نشده است" in page
+    assert page.count("بدون داده") == 3  # air temperature and humidity, soil moisture
+    assert not (tmp_path / "none.db").exists()  # a reader creates nothing
+
+
 def test_english_is_chosen_by_query_and_kept_in_a_cookie(app):
     answer = get(app, "/?lang=en")
     assert '<html lang="en" dir="ltr">' in text(answer) and "no data" in text(answer)

@@ -19,6 +19,7 @@ import http.server
 import logging
 import math
 import re
+import secrets
 import signal
 import socket
 import threading
@@ -184,8 +185,6 @@ class WebApp:
         headers = []
         login_csrf = cookies.get(CSRF_COOKIE, "")
         if not re.fullmatch(r"[A-Za-z0-9_-]{32,64}", login_csrf):
-            import secrets
-
             login_csrf = secrets.token_urlsafe(24)
             headers.append(("Set-Cookie", f"{CSRF_COOKIE}={login_csrf}; Path=/; HttpOnly; SameSite=Strict"))
         page = view.gather(self.config, wall=self.clock)

@@ -132,9 +132,10 @@ def gather(config: Any, now: float | None = None, wall=time.time) -> Page:
     zone = config.gateway.timezone
     try:
         report = read_status(config, now, wall=wall)
-    except BufferUnavailable:
-        return Page(now if now is not None else wall(), zone, names.of_greenhouse("fa"),
-                    names.of_greenhouse("en"), None)
+    except BufferUnavailable:  # the daemon never ran here: every quantity without data, no output state known
+        return Page(now if now is not None else wall(), zone, names.of_greenhouse("fa"), names.of_greenhouse("en"),
+                    None, quantities=[QuantityRow(s.id, q, None, "", None, True, None, {})
+                                      for s in config.sensors for q in s.quantities()])
     now = now if now is not None else wall()
     since = now - DAY
     buffer = Buffer.reader(config.buffer.path)
