@@ -297,6 +297,49 @@ def _ask_daemon(config, request: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+@main.command()
+@config_option
+@click.option("--set-secret", is_flag=True, help="Ask for a new PIN or password (twice) and write its scrypt hash "
+              "to web.pin_file or web.password_file, then exit.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Override the config's log.level.")
+def web(config_path: str | None, set_secret: bool, log_level: str | None) -> None:
+    """Serve the greenhouse page (web.listen), a process of its own beside the daemon.
+
+    It reads the buffer like edge status and switches outputs and acknowledges alerts through the daemon's control
+    socket like edge actuate, after a login with the PIN or password in web.pin_file / web.password_file. Stopping
+    it, or a failure of it, never touches sampling or control. Without -c it serves the simulated demo on
+    127.0.0.1:8090 and prints the demo's PIN the first time.
+
+    Example: edge web -c /etc/edge/gateway.yaml
+    """
+    sys.modules.setdefault("numpy", None)  # as in `edge run`: sqlite-utils would load 20 MB of it for nothing
+    from edge.gateway.web.auth import create_pin, hash_secret, write_secret
+
+    config = _load(config_path)
+    path = config.web.secret_file
+    if set_secret:
+        if path is None:
+            raise EdgeError(f"{config.source}: set web.pin_file or web.password_file first")
+        secret = click.prompt("new PIN or password", hide_input=True, confirmation_prompt=True)
+        if len(secret.strip()) < 4:
+            raise click.BadParameter("at least 4 characters", param_hint="PIN")
+        write_secret(Path(path), hash_secret(secret.strip()))
+        click.echo(f"{path}: written (a scrypt hash); logins use it from now on, no restart needed")
+        return
+    if config.web.listen is None:
+        raise EdgeError(f"web.listen is not set in {config.source}: the page is off (docs/operations.md, "
+                        "\"The greenhouse page\")")
+    _setup_logging(log_level or config.log.level)
+    if config.web.create_pin and path is not None:
+        pin = create_pin(Path(path))
+        if pin is not None:
+            click.echo(f"demo page PIN: {pin} (written to {path}; the simulated greenhouse only)")
+    from edge.gateway.web.server import serve
+
+    serve(config, on_ready=lambda url: click.echo(f"greenhouse page: {url}"))
+
+
 @main.command("safe-state")
 @config_option
 def safe_state(config_path: str | None) -> None:

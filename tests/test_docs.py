@@ -50,6 +50,9 @@ def test_every_section_option_is_shown_at_its_default():
     from edge.gateway.sync import SyncConfig
 
     assert_every_field_at_default(SyncConfig, {**doc["sync"], "url": ""}, "sync")
+    from edge.gateway.web.config import WebConfig
+
+    assert_every_field_at_default(WebConfig, doc["web"], "web")
 
 
 def test_the_alerts_and_sms_sections_show_every_option_at_its_default():

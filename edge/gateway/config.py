@@ -37,6 +37,7 @@ from edge.gateway.control.config import ControlConfig, Rule, Schedule
 from edge.gateway.hardware.base import ActuatorConfig, ActuatorId, SensorConfig, SensorId, SensorInput
 from edge.gateway.hardware.pins import describe_resource, find_conflicts, serial_claims
 from edge.gateway.sync.config import SyncConfig
+from edge.gateway.web.config import WebConfig
 
 #: Where the embedded demo configuration lives (``config/demo.yaml`` is the same file).
 DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
@@ -110,6 +111,7 @@ class GatewayConfig(StrictModel):
     sync: SyncConfig = SyncConfig()
     alerts: AlertsConfig = AlertsConfig()
     sms: SmsConfig = SmsConfig()
+    web: WebConfig = WebConfig()
     source: str = Field(default="<memory>", exclude=True)
 
     def sensor(self, sensor_id: str) -> SensorConfig:
@@ -337,8 +339,11 @@ def _check_claims(parts: dict[str, list[tuple[Loc, Any]]], sms: Any, doc: Docume
 def _files_named(value: Any, loc: Loc) -> Iterator[tuple[Loc, Path]]:
     """Every ``*_file`` setting with a value inside a validated config value, with its path."""
     if isinstance(value, BaseModel):
+        created = getattr(value, "files_created", frozenset)()  # made by the program itself when missing
         for name in type(value).model_fields:
             item = getattr(value, name)
+            if name in created:
+                continue
             if name.endswith("_file") and isinstance(item, (str, Path)):
                 yield loc + (name,), Path(item)
             else:

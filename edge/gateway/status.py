@@ -1,5 +1,5 @@
-"""The gateway's state as ``edge status`` shows it (and the coming web page): read from the buffer, beside a running
-daemon, through each part's own state (:mod:`.buffer`, :mod:`.control.state`, :mod:`.sync.state`,
+"""The gateway's state as ``edge status`` and the greenhouse page (``edge web``) show it: read from the buffer,
+beside a running daemon, through each part's own state (:mod:`.buffer`, :mod:`.control.state`, :mod:`.sync.state`,
 :mod:`.alerts.outbox`).
 
     report = read_status(config)
