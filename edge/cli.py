@@ -574,7 +574,7 @@ def _token_store(config_path: str):
 
     config = _load_datacenter(config_path)
     try:
-        conn = psycopg.connect(config.database.url, connect_timeout=10)
+        conn = psycopg.connect(config.database.url, connect_timeout=10, autocommit=True)
         migrate(conn)
     except psycopg.Error as exc:
         raise _database_error(exc) from exc

@@ -22,6 +22,8 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -155,12 +157,22 @@ def _sent(row) -> Sent:
     return Sent(*row)
 
 
+@contextmanager
+def _write(conn: psycopg.Connection) -> Iterator[None]:
+    """A read-write transaction of its own: the reads before it end first (the API's connections are read-only by
+    default, and a transaction cannot turn read-write once it has read)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.commit()
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ WRITE")
+        yield
+
+
 def record(conn: psycopg.Connection, gateway_id: str, op: str, args: dict[str, Any], issued_by: str,
            expiry: float, command_id: str | None = None) -> Sent:
     """Store the command (pending) in its own transaction; the row exists before anything is published."""
     command_id = command_id or new_id()
-    with conn.transaction():
-        conn.execute("SET TRANSACTION READ WRITE")
+    with _write(conn):
         row = conn.execute(f"INSERT INTO commands (id, gateway_id, op, args, issued_by, expires_at) "
                            f"VALUES (%s, %s, %s, %s::jsonb, %s, now() + %s) RETURNING {_COLUMNS}",
                            (command_id, gateway_id, op, json.dumps(args), issued_by,
@@ -171,8 +183,7 @@ def record(conn: psycopg.Connection, gateway_id: str, op: str, args: dict[str, A
 def forget(conn: psycopg.Connection, command_id: str, reason: str) -> None:
     """A command that could not be published: settled as refused here, with the reason (nothing reached the
     gateway)."""
-    with conn.transaction():
-        conn.execute("SET TRANSACTION READ WRITE")
+    with _write(conn):
         conn.execute("UPDATE commands SET state = 'refused', answered_at = now(), result = %s::jsonb "
                      "WHERE id = %s AND state = 'pending'",
                      (json.dumps({"ok": False, "error": f"not sent: {reason}"}), command_id))
@@ -193,7 +204,8 @@ def wait(conn: psycopg.Connection, command_id: str, timeout: float, poll: float 
     """The command once answered or expired, or as it stands after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        conn.rollback()  # a fresh snapshot each time
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.commit()  # a fresh snapshot each time
         sent = get(conn, command_id)
         if sent is None or sent.state != "pending" or time.monotonic() >= deadline:
             if sent is not None and sent.state == "expired":
@@ -205,8 +217,7 @@ def wait(conn: psycopg.Connection, command_id: str, timeout: float, poll: float 
 def settle_expired(conn: psycopg.Connection, command_id: str | None = None) -> None:
     """Record as expired what is pending past its expiry (one command, or all)."""
     where = " AND id = %s" if command_id else ""
-    with conn.transaction():
-        conn.execute("SET TRANSACTION READ WRITE")
+    with _write(conn):
         conn.execute("UPDATE commands SET state = 'expired' WHERE state = 'pending' AND expires_at <= now()" + where,
                      (command_id,) if command_id else ())
 
