@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["services", "browser"]  # private Mosquitto and PostgreSQL: tests/services.py; headless chromium
+# private Mosquitto and PostgreSQL: tests/services.py; headless chromium: tests/browser.py; the data center's whole
+# chain for the console and remote commands: tests/console_kit.py
+pytest_plugins = ["services", "browser", "console_kit"]
 
 SMALL_GATEWAY = """\
 gateway:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import wait_until
 from services import Broker, free_port
@@ -142,3 +143,14 @@ class Chain:
                 proc.kill()
                 proc.wait()
         self.broker.kill()
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory, postgres_server):
+    """The whole chain, once for the session (the commands' and the console's tests share it); commands expire
+    after 4 s, so an offline gateway's command expires within a test."""
+    chain = Chain(tmp_path_factory.mktemp("chain"), postgres_server, expiry="4s")
+    try:
+        yield chain.start()
+    finally:
+        chain.stop()

@@ -14,15 +14,6 @@ from console_kit import GATEWAY, Chain
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory, postgres_server):
-    chain = Chain(tmp_path_factory.mktemp("commands"), postgres_server, expiry="4s")
-    try:
-        yield chain.start()
-    finally:
-        chain.stop()
-
-
 def command(chain: Chain, *args: str):
     return chain.cli("dc", "command", "-c", str(chain.config), *args)
 

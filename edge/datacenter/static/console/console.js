@@ -486,13 +486,15 @@ function drawHeatmap(rows, chosen, start, end) {
 async function downloadCsv() {
   showError(null);
   try {
-    const response = await api(readingsUrl("csv"), {raw: true});
+    const url = readingsUrl("csv");
+    const response = await api(url, {raw: true});
     const blob = await response.blob();
     const name = (response.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
     const link = document.createElement("a");
     link.href = URL.createObjectURL(blob);
     link.download = name ? name[1] : "readings.csv";
     link.id = "csv-link";
+    link.dataset.url = url;
     document.body.appendChild(link);
     link.click();
     setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 60000);
