@@ -73,7 +73,7 @@ def fleet(chain):
         minutes = [*range(180, 120, -1), *range(90, 60, -1)]
         conn.execute("INSERT INTO readings (gateway_id, epoch, seq, ts, sensor, quantity, value, unit, quality, clock) "
                      "SELECT %s, 1, m, %s - m * interval '1 minute' + interval '5 seconds', 'air', 'temperature', "
-                     "15 + (m %% 10), '°C', 'good', 1 FROM unnest(%s::int[]) AS m", (HISTORIC, now, minutes))
+                     "15 + 4 * sin(m / 9.0), '°C', 'good', 1 FROM unnest(%s::int[]) AS m", (HISTORIC, now, minutes))
         conn.execute("INSERT INTO events (gateway_id, epoch, seq, ts, kind, source, data) VALUES "
                      "(%s, 1, 1, %s, 'actuator.change', 'heater-1', %s), (%s, 1, 2, %s, 'actuator.change', "
                      "'heater-1', %s)",
@@ -153,8 +153,9 @@ def test_a_greenhouse_view_charts_the_databases_readings_with_gaps_on_periods_an
     assert path.get_attribute("d").count("M") == 2  # the half hour without readings is left open
     periods = driver.find_elements(By.CSS_SELECTOR, "#onoff rect.on")
     assert [p.get_attribute("data-output") for p in periods] == ["heater-1"]
+    plot = float(driver.find_element(By.CSS_SELECTOR, "#onoff svg").get_attribute("data-plot-width"))
     width = float(periods[0].get_attribute("width"))
-    assert 20 / 1440 * 800 < width < 20 / 1440 * 880  # 20 minutes of a 24 h axis about 840 units wide
+    assert width / plot == pytest.approx(20 / 1440, rel=0.05)  # 20 minutes of a 24 h axis
     kinds = [li.get_attribute("data-kind") for li in driver.find_elements(By.CSS_SELECTOR, "#timeline li")]
     assert kinds == ["actuator.change", "actuator.change"]
     hours = driver.find_elements(By.CSS_SELECTOR, "#heatmap rect.hour")
@@ -198,6 +199,7 @@ def test_a_command_from_the_console_switches_the_gateways_output_and_shows_its_r
                 what="the command's answer")[0]
     assert "heater-1: on" in row.find_element(By.CLASS_NAME, "answer").text
     assert chain.heater() == "on"
+    driver.execute_script("document.getElementById('command-box').scrollIntoView()")
     browser.screenshot("console-greenhouse-command-phone")
     send_from_the_console(driver, "actuate", "heater-1", "on", "2h")  # past its max_manual: the gateway says no
     refused = until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#command-rows tr[data-state=refused]"),

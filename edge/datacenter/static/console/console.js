@@ -83,6 +83,7 @@ function when(iso, withDate = true) {
   const options = withDate ? {dateStyle: "short", timeStyle: "short"} : {timeStyle: "short"};
   return new Intl.DateTimeFormat(locale(), options).format(new Date(iso));
 }
+function today(iso) { return new Date(iso).toDateString() === new Date().toDateString(); }
 function age(iso) {
   if (!iso) return t("never");
   const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
@@ -212,9 +213,11 @@ function renderFleet() {
       `<rect width="${Math.round(g.coverage_24h * 100)}" height="8" fill="#2f7d32"/></svg> ` +
       num(g.coverage_24h * 100) + "%";
     return `<tr data-id="${esc(g.id)}"><td dir="ltr"><a href="#/g/${encodeURIComponent(g.id)}">${esc(g.id)}</a></td>` +
-      `<td>${esc(g.name || "")}</td><td><span class="badge ${esc(g.state)}">${esc(t(g.state))}</span></td>` +
-      `<td title="${esc(g.last_seen || "")}">${esc(age(g.last_seen))}</td><td class="num">${num(g.backlog)}</td>` +
-      `<td>${g.clock ? esc(t(g.clock)) : "–"}</td>` +
+      `<td class="hide-phone">${esc(g.name || "")}</td>` +
+      `<td><span class="badge ${esc(g.state)}">${esc(t(g.state))}</span></td>` +
+      `<td title="${esc(g.last_seen || "")}">${esc(age(g.last_seen))}</td>` +
+      `<td class="num hide-phone">${num(g.backlog)}</td>` +
+      `<td class="hide-phone">${g.clock ? esc(t(g.clock)) : "–"}</td>` +
       `<td class="num">${g.alerts ? `<span class="badge alerts">${num(g.alerts)}</span>` : num(0)}</td>` +
       `<td class="num">${cover}</td></tr>`;
   }).join("");
@@ -274,7 +277,7 @@ async function openGateway(id) {
   state.series = series;
   $("gh-title").textContent = gateway.name ? `${gateway.name} (${id})` : id;
   $("gh-status").textContent = t("gh_status", t(gateway.state), age(gateway.last_seen), num(gateway.backlog),
-                                 gateway.version || "");
+                                 gateway.version || "–");
   $("series-list").innerHTML = series.map((s, i) =>
     `<label><input type="checkbox" id="s-${i}" ${i < 3 ? "checked" : ""}> ` +
     `<span>${esc(s.name || s.sensor)} · ${esc(s.quantity)} (${esc(s.unit)})</span></label>`).join("");
@@ -305,6 +308,7 @@ async function drawAll() {
   ];
   let readings, events, coverage;
   try { [readings, events, coverage] = await Promise.all(tasks); } catch (error) { showError(error); return; }
+  measure();
   drawCharts(readings, chosen, start, end, BUCKET_MS[every]);
   drawOnPeriods(events, start, end);
   drawTimeline(events);
@@ -314,12 +318,19 @@ async function drawAll() {
 
 // ----------------------------------------------------------------------------------------------------- charts
 
-const W = 900, H = 220, M = {l: 52, r: 12, t: 10, b: 24};
+// drawn at the width of the page (CSS pixels), so that text keeps its size on a phone and on a desktop
+let W = 900, H = 220;
+const M = {l: 52, r: 12, t: 10, b: 24};
+function measure() {
+  W = Math.max(300, Math.round($("charts").clientWidth || 900) - 10);
+  H = W < 500 ? 180 : 220;
+}
 
 function timeTicks(start, end) {
   const span = end - start, steps = [3600e3, 3 * 3600e3, 6 * 3600e3, 12 * 3600e3, 86400e3, 2 * 86400e3,
                                      7 * 86400e3, 30 * 86400e3, 365 * 86400e3];
-  const step = steps.find(s => span / s <= 8) || steps[steps.length - 1];
+  const most = W < 500 ? 4 : 8;
+  const step = steps.find(s => span / s <= most) || steps[steps.length - 1];
   const ticks = [];
   for (let x = Math.ceil(+start / step) * step; x <= +end; x += step) ticks.push(x);
   return [ticks, step];
@@ -439,7 +450,7 @@ function drawOnPeriods(events, start, end) {
     body += `<text x="${xs(ms)}" y="${height - 6}" text-anchor="middle">${esc(tickLabel(ms, step))}</text>`;
   }
   $("onoff").innerHTML = `<div class="chart"><h4>${esc(t("on_periods"))}</h4>` +
-                         `<svg viewBox="0 0 ${W} ${height}">${body}</svg></div>`;
+                         `<svg viewBox="0 0 ${W} ${height}" data-plot-width="${W - M.l - M.r}">${body}</svg></div>`;
 }
 
 function describeEvent(e) {
@@ -450,7 +461,10 @@ function describeEvent(e) {
     case "alert.fired": return `⚠ ${e.source} ${d.severity || ""} ${d.value ?? ""}`;
     case "alert.resolved": return `✓ ${e.source}`;
     case "command.result": return `${d.id || ""} ${d.op || ""}: ${d.ok ? t("done") : t("refused") + " " + (d.error || "")}`;
-    default: return `${e.source} ${JSON.stringify(d).slice(0, 160)}`;
+    default: {
+      const text = JSON.stringify(d);
+      return `${e.source} ${text.length > 100 ? text.slice(0, 99) + "…" : text}`;
+    }
   }
 }
 function drawTimeline(events) {
@@ -465,16 +479,17 @@ function drawHeatmap(rows, chosen, start, end) {
   if (!chosen.length || !rows.length) { $("heatmap").innerHTML = ""; return; }
   const keys = chosen.map(s => s.sensor + "|" + s.quantity);
   const first = Math.floor(+start / 3600e3) * 3600e3, hours = Math.max(1, Math.ceil((+end - first) / 3600e3));
-  const cell = Math.max(2, (W - M.l - M.r) / hours), row = 16;
+  const left = Math.min(150, Math.round(W * 0.32));  // room for "soil-bed-1 soil_moisture"
+  const cell = Math.max(2, (W - left - M.r) / hours), row = 16;
   let body = "";
   keys.forEach((key, i) => {
-    body += `<text x="${M.l - 4}" y="${i * row + 12}" text-anchor="end">${esc(key.replace("|", " "))}</text>`;
+    body += `<text x="${left - 4}" y="${i * row + 12}" text-anchor="end">${esc(key.replace("|", " "))}</text>`;
   });
   for (const r of rows) {
     const i = keys.indexOf(r.sensor + "|" + r.quantity);
     if (i < 0) continue;
     const share = r.expected ? Math.min(1, r.received / r.expected) : (r.received ? 1 : 0);
-    const x = M.l + (Date.parse(r.hour) - first) / 3600e3 * cell;
+    const x = left + (Date.parse(r.hour) - first) / 3600e3 * cell;
     const colour = share >= 0.95 ? "#2f7d32" : share >= 0.5 ? "#9ccc65" : share > 0 ? "#ffb74d" : "#e57373";
     body += `<rect class="hour" x="${x.toFixed(1)}" y="${i * row + 1}" width="${Math.max(1, cell - 0.5).toFixed(1)}" ` +
             `height="${row - 2}" fill="${colour}"><title>${esc(when(r.hour))}: ${num(r.received)} / ` +
@@ -517,8 +532,8 @@ async function loadCommands() {
                    c.state === "done" ? (r.result && r.result.actuator ?
                                          `${r.result.actuator}: ${r.result.state || ""} ${r.result.reason || ""}` :
                                          r.result && r.result.pong ? "pong" : "ok") : "";
-    return `<tr data-command="${esc(c.id)}" data-state="${esc(c.state)}"><td>${esc(when(c.sent))}</td>` +
-           `<td dir="ltr">${esc(what)}</td><td dir="ltr">${esc(c.by)}</td>` +
+    return `<tr data-command="${esc(c.id)}" data-state="${esc(c.state)}"><td>${esc(when(c.sent, !today(c.sent)))}</td>` +
+           `<td dir="ltr">${esc(what)}</td><td dir="ltr" class="hide-phone">${esc(c.by)}</td>` +
            `<td><span class="badge ${esc(c.state)}">${esc(t(c.state))}</span></td>` +
            `<td dir="auto" class="answer">${esc(answer)}</td></tr>`;
   }).join("");
