@@ -530,13 +530,16 @@ def get_token(token: Token) -> dict[str, Any]:
 
 
 @router.get("/fleet", summary="Every gateway this token sees, with what the console's fleet view shows")
-async def get_fleet(request: Request, token: Token) -> dict[str, Any]:
+async def get_fleet(request: Request, token: Token) -> JSONResponse:
     """One query for the whole fleet (``queries.fleet``), rows as arrays in the order of ``fields``."""
     def read(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
         return [row for row in queries.fleet(conn) if token.sees(row[0])]
 
     rows = await _prepare(request, read)
-    return {"now": queries.iso(datetime.now(UTC)), "fields": list(queries.FLEET_FIELDS), "gateways": rows}
+    # answered as it is (plain JSON values from the query): FastAPI's own encoding of 5,000 rows took longer than
+    # the query
+    return JSONResponse({"now": queries.iso(datetime.now(UTC)), "fields": list(queries.FLEET_FIELDS),
+                         "gateways": rows})
 
 
 class CommandRequest(BaseModel):

@@ -177,6 +177,7 @@ MIGRATIONS = [
             good        bigint      NOT NULL,
             PRIMARY KEY (gateway_id, hour)
         );
+        CREATE INDEX gateway_hours_hour ON gateway_hours (hour);
         INSERT INTO gateway_hours (gateway_id, hour, readings, good)
         SELECT gateway_id, date_bin('1 hour', ts, '2000-01-01 00:00:00+00'), count(*),
                count(*) FILTER (WHERE quality = 'good')
