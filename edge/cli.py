@@ -563,6 +563,68 @@ def dc_status(config_path: str, as_json: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@dc.command("command")
+@dc_config_option
+@click.argument("gateway")
+@click.argument("op", type=click.Choice(["actuate", "ping"]))
+@click.argument("words", nargs=-1, metavar="[OUTPUT on|off|auto]")
+@click.option("--for", "duration", default=None, callback=_duration, metavar="DURATION",
+              help="actuate on/off: for how long (10m, 2h); default: the output's max_manual on the gateway.")
+@click.option("--expires", default=None, callback=_duration, metavar="DURATION",
+              help="Expired if not answered within this long (default: commands.expiry, 5m).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the gateway's answer (at most commands.wait, or the expiry if shorter).")
+def dc_command(config_path: str, gateway: str, op: str, words: tuple[str, ...], duration: float | None,
+               expires: float | None, wait: bool) -> None:
+    """Send a command to a gateway through the broker account meant for commands, and print its answer.
+
+    The command is recorded (edge dc api's console lists it), published with an expiry, and answered by the
+    gateway's command.result event once the collector has stored it. A gateway that is offline gets it when it
+    comes back within the expiry; otherwise it expires. Exit status: 0 done, 1 refused or expired, 2 still
+    pending when the wait ended.
+
+    Example: edge dc command -c config/datacenter.yaml gh-lorestan-042 actuate heater-1 on --for 10m
+
+    Example: edge dc command -c config/datacenter.yaml gh-lorestan-042 ping
+    """
+    import getpass
+
+    from edge.datacenter import commands
+
+    config = _load_datacenter(config_path)
+    _setup_logging("warning")
+    if op == "actuate" and len(words) != 2:
+        raise click.UsageError("actuate takes an output and an action: ... GATEWAY actuate heater-1 on --for 10m")
+    if op == "ping" and words:
+        raise click.UsageError("ping takes nothing more: ... GATEWAY ping")
+    actuator, action = words if op == "actuate" else (None, None)
+    try:
+        args, expiry = commands.build(op, actuator, action, duration, expires, config.commands)
+    except commands.CommandError as exc:
+        raise click.UsageError(str(exc)) from None
+    import psycopg
+
+    with _token_store(config_path) as conn:
+        try:
+            known = conn.execute("SELECT 1 FROM gateway_status WHERE gateway_id = %s", (gateway,)).fetchone()
+            if known is None:
+                raise EdgeError(f"no gateway {gateway!r} is known to this data center (edge history gateways "
+                                "lists them)")
+            sent = commands.send(conn, config.mqtt, config.commands, gateway, op, args,
+                                 f"cli:{getpass.getuser()}", expiry)
+            click.echo(f"command {sent.id} to {gateway}: {sent.describe()} (expires in {expiry:g}s)", err=True)
+            if not wait:
+                return
+            done = commands.wait(conn, sent.id, min(config.commands.wait, expiry + 1))
+        except psycopg.Error as exc:
+            raise _database_error(exc) from exc
+    click.echo(f"{gateway} {done.id}: {done.answer()}")
+    if done.state in ("refused", "expired"):
+        raise SystemExit(1)
+    if done.state == "pending":
+        raise SystemExit(2)
+
+
 @dc.group()
 def token() -> None:
     """History API tokens: create (shown once), list, revoke.
@@ -579,7 +641,7 @@ def _token_store(config_path: str):
 
     config = _load_datacenter(config_path)
     try:
-        conn = psycopg.connect(config.database.url, connect_timeout=10)
+        conn = psycopg.connect(config.database.url, connect_timeout=10, autocommit=True)
         migrate(conn)
     except psycopg.Error as exc:
         raise _database_error(exc) from exc
@@ -597,24 +659,28 @@ def _patterns(values: tuple[str, ...]) -> list[str]:
               help="Gateway ids it may see: globs such as 'gh-lorestan-*' (repeatable, or comma-separated).")
 @click.option("--expires", default=None, callback=_duration, metavar="DURATION",
               help="Stop working after this long (90d, 12h); default: until revoked.")
-def token_create(config_path: str, name: str, patterns: tuple[str, ...], expires: float | None) -> None:
+@click.option("--scope", type=click.Choice(["read", "control"]), default="read", show_default=True,
+              help="read: history and console; control: also commands to the gateways it sees.")
+def token_create(config_path: str, name: str, patterns: tuple[str, ...], expires: float | None, scope: str) -> None:
     """Create a token and print it once (only its hash is stored).
 
     Example: edge dc token create -c config/datacenter.yaml --name alice --gateways 'gh-lorestan-*' --expires 180d
+
+    Example: edge dc token create -c config/datacenter.yaml --name ops --gateways 'gh-*' --scope control
     """
     from edge.datacenter import tokens
 
     with _token_store(config_path) as conn:
-        secret = tokens.create(conn, name, _patterns(patterns), expires)
+        secret = tokens.create(conn, name, _patterns(patterns), expires, scope)
     click.echo(secret)
-    click.echo(f"token {name!r} created for {', '.join(_patterns(patterns))}: it is shown only this once; hand it "
-               "over in a file (edge history pull --token-file FILE)", err=True)
+    click.echo(f"token {name!r} ({scope}) created for {', '.join(_patterns(patterns))}: it is shown only this "
+               "once; hand it over in a file (edge history pull --token-file FILE)", err=True)
 
 
 @token.command("list")
 @dc_config_option
 def token_list(config_path: str) -> None:
-    """List tokens: name, state, gateway patterns, created, expires (never the tokens themselves).
+    """List tokens: name, state, scope, gateway patterns, created, expires (never the tokens themselves).
 
     Example: edge dc token list -c config/datacenter.yaml
     """
@@ -623,9 +689,9 @@ def token_list(config_path: str) -> None:
 
     with _token_store(config_path) as conn:
         found = tokens.list_tokens(conn)
-    rows = [(t.name, t.state(), " ".join(t.gateways), iso(t.created_at)[:16], iso(t.expires_at)[:16]
+    rows = [(t.name, t.state(), t.scope, " ".join(t.gateways), iso(t.created_at)[:16], iso(t.expires_at)[:16]
              if t.expires_at else "-") for t in found]
-    _print_table(("NAME", "STATE", "GATEWAYS", "CREATED", "EXPIRES"), rows)
+    _print_table(("NAME", "STATE", "SCOPE", "GATEWAYS", "CREATED", "EXPIRES"), rows)
 
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["services", "browser", "pg_failover"]  # private Mosquitto and PostgreSQL: tests/services.py;
-# a headless chromium: tests/browser.py; PostgreSQL with automated failover: tests/pg_failover.py
+# private Mosquitto and PostgreSQL: tests/services.py; headless chromium: tests/browser.py; PostgreSQL with automated
+# failover: tests/pg_failover.py; the data center's whole chain for the console and remote commands: tests/console_kit.py
+pytest_plugins = ["services", "browser", "pg_failover", "console_kit"]
 
 SMALL_GATEWAY = """\
 gateway:

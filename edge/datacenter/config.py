@@ -96,6 +96,22 @@ class ApiConfig(StrictModel):
                              "connection); more wait their turn, so other requests always find a thread")
 
 
+class CommandsConfig(StrictModel):
+    """Commands to gateways (``edge dc command``, the console): the broker account meant for them
+    (config/mosquitto/acl: ``commander`` may publish commands and nothing else) on the ``mqtt`` section's broker,
+    and their bounds."""
+
+    username: str | None = Field(default="commander", description="broker account that may publish commands")
+    password_file: Path | None = Field(default=None, description="file holding that account's password")
+    expiry: Duration = Field(default=300.0, gt=0, description="a command not answered within this long is expired "
+                             "(the broker drops it too); the gateway refuses one issued longer ago than its "
+                             "sync.command_max_age (5m by default) anyway")
+    max_expiry: Duration = Field(default=86400.0, gt=0, description="longest expiry a command may ask for")
+    max_duration: Duration = Field(default=7 * 86400.0, gt=0, description="longest manual override (--for) a "
+                                   "command may ask for; the gateway refuses past each output's max_manual too")
+    wait: Duration = Field(default=30.0, gt=0, description="how long edge dc command waits for the answer at most")
+
+
 class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -105,6 +121,7 @@ class DataCenterConfig(StrictModel):
     database: DatabaseConfig
     collector: CollectorConfig = CollectorConfig()
     api: ApiConfig = ApiConfig()
+    commands: CommandsConfig = CommandsConfig()
     log: LogConfig = LogConfig()
 
 
