@@ -231,7 +231,7 @@ def readings(config_path: str | None, sensor_ids: tuple[str, ...], since: float,
     Example: edge readings -c /etc/edge/gateway.yaml --sensor air --since 2h --format csv > air.csv
     """
     config = _load(config_path)
-    known = [s.id for s in config.sensors]
+    known = [s.id for s in config.sources()]  # sensors and derived sets (climate)
     unknown = [s for s in sensor_ids if s not in known]
     if unknown:
         raise click.BadParameter(f"unknown sensor {unknown[0]!r} (sensors: {', '.join(known)})",

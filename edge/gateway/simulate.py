@@ -15,6 +15,7 @@ from edge.errors import ConfigError
 from edge.gateway.buffer import Buffer
 from edge.gateway.clock import FakeClock
 from edge.gateway.control.supervisor import LatestReadings, Supervisor
+from edge.gateway.derived import derivers
 from edge.gateway.hardware import open_hardware
 from edge.gateway.sampler import Sampler, SensorSlot
 
@@ -81,7 +82,7 @@ def simulate(config, start: float, hours: float, step: float = 10.0) -> Iterator
             latest = LatestReadings()
             supervisor = Supervisor(config, hardware.actuators, buffer, clock, latest)
             slots = [SensorSlot(hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in config.sensors]
-            sampler = Sampler(slots, buffer, clock, listeners=[latest])
+            sampler = Sampler(slots, buffer, clock, listeners=[latest], derive=derivers(config))
             model = hardware.simulation
             hour: Hour | None = None
             for i in range(int(hours * 3600 / step)):

@@ -157,8 +157,8 @@ def names_of(config: Any) -> Names:
     """The names of a validated gateway config."""
     return Names(
         greenhouse=config.gateway.name, gateway_id=config.gateway.id,
-        sensors={s.id: s.name for s in config.sensors},
-        quantities={s.id: tuple(s.quantities()) for s in config.sensors},
+        sensors={s.id: s.name for s in config.sources()},  # sensors and derived sets
+        quantities={s.id: s.quantities for s in config.sources()},
         actuators={a.id: a.name for a in config.actuators},
         kinds={a.id: a.kind for a in config.actuators})
 
