@@ -18,7 +18,7 @@ from edge.errors import ConfigError
 from edge.gateway import agronomy
 from edge.gateway.buffer import Buffer
 from edge.gateway.clock import FakeClock
-from edge.gateway.config import load_config, parse_config
+from edge.gateway.config import parse_config
 from edge.gateway.derived import DerivedConfig, Deriver
 from edge.gateway.hardware.base import Sample
 from edge.gateway.sampler import Sampler, SensorSlot
