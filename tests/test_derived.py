@@ -107,7 +107,10 @@ def test_a_stale_or_missing_light_input_makes_dli_an_error(buffer, clock):
     deriver = Deriver(climate(light={"sensor": "light", "quantity": "light"}, max_age="1m"), 33.49, "Asia/Tehran")
     sampler = sampler_of(buffer, clock, deriver, air, light, intervals={"light": 30.0})
     first = {r.quantity: r for r in sampler.run_round(10.0) if r.sensor == "climate"}
-    assert first["dli"].quality == "error" and first["dli"].reason == "input light/light: no reading yet"
+    assert "dli" not in first and first["vpd"].quality == "good"  # at start: the light's group has not read yet
+    clock.advance(70)
+    never = {r.quantity: r for r in sampler.run_round(10.0) if r.sensor == "climate"}
+    assert never["dli"].quality == "error" and never["dli"].reason == "input light/light: no reading yet"
     sampler.run_round(30.0)
     clock.advance(90)  # the light sensor's group stops; the air's goes on
     late = {r.quantity: r for r in sampler.run_round(10.0) if r.sensor == "climate"}

@@ -133,6 +133,7 @@ class Deriver:
     _latest: dict[tuple[str, str], Reading] = field(default_factory=dict)
     _last_good: dict[str, _Latest] = field(default_factory=dict)  # role -> last good value, for the day's sums
     _day: _Day | None = None
+    _first: float | None = None  # time of the first round: inputs of slower groups may not have answered yet
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
@@ -246,6 +247,9 @@ class Deriver:
         for role in self._roles:
             values[role], problems[role] = self._input(role, now)
         out: dict[str, tuple[float | None, str | None]] = {}
+        if self._first is None:
+            self._first = now
+        starting = now - self._first <= self.config.max_age
 
         def compute(quantity: str, roles: tuple[str, ...], formula) -> None:
             problem = next((problems[r] for r in roles if problems.get(r)), None)
@@ -267,7 +271,8 @@ class Deriver:
         if "cover_temperature" in self._roles:
             compute("dew_margin", ("cover_temperature",) + air, agronomy.dew_margin)
         self._day_quantities(now, problems, out)
-        return [self._reading(trigger, q, *out[q]) for q in self.config.quantities() if q in out]
+        return [self._reading(trigger, q, *out[q]) for q in self.config.quantities() if q in out
+                and not (starting and (out[q][1] or "").endswith(": no reading yet"))]  # not yet: no reading
 
     def _day_quantities(self, now: float, problems: dict[str, str | None],
                         out: dict[str, tuple[float | None, str | None]]) -> None:

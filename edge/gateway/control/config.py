@@ -204,8 +204,8 @@ class SetpointRule(_Rule):
 
 
 class HumidityRule(_Rule):
-    """Humidity by deficit: ``dry`` requests its actuator (a vent, a fan) while the VPD or humidity deficit is
-    below the band, ``humidify`` (a mister) while it is above. Temperature first: with ``temperature`` and
+    """Humidity by deficit: ``dry`` requests its actuator (a vent, a fan) while the VPD, humidity deficit or the
+    cover's margin to the dew point is below the band, ``humidify`` (a mister) while it is above. Temperature first: with ``temperature`` and
     ``not_below``, it requests nothing while the air is below that setpoint (drying or misting would fight the
     heating), and a setpoint rule on the same output that asks more wins (docs/control.md)."""
 
@@ -220,8 +220,9 @@ class HumidityRule(_Rule):
 
     @model_validator(mode="after")
     def _sound(self) -> "HumidityRule":
-        if self.input.quantity not in ("vpd", "humidity_deficit", "leaf_vpd"):
-            raise ValueError(f"input must be a vpd, leaf_vpd or humidity_deficit, not {self.input.quantity}")
+        if self.input.quantity not in ("vpd", "humidity_deficit", "leaf_vpd", "dew_margin"):
+            raise ValueError(f"input must be a vpd, leaf_vpd, humidity_deficit or dew_margin, not "
+                             f"{self.input.quantity}")
         for band in (self.band, self.night_band):
             if band is not None and band[0] >= band[1]:
                 raise ValueError("a band is low then high")

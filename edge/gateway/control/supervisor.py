@@ -279,12 +279,17 @@ class Supervisor:
         return sun["sunrise"] <= now < sun["sunset"]
 
     def _vents_open(self, vents: Sequence[str], planned: Mapping[str, Request]) -> float:
-        """How open the most open of ``vents`` is now, or is asked to be at this evaluation."""
+        """How open the most open of ``vents`` is: as last switched, as the output reports itself (a motor vent
+        still closing), or as asked at this evaluation."""
         opening = 0.0
         for vent in vents:
             current = self.state[vent].value if vent in self.state else 0.0
             asked = planned[vent].value if vent in planned else 0.0
-            opening = max(opening, current, asked)
+            try:
+                moving = float(self.actuators[vent].value) if vent in self.actuators else 0.0
+            except Exception:  # an output that cannot say where it is counts as open
+                moving = 1.0
+            opening = max(opening, current, asked, moving)
         return opening
 
     def _context(self, rule: Any, now: float, planned: Mapping[str, Request]) -> rule_logic.Context:
