@@ -316,3 +316,35 @@ def test_on_the_simulation_the_new_demo_beats_the_thermostat_and_never_doses_co2
         better["condensation"] += old.condensation - new.condensation
     assert better["in_band"] > 1 and better["condensation"] > 1, better
     assert dosing_steps and not violations  # it did dose (a winter morning with the vent shut), never into a vent
+
+
+def test_the_simulated_greenhouse_has_a_leaf_a_cover_and_par():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from edge.gateway.clock import FakeClock
+    from edge.gateway.hardware.base import HardwareContext
+    from edge.gateway.hardware.sim import (GreenhouseModel, SimulatedSensor, SimulatedSensorConfig,
+                                           SimulationConfig)
+
+    def at(text):
+        return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Asia/Tehran")).timestamp()
+
+    noon = GreenhouseModel(SimulationConfig(kept_between=(14, 28)), FakeClock(start=at("2025-07-15T12:30")))
+    day = noon.state()
+    assert day.par == pytest.approx(day.light * 2.02 / 110, rel=0.01)  # 2.02 umol/J, 110 lx per W/m2 of sunlight
+    assert day.par > 1000
+    assert abs(day.leaf_temperature - day.air_temperature) < 6  # warmed by the sun, cooled by transpiring
+    assert min(day.outside_temperature, day.air_temperature) <= day.cover_temperature <= max(
+        day.outside_temperature, day.air_temperature)
+
+    clock = FakeClock(start=at("2025-01-15T03:00"))
+    model = GreenhouseModel(SimulationConfig(kept_between=(14, 28)), clock)
+    night = model.state()
+    assert night.par == 0.0
+    assert night.cover_temperature < night.air_temperature - 5  # the cover sees the cold sky
+    assert night.leaf_temperature < night.air_temperature  # leaves radiate to the cold cover
+    ctx = HardwareContext(clock=clock, simulation=model)
+    roof = SimulatedSensor.from_config(SimulatedSensorConfig(id="roof", type="simulated", measures=["temperature"],
+                                                             at="cover", noise=0), ctx)
+    assert roof.read()[0].value == pytest.approx(night.cover_temperature, abs=0.05)

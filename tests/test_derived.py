@@ -224,3 +224,61 @@ def test_edge_readings_on_the_demo_shows_vpd_in_kpa(tmp_path):
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
     assert rows[0]["unit"] == "kPa" and rows[0]["quality"] == "good" and 0 <= rows[0]["value"] < 10, err
+
+
+@pytest.mark.slow
+def test_derived_readings_reach_the_history_api_like_any_reading(tmp_path, postgres_server):
+    """Through the real chain: sampler and deriver -> buffer -> sync -> Mosquitto -> collector -> PostgreSQL ->
+    `edge dc api` -> `edge history pull --sensor climate --quantity vpd`, error readings included."""
+    import csv
+    import io
+
+    from dc_kit import datacenter_config
+    from edge.datacenter.collector import Collector
+    from edge.gateway.clock import Clock
+    from edge.gateway.sync import Sync, SyncConfig
+    from history_kit import iso
+    from services import Broker
+    from test_history import Api
+
+    gateway = "gh-north-01"
+    clock = FakeClock(start=datetime(2025, 7, 14, 21, 0, tzinfo=timezone.utc).timestamp())
+    buffer, _ = Buffer.open(tmp_path / "gateway.db", now=clock.time(), boot_id=clock.boot_id)
+    air = Fixed("air", temperature=25.0, humidity=60.0)
+    sampler = sampler_of(buffer, clock, Deriver(climate(), 33.49, "Asia/Tehran"), air)
+    start = clock.time()
+    for i in range(30):
+        air.values["humidity"] = "no answer" if i == 10 else 60.0
+        sampler.run_round(10.0)
+        clock.advance(10)
+    broker = Broker(tmp_path / "broker").start()
+    database = postgres_server.create_database()
+    collector = Collector(datacenter_config(broker, database), client_id="derived-collector").start()
+    try:
+        assert collector.subscribed.wait(10)
+        sync = Sync(SyncConfig(url=broker.url, interval="0.2s", reconnect_min="1s", reconnect_max="2s"), gateway,
+                    buffer, Clock("synced"))
+        sync.start()
+        try:
+            wait_until(lambda: buffer.counts("readings")["pending"] == 0, 30, "the readings to be acknowledged")
+        finally:
+            sync.stop()
+    finally:
+        collector.stop()
+        broker.kill()
+        buffer.close()
+    api = Api({**os.environ, "EDGE_MQTT_URL": broker.url, "EDGE_DATABASE_URL": database.url}, tmp_path)
+    try:
+        token = api.token_file(api.token("north", "gh-north-*"))
+        out = tmp_path / "vpd.csv"
+        result = api.cli("history", "pull", "--server", api.url, "--token-file", token, "--gateway", gateway,
+                         "--from", iso(start), "--to", iso(clock.time()), "--sensor", "climate",
+                         "--quantity", "vpd", "-o", str(out))
+        assert result.exit_code == 0, result.output
+        rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    finally:
+        api.stop()
+    assert len(rows) == 30 and {r["unit"] for r in rows} == {"kPa"}
+    assert [r["quality"] for r in rows].count("error") == 1
+    good = [float(r["value"]) for r in rows if r["quality"] == "good"]
+    assert good and all(v == pytest.approx(agronomy.vpd(25.0, 60.0), abs=0.001) for v in good)
