@@ -182,7 +182,10 @@ class Profile(StrictModel):
     day_starts: str = Field(default="0s", description="offset of the day ramp's start from sunrise (e.g. 30m, -1h)")
     night_starts: str = Field(default="0s", description="offset of the night ramp's start from sunset")
 
-    _offsets = field_validator("day_starts", "night_starts")(classmethod(lambda cls, v: _check_offset(v)))
+    @field_validator("day_starts", "night_starts")
+    @classmethod
+    def _valid_offset(cls, value: str) -> str:
+        return _check_offset(value)
 
     def offsets(self) -> tuple[float, float]:
         return _offset_seconds(self.day_starts), _offset_seconds(self.night_starts)
