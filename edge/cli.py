@@ -231,7 +231,7 @@ def readings(config_path: str | None, sensor_ids: tuple[str, ...], since: float,
     Example: edge readings -c /etc/edge/gateway.yaml --sensor air --since 2h --format csv > air.csv
     """
     config = _load(config_path)
-    known = [s.id for s in config.sensors]
+    known = [s.id for s in config.sources()]  # sensors and derived sets (climate)
     unknown = [s for s in sensor_ids if s not in known]
     if unknown:
         raise click.BadParameter(f"unknown sensor {unknown[0]!r} (sensors: {', '.join(known)})",
@@ -371,12 +371,14 @@ def safe_state(config_path: str | None) -> None:
 @config_option
 @click.option("--start", metavar="DATETIME", help="Local start time (ISO, e.g. 2025-07-15T00:00); default: now.")
 @click.option("--hours", type=click.FloatRange(min=1, max=24 * 31), default=24, show_default=True)
-def simulate(config_path: str | None, start: str | None, hours: float) -> None:
+@click.option("--summary", is_flag=True, help="Print the run's totals (hours in the VPD band, condensation hours, "
+              "water used, heating hours) instead of the hourly table.")
+def simulate(config_path: str | None, start: str | None, hours: float, summary: bool) -> None:
     """Fast-forward the config's rules and schedules on the simulated greenhouse and print an hourly table.
 
     Nothing real is switched and the config's buffer is not touched: a day runs in seconds, in memory.
 
-    Example: edge simulate -c config/demo.yaml --start 2025-07-15T00:00 --hours 24
+    Example: edge simulate -c config/demo.yaml --start 2025-07-15T00:00 --hours 24 --summary
     """
     from zoneinfo import ZoneInfo
 
@@ -389,6 +391,14 @@ def simulate(config_path: str | None, start: str | None, hours: float) -> None:
         begin = datetime.fromisoformat(start).replace(tzinfo=tz) if start else datetime.now(tz)
     except ValueError:
         raise click.BadParameter(f"invalid date/time {start!r}: use e.g. 2025-07-15T00:00", param_hint="--start")
+    if summary:
+        from edge.gateway.simulate import summarize, summary_table
+
+        totals = summarize(list(run_simulation(config, begin.timestamp(), hours)), config)
+        label = f"{Path(config.source).name}, {begin:%Y-%m-%d %H:%M}"
+        for line in summary_table([(label, totals)]):
+            click.echo(line)
+        return
     for line in table(run_simulation(config, begin.timestamp(), hours), [a.id for a in config.actuators]):
         click.echo(line)
 

@@ -31,6 +31,7 @@ from edge.gateway.clock import Clock
 from edge.gateway.control import commands
 from edge.gateway.control.supervisor import LatestReadings, Supervisor
 from edge.gateway.control_socket import ControlServer
+from edge.gateway.derived import derivers
 from edge.gateway.hardware import Hardware, open_hardware
 from edge.gateway.notify import sd_notify, watchdog_interval
 from edge.gateway.sampler import Sampler, SensorSlot
@@ -247,9 +248,9 @@ class Daemon:
             {None: "none", True: "clean", False: "unclean"}[report.previous_epoch_clean]
         self.buffer.append_event(DaemonStart.KIND, "daemon", DaemonStart(  # waits in memory until the epoch is on disk
             __version__, report.epoch, previous, self.clock.is_synced(),
-            intervals={s.id: s.interval for s in cfg.sensors},  # the data center's coverage counts from these
+            intervals={s.id: s.interval for s in cfg.sources()},  # the data center's coverage counts from these
             name=cfg.gateway.name,  # display names, for the data center's lists and charts
-            names={d.id: d.name for d in (*cfg.sensors, *cfg.actuators) if d.name},
+            names={d.id: d.name for d in (*cfg.sources(), *cfg.actuators) if d.name},
         ).to_data(), ts=now)
         if previous == "unclean":
             log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
@@ -264,8 +265,14 @@ class Daemon:
         self.alert_feed = AlertFeed(self._alert_readings, self._alert_switch)
         self.supervisor.on_switch.append(self.alert_feed.switch)
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
+        derive = derivers(cfg)
+        for deriver in derive:  # the local day's sums go on from the last derived readings stored
+            try:
+                deriver.restore(self.buffer.latest([deriver.id]).get(deriver.id, ()))
+            except Exception as exc:
+                log.warning("%s: the day's sums start afresh (%s)", deriver.id, exc)
         self.sampler = Sampler(slots, self.buffer, self.clock,
-                               listeners=[latest, self._after_round, self.alert_feed])
+                               listeners=[latest, self._after_round, self.alert_feed], derive=derive)
 
         # Who runs what (docs/architecture.md, "Threads and locks"): sampling rounds have executor workers of their
         # own, one per interval group, so nothing else ever waits for a sensor and no sensor waits for anything
