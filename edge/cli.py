@@ -462,7 +462,8 @@ def dc() -> None:
 @dc.command()
 @click.option("-c", "--config", "config_path", required=True, envvar="EDGE_DC_CONFIG",
               type=click.Path(dir_okay=False), help="Data-center config file (default: $EDGE_DC_CONFIG).")
-@click.option("--username", default=None, help="Broker account of this instance (overrides mqtt.username). "
+@click.option("--username", default=None, help="Broker account of this instance (overrides mqtt.username, or "
+              "nats.username with source: nats). "
               "config/mosquitto/ names each session by its account: every running collector needs its own.")
 @click.option("--client-id", default=None, help="MQTT client id of this instance (overrides mqtt.client_id); "
               "keep it across restarts, and unique among running collectors (a broker that binds ids to "
@@ -482,7 +483,9 @@ def collector(config_path: str, username: str | None, client_id: str | None, log
 
     config = _load_datacenter(config_path)
     if username is not None:
-        config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"username": username})})
+        section = config.source  # mqtt, or nats
+        config = config.model_copy(update={section: getattr(config, section).model_copy(
+            update={"username": username})})
     _setup_logging(log_level or config.log.level)
     try:
         from edge.datacenter.collector import Collector
@@ -633,6 +636,59 @@ def dc_command(config_path: str, gateway: str, op: str, words: tuple[str, ...], 
         raise SystemExit(1)
     if done.state == "pending":
         raise SystemExit(2)
+
+
+@dc.command("nats-config")
+@click.argument("cluster_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--node", "node_name", required=True, help="Which node of the cluster file to write the config of.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write here (mode 0640) instead of standard output.")
+def nats_config(cluster_file: str, node_name: str, output: str | None) -> None:
+    """Write one NATS node's server config: the cluster, JetStream, the MQTT listener and every account's permissions.
+
+    The accounts (gateways, collectors, commanders) and their password hashes come from CLUSTER_FILE
+    (config/nats/cluster.example.yaml); a gateway may publish only its own uplink and read only its own downlink.
+    Regenerate and reload (nats-server --signal reload) after adding a gateway. docs/datacenter.md.
+
+    Example: edge dc nats-config /etc/edge/nats-cluster.yaml --node dc-1 -o /etc/nats/nats-server.conf
+    """
+    from edge.datacenter.nats_config import render_from_file
+
+    try:
+        text = render_from_file(cluster_file, node_name)
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise EdgeError(str(exc)) from exc
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    target = Path(output)
+    target.touch(mode=0o640)
+    target.write_text(text)
+
+
+@dc.command("nats-status")
+@dc_config_option
+def nats_status(config_path: str) -> None:
+    """Show the NATS cluster's state as a collector sees it: the uplink stream, its copies, the shared consumer.
+
+    Uses the collector's own config and account (source: nats). A replica OFFLINE or behind, or no leader, says
+    which node to look at; messages waiting grow while no collector takes them. docs/datacenter.md.
+
+    Example: edge dc nats-status -c /etc/edge/datacenter.yaml
+    """
+    config = _load_datacenter(config_path)
+    if config.nats is None:
+        raise EdgeError(f"{config_path}: no nats: section (this data center reads from {config.source})")
+    try:
+        from edge.datacenter.nats_source import cluster_state
+
+        lines = cluster_state(config.nats)
+    except (ImportError, OSError, LookupError, TimeoutError) as exc:
+        raise EdgeError(str(exc) or "no answer from the cluster in time") from exc
+    for line in lines:
+        click.echo(line)
 
 
 @dc.group()

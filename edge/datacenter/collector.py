@@ -39,7 +39,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from edge.contract import protocol
 from edge.datacenter.config import DataCenterConfig
-from edge.datacenter.source import STATUS, UPLINK, Incoming, MqttSource, Source
+from edge.datacenter.source import STATUS, UPLINK, Incoming, Source, open_source
 from edge.datacenter.store import Rejected, StatusUpdate, Store, Work, Written
 
 log = logging.getLogger(__name__)
@@ -283,9 +283,9 @@ class Collector:
     def __init__(self, config: DataCenterConfig, *, client_id: str | None = None,
                  after_commit: Callable[[], None] | None = None, source: Source | None = None):
         self.config = config
-        self.client_id = client_id or config.mqtt.client_id or default_client_id()
+        self.client_id = client_id or config.client_id or default_client_id()
         self.after_commit = after_commit
-        self.source: Source = source if source is not None else MqttSource(config.mqtt, self.client_id)
+        self.source: Source = source if source is not None else open_source(config, self.client_id)
         self.waiting = FairQueue(config.collector.gateway_rate)
         self.stats = Stats()
         self.connected = self.source.connected
@@ -298,8 +298,8 @@ class Collector:
     # ------------------------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> Collector:
-        log.info("collector %s: broker %s, share group %s, database %s", self.client_id, self.source.where,
-                 self.config.mqtt.share_group, _safe_dsn(self.config.database.url))
+        log.info("collector %s: %s, database %s", self.client_id, self.source.where,
+                 _safe_dsn(self.config.database.url))
         self.source.start()
         self._writer.start()
         return self

@@ -7,6 +7,7 @@ file: the broker password comes from a file, the database password from the URL 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -55,6 +56,65 @@ class BrokerConfig(StrictModel):
         if not value or any(c in value for c in "/+#"):
             raise ValueError("a share group name must be non-empty and contain no /, + or #")
         return value
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class NatsConfig(StrictModel):
+    """The NATS JetStream cluster the collectors read from (``source: nats``; docs/datacenter.md, config/nats/)."""
+
+    servers: list[str] = Field(min_length=1, description="nats://host:4222 (or tls://) of every node; the client "
+                               "connects to one and moves to another when it dies")
+    username: str | None = Field(default=None, description="this collector's account (config/nats/: collector, "
+                                 "collector-2, ...)")
+    password_file: Path | None = Field(default=None, description="file holding the account's password (not inline)")
+    credentials_file: Path | None = Field(default=None, description="a NATS .creds file (JWT and seed), instead "
+                                          "of username and password_file")
+    ca_file: Path | None = Field(default=None, description="CA certificate for tls:// servers (default: system CAs)")
+    stream: str = Field(default="GREENHOUSE_UP", description="the replicated stream of the uplink subjects (created "
+                        "when missing)")
+    consumer: str = Field(default="collectors", description="the durable pull consumer every collector shares: "
+                          "they split the stream")
+    replicas: int = Field(default=3, ge=1, le=5, description="copies of the stream (3 on a three-node cluster; 1 on "
+                          "a single node); used when the stream is created")
+    max_age: Duration = Field(default=7 * 86400.0, gt=0, description="an uplink message not collected by then is "
+                              "dropped from the stream (the gateway still holds it and sends it again)")
+    ack_wait: Duration = Field(default=30.0, gt=0, description="a message taken by a collector that died is given "
+                               "to another after this long; used when the consumer is created")
+    max_pending: int = Field(default=1000, ge=1, description="messages this collector holds at once, taken and not "
+                             "yet settled")
+    connect_timeout: Duration = 5.0
+    reconnect_wait: Duration = Field(default=1.0, description="wait between attempts to reach a node")
+
+    @field_validator("servers")
+    @classmethod
+    def _valid_servers(cls, value: list[str]) -> list[str]:
+        out = []
+        for server in value:
+            parts = urlsplit(server.strip())
+            if parts.scheme not in ("nats", "tls") or not parts.hostname:
+                raise ValueError(f"{server!r}: a NATS server is nats://host:port or tls://host:port")
+            if parts.username or parts.password:
+                raise ValueError(f"{parts.scheme}://{parts.hostname}...: no credentials in a server URL (use "
+                                 "username and password_file, or credentials_file)")
+            out.append(server.strip())
+        return out
+
+    @field_validator("stream", "consumer")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r}: use 1-64 letters, digits, '-' or '_'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_login(self) -> NatsConfig:
+        if self.credentials_file is not None and (self.username is not None or self.password_file is not None):
+            raise ValueError("credentials_file replaces username and password_file: give one or the other")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs username (the account it is the password of)")
+        return self
 
 
 class DatabaseConfig(StrictModel):
@@ -117,12 +177,26 @@ class LogConfig(StrictModel):
 
 
 class DataCenterConfig(StrictModel):
-    mqtt: BrokerConfig
+    source: Literal["mqtt", "nats"] = Field(default="mqtt", description="where the collector reads the uplink: "
+                                            "mqtt (one Mosquitto) or nats (a NATS JetStream cluster)")
+    mqtt: BrokerConfig | None = None
+    nats: NatsConfig | None = None
     database: DatabaseConfig
     collector: CollectorConfig = CollectorConfig()
     api: ApiConfig = ApiConfig()
     commands: CommandsConfig = CommandsConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _source_configured(self) -> DataCenterConfig:
+        if getattr(self, self.source) is None:
+            raise ValueError(f"source is {self.source}, but there is no {self.source}: section")
+        return self
+
+    @property
+    def client_id(self) -> str | None:
+        """The collector's configured client id (MQTT); None: the default, from the host name."""
+        return self.mqtt.client_id if self.mqtt is not None else None
 
 
 def load_datacenter_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> DataCenterConfig:

@@ -210,9 +210,18 @@ def check_broker(config: Any, timeout: float, daemon_running: bool = False) -> C
     sync = config.sync
     if not sync.url:
         return Check("broker", "SKIP", "no sync.url: the gateway only buffers")
+    checks = [_check_one_broker(config, url, timeout, daemon_running) for url in sync.urls]
+    failed = [check for check in checks if check.status != "OK"]
+    if len(checks) == 1 or failed:
+        return failed[0] if failed else checks[0]  # a list of brokers: the first that is not OK
+    return Check("broker", "OK", f"all {len(checks)} brokers answer", lines=tuple(c.summary for c in checks))
+
+
+def _check_one_broker(config: Any, url: str, timeout: float, daemon_running: bool) -> Check:
+    sync = config.sync
     username = sync.username or config.gateway.id
     try:
-        login = _login(sync, username)
+        login = _login(sync, url, username)
     except ValueError as exc:
         return Check("broker", "FAIL", str(exc), "check sync.url, sync.cert_file and sync.key_file")
     where, host, port = login.where, login.host, login.port
@@ -283,10 +292,10 @@ def _daemon_link(config: Any, where: str, username: str) -> Check:
 GATEWAY_SESSION_EXPIRY = 86400
 
 
-def _login(sync: Any, username: str) -> Any:
+def _login(sync: Any, url: str, username: str) -> Any:
     from edge import mqtt
 
-    return mqtt.BrokerLogin(sync.url, sync.mqtt_version, username, sync.password_file, sync.ca_file, sync.cert_file,
+    return mqtt.BrokerLogin(url, sync.mqtt_version, username, sync.password_file, sync.ca_file, sync.cert_file,
                             sync.key_file)
 
 

@@ -13,7 +13,9 @@ from edge.durations import Duration
 
 
 class SyncConfig(StrictModel):
-    url: str = Field(default="", description="mqtt://host:1883 or mqtts://host:8883; empty: no uplink, buffer only")
+    url: str | list[str] = Field(default="", description="mqtt://host:1883 or mqtts://host:8883, or a list of "
+                                 "brokers (the nodes of a NATS cluster) tried in turn: on a failure or a lost link "
+                                 "the gateway moves to the next; empty: no uplink, buffer only")
     mqtt_version: Literal["mqttv5", "mqttv311"] = Field(default="mqttv5",
                                                         description="MQTT 5, or 3.1.1 for old brokers")
     username: str | None = Field(default=None, description="broker user; default: the gateway id")
@@ -37,5 +39,14 @@ class SyncConfig(StrictModel):
 
     @field_validator("url")
     @classmethod
-    def _valid_url(cls, value: str) -> str:
+    def _valid_url(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of brokers: leave url empty for no uplink")
+            return [protocol.check_broker_url(url) for url in value]
         return protocol.check_broker_url(value) if value.strip() else ""
+
+    @property
+    def urls(self) -> list[str]:
+        """Every broker, in the order they are tried (none: no uplink)."""
+        return list(self.url) if isinstance(self.url, list) else [self.url] if self.url else []

@@ -114,6 +114,7 @@ class Sync:
         self._thread: threading.Thread | None = None
         self.link: Link = link if link is not None else MqttLink(self._login, self._session())
         self._failures = 0
+        self._broker = 0  # which of config.urls the link uses (the next one after a failure or a lost link)
         self._next_fill = 0.0
         self._wake = False
         self._next_status = 0.0
@@ -254,16 +255,28 @@ class Sync:
                 raise OSError(f"could not take up the connection ({_reason(exc, named=True)})") from None
         except Exception as exc:
             self._failures += 1
-            log.warning("sync: cannot connect to %s (%s); retrying", _redact(self.config.url), exc,
-                        exc_info=not isinstance(exc, (OSError, ValueError)))
+            log.warning("sync: cannot connect to %s (%s); retrying%s", _redact(self._url()), exc,
+                        self._next_broker(), exc_info=not isinstance(exc, (OSError, ValueError)))
             self.link.close()
             self._save_state(link="down", error=str(exc))
             return False
         return True
 
+    def _url(self) -> str:
+        urls = self.config.urls
+        return urls[self._broker % len(urls)] if urls else ""
+
+    def _next_broker(self) -> str:
+        """Move to the next broker of the list (any node of a cluster serves the same session); words for the log."""
+        urls = self.config.urls
+        if len(urls) < 2:
+            return ""
+        self._broker = (self._broker + 1) % len(urls)
+        return f" with {_redact(urls[self._broker])}"
+
     def _login(self) -> mqtt.BrokerLogin:
         cfg = self.config
-        return mqtt.BrokerLogin(cfg.url, cfg.mqtt_version, cfg.username or self.gateway_id, cfg.password_file,
+        return mqtt.BrokerLogin(self._url(), cfg.mqtt_version, cfg.username or self.gateway_id, cfg.password_file,
                                 cfg.ca_file, cfg.cert_file, cfg.key_file)
 
     def _session(self) -> mqtt.Session:
@@ -272,7 +285,8 @@ class Sync:
                             session_expiry=86400)
 
     def _lost(self, why: str) -> None:
-        log.warning("sync: link to the broker lost (%s); everything unacknowledged stays buffered", why)
+        log.warning("sync: link to %s lost (%s); everything unacknowledged stays buffered; reconnecting%s",
+                    _redact(self._url()), why, self._next_broker())
         self.connected = False
         self.link.close()
         self._link_changed(False, why)
@@ -285,7 +299,7 @@ class Sync:
         if up:
             self._open_lanes()
             self._next_status = 0.0
-            log.info("sync: connected to %s", _redact(self.config.url))
+            log.info("sync: connected to %s", _redact(self._url()))
         self._save_state(link="up" if up else "down", error=why)
         if self.on_link is not None:
             try:
