@@ -1,0 +1,293 @@
+"""A province on one data center: N simulated gateways against a private broker, collector(s) and PostgreSQL.
+
+Every gateway is its own MQTT connection with its own account, speaking the real protocol (tests/fleet_kit.py says
+how it behaves and why it is cheap). The run connects them all, samples for S seconds, stops sampling, waits until
+everything produced is acknowledged, and compares every key produced with the database. The last line printed is
+one JSON object: gateways, readings, lost, duplicated, unexpected, altered, readings_per_s (acknowledged per second
+while sampling), ack_p50_s / ack_p99_s / ack_max_s (a batch's oldest reading to its ack), drain_s, and the CPU
+seconds and memory of each part.
+
+Usage:
+  .venv/bin/python bench/fleet.py --gateways 1000 --seconds 60 [--collectors 2] [--writers 4]
+  .venv/bin/python bench/fleet.py --scenarios [--quick]    # every scenario of docs/benchmarks.md, with the baseline
+  .venv/bin/python bench/fleet.py --gateways 1000 --seconds 60 --broker mqtt://127.0.0.1:1883 \\
+      --database postgresql://... --no-collector           # against running ones (accounts must exist there)
+
+Needs Debian's mosquitto and postgresql (scripts/test installs them). Raises the open-files limit to what 2 x N
+connections need (the broker is a child process and inherits it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fleet_kit import Fleet, Settings, accounts, check  # noqa: E402
+from services import SECURE_USERS, Broker, PostgresServer, _postgres_bin  # noqa: E402
+
+COLLECTORS = ("collector", "collector-2")
+PROBE = ("fleet-probe", "pw-fleet-probe")
+
+
+# --------------------------------------------------------------------------------------------- processes' costs
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) of one process so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+
+
+def _rss_mb(pid: int, key: str = "VmRSS") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(parent: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    out.append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    return out
+
+
+class Meter:
+    """CPU seconds of the parts between ``start()`` and ``stop()``, and the broker's and collectors' peak memory
+    (sampled every second meanwhile)."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    def _pids(self) -> dict[str, list[int]]:
+        s = self.stack
+        pg = [s.postmaster] + _children(s.postmaster) if s.postmaster else []
+        return {"broker": [s.broker.proc.pid] if s.broker and s.broker.running else [],
+                "collectors": [p.pid for p in s.collectors if p.poll() is None], "postgres": pg,
+                "simulator": [os.getpid()]}
+
+    def _total(self) -> dict[str, float]:
+        return {part: sum(_cpu(pid) for pid in pids) for part, pids in self._pids().items()}
+
+    def start(self) -> Meter:
+        self.began, self.cpu0 = time.monotonic(), self._total()
+        threading.Thread(target=self._sample, daemon=True).start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            for part, pids in self._pids().items():
+                if part in ("broker", "collectors", "simulator"):
+                    self.peaks[part] = max(self.peaks.get(part, 0.0), sum(_rss_mb(p) for p in pids))
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        elapsed, cpu1 = time.monotonic() - self.began, self._total()
+        out = {f"cpu_{part}_pct": round(100 * (cpu1[part] - self.cpu0.get(part, 0.0)) / elapsed, 1)
+               for part in cpu1}
+        out.update({f"rss_{part}_mb": round(mb, 1) for part, mb in self.peaks.items()})
+        return out
+
+
+# --------------------------------------------------------------------------------------------------- the stack
+
+
+class Stack:
+    """A private broker from config/mosquitto/ (the project's queue limit, every account), PostgreSQL and
+    collector processes; or running ones (``broker_url`` / ``database_url``)."""
+
+    def __init__(self, workdir: Path, fleet_accounts: list[tuple[str, str]], *, collectors: int = 1,
+                 writers: int | None = None, server: PostgresServer | None = None, broker_url: str | None = None,
+                 database_url: str | None = None, run_collectors: bool = True):
+        self.workdir = workdir
+        self.accounts = fleet_accounts
+        self.collector_count = collectors if run_collectors else 0
+        self.writers = writers
+        self.server = server
+        self.broker: Broker | None = None
+        self.broker_url = broker_url
+        self.database_url = database_url
+        self.collectors: list[subprocess.Popen] = []
+        self.postmaster = 0
+
+    def start(self) -> Stack:
+        if self.broker_url is None:
+            users = {**SECURE_USERS, PROBE[0]: PROBE[1], **dict(self.accounts)}
+            self.broker = Broker(self.workdir / "broker", acl=True, users=users, max_queued_messages=None,
+                                 log_type="notice").start()
+            self.broker_url = self.broker.url
+        if self.database_url is None:
+            self.database_url = self.server.create_database().url
+        if self.server is not None:
+            pid_file = self.server.datadir / "postmaster.pid"
+            self.postmaster = int(pid_file.read_text().split()[0]) if pid_file.exists() else 0
+        for i in range(self.collector_count):
+            self.collectors.append(self._collector(COLLECTORS[i]))
+        if self.collector_count:
+            self.wait_for_collectors()
+        return self
+
+    def _collector(self, account: str) -> subprocess.Popen:
+        password = self.workdir / f"{account}.password"
+        password.write_text(SECURE_USERS[account])
+        password.chmod(0o600)
+        config = self.workdir / f"{account}.yaml"
+        writers = f"\n  writers: {self.writers}" if self.writers else ""
+        config.write_text(f"mqtt:\n  url: {self.broker_url}\n  username: {account}\n  password_file: {password}\n"
+                          f"database:\n  url: {self.database_url}\ncollector:\n  batch_wait: 0.1s{writers}\n"
+                          f"log:\n  level: warning\n")
+        log = (self.workdir / f"{account}.log").open("ab")
+        return subprocess.Popen([sys.executable, "-m", "edge", "dc", "collector", "-c", str(config), "--client-id",
+                                 account], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def wait_for_collectors(self, timeout: float = 60.0) -> None:
+        """Until every collector announced itself (a live presence after its subscriptions)."""
+        import paho.mqtt.client as mqtt
+
+        from edge.contract import protocol
+
+        seen: set[str] = set()
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=PROBE[0])
+        client.username_pw_set(*PROBE)
+        client.on_connect = lambda c, *a: c.subscribe(protocol.PRESENCE_TOPIC, 1)
+        client.on_message = lambda c, u, m: seen.add(str(protocol.decode_presence(m.payload).get("client")))
+        host, port = self.broker_url.split("//", 1)[1].rsplit(":", 1)
+        client.connect(host, int(port))
+        client.loop_start()
+        deadline = time.monotonic() + timeout
+        wanted = set(COLLECTORS[:self.collector_count])
+        while not wanted <= seen:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.collectors):
+                raise RuntimeError(f"collectors did not come up (saw {sorted(seen)}); see {self.workdir}/*.log")
+            time.sleep(0.1)
+        client.loop_stop()
+        client.disconnect()
+
+    def host_port(self) -> tuple[str, int]:
+        host, port = self.broker_url.split("//", 1)[1].rsplit(":", 1)
+        return host, int(port)
+
+    def stop(self) -> None:
+        for proc in self.collectors:
+            proc.terminate()
+        for proc in self.collectors:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.broker is not None:
+            self.broker.kill()
+
+
+# ------------------------------------------------------------------------------------------------------ one run
+
+
+async def run(stack: Stack, seconds: float, settings: Settings | None = None, drain: float = 300.0,
+              during=None) -> dict:
+    """Connect the fleet, sample for ``seconds`` (``during(fleet)``, a coroutine, runs meanwhile: a scenario's
+    outage), drain, check. One dict of figures."""
+    import psycopg
+
+    host, port = stack.host_port()
+    fleet = Fleet(host, port, stack.accounts, settings)
+    await fleet.start()
+    meter = Meter(stack).start()
+    fleet.producing = True
+    began, acked0 = time.monotonic(), fleet.acked_readings
+    extra = {}
+    if during is not None:
+        extra = await during(fleet, stack) or {}
+        await asyncio.sleep(max(0.0, seconds - (time.monotonic() - began)))
+    else:
+        await asyncio.sleep(seconds)
+    fleet.producing = False
+    window = time.monotonic() - began
+    acked_in_window = fleet.acked_readings - acked0
+    drained = await fleet.drain(drain)
+    figures = meter.stop()
+    summary = fleet.summary(window)
+    await fleet.stop()
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        counts = await asyncio.to_thread(check, conn, fleet)
+    return {**summary, "readings_per_s": round(acked_in_window / window, 1),
+            "drain_s": None if drained is None else round(drained, 2), **counts, **figures, **extra}
+
+
+def raise_file_limit(gateways: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, max(soft, 2 * gateways + 1000))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if wanted < 2 * gateways + 100:
+        print(f"warning: open files limited to {wanted}; {gateways} gateways may not all connect", file=sys.stderr)
+
+
+def single(args: argparse.Namespace) -> dict:
+    raise_file_limit(args.gateways)
+    settings = Settings(sensors=args.sensors, interval=args.interval)
+    with tempfile.TemporaryDirectory(prefix="edge-fleet-") as tmp:
+        server = None if args.database else PostgresServer(_postgres_bin()).start()
+        stack = Stack(Path(tmp), accounts(args.gateways), collectors=args.collectors, writers=args.writers,
+                      server=server, broker_url=args.broker, database_url=args.database,
+                      run_collectors=not args.no_collector)
+        try:
+            stack.start()
+            return asyncio.run(run(stack, args.seconds, settings, drain=args.drain))
+        finally:
+            stack.stop()
+            if server is not None:
+                server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gateways", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--sensors", type=int, default=40)
+    parser.add_argument("--interval", type=float, default=None,
+                        help="every gateway's sampling interval (default: each its own, 10 s on average)")
+    parser.add_argument("--collectors", type=int, default=1, choices=(1, 2))
+    parser.add_argument("--writers", type=int, default=None, help="collector.writers (default: the config's)")
+    parser.add_argument("--drain", type=float, default=300.0, help="longest wait for the last acks")
+    parser.add_argument("--broker", help="a running broker's mqtt:// URL (its accounts must match fleet_kit's)")
+    parser.add_argument("--database", help="a running database's postgresql:// URL")
+    parser.add_argument("--no-collector", action="store_true", help="collectors are already running")
+    parser.add_argument("--scenarios", action="store_true", help="every scenario, with the baseline")
+    parser.add_argument("--quick", action="store_true", help="with --scenarios: short runs (a busy machine)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanup
+    if args.scenarios:
+        from fleet_scenarios import scenarios  # noqa: PLC0415
+
+        scenarios(args)
+        return
+    print(json.dumps(single(args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
