@@ -13,7 +13,7 @@ Usage:
   .venv/bin/python bench/fleet.py --gateways 1000 --seconds 60 --broker mqtt://127.0.0.1:1883 \\
       --database postgresql://... --no-collector           # against running ones (accounts must exist there)
 
-Needs Debian's mosquitto and postgresql (scripts/test installs them). Raises the open-files limit to what 2 x N
+Needs Debian's mosquitto and postgresql (scripts/test installs them). Raises the open-files limit to what N
 connections need (the broker is a child process and inherits it).
 """
 
@@ -241,9 +241,9 @@ async def run(stack: Stack, seconds: float, settings: Settings | None = None, dr
 
 def raise_file_limit(gateways: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, max(soft, 2 * gateways + 1000))
+    wanted = min(hard, max(soft, gateways + 1000))  # each of the broker and this process holds one per gateway
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    if wanted < 2 * gateways + 100:
+    if wanted < gateways + 100:
         print(f"warning: open files limited to {wanted}; {gateways} gateways may not all connect", file=sys.stderr)
 
 

@@ -29,6 +29,7 @@ CONNECT; the broker queues QoS 1 for it exactly as for MQTT 5.
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import random
 import struct
@@ -526,6 +527,11 @@ class Fleet:
         await self.wait_for(lambda: all(gw.connected for gw in self.gateways), 120 + len(self.gateways) / 50,
                             "every gateway to connect")
         self.marks["connect_s"] = time.monotonic() - began
+        # The fleet holds millions of readings awaiting acks: full collections over them would stall the loop for
+        # seconds (late rounds, late acks). What exists now is kept out of them, and they run rarely.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
 
     async def wait_for(self, predicate, timeout: float, what: str) -> bool:
         deadline = time.monotonic() + timeout

@@ -323,20 +323,20 @@ def test_only_data_errors_blame_the_message_every_other_database_error_is_retrie
 
     from edge.datacenter.store import Store
 
-    collector = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated))  # never started
-    collector._store = Store.connect(migrated.url)
+    writer = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated)).writers[0]  # never started
+    writer._store = Store.connect(migrated.url)
     try:
         for blamed in (errors.NumericValueOutOfRange(), errors.CheckViolation(), errors.UntranslatableCharacter(),
                        errors.ProgramLimitExceeded(), psycopg.DataError("client side"), UnicodeEncodeError(
                            "utf-8", "\ud800", 0, 1, "surrogates not allowed"), OverflowError("too big")):
-            assert not collector._database_unavailable(blamed), blamed
+            assert not writer._database_unavailable(blamed), blamed
         for retried in (errors.DiskFull(), errors.OutOfMemory(), errors.AdminShutdown(), errors.QueryCanceled(),
                         errors.DeadlockDetected(), errors.UndefinedTable(), psycopg.OperationalError("gone")):
-            assert collector._database_unavailable(retried), retried
-        collector._store.conn.close()
-        assert collector._database_unavailable(OverflowError("any error on a broken connection"))
+            assert writer._database_unavailable(retried), retried
+        writer._store.conn.close()
+        assert writer._database_unavailable(OverflowError("any error on a broken connection"))
     finally:
-        collector._store.close()
+        writer._store.close()
 
 
 def _only(database, sql: str):
