@@ -235,8 +235,10 @@ async def run(stack: Stack, seconds: float, settings: Settings | None = None, dr
     await fleet.stop()
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         counts = await asyncio.to_thread(check, conn, fleet)
+    drops = stack.broker.log_text().count("Outgoing messages are being dropped") if stack.broker else None
     return {**summary, "readings_per_s": round(acked_in_window / window, 1),
-            "drain_s": None if drained is None else round(drained, 2), **counts, **figures, **extra}
+            "drain_s": None if drained is None else round(drained, 2), **counts, "broker_drops": drops, **figures,
+            **extra}
 
 
 def raise_file_limit(gateways: int) -> None:
@@ -264,6 +266,115 @@ def single(args: argparse.Namespace) -> dict:
                 server.stop()
 
 
+# --------------------------------------------------------------------------------------------------- scenarios
+
+
+def baseline(server: PostgresServer, rows: int) -> float:
+    """Raw ``COPY`` of ``rows`` readings shaped like the fleet's (40 sensors a gateway, binary, one transaction) into
+    a table of the readings' columns: the most this PostgreSQL takes, in readings a second."""
+    from datetime import datetime, timezone
+
+    database = server.create_database()
+    now = time.time()
+    with database.connect() as conn:
+        conn.execute("CREATE TABLE raw_readings (gateway_id text, epoch bigint, seq bigint, ts timestamptz, "
+                     "sensor text, quantity text, value double precision, unit text, quality text, reason text, "
+                     "clock smallint, boot_id text, mono double precision, PRIMARY KEY (gateway_id, epoch, seq))")
+        conn.commit()
+        began = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY raw_readings FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "int8", "int8", "timestamptz", "text", "text", "float8", "text", "text", "text",
+                            "int2", "text", "float8"])
+            for i in range(rows):
+                gateway, seq = divmod(i, 400)
+                copy.write_row((f"fleet-{gateway:05d}", 1, seq + 1, datetime.fromtimestamp(now + i, timezone.utc),
+                                f"s{i % 40:02d}", "temperature", 20.0 + i % 50 / 10, "°C", "good", None, 1, None,
+                                None))
+        conn.commit()
+        return rows / (time.perf_counter() - began)
+
+
+def _outage(stop, start, after: float, down: float):
+    """A ``during`` for :func:`run`: after ``after`` seconds ``stop()``, ``down`` seconds later ``start()``; then
+    the time until every row taken before the restart is acknowledged, and the worst latency of live rows
+    meanwhile."""
+
+    async def during(fleet: Fleet, stack: Stack) -> dict:
+        await asyncio.sleep(after)
+        await asyncio.to_thread(stop, stack)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(start, stack)
+        back = time.monotonic()
+        while (oldest := fleet.oldest()) is not None and oldest < back:
+            await asyncio.sleep(1.0)
+        done = time.monotonic()
+        live = [latency for at, latency in fleet.live_latencies if back <= at <= done]
+        return {"outage_s": down, "backlog_drained_s": round(done - back, 1),
+                "live_ack_max_during_drain_s": round(max(live), 2) if live else None,
+                "live_batches_during_drain": len(live)}
+
+    return during
+
+
+def _broker_down(stack: Stack) -> None:
+    stack.broker.stop()  # SIGTERM: sessions and queues saved
+
+
+def _broker_up(stack: Stack) -> None:
+    stack.broker.start()
+
+
+def _postgres_signal(sig: int):
+    def send(stack: Stack) -> None:
+        for pid in [stack.postmaster, *_children(stack.postmaster)]:
+            os.kill(pid, sig)
+    return send
+
+
+def scenarios(args: argparse.Namespace) -> None:
+    """Every scenario of docs/benchmarks.md in one run, each a JSON line, the baseline first."""
+    quick = args.quick
+    steady_seconds = 30 if quick else 120
+    sizes = (1000, 5000, 10000)
+    raise_file_limit(max(sizes))
+    server = PostgresServer(_postgres_bin()).start()
+
+    def emit(name: str, figures: dict) -> None:
+        print(json.dumps({"scenario": name, **figures}), flush=True)
+
+    try:
+        rows = 400_000
+        emit("baseline: raw COPY", {"rows": rows, "readings_per_s": round(baseline(server, rows))})
+        for gateways in sizes:
+            for collectors in (1, 2):
+                emit(f"steady {gateways} gateways, {collectors} collector(s)",
+                     _scenario(server, gateways, collectors, steady_seconds, args))
+        storm_gateways, down = (1000, 60) if quick else (5000, 600)
+        emit(f"reconnect storm: {storm_gateways} gateways, broker down {down} s",
+             _scenario(server, storm_gateways, 2, down + (60 if quick else 300), args,
+                       during=_outage(_broker_down, _broker_up, 20, down)))
+        slow_gateways = 1000 if quick else 5000
+        emit(f"slow database: {slow_gateways} gateways, PostgreSQL stopped (SIGSTOP) 30 s",
+             _scenario(server, slow_gateways, 1, 90, args,
+                       during=_outage(_postgres_signal(signal.SIGSTOP), _postgres_signal(signal.SIGCONT), 20, 30)))
+    finally:
+        server.stop()
+
+
+def _scenario(server: PostgresServer, gateways: int, collectors: int, seconds: float, args: argparse.Namespace,
+              during=None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="edge-fleet-") as tmp:
+        stack = Stack(Path(tmp), accounts(gateways), collectors=collectors, writers=args.writers, server=server)
+        try:
+            stack.start()
+            return asyncio.run(run(stack, seconds, Settings(sensors=args.sensors, interval=args.interval),
+                                   drain=args.drain, during=during))
+        except Exception as exc:  # one scenario failing says so and the others still run
+            return {"gateways": gateways, "failed": f"{type(exc).__name__}: {exc}"}
+        finally:
+            stack.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gateways", type=int, default=1000)
@@ -282,8 +393,6 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanup
     if args.scenarios:
-        from fleet_scenarios import scenarios  # noqa: PLC0415
-
         scenarios(args)
         return
     print(json.dumps(single(args)), flush=True)

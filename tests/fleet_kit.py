@@ -429,6 +429,12 @@ class SimGateway(asyncio.Protocol):
         return sum(len(f.chunk.rows) for f in self.inflight.values()) + sum(
             len(c.rows) for q in (self.live, self.backlog, self.events_q) for c in q)
 
+    def oldest(self) -> float | None:
+        """When the oldest row awaiting an ack was taken (monotonic), or None."""
+        times = [f.chunk.produced for f in self.inflight.values()] + [
+            c.produced for q in (self.live, self.backlog, self.events_q) for c in q]
+        return min(times) if times else None
+
 
 # --------------------------------------------------------------------------------------------------------- the fleet
 
@@ -492,6 +498,11 @@ class Fleet:
 
     def unacked(self) -> int:
         return sum(gw.unacked() for gw in self.gateways)
+
+    def oldest(self) -> float | None:
+        """When the oldest row awaiting an ack anywhere in the fleet was taken (monotonic), or None."""
+        times = [t for t in (gw.oldest() for gw in self.gateways) if t is not None]
+        return min(times) if times else None
 
     async def _ticker(self) -> None:
         """Sampling rounds when due (a heap of next rounds), and a sweep of every gateway once a second."""
