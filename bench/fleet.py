@@ -96,6 +96,7 @@ class Meter:
         return {part: sum(_cpu(pid) for pid in pids) for part, pids in self._pids().items()}
 
     def start(self) -> Meter:
+        self.load0 = os.getloadavg()[0]
         self.began, self.cpu0 = time.monotonic(), self._total()
         threading.Thread(target=self._sample, daemon=True).start()
         return self
@@ -112,6 +113,9 @@ class Meter:
         out = {f"cpu_{part}_pct": round(100 * (cpu1[part] - self.cpu0.get(part, 0.0)) / elapsed, 1)
                for part in cpu1}
         out.update({f"rss_{part}_mb": round(mb, 1) for part, mb in self.peaks.items()})
+        # the machine's 1-minute load average before and after: on 2 cores, anything much above 2 means the parts
+        # waited for CPU that other work took
+        out.update({"load_before": round(self.load0, 1), "load_after": round(os.getloadavg()[0], 1)})
         return out
 
 

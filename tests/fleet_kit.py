@@ -460,6 +460,8 @@ class Fleet:
         self.sent_batches = self.resent_batches = self.timeouts = 0
         self.connects = self.disconnects = self.refused = self.bad_messages = self.conflicts = 0
         self.producing = False
+        self.rounds = self.rounds_late = 0
+        self.max_lag = 0.0
         self.marks: dict[str, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -516,6 +518,10 @@ class Fleet:
             while self.producing and heap and heap[0][0] <= now:
                 due, i = heapq.heappop(heap)
                 gw = self.gateways[i]
+                late = now - due  # the simulator itself falling behind (a busy machine)
+                self.rounds += 1
+                self.rounds_late += late > 1.0
+                self.max_lag = max(self.max_lag, late)
                 gw.round()
                 heapq.heappush(heap, (due + gw.interval, i))
             if not self.producing:  # keep the phases when sampling resumes
@@ -583,6 +589,8 @@ class Fleet:
                 "batches_sent": self.sent_batches, "batches_resent": self.resent_batches,
                 "ack_timeouts": self.timeouts, "connects": self.connects, "disconnects": self.disconnects,
                 "refused": self.refused, "conflicts": self.conflicts, "unacked": self.unacked(),
+                "rounds": self.rounds, "rounds_late_over_1s": self.rounds_late,
+                "simulator_max_lag_s": round(self.max_lag, 2),
                 **{k: round(v, 2) for k, v in self.marks.items()}}
 
 
