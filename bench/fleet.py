@@ -310,7 +310,7 @@ def _outage(stop, start, after: float, down: float):
         await asyncio.sleep(down)
         await asyncio.to_thread(start, stack)
         back = time.monotonic()
-        while (oldest := fleet.oldest()) is not None and oldest < back:
+        while (oldest := fleet.oldest()) is not None and oldest < back and time.monotonic() - back < 3600:
             await asyncio.sleep(1.0)
         done = time.monotonic()
         live = [latency for at, latency in fleet.live_latencies if back <= at <= done]
@@ -344,6 +344,9 @@ def scenarios(args: argparse.Namespace) -> None:
     raise_file_limit(max(sizes))
     server = PostgresServer(_postgres_bin()).start()
 
+    def wanted(name: str) -> bool:
+        return not args.only or args.only in name
+
     def emit(name: str, figures: dict) -> None:
         print(json.dumps({"scenario": name, **figures}), flush=True)
 
@@ -352,16 +355,19 @@ def scenarios(args: argparse.Namespace) -> None:
         emit("baseline: raw COPY", {"rows": rows, "readings_per_s": round(baseline(server, rows))})
         for gateways in sizes:
             for collectors in (1, 2):
-                emit(f"steady {gateways} gateways, {collectors} collector(s)",
-                     _scenario(server, gateways, collectors, steady_seconds, args))
+                name = f"steady {gateways} gateways, {collectors} collector(s)"
+                if wanted(name):
+                    emit(name, _scenario(server, gateways, collectors, steady_seconds, args))
         storm_gateways, down = (1000, 60) if quick else (5000, 600)
-        emit(f"reconnect storm: {storm_gateways} gateways, broker down {down} s",
-             _scenario(server, storm_gateways, 2, down + (60 if quick else 300), args,
-                       during=_outage(_broker_down, _broker_up, 20, down)))
+        name = f"reconnect storm: {storm_gateways} gateways, broker down {down} s"
+        if wanted(name):  # sampling goes on until every backlog is drained, then 30 s more
+            emit(name, _scenario(server, storm_gateways, 2, 20 + down + 30, args,
+                                 during=_outage(_broker_down, _broker_up, 20, down)))
         slow_gateways = 1000 if quick else 5000
-        emit(f"slow database: {slow_gateways} gateways, PostgreSQL stopped (SIGSTOP) 30 s",
-             _scenario(server, slow_gateways, 1, 90, args,
-                       during=_outage(_postgres_signal(signal.SIGSTOP), _postgres_signal(signal.SIGCONT), 20, 30)))
+        name = f"slow database: {slow_gateways} gateways, PostgreSQL stopped (SIGSTOP) 30 s"
+        if wanted(name):
+            emit(name, _scenario(server, slow_gateways, 1, 90, args, during=_outage(
+                _postgres_signal(signal.SIGSTOP), _postgres_signal(signal.SIGCONT), 20, 30)))
     finally:
         server.stop()
 
@@ -489,6 +495,7 @@ def main() -> None:
     parser.add_argument("--no-collector", action="store_true", help="collectors are already running")
     parser.add_argument("--scenarios", action="store_true", help="every scenario, with the baseline")
     parser.add_argument("--quick", action="store_true", help="with --scenarios: short runs (a busy machine)")
+    parser.add_argument("--only", help="with --scenarios: only those whose name contains this (e.g. storm)")
     parser.add_argument("--engines", action="store_true", help="what a simulated connection costs, two ways")
     args = parser.parse_args()
     if args.engines:
