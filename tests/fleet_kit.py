@@ -414,6 +414,12 @@ class SimGateway(asyncio.Protocol):
                         and first <= k[2] <= last]:
                 flight = self.inflight.pop(key)
                 fleet.settled(flight.chunk, now)
+            # an ack of a copy sent before a reconnect or a timeout put it back in line: like the gateway's buffer
+            # (acked rows are no longer pending), it is not sent again
+            for queue in (self.events_q,) if ack.stream == "events" else (self.backlog, self.live):
+                for chunk in [c for c in queue if c.epoch == ack.epoch and first <= c.rows[0].seq <= last]:
+                    queue.remove(chunk)
+                    fleet.settled(chunk, now)
         if ack.conflicts:
             fleet.conflicts += sum(last - first + 1 for first, last in ack.conflicts)
         self.pump()
