@@ -521,20 +521,25 @@ class Fleet:
         heap = [(start + gw.rng.uniform(0, gw.interval), i) for i, gw in enumerate(self.gateways)]
         heapq.heapify(heap)
         next_sweep = start + 1
+        paused = start  # while not sampling, the rounds' phases are kept: they move on by the pause when it ends
         while not self._stopping:
             now = loop.time()
-            while self.producing and heap and heap[0][0] <= now:
-                due, i = heapq.heappop(heap)
-                gw = self.gateways[i]
-                late = now - due  # the simulator itself falling behind (a busy machine)
-                self.rounds += 1
-                self.rounds_late += late > 1.0
-                self.max_lag = max(self.max_lag, late)
-                gw.round()
-                heapq.heappush(heap, (due + gw.interval, i))
-            if not self.producing:  # keep the phases when sampling resumes
-                heap = [(now + (due - now) % self.gateways[i].interval, i) for due, i in heap]
-                heapq.heapify(heap)
+            if self.producing:
+                if paused is not None:
+                    heap = [(due + now - paused, i) for due, i in heap]
+                    heapq.heapify(heap)
+                    paused = None
+                while heap and heap[0][0] <= now:
+                    due, i = heapq.heappop(heap)
+                    gw = self.gateways[i]
+                    late = now - due  # the simulator itself falling behind (a busy machine)
+                    self.rounds += 1
+                    self.rounds_late += late > 1.0
+                    self.max_lag = max(self.max_lag, late)
+                    gw.round()
+                    heapq.heappush(heap, (due + gw.interval, i))
+            elif paused is None:
+                paused = now
             if now >= next_sweep:
                 mono = time.monotonic()
                 for gw in self.gateways:
