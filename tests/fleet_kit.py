@@ -187,6 +187,10 @@ class Flight:
     sent_at: float
 
 
+def _order(chunk: Chunk) -> tuple[int, int]:
+    return chunk.epoch, chunk.rows[0].seq
+
+
 class SimGateway(asyncio.Protocol):
     def __init__(self, fleet: Fleet, index: int, gateway_id: str, password: str, rng: random.Random):
         self.fleet, self.id, self.password, self.rng = fleet, gateway_id, password, rng
@@ -276,10 +280,10 @@ class SimGateway(asyncio.Protocol):
         chunk = queue.popleft()
         limit = self.fleet.settings.batch_size
         if queue and queue[0].stream == chunk.stream and queue[0].epoch == chunk.epoch \
-                and len(chunk.rows) + len(queue[0].rows) <= limit:
+                and queue[0].rows[0].seq > chunk.rows[-1].seq and len(chunk.rows) + len(queue[0].rows) <= limit:
             rows = list(chunk.rows)
             while queue and queue[0].stream == chunk.stream and queue[0].epoch == chunk.epoch \
-                    and len(rows) + len(queue[0].rows) <= limit:
+                    and queue[0].rows[0].seq > rows[-1].seq and len(rows) + len(queue[0].rows) <= limit:
                 rows.extend(queue.popleft().rows)
             chunk = Chunk(chunk.stream, chunk.epoch, rows, chunk.produced, chunk.live)
         return chunk
@@ -321,12 +325,10 @@ class SimGateway(asyncio.Protocol):
         self.inflight.clear()
         waiting = [f.chunk for f in flights] + list(self.live) + list(self.backlog)
         self.live.clear()
-        self.backlog = deque(sorted((c for c in waiting if c.stream == "readings"),
-                                    key=lambda c: (c.epoch, c.rows[0].seq)))
+        self.backlog = deque(sorted((c for c in waiting if c.stream == "readings"), key=_order))
         for c in self.backlog:
             c.live = False
-        events = sorted([c for c in waiting if c.stream == "events"] + list(self.events_q),
-                        key=lambda c: (c.epoch, c.rows[0].seq))
+        events = sorted([c for c in waiting if c.stream == "events"] + list(self.events_q), key=_order)
         self.events_q = deque(events)
         self.fleet.resent_batches += len(flights)
 
@@ -336,10 +338,12 @@ class SimGateway(asyncio.Protocol):
             return
         late = [k for k, f in self.inflight.items() if now - f.sent_at > self.fleet.settings.ack_timeout]
         if late:
-            for key in sorted(late, key=lambda k: (k[1], k[2])):
+            for key in late:
                 chunk = self.inflight.pop(key).chunk
                 chunk.live = False
-                (self.events_q if chunk.stream == "events" else self.backlog).appendleft(chunk)
+                (self.events_q if chunk.stream == "events" else self.backlog).append(chunk)
+            self.events_q = deque(sorted(self.events_q, key=_order))  # oldest first, as the gateway re-sends
+            self.backlog = deque(sorted(self.backlog, key=_order))
             self.fleet.resent_batches += len(late)
             self.fleet.timeouts += len(late)
             self.pump()
