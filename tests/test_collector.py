@@ -323,20 +323,20 @@ def test_only_data_errors_blame_the_message_every_other_database_error_is_retrie
 
     from edge.datacenter.store import Store
 
-    collector = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated))  # never started
-    collector._store = Store.connect(migrated.url)
+    writer = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated)).writers[0]  # never started
+    writer._store = Store.connect(migrated.url)
     try:
         for blamed in (errors.NumericValueOutOfRange(), errors.CheckViolation(), errors.UntranslatableCharacter(),
                        errors.ProgramLimitExceeded(), psycopg.DataError("client side"), UnicodeEncodeError(
                            "utf-8", "\ud800", 0, 1, "surrogates not allowed"), OverflowError("too big")):
-            assert not collector._database_unavailable(blamed), blamed
+            assert not writer._database_unavailable(blamed), blamed
         for retried in (errors.DiskFull(), errors.OutOfMemory(), errors.AdminShutdown(), errors.QueryCanceled(),
                         errors.DeadlockDetected(), errors.UndefinedTable(), psycopg.OperationalError("gone")):
-            assert collector._database_unavailable(retried), retried
-        collector._store.conn.close()
-        assert collector._database_unavailable(OverflowError("any error on a broken connection"))
+            assert writer._database_unavailable(retried), retried
+        writer._store.conn.close()
+        assert writer._database_unavailable(OverflowError("any error on a broken connection"))
     finally:
-        collector._store.close()
+        writer._store.close()
 
 
 def _only(database, sql: str):
@@ -720,3 +720,36 @@ def test_the_writer_through_an_in_memory_source_commits_then_acks_then_settles(m
     with migrated.connect() as db:
         assert db.execute("SELECT count(*) FROM readings WHERE gateway_id = 'gh-mem'").fetchone()[0] == 5
         assert db.execute("SELECT count(*) FROM rejected_messages").fetchone()[0] == 1
+
+
+def test_writers_work_on_disjoint_gateways_so_a_blocked_one_holds_up_only_its_own(migrated):
+    """Four writers, each on its own connection: while a lock in the database holds one gateway's writer, another
+    gateway's batches are still committed and acknowledged, in their order; the held gateway's follow once the lock
+    goes. With one writer for every gateway (before), everything would wait behind the lock."""
+    from edge.datacenter.source import MemorySource
+
+    source = MemorySource()
+    collector = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated, writers=4), client_id="memory",
+                          source=source)
+    held, free = "gh-held", next(f"gh-{i}" for i in range(100)
+                                 if collector.writer_of(protocol.topic(f"gh-{i}", protocol.UP_READINGS))
+                                 is not collector.writer_of(protocol.topic("gh-held", protocol.UP_READINGS)))
+    topic = {gw: protocol.topic(gw, protocol.UP_READINGS) for gw in (held, free)}
+    collector.start()
+    try:
+        first = [source.put(topic[gw], reading_batch(gw, 1, 5)) for gw in (held, free)]
+        wait_until(lambda: len(source.settled) == 2, timeout=20, what="both gateways' first batches")
+        with migrated.connect() as lock:  # the held gateway's writer waits on its gateway_status row
+            lock.execute("SELECT 1 FROM gateway_status WHERE gateway_id = %s FOR UPDATE", (held,))
+            waiting = source.put(topic[held], reading_batch(held, 6, 5))
+            later = [source.put(topic[free], reading_batch(free, first, 5)) for first in (6, 11, 16)]
+            wait_until(lambda: len(source.settled) == 5, timeout=20, what="the free gateway's batches")
+            assert source.settled[2:] == later  # in their order, while the other writer still waits
+            assert waiting not in source.settled
+        wait_until(lambda: len(source.settled) == 6, timeout=20, what="the held gateway's batch after the lock")
+        assert set(source.settled[:2]) == set(first)
+        assert source.settled[-1] == waiting
+    finally:
+        collector.stop()
+    assert reading_keys(migrated) == sorted([(held, 1, seq) for seq in range(1, 11)]
+                                            + [(free, 1, seq) for seq in range(1, 21)])

@@ -140,6 +140,8 @@ class CollectorConfig(StrictModel):
                             "at most (one message more may cross it): bounds how long another gateway waits")
     gateway_rate: int = Field(default=20_000, ge=1, description="rows a second one gateway may send before its "
                               "messages wait until every other gateway's are written (slowed, never dropped)")
+    writers: int = Field(default=4, ge=1, le=64, description="writers, each with its own database connection, "
+                         "working on disjoint gateways at once (a gateway's messages stay with one writer, in order)")
 
 
 class ApiConfig(StrictModel):

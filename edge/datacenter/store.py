@@ -445,10 +445,14 @@ class Store:
             if written.conflicts:
                 self._record_conflicts(written)
             self._touch(work, written)
-            for gateway_id, (epoch, name, names) in sorted(written.names.items()):
-                self.conn.execute(_NAMES, (name, json.dumps(names, ensure_ascii=False), epoch, gateway_id, epoch))
-            for status in work.statuses:
-                self.conn.execute(_STATUS, status.__dict__)
+            # executemany: one round trip for all of them (psycopg pipelines it), in this order
+            if written.names:
+                with self.conn.cursor() as cur:
+                    cur.executemany(_NAMES, [(name, json.dumps(names, ensure_ascii=False), epoch, gateway_id, epoch)
+                                             for gateway_id, (epoch, name, names) in sorted(written.names.items())])
+            if work.statuses:
+                with self.conn.cursor() as cur:
+                    cur.executemany(_STATUS, [status.__dict__ for status in work.statuses])
             for item in work.rejected:
                 self.conn.execute(_REJECT, (storable_text(item.topic), storable_text(item.reason),
                                             item.payload[:REJECTED_PAYLOAD_LIMIT], len(item.payload)))
