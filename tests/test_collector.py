@@ -659,16 +659,19 @@ def test_a_database_that_freezes_mid_round_is_dropped_at_round_timeout_and_the_r
     gateway = gateways("gh-a")
     gateway.publish(reading_batch("gh-a", first=1, count=10))
     wait_until(lambda: len(gateway.acks) == 1, 10, "the first ack")
-    with migrated.server.connect() as admin:
-        [(backend,)] = admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
-                                     (collector.client_id,)).fetchall()
-    os.kill(backend, signal.SIGSTOP)
+    with migrated.server.connect() as admin:  # every connection of the collector (one per writer)
+        backends = [pid for (pid,) in admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                                    (collector.client_id,))]
+    assert backends
+    for backend in backends:
+        os.kill(backend, signal.SIGSTOP)
     try:
         gateway.publish(reading_batch("gh-a", first=11, count=10))
         wait_until(lambda: gateway.acked() == [(1, 1, 10), (1, 11, 20)], 20,
                    "the round to be written on a new connection")
     finally:
-        os.kill(backend, signal.SIGCONT)
+        for backend in backends:
+            os.kill(backend, signal.SIGCONT)
     assert collector.stats.database_errors >= 1
     assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
 
