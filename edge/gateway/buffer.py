@@ -134,6 +134,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         # stop reads it to record what the stop may have cost (buffer.window_lost)
         "ALTER TABLE epochs ADD COLUMN commit_every REAL NOT NULL DEFAULT 0",
     ),
+    (
+        3,
+        "readings indexed by time alone",
+        # (sensor, ts) put each sensor's new entries on a leaf page of its own: a commit rewrote one page per sensor
+        # (and their parents), most of what the SD card was written per commit. By time, a commit's entries go to
+        # the last leaf page: one page. latest() walks back from the newest reading instead.
+        """
+        DROP INDEX readings_sensor_ts;
+        CREATE INDEX readings_ts ON readings (ts);
+        """,
+    ),
 ]
 
 #: Readings held for the commit window at most; more are committed at once, whatever the window.
@@ -146,6 +157,16 @@ NewReading = Reading.taken
 
 #: The columns of a reading row, in the order of :class:`Reading`'s fields (after ``epoch``).
 _READING_COLUMNS = "epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono"
+#: The same, and whether SQLite finds every cell as the schema promises (checked in C, so that the uplink's read of a
+#: large backlog builds each usual row's :class:`Reading` at once; a row it doubts is read cell by cell in Python).
+_SOUND_READING = (
+    f"{_READING_COLUMNS}, typeof(seq) = 'integer' AND typeof(ts) = 'real' AND abs(ts) < 1e15 "
+    "AND typeof(sensor) = 'text' AND typeof(quantity) = 'text' "
+    "AND (value IS NULL OR typeof(value) = 'real' AND abs(value) <= 1.7976931348623157e308) "
+    "AND typeof(unit) = 'text' AND quality IN ({}) AND (reason IS NULL OR typeof(reason) = 'text') "
+    "AND typeof(clock) = 'integer' AND clock BETWEEN 0 AND 2 AND (boot_id IS NULL OR typeof(boot_id) = 'text') "
+    "AND (mono IS NULL OR typeof(mono) = 'real' AND abs(mono) < 1e15)"
+).format(", ".join(f"'{q}'" for q in QUALITIES))
 
 
 class PendingReading(NamedTuple):
@@ -1230,17 +1251,17 @@ class Buffer:
         sends them (a row that cannot be read as a reading comes back garbled, see :class:`PendingReading`)."""
         epoch, seq = after or (0, 0)
         held = self._held_pending((epoch, seq))  # first: a row committed meanwhile is then read from the file
-        rows = [_pending_reading(row) for row in self._db.execute(
-            f"SELECT {_READING_COLUMNS} FROM readings WHERE acked = 0 AND (epoch, seq) > (?, ?) "
-            "ORDER BY epoch, seq LIMIT ?", (epoch, seq, limit))]
+        rows = _sound_readings(self._db.execute(
+            f"SELECT {_SOUND_READING} FROM readings WHERE acked = 0 AND (epoch, seq) > (?, ?) "
+            "ORDER BY epoch, seq LIMIT ?", (epoch, seq, limit)))
         return _merged(rows, [_pending_reading(row[:-1]) for row in held], lambda r: (r.epoch, r.seq), limit)
 
     def pending_readings_range(self, epoch: int, first: int, last: int) -> list[PendingReading]:
         """Unacknowledged readings of ``first..last`` in ``epoch`` (to re-send a batch whose ack did not come)."""
         held = self._held_pending((epoch, first - 1), (epoch, last))
-        rows = [_pending_reading(row) for row in self._db.execute(
-            f"SELECT {_READING_COLUMNS} FROM readings WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
-            "ORDER BY seq", (epoch, first, last))]
+        rows = _sound_readings(self._db.execute(
+            f"SELECT {_SOUND_READING} FROM readings WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
+            "ORDER BY seq", (epoch, first, last)))
         return _merged(rows, [_pending_reading(row[:-1]) for row in held], lambda r: (r.epoch, r.seq), None)
 
     def pending_range(self, stream: str, epoch: int, first: int, last: int) -> list[dict[str, Any]]:
@@ -1504,17 +1525,19 @@ class Buffer:
         return {"total": total, "pending": pending, "acknowledged": total - pending, "oldest_pending_ts": oldest}
 
     def latest(self, sensors: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-        """The most recent reading of each quantity of each sensor (uses the (sensor, ts) index). In the daemon's
-        process, what the commit window holds is committed first."""
+        """The most recent reading of each quantity of each sensor: its newest row, walking back from the newest
+        reading (a sensor that reads at all is found within its interval's rounds), then the rows of that round (a
+        round's readings of one sensor are stored together). In the daemon's process, what the commit window holds
+        is committed first."""
         self._commit_for_readers()
         result: dict[str, list[dict[str, Any]]] = {}
         for sensor in sensors:
-            rows = self._db.query(
-                "SELECT * FROM readings WHERE sensor = ? AND ts = (SELECT MAX(ts) FROM readings WHERE sensor = ?) "
-                "ORDER BY quantity",
-                (sensor, sensor),
-            )
-            result[sensor] = list(rows)
+            newest = self._db.execute(
+                "SELECT epoch, seq, ts FROM readings WHERE sensor = ? ORDER BY epoch DESC, seq DESC LIMIT 1",
+                (sensor,)).fetchone()
+            result[sensor] = [] if newest is None else list(self._db.query(
+                "SELECT * FROM readings WHERE epoch = ? AND seq BETWEEN ? AND ? + 1000 AND sensor = ? AND ts = ? "
+                "ORDER BY quantity", (newest[0], newest[1] - 1000, newest[1], sensor, newest[2])))
         return result
 
     def readings(self, sensors: Iterable[str], since: float) -> Iterator[dict[str, Any]]:
@@ -1534,6 +1557,18 @@ class Buffer:
 
     def epochs(self) -> list[dict[str, Any]]:
         return list(self._db.query("SELECT * FROM epochs ORDER BY epoch"))
+
+
+def _sound_readings(cursor: sqlite3.Cursor) -> list[PendingReading]:
+    """The rows of a ``_SOUND_READING`` query: a sound row becomes its :class:`Reading` at once, another is read
+    cell by cell (:func:`_pending_reading`)."""
+    out = []
+    for row in cursor:
+        if row[12]:
+            out.append(PendingReading(row[0], row[1], Reading(*row[1:12])))
+        else:
+            out.append(_pending_reading(row[:12]))
+    return out
 
 
 class _Garbled(Exception):

@@ -374,10 +374,7 @@ class Sync:
                     return
             found = self._read(lane.stream, "(epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
                                (*lane.after, limit), lambda: self._pending(lane.stream, limit, lane.after))
-            rows = [r for r in found if _key(r)[0] == _key(found[0])[0]] if found else found
-            if lane.until is not None:
-                rows = [r for r in rows if _key(r) <= lane.until]
-            rows = [r for r in rows if (lane.stream, *_key(r)) not in self.inflight]
+            rows = self._sendable(lane, found)
             if not rows:
                 return
             sent = self._publish(lane.stream, rows, lane.name)
@@ -387,6 +384,25 @@ class Sync:
                 lane.after = _key(sent[-1])
                 if lane.rate is not None:
                     lane.budget -= len(sent)
+
+    def _sendable(self, lane: Lane, found: list[Row]) -> list[Row]:
+        """Of the rows a lane read (in key order): those of the first one's epoch, up to the lane's bound, not in a
+        batch awaiting its ack. One pass, stopping at the first row past the epoch or the bound (a backlog batch is
+        thousands of rows)."""
+        if not found:
+            return found
+        epoch = _key(found[0])[0]
+        until = lane.until
+        busy = {key[2] for key in self.inflight if key[0] == lane.stream and key[1] == epoch}
+        rows = []
+        for row in found:
+            key = (row.epoch, row.seq) if isinstance(row, PendingReading) else _key(row)
+            if key[0] != epoch or (until is not None and key > until):
+                break
+            if busy and key[1] in busy:
+                continue
+            rows.append(row)
+        return rows
 
     def _publish(self, stream: str, rows: list[Row], lane: str) -> list[Row]:
         """Publish ``rows`` (one epoch, seq order), or as many of them as fit one payload; rows that cannot be
