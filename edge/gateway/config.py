@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 
 from edge.config import (DisplayName, Document, Identifier, Loc, StrictModel, read_config_file, read_yaml, render_loc,
                          validate_part)
-from edge.durations import Duration, Size
+from edge.durations import Duration, DurationOrZero, Size
 from edge.errors import ConfigError
 from edge.gateway import hardware
 from edge.gateway.alerts.config import AlertsConfig, SmsConfig
@@ -90,6 +90,11 @@ class BufferConfig(StrictModel):
         default=2_000_000_000,
         description="disk budget: past it, acknowledged rows go first, then the oldest unacknowledged readings "
         "(reported to the data center as a gap); events are never dropped")
+    commit_every: DurationOrZero = Field(
+        default=0.0, ge=0, le=3600,
+        description="the commit window: readings are held in memory and committed together at most this often "
+        "(one write to the SD card instead of one per round); a power cut or kill -9 loses at most the last window, "
+        "recorded at the next start (buffer.window_lost); 0: every round is committed at once")
 
 
 class LogConfig(StrictModel):

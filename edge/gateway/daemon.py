@@ -243,7 +243,8 @@ class Daemon:
 
         cfg = self.config
         now = self.clock.time()
-        self.buffer, report = Buffer.open(cfg.buffer.path, now=now, boot_id=self.clock.boot_id)
+        self.buffer, report = Buffer.open(cfg.buffer.path, now=now, boot_id=self.clock.boot_id,
+                                          commit_every=cfg.buffer.commit_every)
         previous = "unknown" if report.epoch is None else \
             {None: "none", True: "clean", False: "unclean"}[report.previous_epoch_clean]
         self.buffer.append_event(DaemonStart.KIND, "daemon", DaemonStart(  # waits in memory until the epoch is on disk
@@ -464,7 +465,8 @@ class Daemon:
 
     def storage(self) -> None:
         """Every STORAGE_INTERVAL: finish a start that had no room (the new epoch, then the parts that read the
-        buffer as they start), and store what waits for room (gap records, events kept in memory)."""
+        buffer as they start), store what waits for room (gap records, events kept in memory), and commit the
+        readings held for the commit window once it is over."""
         if not self.buffer.started:
             report = self.buffer.resume(self.clock.time())
             if report.epoch is None:
@@ -481,6 +483,10 @@ class Daemon:
             if self.sync is not None:
                 self.sync.start()
         self.buffer.flush()
+        try:
+            self.buffer.commit_due()  # the commit window is kept when no round comes to commit it
+        except BufferWriteError as exc:  # the held readings are counted for their gap record
+            log.debug("held readings not committed: %s", exc)
 
     def degraded(self) -> str | None:
         """Why the daemon runs degraded (a full disk: readings not stored), for systemd's STATUS= line; else None."""
