@@ -18,12 +18,12 @@ EXAMPLE = "config/datacenter.example.yaml"
 
 
 def datacenter_config(broker, database, *, username: str | None = None, password_file=None,
-                      **collector) -> DataCenterConfig:
+                      round_timeout: str = "1m", **collector) -> DataCenterConfig:
     """A collector config for a test broker and database (fast retries, small rounds unless overridden)."""
     return DataCenterConfig.model_validate({
         "mqtt": {"url": broker.url, "username": username, "password_file": password_file,
                  "reconnect_min": "1s", "reconnect_max": "2s"},
-        "database": {"url": database.url, "retry_min": "0.1s", "retry_max": "0.5s"},
+        "database": {"url": database.url, "retry_min": "0.1s", "retry_max": "0.5s", "round_timeout": round_timeout},
         "collector": {"batch_wait": "0.05s", **collector},
     })
 

@@ -121,6 +121,9 @@ class DatabaseConfig(StrictModel):
     url: str = Field(description="postgresql://user@host:5432/dbname (a password here comes from the environment)")
     retry_min: Duration = Field(default=0.5, description="first wait after a database error")
     retry_max: Duration = Field(default=30.0, description="longest wait between retries")
+    round_timeout: Duration = Field(default=60.0, gt=0, description="a round's writing and commit at most; past it the "
+                                    "connection is abandoned and the round retried (a database machine that froze, "
+                                    "or a primary replaced by its standby, never answers)")
 
     @field_validator("url")
     @classmethod
@@ -137,6 +140,8 @@ class CollectorConfig(StrictModel):
                             "at most (one message more may cross it): bounds how long another gateway waits")
     gateway_rate: int = Field(default=20_000, ge=1, description="rows a second one gateway may send before its "
                               "messages wait until every other gateway's are written (slowed, never dropped)")
+    writers: int = Field(default=4, ge=1, le=64, description="writers, each with its own database connection, "
+                         "working on disjoint gateways at once (a gateway's messages stay with one writer, in order)")
 
 
 class ApiConfig(StrictModel):
@@ -153,6 +158,22 @@ class ApiConfig(StrictModel):
                              "connection); more wait their turn, so other requests always find a thread")
 
 
+class CommandsConfig(StrictModel):
+    """Commands to gateways (``edge dc command``, the console): the broker account meant for them
+    (config/mosquitto/acl: ``commander`` may publish commands and nothing else) on the ``mqtt`` section's broker,
+    and their bounds."""
+
+    username: str | None = Field(default="commander", description="broker account that may publish commands")
+    password_file: Path | None = Field(default=None, description="file holding that account's password")
+    expiry: Duration = Field(default=300.0, gt=0, description="a command not answered within this long is expired "
+                             "(the broker drops it too); the gateway refuses one issued longer ago than its "
+                             "sync.command_max_age (5m by default) anyway")
+    max_expiry: Duration = Field(default=86400.0, gt=0, description="longest expiry a command may ask for")
+    max_duration: Duration = Field(default=7 * 86400.0, gt=0, description="longest manual override (--for) a "
+                                   "command may ask for; the gateway refuses past each output's max_manual too")
+    wait: Duration = Field(default=30.0, gt=0, description="how long edge dc command waits for the answer at most")
+
+
 class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -165,6 +186,7 @@ class DataCenterConfig(StrictModel):
     database: DatabaseConfig
     collector: CollectorConfig = CollectorConfig()
     api: ApiConfig = ApiConfig()
+    commands: CommandsConfig = CommandsConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")

@@ -101,18 +101,20 @@ def format_report(report: Report, colour: bool = False) -> list[str]:
         lines.append(status + first[len(check.status):])
         lines.extend(rest)
         for line in check.lines:
-            lines.extend(_wrap(INDENT + line, INDENT + "  "))
+            lines.extend(_wrap(line, INDENT + "  ", first=INDENT))
         if check.hint and check.status in ("WARN", "FAIL"):
-            lines.extend(_wrap(f"{INDENT}-> {check.hint}", INDENT + "   "))
+            lines.extend(_wrap(f"-> {check.hint}", INDENT + "   ", first=INDENT))
     failed = sum(check.status == "FAIL" for check in report.checks)
     warned = sum(check.status == "WARN" for check in report.checks)
     lines.append(f"{failed} failed, {counted(warned, 'warning')}" if failed or warned else "all good")
     return lines
 
 
-def _wrap(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(text, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False,
-                         drop_whitespace=True) or [text]
+def _wrap(text: str, indent: str, first: str = "") -> list[str]:
+    """``text`` in lines of WIDTH columns, the first indented by ``first`` and the others by ``indent``; a word longer
+    than a line (a deep path) stays whole on its own line, indented like the others."""
+    return textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False) or [first + text]
 
 
 # ------------------------------------------------------------------------------------------------------- checks

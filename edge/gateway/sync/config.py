@@ -29,8 +29,12 @@ class SyncConfig(StrictModel):
     max_inflight: int = Field(default=8, ge=1, description="batches awaiting the data center's ack")
     ack_timeout: Duration = Field(default=30.0, description="re-send a batch whose ack has not come by then")
     backlog_rate: int = Field(default=20_000, ge=1, description="backlog readings sent per second at most")
-    reconnect_min: Duration = 1.0
-    reconnect_max: Duration = 120.0
+    reconnect_min: Duration = Field(default=1.0, description="shortest wait between two connection attempts")
+    reconnect_max: Duration = Field(default=120.0, description="longest wait between two connection attempts")
+    reconnect_share: float = Field(
+        default=0.1, gt=0, le=1, description="a reconnect waits at most this share of the outage so far (between "
+        "reconnect_min and reconnect_max, jitter in the upper half): a young outage is retried within seconds, an "
+        "old one gently; each retry first probes the broker's port (a TCP connect) before a whole MQTT session")
     status_interval: Duration = Field(default=60.0, description="how often the retained status (backlog) is renewed")
     command_max_age: Duration = Field(default=300.0, description="commands issued longer ago than this are refused")
     stall_after: Duration = Field(
