@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -195,3 +197,30 @@ def test_kill_9_loses_at_most_the_window_and_the_next_start_records_it(tmp_path,
         (data,) = conn.execute("SELECT data FROM events WHERE kind = 'buffer.window_lost'").fetchone()
         assert conn.execute("SELECT COUNT(*) FROM readings WHERE epoch = 2").fetchone()[0] > 0
     assert json.loads(data) == {"epoch": 1, "after_seq": last_seq, "after_ts": last_ts, "window": float(WINDOW)}
+
+
+def test_edge_status_beside_the_daemon_shows_the_readings_its_window_holds(tmp_path, start_daemon):
+    """With an hour's window nothing reaches the file for an hour; `edge status` (and the greenhouse page, which reads
+    the same report) asks the daemon for what it holds, so a farmer never sees «no data» for a sensor that reads."""
+    buffer_path = tmp_path / "buffer.db"
+    config = tmp_path / "gateway.yaml"
+    config.write_text(SMALL_GATEWAY.format(buffer=buffer_path, socket=tmp_path / "control.sock").replace(
+        f"  path: {buffer_path}\n", f"  path: {buffer_path}\n  commit_every: 1h\n"))
+    daemon = start_daemon(config)
+
+    def status() -> dict:
+        result = subprocess.run([sys.executable, "-m", "edge", "status", "-c", str(config), "--json"],
+                                capture_output=True, text=True, timeout=60)
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+
+    def fresh() -> dict:
+        report = status()
+        air = report.get("sensors", {}).get("air", {})
+        return report if report.get("daemon") == "running" and air.get("quantities") else {}
+
+    report = wait_until(fresh, timeout=60, what="edge status to show the air sensor's held readings")
+    assert report["sensors"]["air"]["age_s"] < 10
+    assert set(report["sensors"]["air"]["quantities"]) == {"temperature", "humidity"}
+    with sqlite3.connect(buffer_path) as conn:  # held, not in the file: only the daemon could tell
+        assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
+    assert daemon.stop()[0] == 0

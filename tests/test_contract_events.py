@@ -14,8 +14,9 @@ from edge.contract import events
 from edge.contract.events import (KINDS, ActuatorChange, ActuatorFault, ActuatorRefused, AlertAcked, AlertEscalated,
                                   AlertFired, AlertMessage, AlertReplyIgnored, AlertResolved, BufferCorrupt,
                                   BufferEpoch, BufferEventsLost, BufferGap, BufferRekey, BufferRolledBack,
-                                  BufferSetAside, ClockSynced, CommandActuate, CommandResult, DaemonStart, DaemonStop,
-                                  RuleFault, RuleRecovered, SmsAttemptFailed, SmsExpired, SmsFailed, SmsSent)
+                                  BufferSetAside, BufferWindowLost, ClockSynced, CommandActuate, CommandResult,
+                                  DaemonStart, DaemonStop, RuleFault, RuleRecovered, SmsAttemptFailed, SmsExpired,
+                                  SmsFailed, SmsSent)
 
 T = 1_760_000_000.0
 
@@ -103,6 +104,8 @@ SHAPES = [
      {"local_id": "a1b2", "to": "Reza", "transport": "kavenegar", "outcome": "refused",
       "detail": "411 invalid receptor"}),
     (SmsExpired("a1b2", "Reza", 12), {"local_id": "a1b2", "to": "Reza", "attempts": 12}),
+    (BufferWindowLost(3, 1200, 1_760_000_000.5, 120.0),
+     {"epoch": 3, "after_seq": 1200, "after_ts": 1_760_000_000.5, "window": 120.0}),
 ]
 
 

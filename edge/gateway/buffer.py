@@ -145,6 +145,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
 ]
 
+#: The columns of a held row (see ``Buffer._hold``), as ``latest()`` names them.
+_HELD_COLUMNS = ("epoch", "seq", "ts", "sensor", "quantity", "value", "unit", "quality", "reason", "clock", "boot_id",
+                 "mono", "acked")
+
 #: Readings held for the commit window at most; more are committed at once, whatever the window.
 MAX_HELD = 5_000
 
@@ -1533,6 +1537,22 @@ class Buffer:
         return gaps
 
     # ---------------------------------------------------------------------------------------------------- queries
+
+    def held_latest(self) -> dict[str, list[dict[str, Any]]]:
+        """The newest reading of each quantity of each sensor among those held for the commit window (in memory,
+        not on disk yet), as :meth:`latest` gives rows: what another process (``edge status``, ``edge web``) cannot
+        read from the file, and asks the daemon for over the control socket."""
+        with self._write_lock:
+            held = list(self._held)
+        newest: dict[tuple[str, str], list[Any]] = {}
+        for row in held:
+            key = (row[3], row[4])
+            if key not in newest or (row[0], row[1]) > (newest[key][0], newest[key][1]):
+                newest[key] = row
+        result: dict[str, list[dict[str, Any]]] = {}
+        for (sensor, _quantity), row in sorted(newest.items()):
+            result.setdefault(sensor, []).append(dict(zip(_HELD_COLUMNS, row)))
+        return result
 
     def _commit_for_readers(self) -> None:
         if self._held:

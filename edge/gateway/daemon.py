@@ -431,7 +431,11 @@ class Daemon:
 
     def _local_command(self, request: dict, user: str) -> dict:
         """A control-socket request: read by the commands' parser, carried out by the supervisor or the alerts."""
-        return commands.serve(self.supervisor.commands.parse(request, user), self.supervisor, self.alerts)
+        command = self.supervisor.commands.parse(request, user)
+        answer = commands.serve(command, self.supervisor, self.alerts)
+        if isinstance(command, commands.Status):  # readings held for the commit window: not in the file yet
+            answer["held"] = self.buffer.held_latest()
+        return answer
 
     def _after_round(self, _readings) -> None:
         """Rules act on fresh readings at once, not at the next control tick: the round wakes the control thread

@@ -136,6 +136,8 @@ def read_status(config: Any, now: float | None = None, wall: Callable[[], float]
         sms_queue, sms_health = queue_summary(buffer), transport_health(buffer)
     finally:
         buffer.close()
+    if running:
+        latest = _with_held(config, latest)
     # Ages are measured against a clock read after the queries: a reading the daemon commits while they run is
     # never "in the future" (a clock read before them gave negative ages). One still can be when the wall clock
     # stepped back since it was stamped (NTP correcting a Pi's clock): such an age shows as 0 (age_of).
@@ -164,6 +166,28 @@ def read_status(config: Any, now: float | None = None, wall: Callable[[], float]
         sensors=sensors,
         actuators={a.id: describe_state(a.id, recorded.get(a.id), now) for a in config.actuators},
     )
+
+
+def _with_held(config: Any, latest: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """``latest`` with the newer readings the running daemon holds in memory for its commit window
+    (``buffer.commit_every``), asked over its control socket; as it was when the daemon does not answer (or this user
+    may not ask it): the file's readings are then the newest there are to show."""
+    if not getattr(config.buffer, "commit_every", 0):
+        return latest
+    from edge.gateway import control_socket
+
+    try:
+        held = control_socket.call(config.control.socket, {"op": "status"}, timeout=2.0).get("held") or {}
+    except (OSError, ValueError):
+        return latest
+    merged = dict(latest)
+    for sensor, rows in held.items():
+        if not isinstance(rows, list) or not rows:
+            continue
+        if sensor in merged and merged[sensor] and merged[sensor][0]["ts"] >= rows[0]["ts"]:
+            continue
+        merged[sensor] = sorted(rows, key=lambda r: r["quantity"])
+    return merged
 
 
 def _link_status(config: Any, link: LinkRecord, running: bool, now: float) -> LinkStatus:
