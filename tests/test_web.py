@@ -195,6 +195,7 @@ def test_a_stale_or_failed_or_never_read_quantity_shows_no_data(greenhouse, app)
     for quantity in ("air-temperature", "air-humidity", "soil-soil_moisture"):
         row = re.search(rf'<li id="q-{quantity}".*?</li>', page).group(0)
         assert "بدون داده" in row and 'data-nodata="true"' in row, quantity
+    assert 'title="no answer"' in page  # the failed read says why, on hover
     app.test_clock.now = T0 - 25  # 0.6 intervals later it was fresh
     row = re.search(r'<li id="q-air-temperature".*?</li>', text(get(app))).group(0)
     assert "بدون داده" not in row and "۲۱°C" in row

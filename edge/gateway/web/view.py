@@ -346,7 +346,8 @@ def render(page: Page, config: Any, viewer: Viewer) -> str:
     for row in page.quantities:
         label = quantity_label(config, names, row.sensor, row.quantity, lang)
         if row.value is None:
-            value = f'<span class="nodata">{t["no_data"]}</span>'
+            why = f' title="{e(row.reason)}"' if row.reason else ""  # a failed read's reason, for the technician
+            value = f'<span class="nodata"{why}>{t["no_data"]}</span>'
         else:
             value = e(amount(row.value, row.unit, lang))
         age = ago(row.age_s, lang)
