@@ -9,7 +9,7 @@ Fixtures:
 - ``secure_broker``: one started from the project's real ``config/mosquitto/`` (no anonymous, ACL), with the users
   of :data:`SECURE_USERS`.
 - ``broker_factory(acl=False, users=None, max_queued_messages=...)``: more brokers in one test; all are killed at its
-  end.
+  end. ``max_queued_messages=None`` keeps the project's own queue limit (with ``acl=True``: what production runs).
 - ``postgres_server``: one PostgreSQL per test session, started on first use and stopped at session end.
 - ``postgres``: a fresh, empty database on that server for one test.
 
@@ -89,13 +89,14 @@ class Broker:
     host = "127.0.0.1"
 
     def __init__(self, workdir: Path, *, acl: bool = False, users: dict[str, str] | None = None,
-                 max_queued_messages: int = TEST_MAX_QUEUED):
+                 max_queued_messages: int | None = TEST_MAX_QUEUED, log_type: str = "all"):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.acl = acl
         self.users = dict(SECURE_USERS if acl and users is None else users or {})
         self.max_queued_messages = max_queued_messages
+        self.log_type = log_type
         self.log = self.workdir / "mosquitto.log"
         self.config = self.workdir / "mosquitto.conf"
         self.proc: subprocess.Popen | None = None
@@ -147,14 +148,15 @@ class Broker:
         # the listener first: listener settings written before any `listener` line (use_username_as_clientid)
         # would make Mosquitto open its default listener on port 1883 as well
         lines = [f"listener {self.port} 127.0.0.1"]
-        lines += self._project_settings() if self.acl else ["allow_anonymous true", "persistence true",
-                                                           "autosave_interval 1800"]
+        keep_queue = self.acl and self.max_queued_messages is None
+        lines += self._project_settings(keep_queue) if self.acl else ["allow_anonymous true", "persistence true",
+                                                                     "autosave_interval 1800"]
         lines += [
             f"persistence_location {self.workdir}/",
             "persistence_file mosquitto.db",
-            f"max_queued_messages {self.max_queued_messages}",
+            *([] if keep_queue else [f"max_queued_messages {self.max_queued_messages or TEST_MAX_QUEUED}"]),
             "log_dest stderr",
-            "log_type all",
+            f"log_type {self.log_type}",
             # as root, stay root (the private files stay readable); as anyone else, ignored
             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
         ]
@@ -163,21 +165,24 @@ class Broker:
         self.config.write_text("\n".join(lines) + "\n")
 
     @staticmethod
-    def _project_settings() -> list[str]:
-        """The project's mosquitto.conf without the settings that name ports, paths or privileges."""
+    def _project_settings(keep_queue: bool = False) -> list[str]:
+        """The project's mosquitto.conf without the settings that name ports, paths or privileges (and without its
+        queue limit unless ``keep_queue``)."""
+        overridden = _OVERRIDDEN - {"max_queued_messages"} if keep_queue else _OVERRIDDEN
         kept = []
         for line in (PROJECT_BROKER_CONFIG / "mosquitto.conf").read_text().splitlines():
             words = line.split()
-            if words and not words[0].startswith("#") and words[0] not in _OVERRIDDEN:
+            if words and not words[0].startswith("#") and words[0] not in overridden:
                 kept.append(line.strip())
         return kept
 
     def _password_file(self) -> Path:
+        # every account in plain text, then hashed in place in one go (`mosquitto_passwd -U`): thousands of accounts
+        # (bench/fleet.py) take seconds, not one process each
         path = self.workdir / "passwd"
-        path.write_text("")
-        for user, password in self.users.items():
-            subprocess.run([str(MOSQUITTO_PASSWD), "-b", str(path), user, password], check=True,
-                           capture_output=True)
+        path.touch(0o600)
+        path.write_text("".join(f"{user}:{password}\n" for user, password in self.users.items()))
+        subprocess.run([str(MOSQUITTO_PASSWD), "-U", str(path)], check=True, capture_output=True)
         path.chmod(0o600)
         return path
 

@@ -323,20 +323,20 @@ def test_only_data_errors_blame_the_message_every_other_database_error_is_retrie
 
     from edge.datacenter.store import Store
 
-    collector = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated))  # never started
-    collector._store = Store.connect(migrated.url)
+    writer = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated)).writers[0]  # never started
+    writer._store = Store.connect(migrated.url)
     try:
         for blamed in (errors.NumericValueOutOfRange(), errors.CheckViolation(), errors.UntranslatableCharacter(),
                        errors.ProgramLimitExceeded(), psycopg.DataError("client side"), UnicodeEncodeError(
                            "utf-8", "\ud800", 0, 1, "surrogates not allowed"), OverflowError("too big")):
-            assert not collector._database_unavailable(blamed), blamed
+            assert not writer._database_unavailable(blamed), blamed
         for retried in (errors.DiskFull(), errors.OutOfMemory(), errors.AdminShutdown(), errors.QueryCanceled(),
                         errors.DeadlockDetected(), errors.UndefinedTable(), psycopg.OperationalError("gone")):
-            assert collector._database_unavailable(retried), retried
-        collector._store.conn.close()
-        assert collector._database_unavailable(OverflowError("any error on a broken connection"))
+            assert writer._database_unavailable(retried), retried
+        writer._store.conn.close()
+        assert writer._database_unavailable(OverflowError("any error on a broken connection"))
     finally:
-        collector._store.close()
+        writer._store.close()
 
 
 def _only(database, sql: str):
@@ -443,10 +443,14 @@ def test_a_flooding_gateway_does_not_stall_the_others(start_collector, gateways,
         time.sleep(0.2)
         assert time.monotonic() - sent_at[1] < 300, "the flood was not stored within 5 minutes"
     wait_until(lambda: len(acked_at) == len(sent_at), 10, "the normal gateway's last acks")
+    flood_took = time.monotonic() - sent_at[1]
     waits = sorted(acked_at[f] - sent_at[f] for f in sent_at)
-    print(f"\nflood stored in {time.monotonic() - sent_at[1]:.1f}s; the normal gateway's {len(waits)} batches "
+    print(f"\nflood stored in {flood_took:.1f}s; the normal gateway's {len(waits)} batches "
           f"waited {waits[len(waits) // 2]:.2f}s (median), {waits[-1]:.2f}s at most")
-    assert waits[len(waits) // 2] < FLOOD_MEDIAN and waits[-1] < FLOOD_BOUND, waits
+    # Without fair queues a normal batch waits for the whole flood. The bounds scale with how long the flood took, so
+    # that a loaded machine (everything slower, the flood too) tests the same thing as a quiet one.
+    assert waits[len(waits) // 2] < max(FLOOD_MEDIAN, flood_took / 10), waits
+    assert waits[-1] < max(FLOOD_BOUND, flood_took / 4), waits
     assert count(migrated, "SELECT count(*) FROM readings WHERE gateway_id = 'gh-flood'") == 100 * protocol.MAX_ROWS
     assert count(migrated, "SELECT count(*) FROM events WHERE gateway_id = 'gh-flood'") == 5 * protocol.MAX_ROWS
     assert collector.stats.rejected == 0
@@ -646,6 +650,32 @@ def test_a_database_outage_delays_acks_but_loses_nothing(start_collector, gatewa
     assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
 
 
+def test_a_database_that_freezes_mid_round_is_dropped_at_round_timeout_and_the_round_retried(
+        start_collector, gateways, migrated):
+    """The database process serving the collector stops answering (SIGSTOP: its machine froze, but its TCP stack
+    still acknowledges, so no socket option notices). The round is abandoned after round_timeout and written on a new
+    connection; nothing is acknowledged before that commit."""
+    collector = start_collector(round_timeout="1s")
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=10))
+    wait_until(lambda: len(gateway.acks) == 1, 10, "the first ack")
+    with migrated.server.connect() as admin:  # every connection of the collector (one per writer)
+        backends = [pid for (pid,) in admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                                    (collector.client_id,))]
+    assert backends
+    for backend in backends:
+        os.kill(backend, signal.SIGSTOP)
+    try:
+        gateway.publish(reading_batch("gh-a", first=11, count=10))
+        wait_until(lambda: gateway.acked() == [(1, 1, 10), (1, 11, 20)], 20,
+                   "the round to be written on a new connection")
+    finally:
+        for backend in backends:
+            os.kill(backend, signal.SIGCONT)
+    assert collector.stats.database_errors >= 1
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
+
+
 def test_the_collector_command_stores_acks_and_stops_cleanly_on_sigterm_without_logging_secrets(broker, migrated, gateways):
     env = collector_env(broker, migrated)
     env["EDGE_DATABASE_URL"] = migrated.url.replace("postgres@", "postgres:s3cret-pw@")  # trust auth ignores it
@@ -693,3 +723,36 @@ def test_the_writer_through_an_in_memory_source_commits_then_acks_then_settles(m
     with migrated.connect() as db:
         assert db.execute("SELECT count(*) FROM readings WHERE gateway_id = 'gh-mem'").fetchone()[0] == 5
         assert db.execute("SELECT count(*) FROM rejected_messages").fetchone()[0] == 1
+
+
+def test_writers_work_on_disjoint_gateways_so_a_blocked_one_holds_up_only_its_own(migrated):
+    """Four writers, each on its own connection: while a lock in the database holds one gateway's writer, another
+    gateway's batches are still committed and acknowledged, in their order; the held gateway's follow once the lock
+    goes. With one writer for every gateway (before), everything would wait behind the lock."""
+    from edge.datacenter.source import MemorySource
+
+    source = MemorySource()
+    collector = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated, writers=4), client_id="memory",
+                          source=source)
+    held, free = "gh-held", next(f"gh-{i}" for i in range(100)
+                                 if collector.writer_of(protocol.topic(f"gh-{i}", protocol.UP_READINGS))
+                                 is not collector.writer_of(protocol.topic("gh-held", protocol.UP_READINGS)))
+    topic = {gw: protocol.topic(gw, protocol.UP_READINGS) for gw in (held, free)}
+    collector.start()
+    try:
+        first = [source.put(topic[gw], reading_batch(gw, 1, 5)) for gw in (held, free)]
+        wait_until(lambda: len(source.settled) == 2, timeout=20, what="both gateways' first batches")
+        with migrated.connect() as lock:  # the held gateway's writer waits on its gateway_status row
+            lock.execute("SELECT 1 FROM gateway_status WHERE gateway_id = %s FOR UPDATE", (held,))
+            waiting = source.put(topic[held], reading_batch(held, 6, 5))
+            later = [source.put(topic[free], reading_batch(free, first, 5)) for first in (6, 11, 16)]
+            wait_until(lambda: len(source.settled) == 5, timeout=20, what="the free gateway's batches")
+            assert source.settled[2:] == later  # in their order, while the other writer still waits
+            assert waiting not in source.settled
+        wait_until(lambda: len(source.settled) == 6, timeout=20, what="the held gateway's batch after the lock")
+        assert set(source.settled[:2]) == set(first)
+        assert source.settled[-1] == waiting
+    finally:
+        collector.stop()
+    assert reading_keys(migrated) == sorted([(held, 1, seq) for seq in range(1, 11)]
+                                            + [(free, 1, seq) for seq in range(1, 21)])

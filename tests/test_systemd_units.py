@@ -23,13 +23,14 @@ from edge.gateway.control.config import ControlConfig
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"
 INSTALLED_EDGE = "/opt/edge/venv/bin/edge"
+INSTALLED_NATS = "/opt/edge/venv/bin/nats-server"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is missing (apt-get install systemd)")
 
 #: Highest `systemd-analyze security` exposure each unit may have (docs/operations.md lists the measured scores).
 MAX_EXPOSURE = {"edge-gateway.service": 2.0, "edge-web.service": 1.5,
                 "edge-collector.service": 2.5, "edge-collector@.service": 2.5,
-                "edge-history.service": 2.5}
+                "edge-history.service": 2.5, "edge-nats.service": 2.5}
 
 
 def unit_names() -> list[str]:
@@ -50,11 +51,13 @@ def directives(name: str) -> dict[str, list[str]]:
 
 
 def verifiable_copy(name: str, directory: Path) -> Path:
-    """The unit with its commands pointing at this venv's `edge`; a template is verified as an instance."""
+    """The unit with its commands pointing at this venv's `edge` (and `nats-server`, of the test extra); a template
+    is verified as an instance."""
     edge = Path(sys.executable).parent / "edge"
     assert edge.exists(), f"{edge} is missing: the venv's console script is needed to verify the units"
     copy = directory / name.replace("@.", "@test.")
-    copy.write_text((UNITS / name).read_text().replace(INSTALLED_EDGE, str(edge)))
+    copy.write_text((UNITS / name).read_text().replace(INSTALLED_EDGE, str(edge))
+                    .replace(INSTALLED_NATS, str(Path(sys.executable).parent / "nats-server")))
     return copy
 
 

@@ -27,19 +27,21 @@ its own client id, kept across restarts so the broker session (and what was in f
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from edge.contract import protocol
 from edge.datacenter.config import DataCenterConfig
-from edge.datacenter.source import STATUS, UPLINK, Incoming, MqttSource, Source
+from edge.datacenter.source import STATUS, UPLINK, Incoming, Source, open_source
 from edge.datacenter.store import Rejected, StatusUpdate, Store, Work, Written
 
 log = logging.getLogger(__name__)
@@ -275,45 +277,123 @@ class Stats:
 
 
 class Collector:
-    """``start()`` connects and runs the writer thread; ``stop()`` finishes the current round and disconnects.
+    """``start()`` connects and runs the writers; ``stop()`` finishes the rounds in hand and disconnects.
 
-    ``after_commit`` is called between the commit and the acks (tests use it to kill the process right there).
+    ``collector.writers`` writers share the work, each with its own database connection: a gateway's messages always
+    go to the same writer (by a hash of its id), so they keep their order, and each writer acknowledges what it
+    committed itself. With one writer it takes messages from the source directly; with more, a dispatcher thread
+    hands each message to its gateway's writer. ``after_commit`` is called between a commit and its acks (tests use
+    it to kill the process right there).
     """
 
     def __init__(self, config: DataCenterConfig, *, client_id: str | None = None,
                  after_commit: Callable[[], None] | None = None, source: Source | None = None):
         self.config = config
-        self.client_id = client_id or config.mqtt.client_id or default_client_id()
+        self.client_id = client_id or config.client_id or default_client_id()
         self.after_commit = after_commit
-        self.source: Source = source if source is not None else MqttSource(config.mqtt, self.client_id)
-        self.waiting = FairQueue(config.collector.gateway_rate)
+        self.source: Source = source if source is not None else open_source(config, self.client_id)
         self.stats = Stats()
         self.connected = self.source.connected
         self.subscribed = self.source.subscribed  # set once the broker confirmed the subscriptions
         self.failure: Exception | None = None
         self._stop = threading.Event()
-        self._store: Store | None = None
-        self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
+        self._stats_lock = threading.Lock()
+        count = config.collector.writers
+        self.writers = [Writer(self, i, self.source.get if count == 1 else None) for i in range(count)]
+        self._dispatcher = (threading.Thread(target=self._dispatch, name="collector-dispatch", daemon=True)
+                            if count > 1 else None)
 
     # ------------------------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> Collector:
-        log.info("collector %s: broker %s, share group %s, database %s", self.client_id, self.source.where,
-                 self.config.mqtt.share_group, _safe_dsn(self.config.database.url))
+        log.info("collector %s: %s, database %s, %d writer(s)", self.client_id, self.source.where,
+                 _safe_dsn(self.config.database.url), len(self.writers))
         self.source.start()
-        self._writer.start()
+        for writer in self.writers:
+            writer.thread.start()
+        if self._dispatcher is not None:
+            self._dispatcher.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the round in hand (commit, acks), leave the rest unacknowledged with the broker, disconnect."""
+        """Finish the rounds in hand (commit, acks), leave the rest unacknowledged with the broker, disconnect."""
         self._stop.set()
-        if self._writer.is_alive():
-            self._writer.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in [self._dispatcher, *(w.thread for w in self.writers)]:
+            if thread is not None and thread.is_alive():
+                thread.join(max(0.1, deadline - time.monotonic()))
         self.source.stop()
-        self._close_store()
+        for writer in self.writers:
+            writer.close_store()
         log.info("collector %s stopped: %s", self.client_id, self._summary())
 
-    # ----------------------------------------------------------------------------------------------- the writer
+    @property
+    def running(self) -> bool:
+        """False once a writer has ended (after stop(), or on a failure: see ``failure``)."""
+        return all(w.thread.is_alive() for w in self.writers)
+
+    def handle(self, messages: list[Incoming]) -> None:
+        """One round of these messages on the first writer, in this order: decode, commit, acks, then MQTT acks."""
+        self.writers[0].handle(messages)
+
+    def writer_of(self, topic: str) -> Writer:
+        """The writer of a message's gateway (a message whose topic names none goes to the first)."""
+        if len(self.writers) == 1:
+            return self.writers[0]
+        return self.writers[zlib.crc32(_gateway_of(topic).encode()) % len(self.writers)]
+
+    def _dispatch(self) -> None:
+        """Hand every message to its gateway's writer. A writer's inbox is bounded by what the broker may have in
+        flight to us (``mqtt.receive_maximum``): nothing else queues here."""
+        while not self._stop.is_set():
+            message = self.source.get(0.2)
+            if message is not None:
+                self.writer_of(message.topic).inbox.put(message)
+
+    def _failed(self, exc: Exception) -> None:
+        with self._stats_lock:
+            if self.failure is None:
+                self.failure = exc
+
+    def _add_stats(self, decoded: list[Decoded], written: Written, acks_sent: int) -> None:
+        with self._stats_lock:
+            self.stats.add(decoded, written, acks_sent)
+
+    def _database_error(self) -> None:
+        with self._stats_lock:
+            self.stats.database_errors += 1
+
+    def _summary(self) -> str:
+        s = self.stats
+        return (f"{s.messages} messages in {s.rounds} rounds, {s.readings_new} readings stored "
+                f"({s.readings_duplicate} already there), {s.events_new} events, {s.gaps_new} gaps, "
+                f"{s.rejected} rejected, {s.conflicts} in conflict with stored keys, {s.acks} acks sent")
+
+
+class Writer:
+    """One writer: its own database connection, its own fair queue, its own thread. It takes rounds from its inbox
+    (or straight from the source when it is the only one), commits them, then acks them."""
+
+    def __init__(self, collector: Collector, index: int, get: Callable[[float], Incoming | None] | None):
+        self.collector = collector
+        self.config = collector.config
+        self.index = index
+        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        self.get = get if get is not None else self._from_inbox
+        self.waiting = FairQueue(self.config.collector.gateway_rate)
+        self._store: Store | None = None
+        name = "collector-writer" if index == 0 else f"collector-writer-{index}"
+        self.thread = threading.Thread(target=self._write_loop, name=name, daemon=True)
+
+    def _from_inbox(self, timeout: float) -> Incoming | None:
+        try:
+            return self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            return None
+
+    @property
+    def _stop(self) -> threading.Event:
+        return self.collector._stop
 
     def _write_loop(self) -> None:
         next_report = time.monotonic() + _REPORT_EVERY
@@ -326,37 +406,32 @@ class Collector:
                 decoded = self._take()
                 if decoded:
                     self._handle(decoded)
-                if time.monotonic() >= next_report:
-                    log.info("collector: %s", self._summary())
+                if self.index == 0 and time.monotonic() >= next_report:
+                    log.info("collector: %s", self.collector._summary())
                     next_report = time.monotonic() + _REPORT_EVERY
         except Exception as exc:  # a bug, not input: end loudly so systemd restarts us; nothing unsaved was acked
-            log.exception("collector: the writer failed; exiting so that a restart resumes the session")
-            self.failure = exc
+            log.exception("collector: a writer failed; exiting so that a restart resumes the session")
+            self.collector._failed(exc)
         finally:
-            self._close_store()
-
-    @property
-    def running(self) -> bool:
-        """False once the writer thread has ended (after stop(), or on a failure: see ``failure``)."""
-        return self._writer.is_alive()
+            self.close_store()
 
     def _take(self) -> list[Decoded]:
         """The next round: whatever arrived (waiting for the first message, then gathering for batch_wait) goes to
         its gateway's queue, and the round takes from the queues in turn (:class:`FairQueue`)."""
+        collector = self.config.collector
         if not self.waiting:
-            first = self.source.get(0.2)
+            first = self.get(0.2)
             if first is None:
                 return []
             self.waiting.put(first)
-            deadline = time.monotonic() + self.config.collector.batch_wait
-            while len(self.waiting) < self.config.collector.batch_messages:
-                message = self.source.get(max(0.0, deadline - time.monotonic()))
+            deadline = time.monotonic() + collector.batch_wait
+            while len(self.waiting) < collector.batch_messages:
+                message = self.get(max(0.0, deadline - time.monotonic()))
                 if message is None:
                     break
                 self.waiting.put(message)
-        while (message := self.source.get(0)) is not None:  # everything else here already: the round may prefer it
+        while (message := self.get(0)) is not None:  # everything else here already: the round may prefer it
             self.waiting.put(message)
-        collector = self.config.collector
         return self.waiting.take(collector.batch_messages, collector.round_rows, decode)
 
     def handle(self, messages: list[Incoming]) -> None:
@@ -373,14 +448,15 @@ class Collector:
         if result is None:
             return  # stopping during a database outage: the broker keeps the messages
         decoded, written = result
-        if self.after_commit is not None:
-            self.after_commit()
+        if self.collector.after_commit is not None:
+            self.collector.after_commit()
+        source = self.collector.source
         outgoing = acks(decoded, written)
         for topic, payload in outgoing:
-            self.source.reply(topic, payload)
+            source.reply(topic, payload)
         for d in decoded:
-            self.source.settle(d.message)
-        self.stats.add(decoded, written, len(outgoing))
+            source.settle(d.message)
+        self.collector._add_stats(decoded, written, len(outgoing))
         log.debug("round: %d messages, %d new readings, %d duplicates, %d acks", len(decoded), written.readings_new,
                   written.readings_duplicate, len(outgoing))
 
@@ -393,10 +469,10 @@ class Collector:
             except Exception as exc:
                 if not isinstance(exc, psycopg.Error) and not self._database_unavailable(exc):
                     raise  # writing a rejection failed: a bug; end loudly, nothing of the round was acked
-                self.stats.database_errors += 1
+                self.collector._database_error()
                 log.warning("database unavailable (%s); retrying in %.1fs, nothing acknowledged meanwhile",
                             _first_line(exc), delay)
-                self._close_store()
+                self.close_store()
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.config.database.retry_max)
         return None
@@ -414,6 +490,23 @@ class Collector:
         return False
 
     def _write(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
+        """The round's writing and commit, within ``database.round_timeout``: a database that never answers (its
+        machine froze; its TCP stack still acknowledges, so no socket option notices) gets its connection shut down
+        from a timer, which makes the waiting call fail like a lost connection, and the round is retried."""
+        timer = threading.Timer(self.config.database.round_timeout, self._abandon, args=(store,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._write_round(store, decoded)
+        finally:
+            timer.cancel()
+
+    def _abandon(self, store: Store) -> None:
+        log.warning("the database has not answered for %.0fs; dropping the connection and retrying the round",
+                    self.config.database.round_timeout)
+        store.abandon()  # the waiting call fails, and _commit counts the error and retries
+
+    def _write_round(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
         try:
             return decoded, store.write(plan(decoded))
         except Exception as exc:
@@ -442,13 +535,14 @@ class Collector:
 
     def _open_store(self) -> Store:
         if self._store is None or self._store.broken:
-            self._close_store()
-            self._store = Store.connect(self.config.database.url, application_name=self.client_id,
+            self.close_store()
+            self._store = Store.connect(self.config.database.url, application_name=self.collector.client_id,
                                         connect_timeout=10)
-            log.info("connected to the database %s", _safe_dsn(self.config.database.url))
+            if self.index == 0:
+                log.info("connected to the database %s", _safe_dsn(self.config.database.url))
         return self._store
 
-    def _close_store(self) -> None:
+    def close_store(self) -> None:
         if self._store is not None:
             try:
                 self._store.close()
@@ -456,18 +550,21 @@ class Collector:
                 pass  # already gone
             self._store = None
 
-    def _summary(self) -> str:
-        s = self.stats
-        return (f"{s.messages} messages in {s.rounds} rounds, {s.readings_new} readings stored "
-                f"({s.readings_duplicate} already there), {s.events_new} events, {s.gaps_new} gaps, "
-                f"{s.rejected} rejected, {s.conflicts} in conflict with stored keys, {s.acks} acks sent")
-
 
 def _safe_dsn(url: str) -> str:
-    """The database URL without its password, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    return f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{host}:{parts.port or 5432}{parts.path}"
+    """The database URL without its password, for logs; every host of a multi-host URL (a primary and its standbys,
+    ``postgresql://edge@db1:5432,db2:5432/edge?target_session_attrs=read-write``) is named."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(an unreadable database URL)"
+    hosts = (info.get("host") or "localhost").split(",")
+    ports = (info.get("port") or "5432").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    where = ",".join(f"{host}:{port or 5432}" for host, port in zip(hosts, ports))
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"postgresql://{user}{where}/{info.get('dbname', '')}"
 
 
 def _first_line(exc: BaseException) -> str:
