@@ -362,6 +362,13 @@ def test_the_daemons_refusal_is_shown_in_persian(app):
     assert answer.status == 409 and "فن: پذیرفته نشد" in notice(answer)
 
 
+def test_a_daemon_that_does_not_answer_in_time_is_not_said_to_have_done_nothing(app):
+    cookies = logged_in(app)
+    app.daemon.answer = TimeoutError("timed out")
+    answer = post(app, "/actuate", {"csrf": cookies["form"], "actuator": "fan", "action": "off"}, cookies)
+    assert answer.status == 504 and "پاسخ نداد" in notice(answer) and "اجرا نشد" not in notice(answer)
+
+
 def test_an_unreachable_daemon_makes_a_command_answer_503(app):
     cookies = logged_in(app)
     app.daemon.answer = ConnectionRefusedError(111, "Connection refused")
