@@ -159,7 +159,7 @@ def log_in(browser, url: str, pin: str = PIN) -> None:
     submit(browser, element(browser, "#login button"))
 
 
-def reload_until(browser, predicate, what: str, timeout: float = 30.0):
+def reload_until(browser, predicate, what: str, timeout: float = 90.0):
     def check():
         browser.driver.refresh()
         return predicate()
@@ -259,7 +259,7 @@ def test_the_page_survives_its_daemon_and_the_daemon_survives_its_page(browser, 
         wait_until(lambda: every_sensor_read(config), 60, "the first readings")
         log_in(browser, web.url)
         assert not browser.driver.find_elements(By.ID, "daemon")
-        assert daemon.stop()[0] == 0
+        assert daemon.stop(timeout=90)[0] == 0
         browser.driver.refresh()
         assert "سامانه کنترل خاموش است" in text_of(browser, "#daemon")
         reload_until(browser, lambda: text_of(browser, "#q-air-temperature .value") == "بدون داده",
@@ -272,7 +272,7 @@ def test_the_page_survives_its_daemon_and_the_daemon_survives_its_page(browser, 
         reload_until(browser, lambda: not browser.driver.find_elements(By.ID, "daemon"), "the daemon to be back")
         web.stop(signal.SIGKILL)
         total = edge_status(config)["buffer"]["total"]
-        wait_until(lambda: edge_status(config)["buffer"]["total"] >= total + 4, 30, "sampling to go on")
+        wait_until(lambda: edge_status(config)["buffer"]["total"] >= total + 4, 90, "sampling to go on")
         assert daemon.proc.poll() is None
     finally:
         web.stop(signal.SIGKILL)
