@@ -195,9 +195,27 @@ def test_a_stale_or_failed_or_never_read_quantity_shows_no_data(greenhouse, app)
     for quantity in ("air-temperature", "air-humidity", "soil-soil_moisture"):
         row = re.search(rf'<li id="q-{quantity}".*?</li>', page).group(0)
         assert "بدون داده" in row and 'data-nodata="true"' in row, quantity
+    assert 'title="no answer"' in page  # the failed read says why, on hover
     app.test_clock.now = T0 - 25  # 0.6 intervals later it was fresh
     row = re.search(r'<li id="q-air-temperature".*?</li>', text(get(app))).group(0)
     assert "بدون داده" not in row and "۲۱°C" in row
+
+
+def test_a_commit_window_delays_what_the_page_calls_stale(tmp_path):
+    pin = tmp_path / "web.pin"
+    pin.write_text("482913\n")
+    text_ = CONFIG.format(buffer=tmp_path / "b.db", socket=tmp_path / "c.sock", pin=pin)
+    config = parse_config(text_.replace("buffer: {path:", "buffer: {commit_every: 1m, path:"))
+    buffer, _ = Buffer.open(config.buffer.path, now=T0 - 7200, boot_id="b")  # a window the test does not use
+    buffer.append_readings([NewReading(T0 - 80, "air", "temperature", 21.0, "°C"),  # 8 intervals, within 3 + 1m
+                            NewReading(T0 - 80, "air", "humidity", 60.0, "%")])
+    buffer.close()
+    app = WebApp(config, ask=Daemon(), clock=Clock())
+    page = text(get(app))
+    # the daemon holds up to a minute of readings before they reach the file: 3 intervals + 1 m before «no data»
+    assert "بدون داده" not in re.search(r'<li id="q-air-temperature".*?</li>', page).group(0)
+    later = WebApp(config, ask=Daemon(), clock=Clock(T0 + 15))
+    assert "بدون داده" in re.search(r'<li id="q-air-temperature".*?</li>', text(get(later))).group(0)
 
 
 def test_before_the_daemon_ever_ran_the_page_says_so_and_shows_no_data(tmp_path):
@@ -342,6 +360,13 @@ def test_the_daemons_refusal_is_shown_in_persian(app):
     answer = post(app, "/actuate", {"csrf": cookies["form"], "actuator": "fan", "action": "on", "for": "600"},
                   cookies)
     assert answer.status == 409 and "فن: پذیرفته نشد" in notice(answer)
+
+
+def test_a_daemon_that_does_not_answer_in_time_is_not_said_to_have_done_nothing(app):
+    cookies = logged_in(app)
+    app.daemon.answer = TimeoutError("timed out")
+    answer = post(app, "/actuate", {"csrf": cookies["form"], "actuator": "fan", "action": "off"}, cookies)
+    assert answer.status == 504 and "پاسخ نداد" in notice(answer) and "اجرا نشد" not in notice(answer)
 
 
 def test_an_unreachable_daemon_makes_a_command_answer_503(app):

@@ -141,13 +141,23 @@ def open_fresh(browser, url: str, size: str = "phone") -> None:
     browser.open(url, size)
 
 
-def submit(browser, button) -> None:
-    """Click a form's button and wait for the answer's page (a click does not wait for the navigation it starts)."""
+def submit(browser, css: str) -> None:
+    """Click the form button ``css`` names and wait for the answer's page (a click does not wait for the navigation
+    it starts). A page that reloaded itself between finding the button and clicking it (its 30 s refresh, on a
+    slow machine) is searched again."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old = browser.driver.find_element(By.TAG_NAME, "html")
-    button.click()
+    for attempt in range(3):
+        old = browser.driver.find_element(By.TAG_NAME, "html")
+        try:
+            element(browser, css).click()
+            break
+        except (StaleElementReferenceException, WebDriverException) as exc:
+            if attempt == 2 or not isinstance(exc, StaleElementReferenceException) and \
+                    "does not belong to the document" not in str(exc):
+                raise
     WebDriverWait(browser.driver, 30).until(expected_conditions.staleness_of(old))
     WebDriverWait(browser.driver, 30).until(
         lambda driver: driver.execute_script("return document.readyState") == "complete")
@@ -156,10 +166,10 @@ def submit(browser, button) -> None:
 def log_in(browser, url: str, pin: str = PIN) -> None:
     open_fresh(browser, url)
     element(browser, "#login input[name=secret]").send_keys(pin)
-    submit(browser, element(browser, "#login button"))
+    submit(browser, "#login button")
 
 
-def reload_until(browser, predicate, what: str, timeout: float = 30.0):
+def reload_until(browser, predicate, what: str, timeout: float = 90.0):
     def check():
         browser.driver.refresh()
         return predicate()
@@ -205,19 +215,19 @@ def test_a_switch_from_the_page_changes_the_output_and_one_past_max_manual_is_re
     log_in(browser, web.url)
     assert element(browser, "#logout")
     Select(element(browser, "#o-pump select[name=for]")).select_by_value("1800")  # 30 min > max_manual 10 min
-    submit(browser, element(browser, "#o-pump button[value=on]"))
+    submit(browser, "#o-pump button[value=on]")
     refusal = text_of(browser, "#notice")
     assert refusal == "پمپ بستر ۱: پذیرفته نشد: ۳۰ دقیقه بیش از بیشترین زمان فرمان دستی آن (۱۰ دقیقه) است"
     assert edge_status(config)["actuators"]["pump"]["state"] == "off"
     browser.screenshot("web-phone-refused")
     Select(element(browser, "#o-pump select[name=for]")).select_by_value("300")
-    submit(browser, element(browser, "#o-pump button[value=on]"))
+    submit(browser, "#o-pump button[value=on]")
     pump = edge_status(config, cli=True)["actuators"]["pump"]
     assert pump["state"] == "on" and pump["reason"].startswith("manual:web:") and 0 < pump["remaining_s"] <= 300
     assert element(browser, "#o-pump").get_attribute("data-state") == "on"
     assert "دستی" in text_of(browser, "#o-pump .why") and "مانده" in text_of(browser, "#o-pump .why")
     browser.screenshot("web-phone-logged-in")
-    submit(browser, element(browser, "#o-pump button[value=auto]"))
+    submit(browser, "#o-pump button[value=auto]")
     assert not edge_status(config)["actuators"]["pump"]["reason"].startswith("manual:")
 
 
@@ -227,7 +237,7 @@ def test_an_alert_acknowledged_from_the_page_is_acknowledged(browser, greenhouse
     form = reload_until(browser, lambda: browser.driver.find_elements(By.CSS_SELECTOR, "#alerts form.ack"),
                         "the alert to fire and show an ack button")
     code = form[0].find_element(By.NAME, "code").get_attribute("value")
-    submit(browser, form[0].find_element(By.TAG_NAME, "button"))
+    submit(browser, f"#a-{code} form.ack button")
     assert "دیده شد" in text_of(browser, f"#a-{code}")
     listing = subprocess.run([sys.executable, "-m", "edge", "alerts", "-c", str(config)], capture_output=True,
                              text=True, timeout=60).stdout
@@ -259,12 +269,12 @@ def test_the_page_survives_its_daemon_and_the_daemon_survives_its_page(browser, 
         wait_until(lambda: every_sensor_read(config), 60, "the first readings")
         log_in(browser, web.url)
         assert not browser.driver.find_elements(By.ID, "daemon")
-        assert daemon.stop()[0] == 0
+        assert daemon.stop(timeout=90)[0] == 0
         browser.driver.refresh()
         assert "سامانه کنترل خاموش است" in text_of(browser, "#daemon")
         reload_until(browser, lambda: text_of(browser, "#q-air-temperature .value") == "بدون داده",
                      "the last reading to grow stale (3 intervals)")
-        submit(browser, element(browser, "#o-fan button[value=on]"))
+        submit(browser, "#o-fan button[value=on]")
         assert "سامانه کنترل در دسترس نیست" in text_of(browser, "#notice")
         browser.screenshot("web-phone-daemon-stopped")
 
@@ -272,7 +282,7 @@ def test_the_page_survives_its_daemon_and_the_daemon_survives_its_page(browser, 
         reload_until(browser, lambda: not browser.driver.find_elements(By.ID, "daemon"), "the daemon to be back")
         web.stop(signal.SIGKILL)
         total = edge_status(config)["buffer"]["total"]
-        wait_until(lambda: edge_status(config)["buffer"]["total"] >= total + 4, 30, "sampling to go on")
+        wait_until(lambda: edge_status(config)["buffer"]["total"] >= total + 4, 90, "sampling to go on")
         assert daemon.proc.poll() is None
     finally:
         web.stop(signal.SIGKILL)

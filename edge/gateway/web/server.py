@@ -40,6 +40,8 @@ from edge.gateway.web.auth import Attempts, SecretError, Sessions, read_secret, 
 log = logging.getLogger("edge.web")
 
 MAX_BODY = 4096
+#: Seconds to wait for the daemon's answer (a busy Pi may take a while; `edge actuate` waits 5 s).
+ASK_TIMEOUT = 15.0
 SESSION_COOKIE = "edge_session"
 CSRF_COOKIE = "edge_csrf"
 LANG_COOKIE = "edge_lang"
@@ -114,7 +116,7 @@ class WebApp:
     def _ask_socket(self, request: dict[str, Any]) -> dict[str, Any]:
         from edge.gateway.control_socket import call
 
-        return call(self.config.control.socket, request)
+        return call(self.config.control.socket, request, timeout=ASK_TIMEOUT)
 
     # -------------------------------------------------------------------------------------------- dispatch
 
@@ -323,6 +325,11 @@ class WebApp:
     def _ask_daemon(self, request: dict[str, Any], lang: str) -> dict[str, Any]:
         try:
             return self.ask(request)
+        except TimeoutError as exc:  # sent, perhaps carried out: the page must not say it was not
+            log.warning("web: no answer from the daemon at %s within %ss: %s", self.config.control.socket,
+                        ASK_TIMEOUT, exc)
+            raise BadForm(504, _t(lang, "سامانه کنترل پاسخ نداد: وضعیت را دوباره ببینید",
+                                  "the control daemon did not answer: look at the state again")) from None
         except (OSError, ValueError) as exc:
             log.warning("web: cannot reach the daemon at %s: %s", self.config.control.socket, exc)
             raise BadForm(503, _t(lang, "سامانه کنترل در دسترس نیست: فرمان اجرا نشد",

@@ -160,13 +160,16 @@ def gather(config: Any, now: float | None = None, wall=time.time) -> Page:
 def _quantities(config: Any, report: StatusReport, names: Names, series: dict[tuple[str, str], dict[int, float]],
                 now: float) -> list[QuantityRow]:
     stale_after = config.web.stale_after
+    # The page reads what the daemon has committed: with a commit window (buffer.commit_every) the newest readings
+    # reach the file up to that much later, so a value is only called stale past the window as well.
+    window = getattr(config.buffer, "commit_every", 0.0) or 0.0
     rows = []
     for sensor in config.sensors:
         status = report.sensors[sensor.id]
         for quantity in sensor.quantities():
             latest = status.quantities.get(quantity)
             age = status.age_s
-            stale = latest is None or age is None or age > stale_after * sensor.interval
+            stale = latest is None or age is None or age > stale_after * sensor.interval + window
             failed = latest is not None and latest.value is None
             unit = latest.unit if latest is not None else ""
             rows.append(QuantityRow(
@@ -346,7 +349,8 @@ def render(page: Page, config: Any, viewer: Viewer) -> str:
     for row in page.quantities:
         label = quantity_label(config, names, row.sensor, row.quantity, lang)
         if row.value is None:
-            value = f'<span class="nodata">{t["no_data"]}</span>'
+            why = f' title="{e(row.reason)}"' if row.reason else ""  # a failed read's reason, for the technician
+            value = f'<span class="nodata"{why}>{t["no_data"]}</span>'
         else:
             value = e(amount(row.value, row.unit, lang))
         age = ago(row.age_s, lang)
