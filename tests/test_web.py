@@ -201,23 +201,6 @@ def test_a_stale_or_failed_or_never_read_quantity_shows_no_data(greenhouse, app)
     assert "بدون داده" not in row and "۲۱°C" in row
 
 
-def test_a_commit_window_delays_what_the_page_calls_stale(tmp_path):
-    pin = tmp_path / "web.pin"
-    pin.write_text("482913\n")
-    text_ = CONFIG.format(buffer=tmp_path / "b.db", socket=tmp_path / "c.sock", pin=pin)
-    config = parse_config(text_.replace("buffer: {path:", "buffer: {commit_every: 1m, path:"))
-    buffer, _ = Buffer.open(config.buffer.path, now=T0 - 7200, boot_id="b")  # a window the test does not use
-    buffer.append_readings([NewReading(T0 - 80, "air", "temperature", 21.0, "°C"),  # 8 intervals, within 3 + 1m
-                            NewReading(T0 - 80, "air", "humidity", 60.0, "%")])
-    buffer.close()
-    app = WebApp(config, ask=Daemon(), clock=Clock())
-    page = text(get(app))
-    # the daemon holds up to a minute of readings before they reach the file: 3 intervals + 1 m before «no data»
-    assert "بدون داده" not in re.search(r'<li id="q-air-temperature".*?</li>', page).group(0)
-    later = WebApp(config, ask=Daemon(), clock=Clock(T0 + 15))
-    assert "بدون داده" in re.search(r'<li id="q-air-temperature".*?</li>', text(get(later))).group(0)
-
-
 def test_before_the_daemon_ever_ran_the_page_says_so_and_shows_no_data(tmp_path):
     pin = tmp_path / "web.pin"
     pin.write_text("482913\n")

@@ -160,16 +160,13 @@ def gather(config: Any, now: float | None = None, wall=time.time) -> Page:
 def _quantities(config: Any, report: StatusReport, names: Names, series: dict[tuple[str, str], dict[int, float]],
                 now: float) -> list[QuantityRow]:
     stale_after = config.web.stale_after
-    # The page reads what the daemon has committed: with a commit window (buffer.commit_every) the newest readings
-    # reach the file up to that much later, so a value is only called stale past the window as well.
-    window = getattr(config.buffer, "commit_every", 0.0) or 0.0
     rows = []
     for sensor in config.sensors:
         status = report.sensors[sensor.id]
         for quantity in sensor.quantities():
             latest = status.quantities.get(quantity)
             age = status.age_s
-            stale = latest is None or age is None or age > stale_after * sensor.interval + window
+            stale = latest is None or age is None or age > stale_after * sensor.interval
             failed = latest is not None and latest.value is None
             unit = latest.unit if latest is not None else ""
             rows.append(QuantityRow(
