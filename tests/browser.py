@@ -49,7 +49,8 @@ class Browser:
         self.driver.get(url)
 
     def reset(self) -> None:
-        self.driver.delete_all_cookies()
+        # every site's cookies (delete_all_cookies on about:blank would leave those of 127.0.0.1 in place)
+        self.driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
         try:
             self.driver.execute_script("window.localStorage && localStorage.clear()")
         except Exception:  # about:blank has no storage
