@@ -231,7 +231,7 @@ def readings(config_path: str | None, sensor_ids: tuple[str, ...], since: float,
     Example: edge readings -c /etc/edge/gateway.yaml --sensor air --since 2h --format csv > air.csv
     """
     config = _load(config_path)
-    known = [s.id for s in config.sensors]
+    known = [s.id for s in config.sources()]  # sensors and derived sets (climate)
     unknown = [s for s in sensor_ids if s not in known]
     if unknown:
         raise click.BadParameter(f"unknown sensor {unknown[0]!r} (sensors: {', '.join(known)})",
@@ -297,6 +297,49 @@ def _ask_daemon(config, request: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+@main.command()
+@config_option
+@click.option("--set-secret", is_flag=True, help="Ask for a new PIN or password (twice) and write its scrypt hash "
+              "to web.pin_file or web.password_file, then exit.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Override the config's log.level.")
+def web(config_path: str | None, set_secret: bool, log_level: str | None) -> None:
+    """Serve the greenhouse page (web.listen), a process of its own beside the daemon.
+
+    It reads the buffer like edge status and switches outputs and acknowledges alerts through the daemon's control
+    socket like edge actuate, after a login with the PIN or password in web.pin_file / web.password_file. Stopping
+    it, or a failure of it, never touches sampling or control. Without -c it serves the simulated demo on
+    127.0.0.1:8090 and prints the demo's PIN the first time.
+
+    Example: edge web -c /etc/edge/gateway.yaml
+    """
+    sys.modules.setdefault("numpy", None)  # as in `edge run`: sqlite-utils would load 20 MB of it for nothing
+    from edge.gateway.web.auth import create_pin, hash_secret, write_secret
+
+    config = _load(config_path)
+    path = config.web.secret_file
+    if set_secret:
+        if path is None:
+            raise EdgeError(f"{config.source}: set web.pin_file or web.password_file first")
+        secret = click.prompt("new PIN or password", hide_input=True, confirmation_prompt=True)
+        if len(secret.strip()) < 4:
+            raise click.BadParameter("at least 4 characters", param_hint="PIN")
+        write_secret(Path(path), hash_secret(secret.strip()))
+        click.echo(f"{path}: written (a scrypt hash); logins use it from now on, no restart needed")
+        return
+    if config.web.listen is None:
+        raise EdgeError(f"web.listen is not set in {config.source}: the page is off (docs/operations.md, "
+                        "\"The greenhouse page\")")
+    _setup_logging(log_level or config.log.level)
+    if config.web.create_pin and path is not None:
+        pin = create_pin(Path(path))
+        if pin is not None:
+            click.echo(f"demo page PIN: {pin} (written to {path}; the simulated greenhouse only)")
+    from edge.gateway.web.server import serve
+
+    serve(config, on_ready=lambda url: click.echo(f"greenhouse page: {url}"))
+
+
 @main.command("safe-state")
 @config_option
 def safe_state(config_path: str | None) -> None:
@@ -328,12 +371,14 @@ def safe_state(config_path: str | None) -> None:
 @config_option
 @click.option("--start", metavar="DATETIME", help="Local start time (ISO, e.g. 2025-07-15T00:00); default: now.")
 @click.option("--hours", type=click.FloatRange(min=1, max=24 * 31), default=24, show_default=True)
-def simulate(config_path: str | None, start: str | None, hours: float) -> None:
+@click.option("--summary", is_flag=True, help="Print the run's totals (hours in the VPD band, condensation hours, "
+              "water used, heating hours) instead of the hourly table.")
+def simulate(config_path: str | None, start: str | None, hours: float, summary: bool) -> None:
     """Fast-forward the config's rules and schedules on the simulated greenhouse and print an hourly table.
 
     Nothing real is switched and the config's buffer is not touched: a day runs in seconds, in memory.
 
-    Example: edge simulate -c config/demo.yaml --start 2025-07-15T00:00 --hours 24
+    Example: edge simulate -c config/demo.yaml --start 2025-07-15T00:00 --hours 24 --summary
     """
     from zoneinfo import ZoneInfo
 
@@ -346,6 +391,14 @@ def simulate(config_path: str | None, start: str | None, hours: float) -> None:
         begin = datetime.fromisoformat(start).replace(tzinfo=tz) if start else datetime.now(tz)
     except ValueError:
         raise click.BadParameter(f"invalid date/time {start!r}: use e.g. 2025-07-15T00:00", param_hint="--start")
+    if summary:
+        from edge.gateway.simulate import summarize, summary_table
+
+        totals = summarize(list(run_simulation(config, begin.timestamp(), hours)), config)
+        label = f"{Path(config.source).name}, {begin:%Y-%m-%d %H:%M}"
+        for line in summary_table([(label, totals)]):
+            click.echo(line)
+        return
     for line in table(run_simulation(config, begin.timestamp(), hours), [a.id for a in config.actuators]):
         click.echo(line)
 
@@ -409,7 +462,8 @@ def dc() -> None:
 @dc.command()
 @click.option("-c", "--config", "config_path", required=True, envvar="EDGE_DC_CONFIG",
               type=click.Path(dir_okay=False), help="Data-center config file (default: $EDGE_DC_CONFIG).")
-@click.option("--username", default=None, help="Broker account of this instance (overrides mqtt.username). "
+@click.option("--username", default=None, help="Broker account of this instance (overrides mqtt.username, or "
+              "nats.username with source: nats). "
               "config/mosquitto/ names each session by its account: every running collector needs its own.")
 @click.option("--client-id", default=None, help="MQTT client id of this instance (overrides mqtt.client_id); "
               "keep it across restarts, and unique among running collectors (a broker that binds ids to "
@@ -429,7 +483,9 @@ def collector(config_path: str, username: str | None, client_id: str | None, log
 
     config = _load_datacenter(config_path)
     if username is not None:
-        config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"username": username})})
+        section = config.source  # mqtt, or nats
+        config = config.model_copy(update={section: getattr(config, section).model_copy(
+            update={"username": username})})
     _setup_logging(log_level or config.log.level)
     try:
         from edge.datacenter.collector import Collector
@@ -496,6 +552,145 @@ def api(config_path: str, listen: tuple[str, int], log_level: str | None) -> Non
         raise _database_error(exc) from exc
 
 
+@dc.command("status")
+@dc_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def dc_status(config_path: str, as_json: bool) -> None:
+    """The data center at a glance: each database node (primary or standby, how far behind, synchronous or not),
+    the collectors and APIs connected, whether the broker answers, gateways online. Exit 1 when no single primary
+    answers or the broker does not.
+
+    Example: edge dc status -c config/datacenter.yaml
+    """
+    config = _load_datacenter(config_path)
+    try:
+        from edge.datacenter.health import read_cluster
+    except ImportError as exc:
+        raise EdgeError(f"{exc} (install the data-center extra: pip install '.[datacenter]')") from None
+    report = read_cluster(config)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in report.render_text():
+            click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
+@dc.command("command")
+@dc_config_option
+@click.argument("gateway")
+@click.argument("op", type=click.Choice(["actuate", "ping"]))
+@click.argument("words", nargs=-1, metavar="[OUTPUT on|off|auto]")
+@click.option("--for", "duration", default=None, callback=_duration, metavar="DURATION",
+              help="actuate on/off: for how long (10m, 2h); default: the output's max_manual on the gateway.")
+@click.option("--expires", default=None, callback=_duration, metavar="DURATION",
+              help="Expired if not answered within this long (default: commands.expiry, 5m).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the gateway's answer (at most commands.wait, or the expiry if shorter).")
+def dc_command(config_path: str, gateway: str, op: str, words: tuple[str, ...], duration: float | None,
+               expires: float | None, wait: bool) -> None:
+    """Send a command to a gateway through the broker account meant for commands, and print its answer.
+
+    The command is recorded (edge dc api's console lists it), published with an expiry, and answered by the
+    gateway's command.result event once the collector has stored it. A gateway that is offline gets it when it
+    comes back within the expiry; otherwise it expires. Exit status: 0 done, 1 refused or expired, 2 still
+    pending when the wait ended.
+
+    Example: edge dc command -c config/datacenter.yaml gh-lorestan-042 actuate heater-1 on --for 10m
+
+    Example: edge dc command -c config/datacenter.yaml gh-lorestan-042 ping
+    """
+    import getpass
+
+    from edge.datacenter import commands
+
+    config = _load_datacenter(config_path)
+    _setup_logging("warning")
+    if op == "actuate" and len(words) != 2:
+        raise click.UsageError("actuate takes an output and an action: ... GATEWAY actuate heater-1 on --for 10m")
+    if op == "ping" and words:
+        raise click.UsageError("ping takes nothing more: ... GATEWAY ping")
+    actuator, action = words if op == "actuate" else (None, None)
+    try:
+        args, expiry = commands.build(op, actuator, action, duration, expires, config.commands)
+    except commands.CommandError as exc:
+        raise click.UsageError(str(exc)) from None
+    import psycopg
+
+    with _token_store(config_path) as conn:
+        try:
+            known = conn.execute("SELECT 1 FROM gateway_status WHERE gateway_id = %s", (gateway,)).fetchone()
+            if known is None:
+                raise EdgeError(f"no gateway {gateway!r} is known to this data center (edge history gateways "
+                                "lists them)")
+            sent = commands.send(conn, config.mqtt, config.commands, gateway, op, args,
+                                 f"cli:{getpass.getuser()}", expiry)
+            click.echo(f"command {sent.id} to {gateway}: {sent.describe()} (expires in {expiry:g}s)", err=True)
+            if not wait:
+                return
+            done = commands.wait(conn, sent.id, min(config.commands.wait, expiry + 1))
+        except psycopg.Error as exc:
+            raise _database_error(exc) from exc
+    click.echo(f"{gateway} {done.id}: {done.answer()}")
+    if done.state in ("refused", "expired"):
+        raise SystemExit(1)
+    if done.state == "pending":
+        raise SystemExit(2)
+
+
+@dc.command("nats-config")
+@click.argument("cluster_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--node", "node_name", required=True, help="Which node of the cluster file to write the config of.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write here (mode 0640) instead of standard output.")
+def nats_config(cluster_file: str, node_name: str, output: str | None) -> None:
+    """Write one NATS node's server config: the cluster, JetStream, the MQTT listener and every account's permissions.
+
+    The accounts (gateways, collectors, commanders) and their password hashes come from CLUSTER_FILE
+    (config/nats/cluster.example.yaml); a gateway may publish only its own uplink and read only its own downlink.
+    Regenerate and reload (nats-server --signal reload) after adding a gateway. docs/datacenter.md.
+
+    Example: edge dc nats-config /etc/edge/nats-cluster.yaml --node dc-1 -o /etc/nats/nats-server.conf
+    """
+    from edge.datacenter.nats_config import render_from_file
+
+    try:
+        text = render_from_file(cluster_file, node_name)
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise EdgeError(str(exc)) from exc
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    target = Path(output)
+    target.touch(mode=0o640)
+    target.write_text(text)
+
+
+@dc.command("nats-status")
+@dc_config_option
+def nats_status(config_path: str) -> None:
+    """Show the NATS cluster's state as a collector sees it: the uplink stream, its copies, the shared consumer.
+
+    Uses the collector's own config and account (source: nats). A replica OFFLINE or behind, or no leader, says
+    which node to look at; messages waiting grow while no collector takes them. docs/datacenter.md.
+
+    Example: edge dc nats-status -c /etc/edge/datacenter.yaml
+    """
+    config = _load_datacenter(config_path)
+    if config.nats is None:
+        raise EdgeError(f"{config_path}: no nats: section (this data center reads from {config.source})")
+    try:
+        from edge.datacenter.nats_source import cluster_state
+
+        lines = cluster_state(config.nats)
+    except (ImportError, OSError, LookupError, TimeoutError) as exc:
+        raise EdgeError(str(exc) or "no answer from the cluster in time") from exc
+    for line in lines:
+        click.echo(line)
+
+
 @dc.group()
 def token() -> None:
     """History API tokens: create (shown once), list, revoke.
@@ -512,7 +707,7 @@ def _token_store(config_path: str):
 
     config = _load_datacenter(config_path)
     try:
-        conn = psycopg.connect(config.database.url, connect_timeout=10)
+        conn = psycopg.connect(config.database.url, connect_timeout=10, autocommit=True)
         migrate(conn)
     except psycopg.Error as exc:
         raise _database_error(exc) from exc
@@ -530,24 +725,28 @@ def _patterns(values: tuple[str, ...]) -> list[str]:
               help="Gateway ids it may see: globs such as 'gh-lorestan-*' (repeatable, or comma-separated).")
 @click.option("--expires", default=None, callback=_duration, metavar="DURATION",
               help="Stop working after this long (90d, 12h); default: until revoked.")
-def token_create(config_path: str, name: str, patterns: tuple[str, ...], expires: float | None) -> None:
+@click.option("--scope", type=click.Choice(["read", "control"]), default="read", show_default=True,
+              help="read: history and console; control: also commands to the gateways it sees.")
+def token_create(config_path: str, name: str, patterns: tuple[str, ...], expires: float | None, scope: str) -> None:
     """Create a token and print it once (only its hash is stored).
 
     Example: edge dc token create -c config/datacenter.yaml --name alice --gateways 'gh-lorestan-*' --expires 180d
+
+    Example: edge dc token create -c config/datacenter.yaml --name ops --gateways 'gh-*' --scope control
     """
     from edge.datacenter import tokens
 
     with _token_store(config_path) as conn:
-        secret = tokens.create(conn, name, _patterns(patterns), expires)
+        secret = tokens.create(conn, name, _patterns(patterns), expires, scope)
     click.echo(secret)
-    click.echo(f"token {name!r} created for {', '.join(_patterns(patterns))}: it is shown only this once; hand it "
-               "over in a file (edge history pull --token-file FILE)", err=True)
+    click.echo(f"token {name!r} ({scope}) created for {', '.join(_patterns(patterns))}: it is shown only this "
+               "once; hand it over in a file (edge history pull --token-file FILE)", err=True)
 
 
 @token.command("list")
 @dc_config_option
 def token_list(config_path: str) -> None:
-    """List tokens: name, state, gateway patterns, created, expires (never the tokens themselves).
+    """List tokens: name, state, scope, gateway patterns, created, expires (never the tokens themselves).
 
     Example: edge dc token list -c config/datacenter.yaml
     """
@@ -556,9 +755,9 @@ def token_list(config_path: str) -> None:
 
     with _token_store(config_path) as conn:
         found = tokens.list_tokens(conn)
-    rows = [(t.name, t.state(), " ".join(t.gateways), iso(t.created_at)[:16], iso(t.expires_at)[:16]
+    rows = [(t.name, t.state(), t.scope, " ".join(t.gateways), iso(t.created_at)[:16], iso(t.expires_at)[:16]
              if t.expires_at else "-") for t in found]
-    _print_table(("NAME", "STATE", "GATEWAYS", "CREATED", "EXPIRES"), rows)
+    _print_table(("NAME", "STATE", "SCOPE", "GATEWAYS", "CREATED", "EXPIRES"), rows)
 
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

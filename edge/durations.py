@@ -57,6 +57,19 @@ def format_age(seconds: float) -> str:
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
 
 
+def parse_duration_or_zero(text: Any) -> float:
+    """As :func:`parse_duration`, and ``0s`` (zero in any unit) for "none" (a setting that can be switched off)."""
+    match = _FORM.match(text) if isinstance(text, str) else None
+    if match and float(match.group(1)) == 0:
+        return 0.0
+    return parse_duration(text)
+
+
+#: A duration that may be ``0s`` (off).
+DurationOrZero = Annotated[float, BeforeValidator(parse_duration_or_zero),
+                           PlainSerializer(format_duration, return_type=str)]
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 

@@ -36,6 +36,7 @@ PYTHON="${PYTHON:-/usr/bin/python3}"
 PREFIX=/opt/edge
 VENV="$PREFIX/venv"
 SERVICE=edge-gateway.service
+WEB_SERVICE=edge-web.service  # the greenhouse page: installed, enabled by the technician once web.listen is set
 SERVICE_USER=edge
 DEVICE_GROUPS=(gpio i2c spi dialout)
 ROOT=""
@@ -86,7 +87,13 @@ if [ "$MODE" = uninstall ]; then
   elif offline_systemctl; then
     systemctl --root="$ROOT" disable "$SERVICE" >/dev/null 2>&1 || true
   fi
+  if live_systemd; then
+    systemctl disable --now "$WEB_SERVICE" 2>/dev/null || true
+  elif offline_systemctl; then
+    systemctl --root="$ROOT" disable "$WEB_SERVICE" >/dev/null 2>&1 || true
+  fi
   rm -f "$R/etc/systemd/system/$SERVICE" "$R/etc/systemd/system/multi-user.target.wants/$SERVICE"
+  rm -f "$R/etc/systemd/system/$WEB_SERVICE" "$R/etc/systemd/system/multi-user.target.wants/$WEB_SERVICE"
   if [ "$(readlink "$R/usr/local/bin/edge" 2>/dev/null)" = "$VENV/bin/edge" ]; then rm -f "$R/usr/local/bin/edge"; fi
   rm -rf "$R$PREFIX"  # PREFIX is /opt/edge: ours alone
   if [ "$PURGE" = 1 ]; then
@@ -189,8 +196,10 @@ fi
 
 # 6. The unit, enabled. A fresh install is not started (the technician checks first); an upgrade is restarted.
 install -D -m 0644 "$CHECKOUT/systemd/$SERVICE" "$R/etc/systemd/system/$SERVICE"
+install -D -m 0644 "$CHECKOUT/systemd/$WEB_SERVICE" "$R/etc/systemd/system/$WEB_SERVICE"
 if live_systemd; then
   systemctl daemon-reload
+  systemctl try-restart "$WEB_SERVICE"  # an upgrade: the page runs the new code too, if it was running
   systemctl enable --quiet "$SERVICE"
   if [ "$FRESH_CONFIG" = 1 ]; then
     say "enabled $SERVICE; next (as root), to see the simulated greenhouse run:"

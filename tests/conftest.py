@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["services", "browser"]  # private Mosquitto and PostgreSQL: tests/services.py; headless chromium
+# private Mosquitto and PostgreSQL: tests/services.py; private NATS nodes and clusters: tests/nats_services.py;
+# headless chromium: tests/browser.py; PostgreSQL with automated failover: tests/pg_failover.py; the data center's
+# whole chain for the console and remote commands: tests/console_kit.py
+pytest_plugins = ["services", "nats_services", "browser", "pg_failover", "console_kit"]
 
 SMALL_GATEWAY = """\
 gateway:

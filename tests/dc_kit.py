@@ -18,12 +18,12 @@ EXAMPLE = "config/datacenter.example.yaml"
 
 
 def datacenter_config(broker, database, *, username: str | None = None, password_file=None,
-                      **collector) -> DataCenterConfig:
+                      round_timeout: str = "1m", **collector) -> DataCenterConfig:
     """A collector config for a test broker and database (fast retries, small rounds unless overridden)."""
     return DataCenterConfig.model_validate({
         "mqtt": {"url": broker.url, "username": username, "password_file": password_file,
                  "reconnect_min": "1s", "reconnect_max": "2s"},
-        "database": {"url": database.url, "retry_min": "0.1s", "retry_max": "0.5s"},
+        "database": {"url": database.url, "retry_min": "0.1s", "retry_max": "0.5s", "round_timeout": round_timeout},
         "collector": {"batch_wait": "0.05s", **collector},
     })
 
@@ -48,7 +48,8 @@ class StandInGateway:
     """
 
     def __init__(self, broker, gateway_id: str, *, password: str | None = None,
-                 on_ack: Callable[[protocol.Ack], object] | None = None):
+                 on_ack: Callable[[protocol.Ack], object] | None = None, version: int = mqtt.MQTTv5,
+                 port: int | None = None):
         self.gateway_id = gateway_id
         self.acks: list[protocol.Ack] = []
         self.topics: list[str] = []  # the topic of every message received
@@ -56,15 +57,17 @@ class StandInGateway:
         self.puback_codes: dict[int, int] = {}
         self.on_ack = on_ack
         self._lock = threading.Lock()
+        # MQTT 3.1.1 (version=mqtt.MQTTv311) for NATS' MQTT listener: a kept session, as a gateway's
+        v311 = {"clean_session": False} if version == mqtt.MQTTv311 else {}
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{gateway_id}",
-                                  protocol=mqtt.MQTTv5)
+                                  protocol=version, **v311)
         if password is not None:
             self.client.username_pw_set(gateway_id, password)
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *_: self.subscribed.set()
-        self.client.connect(broker.host, broker.port)
+        self.client.connect(broker.host, port or broker.port)
         self.client.subscribe(protocol.topic(gateway_id, protocol.DOWN_ACK), qos=1)
         self.client.loop_start()
         assert self.subscribed.wait(5), "the stand-in gateway could not subscribe"
@@ -150,3 +153,15 @@ def reading_keys(database) -> list[tuple[str, int, int]]:
 def wait_for_rows(database, table: str, expected: int, timeout: float = 15.0) -> None:
     wait_until(lambda: count(database, f"SELECT count(*) FROM {table}") >= expected, timeout,
                f"{expected} rows in {table}")
+
+
+def nats_datacenter_config(cluster, database, *, username: str = "collector", **nats) -> DataCenterConfig:
+    """A collector config reading from a test NATS cluster (tests/nats_services.py) with ``username``'s account
+    (quick redelivery: a message a dead collector held comes back after 3 s)."""
+    return DataCenterConfig.model_validate({
+        "source": "nats",
+        "nats": {"servers": cluster.servers, "username": username, "password_file": cluster.password_file(username),
+                 "replicas": cluster.replicas, "ack_wait": "3s", "reconnect_wait": "0.2s", **nats},
+        "database": {"url": database.url, "retry_min": "0.1s", "retry_max": "0.5s"},
+        "collector": {"batch_wait": "0.05s"},
+    })

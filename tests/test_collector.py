@@ -443,10 +443,14 @@ def test_a_flooding_gateway_does_not_stall_the_others(start_collector, gateways,
         time.sleep(0.2)
         assert time.monotonic() - sent_at[1] < 300, "the flood was not stored within 5 minutes"
     wait_until(lambda: len(acked_at) == len(sent_at), 10, "the normal gateway's last acks")
+    flood_took = time.monotonic() - sent_at[1]
     waits = sorted(acked_at[f] - sent_at[f] for f in sent_at)
-    print(f"\nflood stored in {time.monotonic() - sent_at[1]:.1f}s; the normal gateway's {len(waits)} batches "
+    print(f"\nflood stored in {flood_took:.1f}s; the normal gateway's {len(waits)} batches "
           f"waited {waits[len(waits) // 2]:.2f}s (median), {waits[-1]:.2f}s at most")
-    assert waits[len(waits) // 2] < FLOOD_MEDIAN and waits[-1] < FLOOD_BOUND, waits
+    # Without fair queues a normal batch waits for the whole flood. The bounds scale with how long the flood took, so
+    # that a loaded machine (everything slower, the flood too) tests the same thing as a quiet one.
+    assert waits[len(waits) // 2] < max(FLOOD_MEDIAN, flood_took / 10), waits
+    assert waits[-1] < max(FLOOD_BOUND, flood_took / 4), waits
     assert count(migrated, "SELECT count(*) FROM readings WHERE gateway_id = 'gh-flood'") == 100 * protocol.MAX_ROWS
     assert count(migrated, "SELECT count(*) FROM events WHERE gateway_id = 'gh-flood'") == 5 * protocol.MAX_ROWS
     assert collector.stats.rejected == 0
@@ -643,6 +647,32 @@ def test_a_database_outage_delays_acks_but_loses_nothing(start_collector, gatewa
         finally:
             admin.execute(f"ALTER DATABASE {migrated.name} ALLOW_CONNECTIONS true")
     wait_until(lambda: gateway.acked() == [(1, 1, 10), (1, 11, 20)], 10, "the second ack after the outage")
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
+
+
+def test_a_database_that_freezes_mid_round_is_dropped_at_round_timeout_and_the_round_retried(
+        start_collector, gateways, migrated):
+    """The database process serving the collector stops answering (SIGSTOP: its machine froze, but its TCP stack
+    still acknowledges, so no socket option notices). The round is abandoned after round_timeout and written on a new
+    connection; nothing is acknowledged before that commit."""
+    collector = start_collector(round_timeout="1s")
+    gateway = gateways("gh-a")
+    gateway.publish(reading_batch("gh-a", first=1, count=10))
+    wait_until(lambda: len(gateway.acks) == 1, 10, "the first ack")
+    with migrated.server.connect() as admin:  # every connection of the collector (one per writer)
+        backends = [pid for (pid,) in admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                                    (collector.client_id,))]
+    assert backends
+    for backend in backends:
+        os.kill(backend, signal.SIGSTOP)
+    try:
+        gateway.publish(reading_batch("gh-a", first=11, count=10))
+        wait_until(lambda: gateway.acked() == [(1, 1, 10), (1, 11, 20)], 20,
+                   "the round to be written on a new connection")
+    finally:
+        for backend in backends:
+            os.kill(backend, signal.SIGCONT)
+    assert collector.stats.database_errors >= 1
     assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.datacenter.config import (ApiConfig, BrokerConfig, CollectorConfig, DatabaseConfig, LogConfig,
+from edge.datacenter.config import (ApiConfig, BrokerConfig, CollectorConfig, CommandsConfig, DatabaseConfig, LogConfig,
                                     load_datacenter_config)
 from edge.errors import ConfigError
 from test_docs import assert_every_field_at_default
@@ -40,6 +40,7 @@ def test_every_option_is_shown_at_its_default():
     assert_every_field_at_default(DatabaseConfig, {**doc["database"], "url": ENV["EDGE_DATABASE_URL"]}, "database")
     assert_every_field_at_default(CollectorConfig, doc["collector"], "collector")
     assert_every_field_at_default(ApiConfig, doc["api"], "api")
+    assert_every_field_at_default(CommandsConfig, doc["commands"], "commands")
     assert_every_field_at_default(LogConfig, doc["log"], "log")
 
 

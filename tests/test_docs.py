@@ -50,6 +50,9 @@ def test_every_section_option_is_shown_at_its_default():
     from edge.gateway.sync import SyncConfig
 
     assert_every_field_at_default(SyncConfig, {**doc["sync"], "url": ""}, "sync")
+    from edge.gateway.web.config import WebConfig
+
+    assert_every_field_at_default(WebConfig, doc["web"], "web")
 
 
 def test_the_alerts_and_sms_sections_show_every_option_at_its_default():
@@ -88,20 +91,30 @@ def test_every_driver_is_shown_with_every_option():
 
 
 def test_control_options_schedules_and_rules_are_all_shown():
-    from edge.gateway.control.config import (ControlConfig, CronSchedule, DutySchedule, Interlock, IrrigationRule,
+    from edge.gateway.control.config import (Co2Rule, ControlConfig, CronSchedule, DutySchedule, HumidityRule,
+                                             Interlock, IrrigationRule, LightIrrigationRule, Profile, SetpointRule,
                                              SunSchedule, ThresholdRule)
 
     doc = example()
-    assert_every_field_at_default(ControlConfig, doc["control"], "control", skip=("interlocks",))
+    assert_every_field_at_default(ControlConfig, doc["control"], "control", skip=("interlocks", "profiles"))
     assert set(Interlock.model_fields) <= set(doc["control"]["interlocks"][0])
+    assert set(Profile.model_fields) <= set(doc["control"]["profiles"][0])
     for section, models in (("schedules", (CronSchedule, DutySchedule, SunSchedule)),
-                            ("rules", (ThresholdRule, IrrigationRule))):
+                            ("rules", (ThresholdRule, IrrigationRule, SetpointRule, HumidityRule,
+                                       LightIrrigationRule, Co2Rule))):
         for model in models:
             type_name = model.model_fields["type"].annotation.__args__[0]
             shown = [item for item in doc[section] if item["type"] == type_name]
             assert shown, f"{section}: type {type_name!r} has no example"
             missing = set(model.model_fields) - set().union(*(item.keys() for item in shown))
             assert not missing, f"{section} type {type_name}: options missing from the example: {sorted(missing)}"
+
+
+def test_the_derived_section_shows_every_option_at_its_default():
+    from edge.gateway.derived import DerivedConfig
+
+    derived = example()["derived"][0]
+    assert_every_field_at_default(DerivedConfig, derived, "derived[0]", skip=("light",))
 
 
 def test_every_command_is_documented_in_the_readme_or_docs():

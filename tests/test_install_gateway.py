@@ -95,6 +95,9 @@ def test_install_twice_then_uninstall_then_purge(checkout, image):
 
     unit = image / "etc/systemd/system/edge-gateway.service"
     assert unit.read_text() == (checkout / "systemd/edge-gateway.service").read_text()
+    web_unit = image / "etc/systemd/system/edge-web.service"  # installed, left for the technician to enable
+    assert web_unit.read_text() == (checkout / "systemd/edge-web.service").read_text()
+    assert not (image / "etc/systemd/system/multi-user.target.wants/edge-web.service").exists()
     if shutil.which("systemctl"):
         wants = image / "etc/systemd/system/multi-user.target.wants/edge-gateway.service"
         assert os.readlink(wants) == "/etc/systemd/system/edge-gateway.service"
@@ -132,6 +135,7 @@ def test_install_twice_then_uninstall_then_purge(checkout, image):
     buffer.write_bytes(b"readings")
     install(checkout, image, "--uninstall")
     assert not unit.exists() and not venv.exists() and not (image / "usr/local/bin/edge").is_symlink()
+    assert not web_unit.exists()
     assert not (image / "etc/systemd/system/multi-user.target.wants/edge-gateway.service").is_symlink()
     assert buffer.read_bytes() == b"readings"
     assert config.read_text().endswith("# the technician's edit\n")

@@ -76,6 +76,10 @@ def test_every_side_builds_the_same_login(tmp_path):
 class _SyncShell:
     def __init__(self, config: SyncConfig):
         self.config, self.gateway_id = config, "gh-1"
+        self._broker = 0  # the first of sync.url's brokers
+
+    def _url(self) -> str:
+        return Sync._url(self)
 
 
 # ------------------------------------------------------------------------ a real broker that requires certificates

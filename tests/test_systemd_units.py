@@ -23,12 +23,14 @@ from edge.gateway.control.config import ControlConfig
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"
 INSTALLED_EDGE = "/opt/edge/venv/bin/edge"
+INSTALLED_NATS = "/opt/edge/venv/bin/nats-server"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is missing (apt-get install systemd)")
 
 #: Highest `systemd-analyze security` exposure each unit may have (docs/operations.md lists the measured scores).
-MAX_EXPOSURE = {"edge-gateway.service": 2.0, "edge-collector.service": 2.5, "edge-collector@.service": 2.5,
-                "edge-history.service": 2.5}
+MAX_EXPOSURE = {"edge-gateway.service": 2.0, "edge-web.service": 1.5,
+                "edge-collector.service": 2.5, "edge-collector@.service": 2.5,
+                "edge-history.service": 2.5, "edge-nats.service": 2.5}
 
 
 def unit_names() -> list[str]:
@@ -49,11 +51,13 @@ def directives(name: str) -> dict[str, list[str]]:
 
 
 def verifiable_copy(name: str, directory: Path) -> Path:
-    """The unit with its commands pointing at this venv's `edge`; a template is verified as an instance."""
+    """The unit with its commands pointing at this venv's `edge` (and `nats-server`, of the test extra); a template
+    is verified as an instance."""
     edge = Path(sys.executable).parent / "edge"
     assert edge.exists(), f"{edge} is missing: the venv's console script is needed to verify the units"
     copy = directory / name.replace("@.", "@test.")
-    copy.write_text((UNITS / name).read_text().replace(INSTALLED_EDGE, str(edge)))
+    copy.write_text((UNITS / name).read_text().replace(INSTALLED_EDGE, str(edge))
+                    .replace(INSTALLED_NATS, str(Path(sys.executable).parent / "nats-server")))
     return copy
 
 
@@ -95,6 +99,15 @@ def test_the_gateway_unit_provides_the_directories_the_config_defaults_use():
     assert BufferConfig().path == Path("/var/lib", unit["StateDirectory"][0], "buffer.db")
     assert unit["WorkingDirectory"] == ["/var/lib/edge"]  # writable (lgpio's .lgd-nfy files)
     assert Path(ControlConfig().socket).parent == Path("/run", unit["RuntimeDirectory"][0])
+
+
+def test_the_web_unit_serves_the_page_beside_the_daemon_without_owning_its_socket_directory():
+    unit, gateway = directives("edge-web.service"), directives("edge-gateway.service")
+    assert unit["ExecStart"] == [f"{INSTALLED_EDGE} web -c /etc/edge/gateway.yaml"]
+    assert unit["User"] == gateway["User"] and unit["StateDirectory"] == gateway["StateDirectory"]
+    assert "RuntimeDirectory" not in unit  # stopping the page must not remove /run/edge and the control socket
+    assert "Requires" not in unit and "BindsTo" not in unit  # the page answers while the daemon is stopped
+    assert unit["CapabilityBoundingSet"] == [""] and unit["PrivateDevices"] == ["yes"]
 
 
 def test_the_data_center_units_run_their_commands_as_a_dynamic_user():

@@ -32,7 +32,7 @@ __all__ = [
     "Payload", "KINDS", "read",
     "DaemonStart", "DaemonStop", "ClockSynced",
     "BufferCorrupt", "BufferRolledBack", "BufferEpoch", "BufferRekey", "BufferGap", "BufferEventsLost",
-    "BufferSetAside",
+    "BufferSetAside", "BufferWindowLost",
     "ActuatorChange", "ActuatorRefused", "ActuatorFault", "RuleFault", "RuleRecovered",
     "CommandActuate", "CommandResult",
     "AlertFired", "AlertResolved", "AlertEscalated", "AlertAcked", "AlertMessage", "AlertReplyIgnored",
@@ -331,6 +331,21 @@ class BufferGap(Payload):
 
 
 @dataclass(frozen=True)
+class BufferWindowLost(Payload):
+    """The previous run of the gateway (``epoch``) did not stop cleanly (a power cut, ``kill -9``, a watchdog
+    restart) while it held readings in memory for its commit window (``buffer.commit_every``, ``window`` seconds):
+    readings of that epoch after ``after_seq`` never reached the gateway's disk. They were taken after ``after_ts``
+    (the last reading on disk; null when unknown) and at most ``window`` seconds later (plus the window's 5 s
+    check), and the data center holds those the uplink had already sent (source ``buffer``)."""
+
+    KIND: ClassVar[str] = "buffer.window_lost"
+    epoch: int = _field(_key)
+    after_seq: int = _field(_key)
+    after_ts: float | None = _field(_nullable(_seconds), default=None)
+    window: float = _field(_number, default=0.0)
+
+
+@dataclass(frozen=True)
 class BufferEventsLost(Payload):
     """More events waited in memory for room than the gateway keeps: ``count`` of them, from ``first_ts`` to
     ``last_ts``, are lost (source ``buffer``)."""
@@ -563,6 +578,7 @@ class SmsExpired(Payload):
 KINDS: dict[str, type[Payload]] = {cls.KIND: cls for cls in (
     DaemonStart, DaemonStop, ClockSynced,
     BufferCorrupt, BufferRolledBack, BufferEpoch, BufferRekey, BufferGap, BufferEventsLost, BufferSetAside,
+    BufferWindowLost,
     ActuatorChange, ActuatorRefused, ActuatorFault, RuleFault, RuleRecovered,
     CommandActuate, CommandResult,
     AlertFired, AlertResolved, AlertEscalated, AlertAcked, AlertMessage, AlertReplyIgnored,

@@ -535,8 +535,22 @@ PHYSICAL: dict[str, tuple[float, float]] = {
     "pressure": (0.0, 100_000.0),          # hPa: vacuum .. 100 bar (irrigation lines included)
     "flow": (0.0, 1_000_000.0),            # l/min
     "level": (0.0, 1.0),                   # a float switch: 0 or 1
+    "par": (0.0, 10_000.0),                # umol/(m2 s): full sun is about 2,000
+    # derived at the gateway (edge/gateway/derived.py)
+    "vpd": (0.0, 100.0),                   # kPa: es(T) at 100 °C is 101
+    "leaf_vpd": (-100.0, 100.0),           # kPa
+    "dew_point": (-273.15, 100.0),         # °C
+    "dew_margin": (-400.0, 1_000.0),       # K
+    "abs_humidity": (0.0, 1_000.0),        # g/m3
+    "humidity_deficit": (0.0, 1_000.0),    # g/m3
+    "dli": (0.0, 200.0),                   # mol/(m2 d): the sun gives at most about 70
+    "temperature_min": (-273.15, 1_000.0),  # °C
+    "temperature_mean": (-273.15, 1_000.0),
+    "temperature_max": (-273.15, 1_000.0),
+    "gdd": (0.0, 1_000.0),                 # °C·d of one day
+    "et0": (0.0, 100.0),                   # mm/d
 }
-#: Any other quantity (derived ones such as vpd, dew_point, dli): a magnitude no sensor unit we use reaches.
+#: Any other quantity: a magnitude no sensor unit we use reaches.
 PHYSICAL_DEFAULT = (-1e12, 1e12)
 #: A reading's time is believed from here to ``now + FUTURE_SLACK``: no gateway of this system ran before 2000.
 TRUSTED_FROM = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()

@@ -520,17 +520,130 @@ async def get_coverage(request: Request, gateway_id: GatewayId, token: Token, st
     return await streamed(request, export, format, _file_name(gateway_id, "coverage", first, last))
 
 
+# ------------------------------------------------------------------------------------------- fleet and commands
+
+
+@router.get("/token", summary="The token's own name, scope and gateway patterns (what the console may offer)")
+def get_token(token: Token) -> dict[str, Any]:
+    return {"name": token.name, "scope": token.scope, "gateways": list(token.gateways),
+            "expires": queries.iso(token.expires_at)}
+
+
+@router.get("/fleet", summary="Every gateway this token sees, with what the console's fleet view shows")
+async def get_fleet(request: Request, token: Token) -> JSONResponse:
+    """One query for the whole fleet (``queries.fleet``), rows as arrays in the order of ``fields``."""
+    def read(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+        return [row for row in queries.fleet(conn) if token.sees(row[0])]
+
+    rows = await _prepare(request, read)
+    # answered as it is (plain JSON values from the query): FastAPI's own encoding of 5,000 rows took longer than
+    # the query
+    return JSONResponse({"now": queries.iso(datetime.now(UTC)), "fields": list(queries.FLEET_FIELDS),
+                         "gateways": rows})
+
+
+class CommandRequest(BaseModel):
+    """A command to a gateway: ``actuate`` an output (``on``/``off`` for a while, or back to ``auto``), or ``ping``."""
+
+    model_config = {"extra": "forbid"}
+    op: Literal["actuate", "ping"]
+    actuator: str | None = Field(default=None, max_length=64, description="the output's id (actuate)",
+                                 examples=["heater-1"])
+    action: Literal["on", "off", "auto"] | None = Field(default=None, description="actuate: on, off or auto")
+    duration: str | float | None = Field(default=None, alias="for", description="actuate on/off: for how long "
+                                         "(10m, 2h or seconds); absent: the output's max_manual on the gateway",
+                                         examples=["10m"])
+    expires: str | float | None = Field(default=None, description="not answered within this long: expired "
+                                        "(default commands.expiry)", examples=["5m"])
+
+
+def _seconds(name: str, value: str | float | None) -> float | None:
+    from edge.durations import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except (ValueError, TypeError) as exc:
+        raise bad_parameter(f"{name}: {exc}") from None
+
+
+def _controlling(token: tokens.Token) -> None:
+    if not token.controls:
+        raise Problem(403, "read-only-token", "Read-only token",
+                      f"token {token.name!r} is read-only (scope read): commands need a token made with "
+                      "edge dc token create ... --scope control")
+
+
+@router.post("/gateways/{gateway_id}/commands", summary="Send a command to a gateway (tokens scoped to control)")
+async def post_command(request: Request, gateway_id: GatewayId, token: Token, body: CommandRequest) -> dict[str, Any]:
+    """Recorded pending, then published through the broker account meant for commands; the gateway's answer settles
+    it (``GET .../commands/{command_id}``)."""
+    from edge.datacenter import commands
+
+    _controlling(token)
+    config: DataCenterConfig = request.app.state.config
+    try:
+        args, expiry = commands.build(body.op, body.actuator, body.action, _seconds("for", body.duration),
+                                      _seconds("expires", body.expires), config.commands)
+    except commands.CommandError as exc:
+        raise bad_parameter(str(exc)) from None
+
+    def send(conn: psycopg.Connection) -> dict[str, Any]:
+        visible_gateway(conn, token, gateway_id)
+        try:
+            sent = commands.send(conn, config.mqtt, config.commands, gateway_id, body.op, args,
+                                 f"token:{token.name}", expiry)
+        except commands.CommandError as exc:
+            log.warning("command to %s from token %s not sent: %s", gateway_id, token.name, exc)
+            raise Problem(503, "broker-unavailable", "Broker unavailable", str(exc), {"Retry-After": "10"}) from None
+        return sent.as_dict()
+
+    return await _prepare(request, send)
+
+
+@router.get("/gateways/{gateway_id}/commands", summary="A gateway's latest commands and their answers")
+async def list_commands(request: Request, gateway_id: GatewayId, token: Token) -> list[dict[str, Any]]:
+    from edge.datacenter import commands
+
+    def read(conn: psycopg.Connection) -> list[dict[str, Any]]:
+        visible_gateway(conn, token, gateway_id)
+        return [c.as_dict() for c in commands.recent(conn, gateway_id)]
+
+    return await _prepare(request, read)
+
+
+@router.get("/gateways/{gateway_id}/commands/{command_id}", summary="One command and its answer")
+async def get_command(request: Request, gateway_id: GatewayId, token: Token,
+                      command_id: Annotated[str, Path(description="the id the command was given when sent",
+                                                      examples=["dc-5f2c9a0b1d3e4f60"])]) -> dict[str, Any]:
+    from edge.datacenter import commands
+
+    def read(conn: psycopg.Connection) -> dict[str, Any]:
+        visible_gateway(conn, token, gateway_id)
+        found = commands.get(conn, command_id) if len(command_id) <= 64 else None
+        if found is None or found.gateway_id != gateway_id:
+            raise not_found(f"gateway {gateway_id!r} has no command {command_id!r}")
+        return found.as_dict()
+
+    return await _prepare(request, read)
+
+
 # --------------------------------------------------------------------------------------------------- the app
 
 
 def create_app(config: DataCenterConfig) -> FastAPI:
     """The history API over the config's database (which must be migrated: ``edge dc api`` does it at start)."""
-    app = FastAPI(title="Greenhouse history API", version=__version__,
+    app = FastAPI(title="Greenhouse history API", version=__version__, docs_url=None, redoc_url=None,
                   description="Readings, events and coverage of the greenhouse gateways a token sees. "
                               "Errors are RFC 9457 problems (application/problem+json). See docs/history.md.")
     app.state.database = Database(config.database.url, config.api.statement_timeout)
     app.state.exports = Exports(config.api)
+    app.state.config = config
     app.include_router(router)
+    from edge.datacenter import console
+
+    console.install(app)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)
     return app
@@ -600,11 +713,11 @@ _ERRORS = {
     400: "A parameter is unknown, given twice or malformed; the range is empty (`from` must be before `to`) or "
          "longer than `api.max_range`, or the `after` cursor is malformed.",
     401: "No token, or one this data center does not know (`WWW-Authenticate: Bearer`).",
-    403: "The token was revoked or has expired.",
+    403: "The token was revoked or has expired, or (commands) it is read-only.",
     404: "No such gateway, sensor or quantity, or a gateway outside the token's scope: the two read the same.",
     413: "The coverage asked for would be more rows than `api.max_rows`: ask for a shorter range or fewer series.",
-    503: "The database is unavailable, a query ran longer than `api.statement_timeout`, or the export reached a "
-         "limit before its first row; retry later (`Retry-After`).",
+    503: "The database is unavailable, a query ran longer than `api.statement_timeout`, the export reached a "
+         "limit before its first row, or (commands) the broker could not be reached; retry later (`Retry-After`).",
 }
 #: Problems only some endpoints answer.
 _ONLY = {413: ("/coverage",)}
@@ -638,6 +751,44 @@ def _ok_responses() -> dict[str, dict[str, Any]]:
     }
 
 
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_COMMAND = {"type": "object", "required": ["id", "gateway", "op", "args", "by", "sent", "expires", "state"],
+            "properties": {
+                "id": {"type": "string"}, "gateway": {"type": "string"},
+                "op": {"type": "string", "enum": ["actuate", "ping"]}, "args": {"type": "object"},
+                "by": {"type": "string", "description": "who sent it: token:NAME, or cli:USER for edge dc command"},
+                "sent": _TIME, "expires": _TIME,
+                "state": {"type": "string", "enum": ["pending", "done", "refused", "expired"]},
+                "answered": _TIME,
+                "result": {"type": ["object", "null"], "description": "the gateway's command.result event: ok, "
+                           "result or error"}}}
+_FLEET_ROW = {"type": "array", "description": "the values of `fields`, in that order",
+              "items": {"type": ["string", "number", "integer", "null"]}}
+
+
+def _method_responses() -> dict[tuple[str, str], dict[str, Any]]:
+    """The 200 of endpoints whose path alone does not say it (two methods, or a document of its own)."""
+    one = {"application/json": {"schema": _COMMAND}}
+    return {
+        ("/v1/gateways/{gateway_id}/commands", "post"): {"description": "The command as recorded and sent "
+                                                                        "(pending).", "content": one},
+        ("/v1/gateways/{gateway_id}/commands", "get"): {"description": "Its latest 20 commands, newest first.",
+                                                       "content": {"application/json": {"schema": {
+                                                           "type": "array", "items": _COMMAND}}}},
+        ("/v1/gateways/{gateway_id}/commands/{command_id}", "get"): {"description": "The command.",
+                                                                      "content": one},
+        ("/v1/token", "get"): {"description": "The token.", "content": {"application/json": {"schema": {
+            "type": "object", "required": ["name", "scope", "gateways"], "properties": {
+                "name": {"type": "string"}, "scope": {"type": "string", "enum": ["read", "control"]},
+                "gateways": {"type": "array", "items": {"type": "string"}}, "expires": _TIME}}}}},
+        ("/v1/fleet", "get"): {"description": "Every gateway the token sees.", "content": {"application/json": {
+            "schema": {"type": "object", "required": ["now", "fields", "gateways"], "properties": {
+                "now": {"type": "string", "format": "date-time"},
+                "fields": {"type": "array", "items": {"type": "string", "enum": list(queries.FLEET_FIELDS)}},
+                "gateways": {"type": "array", "items": _FLEET_ROW}}}}}},
+    }
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document with the real responses: what each endpoint streams, and every problem it answers
     (FastAPI's own 422 is never sent: invalid input is a 400 problem)."""
@@ -647,10 +798,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = ProblemDocument.model_json_schema()
     problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path, operations in doc["paths"].items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation["responses"]
             responses.pop("422", None)
-            responses["200"] = _ok_responses()[path]
+            responses["200"] = _method_responses().get((path, method)) or _ok_responses()[path]
             for status, description in _ERRORS.items():
                 if (status != 404 or "{gateway_id}" in path) and \
                         (status not in _ONLY or path.endswith(_ONLY[status])):

@@ -35,13 +35,13 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from edge.contract import protocol
 from edge.datacenter.config import DataCenterConfig
-from edge.datacenter.source import STATUS, UPLINK, Incoming, MqttSource, Source
+from edge.datacenter.source import STATUS, UPLINK, Incoming, Source, open_source
 from edge.datacenter.store import Rejected, StatusUpdate, Store, Work, Written
 
 log = logging.getLogger(__name__)
@@ -289,9 +289,9 @@ class Collector:
     def __init__(self, config: DataCenterConfig, *, client_id: str | None = None,
                  after_commit: Callable[[], None] | None = None, source: Source | None = None):
         self.config = config
-        self.client_id = client_id or config.mqtt.client_id or default_client_id()
+        self.client_id = client_id or config.client_id or default_client_id()
         self.after_commit = after_commit
-        self.source: Source = source if source is not None else MqttSource(config.mqtt, self.client_id)
+        self.source: Source = source if source is not None else open_source(config, self.client_id)
         self.stats = Stats()
         self.connected = self.source.connected
         self.subscribed = self.source.subscribed  # set once the broker confirmed the subscriptions
@@ -306,9 +306,8 @@ class Collector:
     # ------------------------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> Collector:
-        log.info("collector %s: broker %s, share group %s, database %s, %d writer(s)", self.client_id,
-                 self.source.where, self.config.mqtt.share_group, _safe_dsn(self.config.database.url),
-                 len(self.writers))
+        log.info("collector %s: %s, database %s, %d writer(s)", self.client_id, self.source.where,
+                 _safe_dsn(self.config.database.url), len(self.writers))
         self.source.start()
         for writer in self.writers:
             writer.thread.start()
@@ -491,6 +490,23 @@ class Writer:
         return False
 
     def _write(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
+        """The round's writing and commit, within ``database.round_timeout``: a database that never answers (its
+        machine froze; its TCP stack still acknowledges, so no socket option notices) gets its connection shut down
+        from a timer, which makes the waiting call fail like a lost connection, and the round is retried."""
+        timer = threading.Timer(self.config.database.round_timeout, self._abandon, args=(store,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._write_round(store, decoded)
+        finally:
+            timer.cancel()
+
+    def _abandon(self, store: Store) -> None:
+        log.warning("the database has not answered for %.0fs; dropping the connection and retrying the round",
+                    self.config.database.round_timeout)
+        store.abandon()  # the waiting call fails, and _commit counts the error and retries
+
+    def _write_round(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
         try:
             return decoded, store.write(plan(decoded))
         except Exception as exc:
@@ -536,10 +552,19 @@ class Writer:
 
 
 def _safe_dsn(url: str) -> str:
-    """The database URL without its password, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    return f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{host}:{parts.port or 5432}{parts.path}"
+    """The database URL without its password, for logs; every host of a multi-host URL (a primary and its standbys,
+    ``postgresql://edge@db1:5432,db2:5432/edge?target_session_attrs=read-write``) is named."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(an unreadable database URL)"
+    hosts = (info.get("host") or "localhost").split(",")
+    ports = (info.get("port") or "5432").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    where = ",".join(f"{host}:{port or 5432}" for host, port in zip(hosts, ports))
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"postgresql://{user}{where}/{info.get('dbname', '')}"
 
 
 def _first_line(exc: BaseException) -> str:

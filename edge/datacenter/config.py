@@ -7,6 +7,7 @@ file: the broker password comes from a file, the database password from the URL 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -57,10 +58,72 @@ class BrokerConfig(StrictModel):
         return value
 
 
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class NatsConfig(StrictModel):
+    """The NATS JetStream cluster the collectors read from (``source: nats``; docs/datacenter.md, config/nats/)."""
+
+    servers: list[str] = Field(min_length=1, description="nats://host:4222 (or tls://) of every node; the client "
+                               "connects to one and moves to another when it dies")
+    username: str | None = Field(default=None, description="this collector's account (config/nats/: collector, "
+                                 "collector-2, ...)")
+    password_file: Path | None = Field(default=None, description="file holding the account's password (not inline)")
+    credentials_file: Path | None = Field(default=None, description="a NATS .creds file (JWT and seed), instead "
+                                          "of username and password_file")
+    ca_file: Path | None = Field(default=None, description="CA certificate for tls:// servers (default: system CAs)")
+    stream: str = Field(default="GREENHOUSE_UP", description="the replicated stream of the uplink subjects (created "
+                        "when missing)")
+    consumer: str = Field(default="collectors", description="the durable pull consumer every collector shares: "
+                          "they split the stream")
+    replicas: int = Field(default=3, ge=1, le=5, description="copies of the stream (3 on a three-node cluster; 1 on "
+                          "a single node); used when the stream is created")
+    max_age: Duration = Field(default=7 * 86400.0, gt=0, description="an uplink message not collected by then is "
+                              "dropped from the stream (the gateway still holds it and sends it again)")
+    ack_wait: Duration = Field(default=30.0, gt=0, description="a message taken by a collector that died is given "
+                               "to another after this long; used when the consumer is created")
+    max_pending: int = Field(default=1000, ge=1, description="messages this collector holds at once, taken and not "
+                             "yet settled")
+    connect_timeout: Duration = 5.0
+    reconnect_wait: Duration = Field(default=1.0, description="wait between attempts to reach a node")
+
+    @field_validator("servers")
+    @classmethod
+    def _valid_servers(cls, value: list[str]) -> list[str]:
+        out = []
+        for server in value:
+            parts = urlsplit(server.strip())
+            if parts.scheme not in ("nats", "tls") or not parts.hostname:
+                raise ValueError(f"{server!r}: a NATS server is nats://host:port or tls://host:port")
+            if parts.username or parts.password:
+                raise ValueError(f"{parts.scheme}://{parts.hostname}...: no credentials in a server URL (use "
+                                 "username and password_file, or credentials_file)")
+            out.append(server.strip())
+        return out
+
+    @field_validator("stream", "consumer")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r}: use 1-64 letters, digits, '-' or '_'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_login(self) -> NatsConfig:
+        if self.credentials_file is not None and (self.username is not None or self.password_file is not None):
+            raise ValueError("credentials_file replaces username and password_file: give one or the other")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs username (the account it is the password of)")
+        return self
+
+
 class DatabaseConfig(StrictModel):
     url: str = Field(description="postgresql://user@host:5432/dbname (a password here comes from the environment)")
     retry_min: Duration = Field(default=0.5, description="first wait after a database error")
     retry_max: Duration = Field(default=30.0, description="longest wait between retries")
+    round_timeout: Duration = Field(default=60.0, gt=0, description="a round's writing and commit at most; past it the "
+                                    "connection is abandoned and the round retried (a database machine that froze, "
+                                    "or a primary replaced by its standby, never answers)")
 
     @field_validator("url")
     @classmethod
@@ -95,16 +158,47 @@ class ApiConfig(StrictModel):
                              "connection); more wait their turn, so other requests always find a thread")
 
 
+class CommandsConfig(StrictModel):
+    """Commands to gateways (``edge dc command``, the console): the broker account meant for them
+    (config/mosquitto/acl: ``commander`` may publish commands and nothing else) on the ``mqtt`` section's broker,
+    and their bounds."""
+
+    username: str | None = Field(default="commander", description="broker account that may publish commands")
+    password_file: Path | None = Field(default=None, description="file holding that account's password")
+    expiry: Duration = Field(default=300.0, gt=0, description="a command not answered within this long is expired "
+                             "(the broker drops it too); the gateway refuses one issued longer ago than its "
+                             "sync.command_max_age (5m by default) anyway")
+    max_expiry: Duration = Field(default=86400.0, gt=0, description="longest expiry a command may ask for")
+    max_duration: Duration = Field(default=7 * 86400.0, gt=0, description="longest manual override (--for) a "
+                                   "command may ask for; the gateway refuses past each output's max_manual too")
+    wait: Duration = Field(default=30.0, gt=0, description="how long edge dc command waits for the answer at most")
+
+
 class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 class DataCenterConfig(StrictModel):
-    mqtt: BrokerConfig
+    source: Literal["mqtt", "nats"] = Field(default="mqtt", description="where the collector reads the uplink: "
+                                            "mqtt (one Mosquitto) or nats (a NATS JetStream cluster)")
+    mqtt: BrokerConfig | None = None
+    nats: NatsConfig | None = None
     database: DatabaseConfig
     collector: CollectorConfig = CollectorConfig()
     api: ApiConfig = ApiConfig()
+    commands: CommandsConfig = CommandsConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _source_configured(self) -> DataCenterConfig:
+        if getattr(self, self.source) is None:
+            raise ValueError(f"source is {self.source}, but there is no {self.source}: section")
+        return self
+
+    @property
+    def client_id(self) -> str | None:
+        """The collector's configured client id (MQTT); None: the default, from the host name."""
+        return self.mqtt.client_id if self.mqtt is not None else None
 
 
 def load_datacenter_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> DataCenterConfig:

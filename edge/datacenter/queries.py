@@ -76,6 +76,11 @@ def gateway(conn: psycopg.Connection, gateway_id: str) -> dict[str, Any] | None:
     return _gateway_dict(row) if row else None
 
 
+def _iso_sql(column: str) -> str:
+    """``column`` (a timestamptz) as :func:`iso` writes it, by PostgreSQL (for many rows at once)."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
 def iso(ts: datetime | None) -> str | None:
     """UTC ISO-8601 with milliseconds and ``Z``: the form every timestamp of the API takes."""
     if ts is None:
@@ -89,6 +94,45 @@ def iso(ts: datetime | None) -> str | None:
 def _clamped(column: str) -> str:
     return f"CASE WHEN {column} IS NOT NULL THEN greatest(least({column}, '9999-12-30 00:00:00+00'), " \
            f"'0001-01-01 00:00:00+00') END"
+
+
+#: The fleet in one query (the console's fleet view, ``GET /v1/fleet``): each gateway's status; the clock flag and
+#: time of its newest reading (one primary-key probe per gateway); its alerts whose latest event is ``alert.fired``
+#: (by alert key, the event's source); and its readings of the last 24 full hours (``gateway_hours``, kept by the
+#: collector) against 24 times its fullest hour among them: a gateway that sent all day reads 1.0, one that was
+#: silent for six hours 0.75, one never heard in those hours null.
+_FLEET = f"""
+WITH alerts AS (
+    SELECT gateway_id, count(*) FILTER (WHERE kind = 'alert.fired') AS active FROM (
+        SELECT DISTINCT ON (gateway_id, source) gateway_id, kind FROM events
+        WHERE kind IN ('alert.fired', 'alert.resolved')
+        ORDER BY gateway_id, source, ts DESC, epoch DESC, seq DESC) AS latest
+    GROUP BY gateway_id
+), hours AS (
+    SELECT gateway_id, sum(readings) AS readings, max(readings) AS fullest FROM gateway_hours
+    WHERE hour >= date_bin('1 hour', now(), %(origin)s) - interval '24 hours'
+      AND hour < date_bin('1 hour', now(), %(origin)s)
+    GROUP BY gateway_id
+)
+SELECT g.gateway_id, g.name, g.state, {_iso_sql("g.state_since")}, {_iso_sql("g.last_seen")}, g.version, g.backlog,
+       r.clock, {_iso_sql(_clamped("r.ts"))}, coalesce(a.active, 0),
+       round((h.readings::float8 / nullif(24 * h.fullest, 0))::numeric, 3)::float8
+FROM gateway_status AS g
+LEFT JOIN alerts AS a USING (gateway_id)
+LEFT JOIN hours AS h USING (gateway_id)
+LEFT JOIN LATERAL (SELECT clock, ts FROM readings WHERE readings.gateway_id = g.gateway_id
+                   ORDER BY epoch DESC, seq DESC LIMIT 1) AS r ON true
+ORDER BY g.gateway_id"""
+FLEET_FIELDS = ("id", "name", "state", "state_since", "last_seen", "version", "backlog", "clock", "last_reading",
+                "alerts", "coverage_24h")
+
+
+def fleet(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+    """Every gateway with what the fleet view shows, by id, as tuples in the order of :data:`FLEET_FIELDS` (times
+    in ISO-8601 as :func:`iso` writes them, formatted by PostgreSQL; the clock as a word; coverage to 3 digits)."""
+    clocks = dict(enumerate(contract.CLOCKS))
+    return [(*row[:7], clocks.get(row[7]), *row[8:]) for row in conn.execute(_FLEET, {"origin": ORIGIN})]
+
 
 
 # ------------------------------------------------------------------------------------------------------ series

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from edge import mqtt
 from edge.contract import protocol
-from edge.datacenter.config import BrokerConfig
+from edge.datacenter.config import BrokerConfig, DataCenterConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class MqttSource:
         self.config = config
         self.client_id = client_id
         self.login, self.session = login_of(config), session_of(config, client_id)
-        self.where = self.login.where
+        self.where = f"broker {self.login.where}, share group {config.share_group}"
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._stopping = False
@@ -149,6 +149,16 @@ class MqttSource:
     def _on_message(self, _client, _userdata, message) -> None:
         self._inbox.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos,
                                  bool(message.retain)))
+
+
+def open_source(config: DataCenterConfig, client_id: str) -> Source:
+    """The source the config names: ``mqtt`` (:class:`MqttSource`) or ``nats``
+    (:class:`~edge.datacenter.nats_source.NatsSource`, imported only then)."""
+    if config.source == "nats":
+        from edge.datacenter.nats_source import NatsSource
+
+        return NatsSource(config.nats, client_id)
+    return MqttSource(config.mqtt, client_id)
 
 
 def login_of(config: BrokerConfig) -> mqtt.BrokerLogin:

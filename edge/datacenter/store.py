@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import psycopg
 
-from edge.contract.events import BufferGap, DaemonStart
+from edge.contract.events import BufferGap, CommandResult, DaemonStart
 from edge.contract.protocol import EventBatch, ReadingBatch, seq_ranges
 
 log = logging.getLogger(__name__)
@@ -150,6 +152,39 @@ MIGRATIONS = [
     Migration(4, "display names per gateway", """
         ALTER TABLE gateway_status ADD COLUMN name text, ADD COLUMN names jsonb, ADD COLUMN names_epoch bigint;
     """),
+    # The console (edge/datacenter/console.py) and remote commands (edge/datacenter/commands.py): a token's scope
+    # (every token made before is read-only), the commands sent and their answers, and readings received per gateway
+    # and hour, kept by the collector, so the fleet's 24 h coverage is one small query for 5,000 gateways. The
+    # hours of the last two days are counted from the readings already held.
+    Migration(5, "token scopes, remote commands, readings per gateway and hour", """
+        ALTER TABLE api_tokens ADD COLUMN scope text NOT NULL DEFAULT 'read' CHECK (scope IN ('read', 'control'));
+        CREATE TABLE commands (
+            id          text        PRIMARY KEY,
+            gateway_id  text        NOT NULL,
+            op          text        NOT NULL,
+            args        jsonb       NOT NULL,
+            issued_by   text        NOT NULL,
+            sent_at     timestamptz NOT NULL DEFAULT now(),
+            expires_at  timestamptz NOT NULL,
+            state       text        NOT NULL DEFAULT 'pending'
+                                    CHECK (state IN ('pending', 'done', 'refused', 'expired')),
+            answered_at timestamptz,
+            result      jsonb
+        );
+        CREATE INDEX commands_gateway_sent ON commands (gateway_id, sent_at);
+        CREATE TABLE gateway_hours (
+            gateway_id  text        NOT NULL,
+            hour        timestamptz NOT NULL,
+            readings    bigint      NOT NULL,
+            good        bigint      NOT NULL,
+            PRIMARY KEY (gateway_id, hour)
+        );
+        CREATE INDEX gateway_hours_hour ON gateway_hours (hour);
+        INSERT INTO gateway_hours (gateway_id, hour, readings, good)
+        SELECT gateway_id, date_bin('1 hour', ts, '2000-01-01 00:00:00+00'), count(*),
+               count(*) FILTER (WHERE quality = 'good')
+        FROM readings WHERE ts >= now() - interval '2 days' AND ts < now() + interval '1 day' GROUP BY 1, 2;
+    """),
 ]
 
 
@@ -261,12 +296,25 @@ _COPY = f"COPY readings_stage ({', '.join(_STAGE_COLUMNS)}, batch) FROM STDIN (F
 _STAGE_TYPES = ["text", "int8", "int8", "float8", "text", "text", "float8", "text", "text", "text", "int2", "text",
                 "float8", "int4"]
 
+#: The new readings are counted per gateway and hour in the same statement (``gateway_hours``: the fleet's coverage),
+#: in key order, the same for every collector, so that two rounds never wait on each other's rows.
 _INSERT_STAGED = f"""
-    INSERT INTO readings ({', '.join(_STAGE_COLUMNS)})
-    SELECT gateway_id, epoch, seq, to_timestamp(ts), sensor, quantity, value, unit, quality, reason, clock, boot_id,
-           mono
-    FROM readings_stage
-    ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"""
+    WITH new AS (
+        INSERT INTO readings ({', '.join(_STAGE_COLUMNS)})
+        SELECT gateway_id, epoch, seq, to_timestamp(ts), sensor, quantity, value, unit, quality, reason, clock,
+               boot_id, mono
+        FROM readings_stage
+        ON CONFLICT (gateway_id, epoch, seq) DO NOTHING
+        RETURNING gateway_id, ts, quality
+    ), hours AS (
+        INSERT INTO gateway_hours AS h (gateway_id, hour, readings, good)
+        SELECT gateway_id, date_bin('1 hour', ts, '2000-01-01 00:00:00+00'), count(*),
+               count(*) FILTER (WHERE quality = 'good')
+        FROM new GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (gateway_id, hour) DO UPDATE SET readings = h.readings + excluded.readings,
+                                                     good = h.good + excluded.good
+    )
+    SELECT count(*) FROM new"""
 #: The same reading sent again: same series and value, and the same time, except that a reading first stored
 #: unsynced (clock 0) may come back with the time the gateway corrected once its clock synced (clock 2). Not the
 #: quality: the collector's own judgement of it (``protocol.flag_implausible``) may change between two sendings.
@@ -308,6 +356,16 @@ _CONFLICTING_STAGED_EVENTS = """
     SELECT s.batch, s.seq FROM events_stage AS s
     JOIN events AS e ON e.gateway_id = s.gateway_id AND e.epoch = s.epoch AND e.seq = s.seq
     WHERE NOT (e.kind = s.kind AND e.source = s.source AND e.data = s.data::jsonb AND e.ts = to_timestamp(s.ts))"""
+#: A gateway's answer to a command from the data center settles it (``edge/datacenter/commands.py``): done or
+#: refused, with the answer, even after it expired here (the gateway did carry it out). A later answer to the same
+#: id (a replay refused as already received) changes nothing.
+_ANSWER_COMMANDS = """
+    UPDATE commands AS c SET state = CASE WHEN a.data -> 'ok' = 'true'::jsonb THEN 'done' ELSE 'refused' END,
+                             result = a.data, answered_at = a.ts
+    FROM (SELECT DISTINCT ON (gateway_id, data::jsonb ->> 'id') gateway_id, data::jsonb AS data,
+                 to_timestamp(ts) AS ts
+          FROM events_stage WHERE kind = %s ORDER BY gateway_id, data::jsonb ->> 'id', ts) AS a
+    WHERE c.gateway_id = a.gateway_id AND c.id = a.data ->> 'id' AND c.state IN ('pending', 'expired')"""
 _INSERT_GAPS = """
     INSERT INTO gaps (gateway_id, stream, epoch, first_seq, last_seq, count, first_ts, last_ts, reported_at)
     SELECT g, s, e, f, l, n, to_timestamp(ft), to_timestamp(lt), to_timestamp(r)
@@ -359,6 +417,19 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def abandon(self) -> None:
+        """From another thread: shut the connection's socket down, so a call waiting on a database that never answers
+        fails at once (as on a lost connection) instead of waiting for ever. The connection is unusable afterwards."""
+        try:
+            fd = self.conn.pgconn.socket
+        except psycopg.Error:
+            return  # already closed
+        try:
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed meanwhile
+
     @property
     def broken(self) -> bool:
         return self.conn.closed or self.conn.broken
@@ -397,10 +468,10 @@ class Store:
                         copy.write_row(row)
                     retimed = retimed or any(r.clock == 2 for r in batch.readings)
                     staged += len(batch.readings)
-            cur.execute(_INSERT_STAGED)
-            written.readings_new += cur.rowcount
-            written.readings_duplicate += staged - cur.rowcount
-            if staged > cur.rowcount:
+            new = cur.execute(_INSERT_STAGED).fetchone()[0]
+            written.readings_new += new
+            written.readings_duplicate += staged - new
+            if staged > new:
                 for number, seq in cur.execute(_CONFLICTING_STAGED).fetchall():
                     written.conflict(batches[number], seq)
             if retimed:
@@ -436,6 +507,8 @@ class Store:
                 start = DaemonStart.from_data(data)
                 if start is not None and epoch >= written.names.get(gateway_id, (-1,))[0]:
                     written.names[gateway_id] = (epoch, start.name, start.names)
+            if any(event.kind == CommandResult.KIND for batch in batches for event in batch.events):
+                cur.execute(_ANSWER_COMMANDS, (CommandResult.KIND,))
             if gaps:
                 cur.execute(_INSERT_GAPS, [list(column) for column in zip(*(gap for _, _, gap in gaps))])
                 written.gaps_new += cur.rowcount

@@ -12,6 +12,10 @@ stored token.
 A token sees the gateways whose id matches one of its patterns (``fnmatch`` globs: ``gh-lorestan-*``,
 ``gh-0[1-5]``, ``gh-khorramabad-042``) and nothing else: the API answers 404 for any other gateway, exactly as for
 one that does not exist.
+
+A token has a scope: ``read`` (the default, and what every token made before scopes existed is) reads the history
+and the console; ``control`` may also send commands to the gateways it sees (``edge/datacenter/commands.py``). A
+read-only token asking for a command gets a 403.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ MAX_TOKEN_LENGTH = 128
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]!-]{1,128}$")
+SCOPES = ("read", "control")
 
 
 class TokenError(EdgeError, ValueError):
@@ -48,6 +53,12 @@ class Token:
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    scope: str = "read"
+
+    @property
+    def controls(self) -> bool:
+        """True when the token may send commands (scope ``control``) to the gateways it sees."""
+        return self.scope == "control"
 
     def sees(self, gateway_id: str) -> bool:
         """True when the gateway id matches one of the token's patterns."""
@@ -90,25 +101,33 @@ def check_patterns(patterns: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(patterns))
 
 
-_COLUMNS = "name, gateways, created_at, expires_at, revoked_at"
+def check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise TokenError(f"invalid scope {scope!r}: one of {', '.join(SCOPES)} (read: history and console only; "
+                         "control: also commands to the gateways it sees)")
+    return scope
+
+
+_COLUMNS = "name, gateways, created_at, expires_at, revoked_at, scope"
 
 
 def _token(row) -> Token:
-    name, gateways, created_at, expires_at, revoked_at = row
-    return Token(name, tuple(gateways), created_at, expires_at, revoked_at)
+    name, gateways, created_at, expires_at, revoked_at, scope = row
+    return Token(name, tuple(gateways), created_at, expires_at, revoked_at, scope)
 
 
 def create(conn: psycopg.Connection, name: str, patterns: list[str] | tuple[str, ...],
-           expires_in: float | None = None) -> str:
+           expires_in: float | None = None, scope: str = "read") -> str:
     """Store a new token and return it: the only time it is ever available in clear."""
     check_name(name)
+    check_scope(scope)
     patterns = check_patterns(patterns)
     secret = new_secret()
     expires_at = datetime.now(timezone.utc) + timedelta(seconds=expires_in) if expires_in else None
     try:
         with conn.transaction():
-            conn.execute("INSERT INTO api_tokens (name, token_hash, gateways, expires_at) VALUES (%s, %s, %s, %s)",
-                         (name, digest(secret), list(patterns), expires_at))
+            conn.execute("INSERT INTO api_tokens (name, token_hash, gateways, expires_at, scope) "
+                         "VALUES (%s, %s, %s, %s, %s)", (name, digest(secret), list(patterns), expires_at, scope))
     except psycopg.errors.UniqueViolation:
         raise TokenError(f"an active token named {name!r} exists: revoke it first or choose another name") from None
     return secret

@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +59,7 @@ import sqlite_utils
 from edge import __version__
 from edge.errors import BufferFull, BufferUnavailable, BufferWriteError
 from edge.contract.events import (BufferCorrupt, BufferEpoch, BufferEventsLost, BufferGap, BufferRekey,
-                                  BufferRolledBack)
+                                  BufferRolledBack, BufferWindowLost)
 from edge.contract.protocol import QUALITIES, Reading, seq_ranges
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,28 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX events_pending ON events (epoch, seq) WHERE acked = 0;
         """,
     ),
+    (
+        2,
+        "the commit window of each epoch",
+        # seconds a reading of that epoch could wait in memory before its commit (0: none); a start after an unclean
+        # stop reads it to record what the stop may have cost (buffer.window_lost)
+        "ALTER TABLE epochs ADD COLUMN commit_every REAL NOT NULL DEFAULT 0",
+    ),
+    (
+        3,
+        "readings indexed by time alone",
+        # (sensor, ts) put each sensor's new entries on a leaf page of its own: a commit rewrote one page per sensor
+        # (and their parents), most of what the SD card was written per commit. By time, a commit's entries go to
+        # the last leaf page: one page. latest() walks back from the newest reading instead.
+        """
+        DROP INDEX readings_sensor_ts;
+        CREATE INDEX readings_ts ON readings (ts);
+        """,
+    ),
 ]
+
+#: Readings held for the commit window at most; more are committed at once, whatever the window.
+MAX_HELD = 5_000
 
 
 #: A reading as the sampler hands it over (``Reading.taken``: no seq yet); the buffer gives it ``epoch`` and ``seq``.
@@ -136,6 +157,16 @@ NewReading = Reading.taken
 
 #: The columns of a reading row, in the order of :class:`Reading`'s fields (after ``epoch``).
 _READING_COLUMNS = "epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono"
+#: The same, and whether SQLite finds every cell as the schema promises (checked in C, so that the uplink's read of a
+#: large backlog builds each usual row's :class:`Reading` at once; a row it doubts is read cell by cell in Python).
+_SOUND_READING = (
+    f"{_READING_COLUMNS}, typeof(seq) = 'integer' AND typeof(ts) = 'real' AND abs(ts) < 1e15 "
+    "AND typeof(sensor) = 'text' AND typeof(quantity) = 'text' "
+    "AND (value IS NULL OR typeof(value) = 'real' AND abs(value) <= 1.7976931348623157e308) "
+    "AND typeof(unit) = 'text' AND quality IN ({}) AND (reason IS NULL OR typeof(reason) = 'text') "
+    "AND typeof(clock) = 'integer' AND clock BETWEEN 0 AND 2 AND (boot_id IS NULL OR typeof(boot_id) = 'text') "
+    "AND (mono IS NULL OR typeof(mono) = 'real' AND abs(mono) < 1e15)"
+).format(", ".join(f"'{q}'" for q in QUALITIES))
 
 
 class PendingReading(NamedTuple):
@@ -461,17 +492,29 @@ class Buffer:
         self._unstored: dict[str, dict[str, Any]] = {}  # sensor -> count, first_ts, last_ts, quantities
         self._deferred: deque[tuple[str, str, str, float]] = deque()  # events: kind, source, JSON data, ts
         self._overflow: dict[str, Any] | None = None  # deferred events pushed out by newer ones
+        # The commit window (see append_readings): readings stored but held in memory until their commit.
+        self.commit_every = 0.0  # seconds a reading may be held before its commit; 0: every round commits at once
+        self.monotonic = time.monotonic  # the window's clock (a test hands a FakeClock's)
+        self._held: list[list[Any]] = []  # rows of readings not on disk yet: the INSERT's columns, acked last
+        self._held_since: float | None = None  # when the oldest of them was stored (self.monotonic)
+        self._held_written = 0  # how many of them the open transaction wrote (forgotten once it commits)
+        self._given = (0, 0)  # (epoch, the last readings seq given in it), ahead of the counter while rows are held
 
     # ------------------------------------------------------------------------------------------ opening and closing
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, now: float, boot_id: str) -> tuple["Buffer", OpenReport]:
+    def open(cls, path: str | os.PathLike[str], *, now: float, boot_id: str,
+             commit_every: float = 0.0) -> tuple["Buffer", OpenReport]:
         """Check, migrate and start a new epoch. A damaged file is moved aside (kept) and a fresh one started.
 
         A file system with no room (or one that refuses writes) does not make this raise: the buffer comes back
         without an epoch (``report.epoch is None``, ``report.not_started`` says why), stores nothing, and
-        :meth:`resume` finishes the start once it can. The epoch is on disk before any reading of it, as always."""
+        :meth:`resume` finishes the start once it can. The epoch is on disk before any reading of it, as always.
+
+        ``commit_every``: the commit window in seconds (see :meth:`append_readings`), recorded with the epoch so that
+        the next start can say what an unclean end of this one may have cost."""
         buffer = cls(path)
+        buffer.commit_every = max(0.0, float(commit_every))
         buffer.path.parent.mkdir(parents=True, exist_ok=True)
         buffer._take_owner_lock()
         buffer._boot_id = boot_id
@@ -704,9 +747,17 @@ class Buffer:
         with self._write_lock, self._writing():
             db = self._db
             outermost = not db.conn.in_transaction
-            with db.atomic():
-                waiting = outermost and self._report is not None and self._store_waiting(db)
-                yield db
+            written, given = self._held_written, self._given
+            try:
+                with db.atomic():
+                    waiting = outermost and self._report is not None and self._store_waiting(db)
+                    yield db
+            except BaseException:
+                # rolled back: the held rows it wrote are held still, and the seqs it gave are free again
+                self._held_written, self._given = written, given
+                raise
+            if outermost and self._held_written:
+                self._forget_held()
             if waiting:
                 self._forget_waiting()
 
@@ -770,16 +821,33 @@ class Buffer:
     def _start_epoch(self, now: float, boot_id: str, floor: int = 0) -> bool | None:
         """Start the epoch after every one this gateway may have used: the file's last, the sidecar's, ``floor``."""
         with self._transaction() as db:
-            last = db.execute("SELECT epoch, stopped_ts FROM epochs ORDER BY epoch DESC LIMIT 1").fetchone()
+            last = db.execute("SELECT epoch, stopped_ts, commit_every FROM epochs ORDER BY epoch DESC LIMIT 1"
+                              ).fetchone()
             self._begin_epoch(db, max((last[0] if last else 0), self._read_floor(), floor) + 1, now, boot_id)
+            if last is not None and last[1] is None and last[2]:
+                self._record_window_lost(db, last[0], last[2], now)
         # synchronous=FULL: the epoch is on disk before the first reading of it is taken.
         return None if last is None else last[1] is not None
 
+    def _record_window_lost(self, db: sqlite_utils.Database, epoch: int, window: float, now: float) -> None:
+        """The previous run held readings for a commit window and did not stop cleanly: what it may have lost is
+        every reading after its last one on disk, at most ``window`` seconds of them (a ``buffer.window_lost``)."""
+        after_seq = db.execute("SELECT last_seq FROM counters WHERE stream = 'readings' AND epoch = ?",
+                               (epoch,)).fetchone()
+        after_ts = db.execute("SELECT MAX(ts) FROM readings WHERE epoch = ?", (epoch,)).fetchone()[0]
+        lost = BufferWindowLost(epoch, after_seq[0] if after_seq else 0, after_ts, window)
+        self._insert_event(db, BufferWindowLost.KIND, "buffer", json.dumps(lost.to_data(), sort_keys=True), now)
+        log.warning("buffer %s: the previous run (epoch %d) did not stop cleanly while it held readings for its "
+                    "%gs commit window: readings taken after %s UTC (seq %d) may be lost on this gateway (recorded "
+                    "as buffer.window_lost)", self.path, epoch, window, _utc(after_ts) if after_ts else "its start",
+                    lost.after_seq)
+
     def _begin_epoch(self, db: sqlite_utils.Database, epoch: int, now: float, boot_id: str) -> None:
         """Record ``epoch`` (sidecar first, then this file) and make it the one new rows get. In a transaction."""
+        self._write_held(db)  # rows held for the window keep the epoch they were given
         self._write_floor(epoch)
-        db.execute("INSERT INTO epochs (epoch, started_ts, boot_id, version) VALUES (?, ?, ?, ?)",
-                   (epoch, now, boot_id, __version__))
+        db.execute("INSERT INTO epochs (epoch, started_ts, boot_id, version, commit_every) VALUES (?, ?, ?, ?, ?)",
+                   (epoch, now, boot_id, __version__, self.commit_every))
         for stream in STREAMS:
             db.execute("INSERT INTO counters VALUES (?, ?, 0)", (stream, epoch))
         self.epoch = epoch
@@ -847,6 +915,7 @@ class Buffer:
         None if no such rows are pending (already re-keyed, or never ours)."""
         _check_stream(stream)
         with self._transaction() as db:
+            self._write_held(db)
             rows = db.execute(f"SELECT * FROM {stream} WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
                               f"ORDER BY seq", (epoch, first, last)).fetchall()
             if not rows:
@@ -874,8 +943,10 @@ class Buffer:
         return mapping
 
     def mark_clean_stop(self, now: float) -> None:
-        with self._write_lock, self._writing():
-            self._db.execute("UPDATE epochs SET stopped_ts = ? WHERE epoch = ?", (now, self.epoch))
+        """Commit what the window holds, and mark this epoch stopped cleanly (in one transaction)."""
+        with self._transaction() as db:
+            self._write_held(db)
+            db.execute("UPDATE epochs SET stopped_ts = ? WHERE epoch = ?", (now, self.epoch))
 
     def _close_connections(self) -> None:
         with self._connections_lock:
@@ -894,6 +965,11 @@ class Buffer:
             self._local.db = None
 
     def close(self) -> None:
+        if self._held:
+            try:
+                self.commit()
+            except BufferWriteError:
+                pass  # counted as unstored, and said by _report_waiting_lost
         self._report_waiting_lost()
         self._close_connections()
         if self._owner_lock is not None:
@@ -903,15 +979,22 @@ class Buffer:
     # --------------------------------------------------------------------------------------------------- appending
 
     def _allocate(self, db: sqlite_utils.Database, stream: str, count: int) -> int:
-        """Reserve ``count`` seqs in the open transaction; return the first."""
+        """Reserve ``count`` seqs in the open transaction; return the first. Readings held for the commit window are
+        written first (their seqs come before)."""
+        given = 0
+        if stream == "readings":
+            self._write_held(db)
+            given = self._given[1] if self._given[0] == self.epoch else 0
         row = db.execute(
-            "UPDATE counters SET last_seq = last_seq + ? WHERE stream = ? AND epoch = ? RETURNING last_seq",
-            (count, stream, self.epoch),
+            "UPDATE counters SET last_seq = MAX(last_seq, ?) + ? WHERE stream = ? AND epoch = ? RETURNING last_seq",
+            (given, count, stream, self.epoch),
         ).fetchone()
         if row is None:
             if self._start_error is not None:  # Buffer.open could not start the epoch: no room, or writes refused
                 raise type(self._start_error)(f"no epoch started yet ({self._start_error})")
             raise BufferUnavailable(f"buffer {self.path} has no epoch started (use Buffer.open)")
+        if stream == "readings":
+            self._given = (self.epoch, row[0])
         return row[0] - count + 1
 
     def append_readings(self, readings: Sequence[Reading]) -> tuple[int, int] | None:
@@ -920,9 +1003,18 @@ class Buffer:
 
         When the file system refuses (:class:`BufferWriteError`, :class:`BufferFull` for lack of room), the readings
         are counted per sensor and the error raised; the first write that goes through again also stores a
-        ``buffer.gap`` event per sensor naming what was lost (see :meth:`_store_waiting`)."""
+        ``buffer.gap`` event per sensor naming what was lost (see :meth:`_store_waiting`).
+
+        With a commit window (``commit_every`` > 0) the readings get their seqs at once but are held in memory, and
+        committed together with the rounds of the window, once its oldest is ``commit_every`` old (checked here and
+        by :meth:`commit_due`), or when ``MAX_HELD`` wait, or at a clean stop: one transaction (one fsync, each page
+        written once) instead of one per round. They are pending for the uplink meanwhile (it may send them, and
+        their acks are kept with them). A power cut or a ``kill -9`` loses what is held (at most the window; the
+        next start records it: ``buffer.window_lost``). While writes are refused, every round commits at once."""
         if not readings:
             return None
+        if self.commit_every > 0 and self.epoch is not None and self.refused_since is None:
+            return self._hold(readings)
         try:
             with self._transaction() as db:
                 first = self._allocate(db, "readings", len(readings))
@@ -936,10 +1028,84 @@ class Buffer:
                     ],
                 )
         except BufferWriteError:
-            self._count_unstored(readings)
+            self._count_unstored((r.sensor, r.ts, r.quantity) for r in readings)
             raise
         self._accepted(readings=True)
         return first, first + len(readings) - 1
+
+    def _hold(self, readings: Sequence[Reading]) -> tuple[int, int]:
+        """Give ``readings`` their seqs and hold them for the commit window (see :meth:`append_readings`)."""
+        with self._write_lock:
+            if self._given[0] != self.epoch:
+                row = self._db.execute("SELECT last_seq FROM counters WHERE stream = 'readings' AND epoch = ?",
+                                       (self.epoch,)).fetchone()
+                self._given = (self.epoch, row[0] if row else 0)
+            first = self._given[1] + 1
+            self._held.extend([self.epoch, first + i, r.ts, r.sensor, r.quantity, r.value, r.unit, r.quality,
+                               r.reason, r.clock, r.boot_id, r.mono, 0] for i, r in enumerate(readings))
+            self._given = (self.epoch, first + len(readings) - 1)
+            if self._held_since is None:
+                self._held_since = self.monotonic()
+        if len(self._held) >= MAX_HELD or self.monotonic() - self._held_since >= self.commit_every:
+            self.commit()
+        return first, first + len(readings) - 1
+
+    def commit_due(self) -> int:
+        """Commit the held readings if the oldest is ``commit_every`` old (the daemon asks every few seconds, so a
+        window is kept when no round comes); return how many were committed."""
+        since = self._held_since
+        if since is None or self.monotonic() - since < self.commit_every:
+            return 0
+        return self.commit()
+
+    def commit(self) -> int:
+        """Commit every reading held for the window now, in one transaction; return how many. When the file system
+        refuses, they are counted as not stored (a gap record once there is room, as for a round that could not be
+        stored) and the error raised."""
+        with self._write_lock:
+            if not self._held:
+                return 0
+            count = len(self._held)
+            try:
+                with self._transaction() as db:
+                    self._write_held(db)
+            except BufferWriteError:
+                held, self._held, self._held_since = self._held, [], None
+                self._count_unstored([(row[3], row[2], row[4]) for row in held])
+                raise
+        self._accepted(readings=True)
+        return count
+
+    def held(self) -> int:
+        """How many readings wait in memory for their commit."""
+        return len(self._held)
+
+    def _write_held(self, db: sqlite_utils.Database) -> None:
+        """In the open transaction: insert the held readings not yet written (acked ones as acked) and move their
+        epoch's counter past them. They are forgotten once the outermost transaction commits."""
+        rows = self._held[self._held_written:]
+        if not rows:
+            return
+        db.conn.executemany(f"INSERT INTO readings ({_READING_COLUMNS}, acked) VALUES "
+                            f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        for epoch in sorted({row[0] for row in rows}):
+            last = max(row[1] for row in rows if row[0] == epoch)
+            db.execute("UPDATE counters SET last_seq = MAX(last_seq, ?) WHERE stream = 'readings' AND epoch = ?",
+                       (last, epoch))
+        self._held_written = len(self._held)
+
+    def _forget_held(self) -> None:
+        """The transaction that wrote held rows committed: they are on disk now."""
+        del self._held[:self._held_written]
+        self._held_written = 0
+        self._held_since = self.monotonic() if self._held else None
+
+    def _held_pending(self, after: tuple[int, int] = (0, 0), until: tuple[int, int] | None = None
+                      ) -> list[list[Any]]:
+        """The held rows not acknowledged, with keys after ``after`` (and up to ``until``), oldest first. A copy
+        taken without the write lock (the list only grows at its end or loses its head)."""
+        return [row for row in list(self._held) if not row[-1] and (row[0], row[1]) > after
+                and (until is None or (row[0], row[1]) <= until)]
 
     def append_event(self, kind: str, source: str, data: dict[str, Any] | None = None, *,
                      ts: float) -> int | None:
@@ -980,14 +1146,15 @@ class Buffer:
 
     # ------------------------------------------------------------------------------------- what waits for room
 
-    def _count_unstored(self, readings: Sequence[Reading]) -> None:
+    def _count_unstored(self, readings: Iterable[tuple[str, float, str]]) -> None:
+        """Count readings (sensor, ts, quantity) that could not be stored, for their gap record."""
         with self._write_lock:
-            for r in readings:
-                lost = self._unstored.setdefault(r.sensor, {"count": 0, "first_ts": r.ts, "last_ts": r.ts,
-                                                            "quantities": set()})
+            for sensor, ts, quantity in readings:
+                lost = self._unstored.setdefault(sensor, {"count": 0, "first_ts": ts, "last_ts": ts,
+                                                          "quantities": set()})
                 lost["count"] += 1
-                lost["first_ts"], lost["last_ts"] = min(lost["first_ts"], r.ts), max(lost["last_ts"], r.ts)
-                lost["quantities"].add(r.quantity)
+                lost["first_ts"], lost["last_ts"] = min(lost["first_ts"], ts), max(lost["last_ts"], ts)
+                lost["quantities"].add(quantity)
 
     def _defer_event(self, kind: str, source: str, data: str, ts: float) -> None:
         with self._write_lock:
@@ -1056,8 +1223,9 @@ class Buffer:
 
         ``boot_wall_time`` is the true wall time at monotonic zero (``wall - monotonic`` read right after sync).
         """
-        with self._write_lock, self._writing():
-            cursor = self._db.execute(
+        with self._transaction() as db:
+            self._write_held(db)
+            cursor = db.execute(
                 "UPDATE readings SET ts = ? + mono, clock = ? "
                 "WHERE clock = ? AND boot_id = ? AND acked = 0 AND mono IS NOT NULL",
                 (boot_wall_time, CLOCK_CORRECTED, CLOCK_UNSYNCED, boot_id),
@@ -1071,37 +1239,48 @@ class Buffer:
         """Unacknowledged rows, oldest ``(epoch, seq)`` first, optionally strictly after a key."""
         _check_stream(stream)
         epoch, seq = after or (0, 0)
-        return list(self._db.query(
+        held = self._held_pending((epoch, seq)) if stream == "readings" else []
+        rows = list(self._db.query(
             f"SELECT * FROM {stream} WHERE acked = 0 AND (epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
             (epoch, seq, limit),
         ))
+        return _merged(rows, [_held_dict(row) for row in held], lambda r: (r["epoch"], r["seq"]), limit)
 
     def pending_readings(self, limit: int = 500, after: tuple[int, int] | None = None) -> list[PendingReading]:
         """Unacknowledged readings, oldest ``(epoch, seq)`` first, optionally strictly after a key, as the uplink
         sends them (a row that cannot be read as a reading comes back garbled, see :class:`PendingReading`)."""
         epoch, seq = after or (0, 0)
-        return [_pending_reading(row) for row in self._db.execute(
-            f"SELECT {_READING_COLUMNS} FROM readings WHERE acked = 0 AND (epoch, seq) > (?, ?) "
-            "ORDER BY epoch, seq LIMIT ?", (epoch, seq, limit))]
+        held = self._held_pending((epoch, seq))  # first: a row committed meanwhile is then read from the file
+        rows = _sound_readings(self._db.execute(
+            f"SELECT {_SOUND_READING} FROM readings WHERE acked = 0 AND (epoch, seq) > (?, ?) "
+            "ORDER BY epoch, seq LIMIT ?", (epoch, seq, limit)))
+        return _merged(rows, [_pending_reading(row[:-1]) for row in held], lambda r: (r.epoch, r.seq), limit)
 
     def pending_readings_range(self, epoch: int, first: int, last: int) -> list[PendingReading]:
         """Unacknowledged readings of ``first..last`` in ``epoch`` (to re-send a batch whose ack did not come)."""
-        return [_pending_reading(row) for row in self._db.execute(
-            f"SELECT {_READING_COLUMNS} FROM readings WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
-            "ORDER BY seq", (epoch, first, last))]
+        held = self._held_pending((epoch, first - 1), (epoch, last))
+        rows = _sound_readings(self._db.execute(
+            f"SELECT {_SOUND_READING} FROM readings WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
+            "ORDER BY seq", (epoch, first, last)))
+        return _merged(rows, [_pending_reading(row[:-1]) for row in held], lambda r: (r.epoch, r.seq), None)
 
     def pending_range(self, stream: str, epoch: int, first: int, last: int) -> list[dict[str, Any]]:
         """Unacknowledged rows of ``first..last`` in ``epoch`` (to re-send a batch whose ack did not come)."""
         _check_stream(stream)
-        return list(self._db.query(
+        held = self._held_pending((epoch, first - 1), (epoch, last)) if stream == "readings" else []
+        rows = list(self._db.query(
             f"SELECT * FROM {stream} WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? ORDER BY seq",
             (epoch, first, last),
         ))
+        return _merged(rows, [_held_dict(row) for row in held], lambda r: (r["epoch"], r["seq"]), None)
 
     def last_pending_key(self, stream: str = "readings") -> tuple[int, int] | None:
         """The newest pending ``(epoch, seq)`` whose key is a pair of integers (a garbled key sorts last as text, and
         is found by :meth:`garbled_keys`)."""
         _check_stream(stream)
+        held = self._held_pending() if stream == "readings" else []
+        if held:
+            return held[-1][0], held[-1][1]
         row = self._db.execute(
             f"SELECT epoch, seq FROM {stream} WHERE acked = 0 AND typeof(epoch) = 'integer' AND "
             f"typeof(seq) = 'integer' ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
@@ -1140,6 +1319,8 @@ class Buffer:
         with whatever keeps it)."""
         _check_stream(stream)
         with self._transaction() as db:
+            if stream == "readings":
+                self._write_held(db)
             columns = [row[1] for row in db.execute(f"PRAGMA table_info({stream})").fetchall()]
             parts = ", ".join(f"typeof(\"{c}\"), CASE WHEN typeof(\"{c}\") IN ('text', 'blob') THEN hex(\"{c}\") "
                               f"ELSE quote(\"{c}\") END" for c in columns)
@@ -1152,12 +1333,22 @@ class Buffer:
     def ack(self, stream: str, epoch: int, first: int, last: int) -> int:
         """Mark ``first..last`` of ``epoch`` acknowledged (idempotent); return how many rows changed."""
         _check_stream(stream)
-        with self._write_lock, self._writing():
-            cursor = self._db.execute(
-                f"UPDATE {stream} SET acked = 1 WHERE epoch = ? AND seq BETWEEN ? AND ? AND acked = 0",
-                (epoch, first, last),
-            )
-        return cursor.rowcount
+        with self._write_lock:
+            changed = 0
+            if stream == "readings" and self._held:
+                for row in self._held:  # acknowledged before their commit: written as acknowledged, once
+                    if row[0] == epoch and first <= row[1] <= last and not row[-1]:
+                        row[-1] = 1
+                        changed += 1
+                below = [row[1] for row in self._held if row[0] == epoch]
+                if below and first >= below[0]:
+                    return changed  # every row of the range is held: nothing on disk to change
+            with self._writing():
+                cursor = self._db.execute(
+                    f"UPDATE {stream} SET acked = 1 WHERE epoch = ? AND seq BETWEEN ? AND ? AND acked = 0",
+                    (epoch, first, last),
+                )
+        return changed + cursor.rowcount
 
     def prune(self, older_than: float) -> int:
         """Delete acknowledged rows (readings and events) older than ``older_than``; pending rows always stay."""
@@ -1297,6 +1488,13 @@ class Buffer:
 
     # ---------------------------------------------------------------------------------------------------- queries
 
+    def _commit_for_readers(self) -> None:
+        if self._held:
+            try:
+                self.commit()
+            except BufferWriteError:
+                pass  # counted as unstored; the reader reads what is on disk
+
     def current_epoch(self) -> int | None:
         row = self._db.execute("SELECT MAX(epoch) FROM epochs").fetchone()
         return row[0] if row else None
@@ -1307,6 +1505,9 @@ class Buffer:
 
     def last_reading_ts(self) -> float | None:
         """When the newest reading in the file was taken (the last sign of life of the daemon that stored it)."""
+        held = list(self._held)
+        if held:
+            return max(row[2] for row in held)
         return self._db.execute("SELECT MAX(ts) FROM readings").fetchone()[0]
 
     def counts(self, stream: str = "readings") -> dict[str, Any]:
@@ -1315,22 +1516,33 @@ class Buffer:
             f"SELECT COUNT(*), COALESCE(SUM(acked = 0), 0), MIN(CASE WHEN acked = 0 THEN ts END) FROM {stream}"
         ).fetchone()
         total, pending, oldest = row
+        if stream == "readings" and self._held:
+            held = list(self._held)
+            waiting = [r for r in held if not r[-1]]
+            total, pending = total + len(held), pending + len(waiting)
+            if oldest is None and waiting:
+                oldest = waiting[0][2]
         return {"total": total, "pending": pending, "acknowledged": total - pending, "oldest_pending_ts": oldest}
 
     def latest(self, sensors: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-        """The most recent reading of each quantity of each sensor (uses the (sensor, ts) index)."""
+        """The most recent reading of each quantity of each sensor: its newest row, walking back from the newest
+        reading (a sensor that reads at all is found within its interval's rounds), then the rows of that round (a
+        round's readings of one sensor are stored together). In the daemon's process, what the commit window holds
+        is committed first."""
+        self._commit_for_readers()
         result: dict[str, list[dict[str, Any]]] = {}
         for sensor in sensors:
-            rows = self._db.query(
-                "SELECT * FROM readings WHERE sensor = ? AND ts = (SELECT MAX(ts) FROM readings WHERE sensor = ?) "
-                "ORDER BY quantity",
-                (sensor, sensor),
-            )
-            result[sensor] = list(rows)
+            newest = self._db.execute(
+                "SELECT epoch, seq, ts FROM readings WHERE sensor = ? ORDER BY epoch DESC, seq DESC LIMIT 1",
+                (sensor,)).fetchone()
+            result[sensor] = [] if newest is None else list(self._db.query(
+                "SELECT * FROM readings WHERE epoch = ? AND seq BETWEEN ? AND ? + 1000 AND sensor = ? AND ts = ? "
+                "ORDER BY quantity", (newest[0], newest[1] - 1000, newest[1], sensor, newest[2])))
         return result
 
     def readings(self, sensors: Iterable[str], since: float) -> Iterator[dict[str, Any]]:
         """Readings of ``sensors`` taken at or after ``since``, in time order."""
+        self._commit_for_readers()
         sensors = list(sensors)
         if not sensors:
             return iter(())
@@ -1340,11 +1552,43 @@ class Buffer:
             (*sensors, since),
         ))
 
+    def series(self, sensors: Iterable[str], since: float, step: float) -> dict[tuple[str, str], dict[int, float]]:
+        """Readings with a value since ``since``, averaged in buckets of ``step`` seconds: ``{(sensor, quantity):
+        {bucket: mean}}``, bucket ``n`` covering ``[since + n*step, since + (n+1)*step)``. A bucket without a good
+        or suspect reading is absent (a gap stays a gap). One grouped query over the (sensor, ts) index: a day of
+        10 s readings is summed in SQLite, not carried into Python row by row (the web page's charts)."""
+        sensors = list(sensors)
+        if not sensors or step <= 0:
+            return {}
+        marks = ", ".join("?" for _ in sensors)
+        cursor = self._db.execute(
+            f"SELECT sensor, quantity, CAST((ts - ?) / ? AS INTEGER) AS bucket, AVG(value) FROM readings "
+            f"WHERE sensor IN ({marks}) AND ts >= ? AND value IS NOT NULL AND quality != 'error' "
+            f"GROUP BY sensor, quantity, bucket",
+            (since, step, *sensors, since),
+        )
+        result: dict[tuple[str, str], dict[int, float]] = {}
+        for sensor, quantity, bucket, mean in cursor:
+            result.setdefault((sensor, quantity), {})[bucket] = mean
+        return result
+
     def events(self, since: float = 0.0) -> Iterator[dict[str, Any]]:
         return _rows(self._db.execute("SELECT * FROM events WHERE ts >= ? ORDER BY epoch, seq", (since,)))
 
     def epochs(self) -> list[dict[str, Any]]:
         return list(self._db.query("SELECT * FROM epochs ORDER BY epoch"))
+
+
+def _sound_readings(cursor: sqlite3.Cursor) -> list[PendingReading]:
+    """The rows of a ``_SOUND_READING`` query: a sound row becomes its :class:`Reading` at once, another is read
+    cell by cell (:func:`_pending_reading`)."""
+    out = []
+    for row in cursor:
+        if row[12]:
+            out.append(PendingReading(row[0], row[1], Reading(*row[1:12])))
+        else:
+            out.append(_pending_reading(row[:12]))
+    return out
 
 
 class _Garbled(Exception):
@@ -1413,3 +1657,18 @@ def _utc(ts: float) -> str:
 def _check_stream(stream: str) -> None:
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r} (streams: {', '.join(STREAMS)})")
+
+
+def _held_dict(row: list[Any]) -> dict[str, Any]:
+    """A held reading row as :meth:`Buffer.pending` gives a row of the file."""
+    return dict(zip((*_READING_COLUMNS.split(", "), "acked"), row))
+
+
+def _merged(rows: list[Any], held: list[Any], key: Callable[[Any], tuple[int, int]], limit: int | None) -> list[Any]:
+    """Rows read from the file and rows held for the commit window, in key order, each key once (a row committed
+    between the two reads is in both), at most ``limit``."""
+    if not held:
+        return rows
+    seen = {key(r) for r in rows}
+    merged = sorted([*rows, *(r for r in held if key(r) not in seen)], key=key)
+    return merged if limit is None else merged[:limit]

@@ -28,15 +28,17 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 
 from edge.config import (DisplayName, Document, Identifier, Loc, StrictModel, read_config_file, read_yaml, render_loc,
                          validate_part)
-from edge.durations import Duration, Size
+from edge.durations import Duration, DurationOrZero, Size
 from edge.errors import ConfigError
 from edge.gateway import hardware
 from edge.gateway.alerts.config import AlertsConfig, SmsConfig
 from edge.gateway.alerts.names import name_clashes
 from edge.gateway.control.config import ControlConfig, Rule, Schedule
+from edge.gateway.derived import DerivedConfig
 from edge.gateway.hardware.base import ActuatorConfig, ActuatorId, SensorConfig, SensorId, SensorInput
 from edge.gateway.hardware.pins import describe_resource, find_conflicts, serial_claims
 from edge.gateway.sync.config import SyncConfig
+from edge.gateway.web.config import WebConfig
 
 #: Where the embedded demo configuration lives (``config/demo.yaml`` is the same file).
 DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
@@ -88,6 +90,11 @@ class BufferConfig(StrictModel):
         default=2_000_000_000,
         description="disk budget: past it, acknowledged rows go first, then the oldest unacknowledged readings "
         "(reported to the data center as a gap); events are never dropped")
+    commit_every: DurationOrZero = Field(
+        default=0.0, ge=0, le=3600,
+        description="the commit window: readings are held in memory and committed together at most this often "
+        "(one write to the SD card instead of one per round); a power cut or kill -9 loses at most the last window, "
+        "recorded at the next start (buffer.window_lost); 0: every round is committed at once")
 
 
 class LogConfig(StrictModel):
@@ -104,12 +111,15 @@ class GatewayConfig(StrictModel):
     log: LogConfig = LogConfig()
     sensors: list[SensorConfig] = Field(default_factory=list)
     actuators: list[ActuatorConfig] = Field(default_factory=list)
+    derived: list[DerivedConfig] = Field(default_factory=list, description="derived quantities (VPD, dew point, "
+                                         "DLI, degree days, ET0) as readings of their own sensor id")
     control: ControlConfig = ControlConfig()
     schedules: list[Schedule] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     sync: SyncConfig = SyncConfig()
     alerts: AlertsConfig = AlertsConfig()
     sms: SmsConfig = SmsConfig()
+    web: WebConfig = WebConfig()
     source: str = Field(default="<memory>", exclude=True)
 
     def sensor(self, sensor_id: str) -> SensorConfig:
@@ -117,6 +127,25 @@ class GatewayConfig(StrictModel):
             if sensor.id == sensor_id:
                 return sensor
         raise KeyError(sensor_id)
+
+    def sources(self) -> list["Source"]:
+        """Everything that gives readings: each sensor, and each derived set (which gives readings at the interval
+        of its air temperature's sensor)."""
+        intervals = {s.id: s.interval for s in self.sensors}
+        found = [Source(s.id, s.interval, tuple(s.quantities()), s.name) for s in self.sensors]
+        found += [Source(d.id, intervals.get(d.air_temperature.sensor, 60.0), d.quantities(), d.name)
+                  for d in self.derived]
+        return found
+
+
+@dataclass(frozen=True)
+class Source:
+    """A sensor or a derived set, as the parts that read readings see it: id, interval, quantities, name."""
+
+    id: str
+    interval: float
+    quantities: tuple[str, ...]
+    name: str | None
 
 
 def _validate_devices(items: Any, section: str, lookup: Any, doc: Document) -> tuple[list[Any], set[str]]:
@@ -233,6 +262,18 @@ def _check_refs(refs: Iterable[tuple[Loc, SensorInput | ActuatorId | SensorId]],
             doc.problem(loc + ("quantity",), f"sensor {ref.sensor!r} does not measure {ref.quantity}")
 
 
+def _add_derived(derived: list[DerivedConfig], known: _Known, doc: Document) -> None:
+    """A derived set's id is a sensor id of its own: unique among sensors and actuators; rules and alerts may then
+    refer to its quantities."""
+    for index, item in enumerate(derived):
+        if item.id in known.measures or item.id in known.actuators:
+            doc.problem(("derived", index, "id"), f"duplicate id {item.id!r} (a sensor, actuator or derived set "
+                        "has it already)")
+            known.unsure.add(item.id)
+            continue
+        known.measures[item.id] = set(item.quantities())
+
+
 def _validate_hardware(section: Any, doc: Document) -> Any:
     """Validate ``hardware.simulation`` with the simulation's own model, and only for the simulated backend."""
     if section is None:
@@ -281,8 +322,11 @@ def parse_config(text: str, source: str = "<memory>", env: Mapping[str, str] | N
     body["actuators"] = [item for _, item in parts["actuators"]]
     config = validate_part(GatewayConfig, body, (), doc)
     sections = _valid_sections(config, body)
+    if "derived" in sections:  # its inputs are sensors; what it gives may be referred to by what follows
+        _check_refs(_find_refs(sections["derived"], ("derived",)), known, doc)
+        _add_derived(sections["derived"], known, doc)
     for name, section in sections.items():
-        if name not in ("sensors", "actuators"):
+        if name not in ("sensors", "actuators", "derived"):
             _check_refs(_find_refs(section, (name,)), known, doc)
     for section in ("schedules", "rules"):
         if section in sections:
@@ -337,8 +381,11 @@ def _check_claims(parts: dict[str, list[tuple[Loc, Any]]], sms: Any, doc: Docume
 def _files_named(value: Any, loc: Loc) -> Iterator[tuple[Loc, Path]]:
     """Every ``*_file`` setting with a value inside a validated config value, with its path."""
     if isinstance(value, BaseModel):
+        created = getattr(value, "files_created", frozenset)()  # made by the program itself when missing
         for name in type(value).model_fields:
             item = getattr(value, name)
+            if name in created:
+                continue
             if name.endswith("_file") and isinstance(item, (str, Path)):
                 yield loc + (name,), Path(item)
             else:

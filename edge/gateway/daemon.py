@@ -31,6 +31,7 @@ from edge.gateway.clock import Clock
 from edge.gateway.control import commands
 from edge.gateway.control.supervisor import LatestReadings, Supervisor
 from edge.gateway.control_socket import ControlServer
+from edge.gateway.derived import derivers
 from edge.gateway.hardware import Hardware, open_hardware
 from edge.gateway.notify import sd_notify, watchdog_interval
 from edge.gateway.sampler import Sampler, SensorSlot
@@ -242,14 +243,15 @@ class Daemon:
 
         cfg = self.config
         now = self.clock.time()
-        self.buffer, report = Buffer.open(cfg.buffer.path, now=now, boot_id=self.clock.boot_id)
+        self.buffer, report = Buffer.open(cfg.buffer.path, now=now, boot_id=self.clock.boot_id,
+                                          commit_every=cfg.buffer.commit_every)
         previous = "unknown" if report.epoch is None else \
             {None: "none", True: "clean", False: "unclean"}[report.previous_epoch_clean]
         self.buffer.append_event(DaemonStart.KIND, "daemon", DaemonStart(  # waits in memory until the epoch is on disk
             __version__, report.epoch, previous, self.clock.is_synced(),
-            intervals={s.id: s.interval for s in cfg.sensors},  # the data center's coverage counts from these
+            intervals={s.id: s.interval for s in cfg.sources()},  # the data center's coverage counts from these
             name=cfg.gateway.name,  # display names, for the data center's lists and charts
-            names={d.id: d.name for d in (*cfg.sensors, *cfg.actuators) if d.name},
+            names={d.id: d.name for d in (*cfg.sources(), *cfg.actuators) if d.name},
         ).to_data(), ts=now)
         if previous == "unclean":
             log.warning("the previous run (epoch %d) did not stop cleanly", report.epoch - 1)
@@ -264,8 +266,14 @@ class Daemon:
         self.alert_feed = AlertFeed(self._alert_readings, self._alert_switch)
         self.supervisor.on_switch.append(self.alert_feed.switch)
         slots = [SensorSlot(self.hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in cfg.sensors]
+        derive = derivers(cfg)
+        for deriver in derive:  # the local day's sums go on from the last derived readings stored
+            try:
+                deriver.restore(self.buffer.latest([deriver.id]).get(deriver.id, ()))
+            except Exception as exc:
+                log.warning("%s: the day's sums start afresh (%s)", deriver.id, exc)
         self.sampler = Sampler(slots, self.buffer, self.clock,
-                               listeners=[latest, self._after_round, self.alert_feed])
+                               listeners=[latest, self._after_round, self.alert_feed], derive=derive)
 
         # Who runs what (docs/architecture.md, "Threads and locks"): sampling rounds have executor workers of their
         # own, one per interval group, so nothing else ever waits for a sensor and no sensor waits for anything
@@ -457,7 +465,8 @@ class Daemon:
 
     def storage(self) -> None:
         """Every STORAGE_INTERVAL: finish a start that had no room (the new epoch, then the parts that read the
-        buffer as they start), and store what waits for room (gap records, events kept in memory)."""
+        buffer as they start), store what waits for room (gap records, events kept in memory), and commit the
+        readings held for the commit window once it is over."""
         if not self.buffer.started:
             report = self.buffer.resume(self.clock.time())
             if report.epoch is None:
@@ -474,6 +483,10 @@ class Daemon:
             if self.sync is not None:
                 self.sync.start()
         self.buffer.flush()
+        try:
+            self.buffer.commit_due()  # the commit window is kept when no round comes to commit it
+        except BufferWriteError as exc:  # the held readings are counted for their gap record
+            log.debug("held readings not committed: %s", exc)
 
     def degraded(self) -> str | None:
         """Why the daemon runs degraded (a full disk: readings not stored), for systemd's STATUS= line; else None."""

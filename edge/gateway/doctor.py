@@ -101,18 +101,20 @@ def format_report(report: Report, colour: bool = False) -> list[str]:
         lines.append(status + first[len(check.status):])
         lines.extend(rest)
         for line in check.lines:
-            lines.extend(_wrap(INDENT + line, INDENT + "  "))
+            lines.extend(_wrap(line, INDENT + "  ", first=INDENT))
         if check.hint and check.status in ("WARN", "FAIL"):
-            lines.extend(_wrap(f"{INDENT}-> {check.hint}", INDENT + "   "))
+            lines.extend(_wrap(f"-> {check.hint}", INDENT + "   ", first=INDENT))
     failed = sum(check.status == "FAIL" for check in report.checks)
     warned = sum(check.status == "WARN" for check in report.checks)
     lines.append(f"{failed} failed, {counted(warned, 'warning')}" if failed or warned else "all good")
     return lines
 
 
-def _wrap(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(text, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False,
-                         drop_whitespace=True) or [text]
+def _wrap(text: str, indent: str, first: str = "") -> list[str]:
+    """``text`` in lines of WIDTH columns, the first indented by ``first`` and the others by ``indent``; a word longer
+    than a line (a deep path) stays whole on its own line, indented like the others."""
+    return textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False) or [first + text]
 
 
 # ------------------------------------------------------------------------------------------------------- checks
@@ -208,9 +210,18 @@ def check_broker(config: Any, timeout: float, daemon_running: bool = False) -> C
     sync = config.sync
     if not sync.url:
         return Check("broker", "SKIP", "no sync.url: the gateway only buffers")
+    checks = [_check_one_broker(config, url, timeout, daemon_running) for url in sync.urls]
+    failed = [check for check in checks if check.status != "OK"]
+    if len(checks) == 1 or failed:
+        return failed[0] if failed else checks[0]  # a list of brokers: the first that is not OK
+    return Check("broker", "OK", f"all {len(checks)} brokers answer", lines=tuple(c.summary for c in checks))
+
+
+def _check_one_broker(config: Any, url: str, timeout: float, daemon_running: bool) -> Check:
+    sync = config.sync
     username = sync.username or config.gateway.id
     try:
-        login = _login(sync, username)
+        login = _login(sync, url, username)
     except ValueError as exc:
         return Check("broker", "FAIL", str(exc), "check sync.url, sync.cert_file and sync.key_file")
     where, host, port = login.where, login.host, login.port
@@ -281,10 +292,10 @@ def _daemon_link(config: Any, where: str, username: str) -> Check:
 GATEWAY_SESSION_EXPIRY = 86400
 
 
-def _login(sync: Any, username: str) -> Any:
+def _login(sync: Any, url: str, username: str) -> Any:
     from edge import mqtt
 
-    return mqtt.BrokerLogin(sync.url, sync.mqtt_version, username, sync.password_file, sync.ca_file, sync.cert_file,
+    return mqtt.BrokerLogin(url, sync.mqtt_version, username, sync.password_file, sync.ca_file, sync.cert_file,
                             sync.key_file)
 
 

@@ -30,6 +30,8 @@ from edge.gateway.hardware.base import PLAUSIBLE, Sample, Sensor
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Sequence[Reading]], None]
+#: Gives derived readings (VPD, dew point, ...) of a round's readings, stored in the round (``edge.gateway.derived``).
+Derive = Callable[[Sequence[Reading]], list[Reading]]
 
 
 def judge(sample: Sample, limits: tuple[float, float] | None) -> Sample:
@@ -65,10 +67,12 @@ class SensorSlot:
 
 
 class Sampler:
-    def __init__(self, slots: Iterable[SensorSlot], buffer: Buffer, clock: Clock, listeners: Iterable[Listener] = ()):
+    def __init__(self, slots: Iterable[SensorSlot], buffer: Buffer, clock: Clock, listeners: Iterable[Listener] = (),
+                 derive: Iterable[Derive] = ()):
         self.buffer = buffer
         self.clock = clock
         self.listeners = list(listeners)
+        self.derive = list(derive)
         self.groups: dict[float, list[SensorSlot]] = {}
         for slot in slots:
             self.groups.setdefault(slot.interval, []).append(slot)
@@ -114,6 +118,7 @@ class Sampler:
         readings: list[Reading] = []
         for slot in self.groups[interval]:
             readings.extend(self.read_slot(slot))
+        readings.extend(self._derived(readings))
         try:
             seqs = self.buffer.append_readings(readings)
         except BufferWriteError as exc:  # logged once by the buffer, which counts them for the gap record
@@ -132,6 +137,16 @@ class Sampler:
             except Exception:
                 log.exception("reading listener %r failed", listener)
         return readings
+
+    def _derived(self, readings: Sequence[Reading]) -> list[Reading]:
+        """The derived readings of a round, stored with it; one that fails is logged and the round goes on."""
+        derived: list[Reading] = []
+        for derive in self.derive:
+            try:
+                derived.extend(derive(readings))
+            except Exception:
+                log.exception("derived quantities %r failed", derive)
+        return derived
 
     def _check_clock(self) -> None:
         """When the wall clock syncs, re-time this boot's readings that were taken before."""

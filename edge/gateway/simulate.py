@@ -15,6 +15,8 @@ from edge.errors import ConfigError
 from edge.gateway.buffer import Buffer
 from edge.gateway.clock import FakeClock
 from edge.gateway.control.supervisor import LatestReadings, Supervisor
+from edge.gateway import agronomy
+from edge.gateway.derived import derivers
 from edge.gateway.hardware import open_hardware
 from edge.gateway.sampler import Sampler, SensorSlot
 
@@ -65,10 +67,14 @@ class Hour:
     humidity: list[float] = field(default_factory=list)
     soil: dict[str, float] = field(default_factory=dict)
     on_minutes: dict[str, float] = field(default_factory=dict)
+    vpd: list[float] = field(default_factory=list)  # kPa of the air, as the model has it
+    dew_margin: list[float] = field(default_factory=list)  # K: the cover's inner surface above the air's dew point
 
 
-def simulate(config, start: float, hours: float, step: float = 10.0) -> Iterator[Hour]:
-    """Run ``config`` (simulated backend) from ``start`` (UTC seconds) for ``hours``; yield each hour's summary."""
+def simulate(config, start: float, hours: float, step: float = 10.0,
+             observe: Callable[[float, object, dict], None] | None = None) -> Iterator[Hour]:
+    """Run ``config`` (simulated backend) from ``start`` (UTC seconds) for ``hours``; yield each hour's summary.
+    ``observe(time, state, actuators)``, if given, sees every step (the model's state and the outputs)."""
     if config.hardware.backend != "simulated":
         raise ConfigError([f"{config.source}: hardware.backend must be simulated to simulate"])
     clock = SimulatedClock(start)
@@ -81,7 +87,7 @@ def simulate(config, start: float, hours: float, step: float = 10.0) -> Iterator
             latest = LatestReadings()
             supervisor = Supervisor(config, hardware.actuators, buffer, clock, latest)
             slots = [SensorSlot(hardware.sensors[s.id], s.interval, dict(s.plausible)) for s in config.sensors]
-            sampler = Sampler(slots, buffer, clock, listeners=[latest])
+            sampler = Sampler(slots, buffer, clock, listeners=[latest], derive=derivers(config))
             model = hardware.simulation
             hour: Hour | None = None
             for i in range(int(hours * 3600 / step)):
@@ -91,6 +97,8 @@ def simulate(config, start: float, hours: float, step: float = 10.0) -> Iterator
                         sampler.run_round(interval)
                 supervisor.evaluate()
                 state = model.state()
+                if observe is not None:
+                    observe(clock.time(), state, hardware.actuators)
                 if elapsed % 3600 == 0:
                     if hour is not None:
                         yield hour
@@ -100,6 +108,9 @@ def simulate(config, start: float, hours: float, step: float = 10.0) -> Iterator
                 hour.inside.append(state.air_temperature)
                 hour.humidity.append(state.humidity)
                 hour.soil = dict(state.soil_moisture)
+                hour.vpd.append(agronomy.vpd(state.air_temperature, state.humidity))
+                hour.dew_margin.append(agronomy.dew_margin(state.cover_temperature, state.air_temperature,
+                                                           max(state.humidity, 0.1)))
                 for actuator_id, actuator in hardware.actuators.items():
                     hour.on_minutes[actuator_id] += actuator.value * step / 60
                 clock.advance(step)
@@ -122,3 +133,54 @@ def table(hours: Iterator[Hour], actuators: list[str]) -> Iterator[str]:
                  f"{sum(h.humidity) / len(h.humidity):.0f}", " ".join(f"{v:.0f}" for v in h.soil.values())]
         cells += [f"{h.on_minutes[a]:.0f}" for a in actuators]
         yield "| " + " | ".join(cells) + " |"
+
+
+#: The VPD band a greenhouse crop is comfortable in, kPa (0.45-1.25: Prenger and Ling 2001, Ohio State University
+#: Extension fact sheet AEX-804, "Greenhouse condensation control: understanding and using vapor pressure deficit").
+VPD_BAND = (0.45, 1.25)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a grower judges a day of climate control by."""
+
+    hours: float
+    in_band: float  # hours with the air's VPD in VPD_BAND
+    condensation: float  # hours with the cover's inner surface at or below the air's dew point
+    water: float  # litres: irrigation and fog
+    heating: float  # hours of heating at full power (a heater half on for an hour counts half)
+
+
+def summarize(hours: list[Hour], config) -> Summary:
+    """Totals of an ``edge simulate`` run: hours in the VPD band, condensation hours, water used, heating hours."""
+    from edge.gateway.hardware.sim import MIST_RATE
+
+    sim = config.hardware.simulation
+    kinds = {a.id: a for a in config.actuators}
+    zones = max(1, len({a.zone for a in config.actuators if a.kind == "pump"} | {
+        getattr(s, "zone", None) for s in config.sensors if getattr(s, "zone", None)}))
+    in_band = condensation = water = heating = 0.0
+    for h in hours:
+        share = 1.0 / len(h.vpd) if h.vpd else 0.0
+        in_band += share * sum(VPD_BAND[0] <= v <= VPD_BAND[1] for v in h.vpd)
+        condensation += share * sum(m <= 0.0 for m in h.dew_margin)
+        for actuator_id, minutes in h.on_minutes.items():
+            kind = kinds[actuator_id].kind
+            if kind == "pump":  # mm/h over the zone's share of the floor: litres
+                water += minutes / 60.0 * sim.irrigation_rate * sim.floor_area / zones
+            elif kind == "mister":
+                water += minutes * 60.0 * MIST_RATE * sim.floor_area
+            elif kind == "heater":
+                heating += minutes / 60.0
+    return Summary(float(len(hours)), in_band, condensation, water, heating)
+
+
+def summary_table(rows: list[tuple[str, Summary]]) -> Iterator[str]:
+    """Summaries as a Markdown table, one row per run."""
+    low, high = VPD_BAND
+    yield (f"| run | hours | VPD {low:g}-{high:g} kPa, h | condensation on the cover, h | water, l | "
+           "heating, h |")
+    yield "|---|---|---|---|---|---|"
+    for label, s in rows:
+        yield (f"| {label} | {s.hours:.0f} | {s.in_band:.1f} | {s.condensation:.1f} | {s.water:.0f} | "
+               f"{s.heating:.1f} |")

@@ -1,5 +1,5 @@
-"""The gateway's state as ``edge status`` shows it (and the coming web page): read from the buffer, beside a running
-daemon, through each part's own state (:mod:`.buffer`, :mod:`.control.state`, :mod:`.sync.state`,
+"""The gateway's state as ``edge status`` and the greenhouse page (``edge web``) show it: read from the buffer,
+beside a running daemon, through each part's own state (:mod:`.buffer`, :mod:`.control.state`, :mod:`.sync.state`,
 :mod:`.alerts.outbox`).
 
     report = read_status(config)
@@ -128,7 +128,7 @@ def read_status(config: Any, now: float | None = None, wall: Callable[[], float]
     try:
         readings = buffer.counts("readings")
         events = buffer.counts("events")
-        latest = buffer.latest(s.id for s in config.sensors)
+        latest = buffer.latest(s.id for s in config.sources())
         epochs = buffer.epochs()
         running = buffer.owned_by_a_running_daemon()
         recorded = ControlState(buffer, migrate=False).actuators()
@@ -142,7 +142,7 @@ def read_status(config: Any, now: float | None = None, wall: Callable[[], float]
     now = wall() if now is None else now
     oldest = readings["oldest_pending_ts"]
     sensors = {}
-    for sensor in config.sensors:
+    for sensor in config.sources():  # sensors, then derived sets (climate)
         rows = latest.get(sensor.id, [])
         last_ts = rows[0]["ts"] if rows else None
         sensors[sensor.id] = SensorStatus(

@@ -188,7 +188,7 @@ class AlertsConfig(StrictModel):
         problems: list[tuple[tuple[str | int, ...], str]] = []
         if self.recipients and not config.sms.transports:
             problems.append((("recipients",), "there are recipients but no sms.transports"))
-        sensors = {s.id: SensorInfo(s.interval, tuple(s.quantities()), s.name) for s in config.sensors}
+        sensors = {s.id: SensorInfo(s.interval, s.quantities, s.name) for s in config.sources()}
         actuators = {a.id: ActuatorInfo(a.kind, (a.feedback.sensor, a.feedback.quantity) if a.feedback else None,
                                         a.name) for a in config.actuators}
         try:

@@ -38,10 +38,27 @@ QUANTITY_FA: dict[str, tuple[str, str]] = {
     "pressure": ("فشار هوا", "فشار هوای"),
     "flow": ("جریان آب", "جریان آب"),
     "level": ("سطح آب", "سطح آب"),
+    "par": ("نور فتوسنتزی", "نور فتوسنتزی"),
+    "vpd": ("کمبود فشار بخار", "کمبود فشار بخار"),
+    "leaf_vpd": ("کمبود فشار بخار برگ", "کمبود فشار بخار برگ"),
+    "dew_point": ("نقطه شبنم", "نقطه شبنم"),
+    "dew_margin": ("فاصله تا شبنم", "فاصله تا شبنم"),
+    "abs_humidity": ("رطوبت مطلق", "رطوبت مطلق"),
+    "humidity_deficit": ("کمبود رطوبت", "کمبود رطوبت"),
+    "dli": ("نور روزانه", "نور روزانه"),
+    "temperature_min": ("کمینه دما", "کمینه دمای"),
+    "temperature_mean": ("میانگین دما", "میانگین دمای"),
+    "temperature_max": ("بیشینه دما", "بیشینه دمای"),
+    "gdd": ("درجه-روز رشد", "درجه-روز رشد"),
+    "et0": ("تبخیر و تعرق", "تبخیر و تعرق"),
 }
 QUANTITY_EN: dict[str, str] = {
     "temperature": "temperature", "humidity": "humidity", "soil_moisture": "soil moisture", "light": "light",
-    "co2": "CO2", "pressure": "pressure", "flow": "water flow", "level": "water level",
+    "co2": "CO2", "pressure": "pressure", "flow": "water flow", "level": "water level", "par": "PAR",
+    "vpd": "VPD", "leaf_vpd": "leaf VPD", "dew_point": "dew point", "dew_margin": "margin to dew point",
+    "abs_humidity": "absolute humidity", "humidity_deficit": "humidity deficit", "dli": "daily light",
+    "temperature_min": "day's minimum", "temperature_mean": "day's mean", "temperature_max": "day's maximum",
+    "gdd": "degree days", "et0": "ET0",
 }
 #: Each kind of output in Persian, as a farmer names the device.
 KIND_FA: dict[str, str] = {
@@ -157,8 +174,8 @@ def names_of(config: Any) -> Names:
     """The names of a validated gateway config."""
     return Names(
         greenhouse=config.gateway.name, gateway_id=config.gateway.id,
-        sensors={s.id: s.name for s in config.sensors},
-        quantities={s.id: tuple(s.quantities()) for s in config.sensors},
+        sensors={s.id: s.name for s in config.sources()},  # sensors and derived sets
+        quantities={s.id: s.quantities for s in config.sources()},
         actuators={a.id: a.name for a in config.actuators},
         kinds={a.id: a.kind for a in config.actuators})
 

@@ -199,7 +199,7 @@ def build_service(config: Any, buffer: Any, clock: Any, *, transports: Sequence[
     alerts, sms = config.alerts, config.sms
     if alerts.recipients and not sms.transports and transports is None:
         raise ConfigError([f"{config.source}: alerts.recipients: there are recipients but no sms.transports"])
-    sensors = {s.id: SensorInfo(s.interval, tuple(s.quantities()), s.name) for s in config.sensors}
+    sensors = {s.id: SensorInfo(s.interval, s.quantities, s.name) for s in config.sources()}
     actuators = {a.id: ActuatorInfo(a.kind, (a.feedback.sensor, a.feedback.quantity) if a.feedback else None, a.name)
                  for a in config.actuators}
     try:

@@ -3,10 +3,10 @@ validated once into a typed command.
 
 Three doors lead here: the control socket (``edge actuate``, ``edge alerts ack``; the socket itself only frames,
 authorises and bounds requests), the downlink (a data center's command, whose wire form ``edge.contract.protocol``
-has already checked) and the coming web page. Each hands what it received to a :class:`CommandParser` and gets a
-typed command back, or a :class:`CommandError` whose ``answer`` is the line its sender reads; :func:`serve` then
-carries the command out (the supervisor executes an :class:`Actuate` and adds the refusals that depend on the
-moment: interlocks, ``min_off``, a latch, the power budget).
+has already checked) and the greenhouse page (``edge web``). Each hands what it received to a
+:class:`CommandParser` and gets a typed command back, or a :class:`CommandError` whose ``answer`` is the line its
+sender reads; :func:`serve` then carries the command out (the supervisor executes an :class:`Actuate` and adds the
+refusals that depend on the moment: interlocks, ``min_off``, a latch, the power budget).
 
 Checked here, once, for every door: the op and its fields, their types, the actuator id, the action, and the
 duration of an override: a number of seconds, more than 0, at most the actuator's ``max_manual`` (and, to switch on,

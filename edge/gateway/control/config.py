@@ -155,7 +155,135 @@ class IrrigationRule(_Rule):
         return self
 
 
-Rule = Annotated[ThresholdRule | IrrigationRule, Field(discriminator="type")]
+def _offset_seconds(text: str) -> float:
+    from edge.durations import parse_duration
+
+    if text in ("0", "0s"):
+        return 0.0
+    sign = -1.0 if text.startswith("-") else 1.0
+    return sign * parse_duration(text.lstrip("+-"))
+
+
+def _check_offset(value: str) -> str:
+    text = value.strip()
+    _offset_seconds(text)  # raises ValueError with the reason
+    return text
+
+
+class Profile(StrictModel):
+    """A setpoint that follows the sun: ``night`` until sunrise (plus ``day_starts``), then a straight ramp over
+    ``ramp`` to ``day``; ``day`` until sunset (plus ``night_starts``), then a ramp over ``ramp`` back to ``night``.
+    Setpoint and humidity rules name it instead of a number."""
+
+    id: Identifier
+    day: float
+    night: float
+    ramp: Duration = Field(default=3600.0, description="how long the change between night and day values takes")
+    day_starts: str = Field(default="0s", description="offset of the day ramp's start from sunrise (e.g. 30m, -1h)")
+    night_starts: str = Field(default="0s", description="offset of the night ramp's start from sunset")
+
+    @field_validator("day_starts", "night_starts")
+    @classmethod
+    def _valid_offset(cls, value: str) -> str:
+        return _check_offset(value)
+
+    def offsets(self) -> tuple[float, float]:
+        return _offset_seconds(self.day_starts), _offset_seconds(self.night_starts)
+
+
+#: A number, or the id of a ``control.profiles`` entry (checked by ``edge check``).
+Setpoint = float | Identifier
+
+
+class SetpointRule(_Rule):
+    """Temperature (or any quantity) held at a setpoint, a number or a day/night profile: ``heat`` requests its
+    actuator below the setpoint until ``band`` above it; ``cool`` above the setpoint until ``band`` below it."""
+
+    type: Literal["setpoint"]
+    direction: Literal["heat", "cool"]
+    setpoint: Setpoint
+    band: float = Field(default=1.0, gt=0, description="hysteresis, in the input's unit")
+    priority: Literal["normal", "safety"] = "normal"
+
+
+class HumidityRule(_Rule):
+    """Humidity by deficit: ``dry`` requests its actuator (a vent, a fan) while the VPD, humidity deficit or the
+    cover's margin to the dew point is below the band, ``humidify`` (a mister) while it is above. Temperature first: with ``temperature`` and
+    ``not_below``, it requests nothing while the air is below that setpoint (drying or misting would fight the
+    heating), and a setpoint rule on the same output that asks more wins (docs/control.md)."""
+
+    type: Literal["humidity"]
+    action: Literal["dry", "humidify"]
+    band: tuple[float, float] = Field(description="the wanted range, low then high (kPa, or g/m3)")
+    night_band: tuple[float, float] | None = Field(default=None, description="the range between sunset and sunrise")
+    hysteresis: float = Field(default=0.1, gt=0)
+    temperature: SensorInput | None = Field(default=None, description="the air temperature, for not_below")
+    not_below: Setpoint | None = Field(default=None, description="no request while the air is colder (a number "
+                                       "or a profile: the heating setpoint)")
+
+    @model_validator(mode="after")
+    def _sound(self) -> "HumidityRule":
+        if self.input.quantity not in ("vpd", "humidity_deficit", "leaf_vpd", "dew_margin"):
+            raise ValueError(f"input must be a vpd, leaf_vpd, humidity_deficit or dew_margin, not "
+                             f"{self.input.quantity}")
+        for band in (self.band, self.night_band):
+            if band is not None and band[0] >= band[1]:
+                raise ValueError("a band is low then high")
+        if (self.temperature is None) != (self.not_below is None):
+            raise ValueError("give temperature and not_below together")
+        return self
+
+
+class LightIrrigationRule(_Rule):
+    """Water by the light the crop received (its transpiration follows radiation): start a run of ``run`` once the
+    light sum since the last start reaches ``start_at`` mol/m2, never sooner than ``min_interval`` after the last
+    start, and in daylight at the latest ``max_interval`` after it. ``soil`` is the guard: no start while the soil
+    is at or above ``soil_wet_at``."""
+
+    type: Literal["light_sum"]
+    start_at: float = Field(gt=0, description="mol/m2 of light since the last start")
+    run: Duration
+    min_interval: Duration
+    max_interval: Duration | None = None
+    ppfd_per_lux: float = Field(default=0.0185, gt=0, le=0.1, description="for a light input in lux (sunlight)")
+    soil: SensorInput | None = None
+    soil_wet_at: float | None = Field(default=None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _sound(self) -> "LightIrrigationRule":
+        if self.input.quantity not in ("light", "par"):
+            raise ValueError(f"input must be light (lx) or par, not {self.input.quantity}")
+        if self.run >= self.min_interval:
+            raise ValueError("run must be shorter than min_interval")
+        if self.max_interval is not None and self.max_interval <= self.min_interval:
+            raise ValueError("max_interval must be longer than min_interval")
+        if (self.soil is None) != (self.soil_wet_at is None):
+            raise ValueError("give soil and soil_wet_at together")
+        return self
+
+
+class Co2Rule(_Rule):
+    """CO2 enrichment: on below ``on_below`` ppm until ``off_above``, only between sunrise and sunset and only
+    while every vent in ``vents`` is at most ``closed_at`` open. The vent condition is enforced by the supervisor as
+    a safety limit (like an interlock): its output is switched off before a vent opens, whatever asks for it."""
+
+    type: Literal["co2"]
+    on_below: float = Field(gt=0)
+    off_above: float = Field(gt=0)
+    vents: list[ActuatorRef] = Field(min_length=1, description="the vents (and fans) that must be closed")
+    closed_at: float = Field(default=0.1, ge=0, lt=1, description="a vent at most this open counts as closed")
+
+    @model_validator(mode="after")
+    def _sound(self) -> "Co2Rule":
+        if self.input.quantity != "co2":
+            raise ValueError(f"input must be co2, not {self.input.quantity}")
+        if self.off_above <= self.on_below:
+            raise ValueError("off_above must be higher than on_below")
+        return self
+
+
+Rule = Annotated[ThresholdRule | IrrigationRule | SetpointRule | HumidityRule | LightIrrigationRule | Co2Rule,
+                 Field(discriminator="type")]
 
 
 class Interlock(StrictModel):
@@ -174,3 +302,21 @@ class ControlConfig(StrictModel):
                                      "--for (never longer than the actuator's max_manual)")
     max_outputs_on: int | None = Field(default=None, ge=1, description="power budget: outputs on at once")
     interlocks: list[Interlock] = Field(default_factory=list)
+    profiles: list[Profile] = Field(default_factory=list, description="day/night setpoints with ramps at "
+                                    "sunrise and sunset, named by setpoint and humidity rules")
+
+    def check_whole(self, config) -> list[tuple[tuple[str | int, ...], str]]:
+        """Every profile a rule names exists; a profile id is given once."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        ids = [p.id for p in self.profiles]
+        for index, pid in enumerate(ids):
+            if pid in ids[:index]:
+                problems.append((("profiles", index, "id"), f"duplicate profile id {pid!r}"))
+        for rule in getattr(config, "rules", ()):
+            for name in ("setpoint", "not_below"):
+                value = getattr(rule, name, None)
+                if isinstance(value, str) and value not in ids:
+                    listed = ", ".join(ids) or "none configured"
+                    problems.append((("profiles",), f"rule {rule.id!r}: {name}: unknown profile {value!r} "
+                                     f"(profiles: {listed})"))
+        return problems

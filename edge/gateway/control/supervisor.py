@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from edge.contract.events import (ActuatorChange, ActuatorFault, ActuatorRefused, CommandActuate, RuleFault,
@@ -34,8 +35,9 @@ from edge.contract.protocol import Reading
 from edge.durations import counted, format_duration
 from edge.errors import BufferUnavailable, BufferWriteError
 from edge.gateway.control import rules as rule_logic
+from edge.gateway.control.config import Co2Rule, HumidityRule, LightIrrigationRule, SetpointRule
 from edge.gateway.control.commands import Actuate, CommandParser, Refused
-from edge.gateway.control.schedules import Place, window
+from edge.gateway.control.schedules import Place, sun_times, window
 from edge.gateway.control.state import ControlState
 from edge.gateway.control.types import ActuatorState, ActuatorView, Override, describe_state
 
@@ -87,7 +89,14 @@ class Supervisor:
         self.clock = clock
         self.latest = latest or LatestReadings()
         self.place = Place(config.gateway.latitude, config.gateway.longitude, config.gateway.timezone)
-        self.intervals = {s.id: s.interval for s in config.sensors}
+        self.intervals = {s.id: s.interval for s in config.sources()}
+        self.profiles = {p.id: p for p in self.control.profiles}
+        #: outputs a CO2 rule doses through -> (its vents, how open counts as closed): a safety limit, like an interlock
+        self.vent_guards: dict[str, tuple[list[str], float]] = {}
+        for rule in config.rules:
+            if isinstance(rule, Co2Rule):
+                vents, closed_at = self.vent_guards.get(rule.actuator, ([], 1.0))
+                self.vent_guards[rule.actuator] = (sorted({*vents, *rule.vents}), min(closed_at, rule.closed_at))
         self.started = clock.time()
         self._lock = threading.RLock()  # re-entrant: execute() evaluates under it, so nothing runs between the two
         self.state = {a: ActuatorState(since=self.started) for a in self.actuators}
@@ -212,9 +221,11 @@ class Supervisor:
                 self._save_unsaved()
             self._expire_overrides(now)
             requests, faults = self._requests(now)
-            order = sorted(self.actuators, key=lambda a: self.state[a].value <= 0)  # outputs already on keep priority
+            # outputs behind a vent guard (CO2) first, so they are off before a vent opens; then those already on
+            # (they keep priority), then the rest
+            order = sorted(self.actuators, key=lambda a: (a not in self.vent_guards, self.state[a].value <= 0))
             for actuator_id in order:
-                self._settle(actuator_id, requests.get(actuator_id), faults, now)
+                self._settle(actuator_id, requests.get(actuator_id), faults, now, requests)
             self._carried_on_time.clear()
 
     def _expire_overrides(self, now: float) -> None:
@@ -235,32 +246,75 @@ class Supervisor:
             if w is not None:
                 levels[0].append((schedule.actuator, Request(schedule.value, f"schedule:{schedule.id}", w.end)))
         faults: dict[str, str] = {}
-        for rule in self.config.rules:
-            decision = self._decide(rule, now)
-            if decision.fault:
-                faults[rule.id] = decision.fault
-            if decision.request is not None:
-                level = 3 if getattr(rule, "priority", "normal") == "safety" else 1
-                levels[level].append((rule.actuator, Request(decision.request, f"rule:{rule.id}", decision.until)))
         for actuator_id, override in self.overrides.items():
             levels[2].append((actuator_id, Request(override.value, override.reason, override.until)))
-        winners: dict[str, Request] = {}
-        for level in levels:
-            best: dict[str, Request] = {}
-            for actuator_id, request in level:  # within a level, the strongest request wins
-                if _stronger(request, best.get(actuator_id)):
-                    best[actuator_id] = request
-            winners.update(best)
-        return winners, faults
+        co2_rules = [rule for rule in self.config.rules if isinstance(rule, Co2Rule)]
+        for rule in self.config.rules:
+            if not isinstance(rule, Co2Rule):
+                self._add_rule(rule, now, levels, faults)
+        if co2_rules:  # after the others: the vents' requests of this evaluation count
+            planned = _winners(levels)
+            for rule in co2_rules:
+                self._add_rule(rule, now, levels, faults, planned)
+        return _winners(levels), faults
 
-    def _decide(self, rule: Any, now: float) -> rule_logic.Decision:
+    def _add_rule(self, rule: Any, now: float, levels: list[list[tuple[str, Request]]], faults: dict[str, str],
+                  planned: dict[str, Request] | None = None) -> None:
+        decision = self._decide(rule, now, self._context(rule, now, planned or {}))
+        if decision.fault:
+            faults[rule.id] = decision.fault
+        if decision.request is not None:
+            level = 3 if getattr(rule, "priority", "normal") == "safety" else 1
+            levels[level].append((rule.actuator, Request(decision.request, f"rule:{rule.id}", decision.until)))
+
+    def _setpoint(self, value: float | str, now: float) -> float:
+        """A rule's setpoint now: a number, or its profile's value at this moment of the local day."""
+        if not isinstance(value, str):
+            return float(value)
+        sun = sun_times(datetime.fromtimestamp(now, self.place.tz).date(), self.place)
+        return rule_logic.profile_value(self.profiles[value], now, sun["sunrise"], sun["sunset"])
+
+    def _daylight(self, now: float) -> bool:
+        sun = sun_times(datetime.fromtimestamp(now, self.place.tz).date(), self.place)
+        return sun["sunrise"] <= now < sun["sunset"]
+
+    def _vents_open(self, vents: Sequence[str], planned: Mapping[str, Request]) -> float:
+        """How open the most open of ``vents`` is: as last switched, as the output reports itself (a motor vent
+        still closing), or as asked at this evaluation."""
+        opening = 0.0
+        for vent in vents:
+            current = self.state[vent].value if vent in self.state else 0.0
+            asked = planned[vent].value if vent in planned else 0.0
+            try:
+                moving = float(self.actuators[vent].value) if vent in self.actuators else 0.0
+            except Exception:  # an output that cannot say where it is counts as open
+                moving = 1.0
+            opening = max(opening, current, asked, moving)
+        return opening
+
+    def _context(self, rule: Any, now: float, planned: Mapping[str, Request]) -> rule_logic.Context:
+        if isinstance(rule, SetpointRule):
+            return rule_logic.Context(setpoint=self._setpoint(rule.setpoint, now))
+        if isinstance(rule, HumidityRule):
+            guard = None if rule.temperature is None else self.latest.get(rule.temperature.sensor,
+                                                                         rule.temperature.quantity)
+            floor = None if rule.not_below is None else self._setpoint(rule.not_below, now)
+            return rule_logic.Context(floor=floor, guard=guard, daylight=self._daylight(now))
+        if isinstance(rule, LightIrrigationRule):
+            guard = None if rule.soil is None else self.latest.get(rule.soil.sensor, rule.soil.quantity)
+            return rule_logic.Context(guard=guard)
+        if isinstance(rule, Co2Rule):
+            return rule_logic.Context(daylight=self._daylight(now), vents_open=self._vents_open(rule.vents, planned))
+        return rule_logic.Context()
+
+    def _decide(self, rule: Any, now: float, context: rule_logic.Context = rule_logic.Context()) -> rule_logic.Decision:
         sensor, quantity = rule.input.sensor, rule.input.quantity
         stale_after = rule.stale_after or 3 * self.intervals.get(sensor, 60.0)
         reading = self.latest.get(sensor, quantity)
         state = self.rule_state.get(rule.id, {})
         if reading is None and now - self.started < stale_after:
             return rule_logic.Decision(None, state)  # just started: the first reading is on its way
-        decision = rule_logic.decide(rule, state, reading, now, stale_after)
+        decision = rule_logic.decide(rule, state, reading, now, stale_after, context)
         if decision.state != state:
             self.rule_state[rule.id] = decision.state
             with self._saving() as store:
@@ -273,13 +327,24 @@ class Supervisor:
             (log.warning if decision.fault else log.info)("rule %s: %s", rule.id, decision.fault or "input back")
         return decision
 
-    def _settle(self, actuator_id: str, request: Request | None, faults: dict[str, str], now: float) -> None:
+    def _settle(self, actuator_id: str, request: Request | None, faults: dict[str, str], now: float,
+                planned: Mapping[str, Request] | None = None) -> None:
         st = self.state[actuator_id]
         limits = self.limits[actuator_id]
         want = request.value if request else 0.0
         if want <= 0:
             st.latched = False
             st.refused = None
+        vent = self._vent_refusal(actuator_id, planned or {})
+        if vent is not None:  # a safety limit: off before the vent opens, whatever asks (min_on included)
+            if st.value > 0:
+                self._switch(actuator_id, 0.0, "safety:vent_open", now)
+            elif want > 0 and vent != st.refused:
+                st.refused = vent
+                log.info("%s not switched on for %s: %s", actuator_id, request.reason, vent)
+                self.buffer.append_event(ActuatorRefused.KIND, actuator_id,
+                                         ActuatorRefused(request.reason, vent).to_data(), ts=now)
+            return
         if st.value > 0:
             on_for = now - st.on_since
             if limits.max_on is not None and on_for >= limits.max_on:
@@ -324,9 +389,24 @@ class Supervisor:
         cap = st.on_since + limits.max_on
         return cap if until is None else min(until, cap)
 
+    def _vent_refusal(self, actuator_id: str, planned: Mapping[str, Request]) -> str | None:
+        """Why a CO2 output may not be on: a vent of its CO2 rule open (now, or as asked at this evaluation)."""
+        guard = self.vent_guards.get(actuator_id)
+        if guard is None:
+            return None
+        vents, closed_at = guard
+        for vent in vents:
+            opening = self._vents_open([vent], planned)
+            if opening > closed_at:
+                return f"vent {vent} open ({opening:.0%}; dosing only at most {closed_at:.0%})"
+        return None
+
     def _refusal(self, actuator_id: str, now: float) -> str | None:
         """Why ``actuator_id`` may not go on now, or None."""
         st, limits = self.state[actuator_id], self.limits[actuator_id]
+        vent = self._vent_refusal(actuator_id, {})
+        if vent is not None:
+            return vent
         if st.latched:
             return f"latched off by max_on {format_duration(limits.max_on)} until nothing requests it"
         if limits.min_off is not None and st.off_at is not None and now - st.off_at < limits.min_off:
@@ -445,6 +525,18 @@ class Supervisor:
                         log.exception("%s: its switch-off could not be recorded", actuator_id)
         self._tell()
         return failed
+
+
+def _winners(levels: list[list[tuple[str, Request]]]) -> dict[str, Request]:
+    """The winning request of each actuator: a later level beats an earlier one; within a level, the strongest."""
+    winners: dict[str, Request] = {}
+    for level in levels:
+        best: dict[str, Request] = {}
+        for actuator_id, request in level:
+            if _stronger(request, best.get(actuator_id)):
+                best[actuator_id] = request
+        winners.update(best)
+    return winners
 
 
 def _stronger(request: Request, than: Request | None) -> bool:

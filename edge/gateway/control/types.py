@@ -1,5 +1,5 @@
 """The control state's types: what the supervisor knows of each actuator, a manual override, and how an actuator is
-shown (``edge status``, ``edge actuate``, the answer to a downlink command, the coming web page).
+shown (``edge status``, ``edge actuate``, the answer to a downlink command, the greenhouse page (``edge web``)).
 
 Plain data and one pure function (:func:`describe_state`), no imports of the rest of the gateway, so that the
 supervisor, the control state's persistence and the status report all speak of the same things.

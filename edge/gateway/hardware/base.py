@@ -30,6 +30,20 @@ UNITS: dict[str, str] = {
     "pressure": "hPa",
     "flow": "l/min",
     "level": "bool",
+    "par": "umol/m2/s",
+    # derived quantities (edge/gateway/derived.py; docs/agronomy.md)
+    "vpd": "kPa",
+    "leaf_vpd": "kPa",
+    "dew_point": "°C",
+    "dew_margin": "K",
+    "abs_humidity": "g/m3",
+    "humidity_deficit": "g/m3",
+    "dli": "mol/m2/d",
+    "temperature_min": "°C",
+    "temperature_mean": "°C",
+    "temperature_max": "°C",
+    "gdd": "°C·d",
+    "et0": "mm/d",
 }
 
 #: Physically possible range of each quantity in a greenhouse. Values outside are flagged ``implausible``.
@@ -42,9 +56,24 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
     "pressure": (300.0, 1_100.0),
     "flow": (0.0, 1_000.0),
     "level": (0.0, 1.0),
+    "par": (0.0, 3_000.0),  # full sun is about 2,000 umol/(m2 s)
+    "vpd": (0.0, 10.0),  # dry air at 50 °C is about 12; a greenhouse crop lives below 3
+    "leaf_vpd": (-5.0, 10.0),  # negative: the leaf is below the air's dew point
+    "dew_point": (-60.0, 60.0),
+    "dew_margin": (-40.0, 80.0),
+    "abs_humidity": (0.0, 130.0),  # saturated air at 60 °C holds 130 g/m3
+    "humidity_deficit": (0.0, 130.0),
+    "dli": (0.0, 80.0),  # a clear midsummer day outside gives at most about 70
+    "temperature_min": (-40.0, 80.0),
+    "temperature_mean": (-40.0, 80.0),
+    "temperature_max": (-40.0, 80.0),
+    "gdd": (0.0, 50.0),
+    "et0": (0.0, 20.0),
 }
 
-Quantity = Literal["temperature", "humidity", "soil_moisture", "light", "co2", "pressure", "flow", "level"]
+Quantity = Literal["temperature", "humidity", "soil_moisture", "light", "co2", "pressure", "flow", "level", "par",
+                   "vpd", "leaf_vpd", "dew_point", "dew_margin", "abs_humidity", "humidity_deficit", "dli",
+                   "temperature_min", "temperature_mean", "temperature_max", "gdd", "et0"]
 
 
 @dataclass(frozen=True, slots=True)

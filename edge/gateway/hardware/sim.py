@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 KHORRAMABAD_LATITUDE = 33.49
 KHORRAMABAD_LONGITUDE = 48.36
 
-SimQuantity = Literal["temperature", "humidity", "soil_moisture", "light", "co2"]
+SimQuantity = Literal["temperature", "humidity", "soil_moisture", "light", "co2", "par"]
+#: Where a simulated temperature sensor sits: in the air, on a leaf (an infrared canopy sensor), on the cover.
+SimSurface = Literal["air", "leaf", "cover"]
 #: dropout: error readings; stuck: the same values over and over; spike: one wild value; hang: ``read()`` blocks
 #: until the fault ends (a sensor wedging its bus: what the systemd watchdog must catch).
 FaultKind = Literal["dropout", "stuck", "spike", "hang"]
@@ -73,6 +75,14 @@ LUX_PER_WM2 = 110.0  # luminous efficacy of daylight, lx per W/m²
 GROW_LIGHT_LUX = 12_000.0  # lx at the crop from grow lights at full output
 GROW_LIGHT_POWER = 100.0  # W/m² of floor drawn by grow lights at full output, all of it ending as heat
 GROW_LIGHT_RADIATION = 40.0  # W/m² of that power reaching the crop as light
+GROW_LIGHT_PPFD = 180.0  # umol/(m²·s) of PAR at the crop from grow lights at full output
+PPFD_PER_WM2 = 2.02  # umol/(m²·s) of PAR per W/m² of sunlight (about 45 % of its energy is PAR, at 4.57 umol/J)
+# --- Cover and leaves ------------------------------------------------------------------------------------------------
+COVER_INSIDE_EXCHANGE = 7.0  # W/(m²·K) between the inside air (and crop) and the cover's inner surface
+SKY_COOLING = 8.0  # K by which a clear night sky is colder than the outside air, as the cover sees it
+LEAF_EXCHANGE = 30.0  # W/(m²·K) of floor between canopy and air (leaf area index ~3, both sides)
+LEAF_ABSORBED = 0.6  # share of the crop radiation the leaves absorb
+LEAF_TO_COVER = 3.0  # W/(m²·K) of floor: the canopy's net long-wave exchange with the cover
 #: kg/(m²·s) of fog at full output (a high-pressure line: a 5 l/h nozzle every 3 m²), evaporating as far as the air
 #: is dry
 MIST_RATE = 1.5 / 3600
@@ -168,6 +178,9 @@ class GreenhouseState:
     soil_moisture: Mapping[str, float]  # volumetric %, by zone
     outside_temperature: float  # °C
     outside_humidity: float  # %
+    leaf_temperature: float = math.nan  # °C, of the canopy
+    cover_temperature: float = math.nan  # °C, of the cover's inner surface
+    par: float = 0.0  # umol/(m²·s) at the crop
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,9 +538,29 @@ class GreenhouseModel:
         source = net * self.config.floor_area / MG_PER_M3_PER_PPM  # ppm·m³/s
         return max(0.0, relax(self._co2, OUTSIDE_CO2 + source / flow, flow / self._volume, dt))
 
+    def _cover_temperature(self, weather: Weather) -> float:
+        """The cover's inner surface, °C: between the inside air and the outside, nearer the outside the worse the
+        cover insulates; at night the sky cools it below the outside air (a clear sky, as near Khorramabad)."""
+        night = 1.0 if weather.irradiance <= 0.0 else 0.0
+        outside = weather.temperature - SKY_COOLING * night
+        return self._temperature - self.config.cover_u_value / COVER_INSIDE_EXCHANGE * (self._temperature - outside)
+
+    def _leaf_temperature(self, crop_radiation: float, transpiration: float, cover: float) -> float:
+        """The canopy, °C: warmed by the light it absorbs, cooled by transpiring and by radiating to the cover."""
+        balance = (LEAF_ABSORBED * crop_radiation - LATENT_HEAT * transpiration
+                   - LEAF_TO_COVER * (self._temperature - cover))
+        return self._temperature + balance / LEAF_EXCHANGE
+
     def _make_snapshot(self) -> GreenhouseState:
         weather = self._weather(self._t)
-        sunlight = weather.irradiance * self.config.cover_transmittance * LUX_PER_WM2
+        sun = weather.irradiance * self.config.cover_transmittance
+        sunlight = sun * LUX_PER_WM2
+        lamps = self._outputs.by_kind.get("light", 0.0)
+        crop_radiation = sun + lamps * GROW_LIGHT_RADIATION
+        demand = self._transpiration_demand(crop_radiation)
+        stress = [water_stress(m) for m in self._soil.values()]
+        transpiration = demand * (sum(stress) / len(stress) if stress else 1.0)
+        cover = self._cover_temperature(weather)
         return GreenhouseState(
             time=self._t,
             air_temperature=self._temperature,
@@ -537,6 +570,9 @@ class GreenhouseModel:
             soil_moisture=MappingProxyType(dict(self._soil)),
             outside_temperature=weather.temperature,
             outside_humidity=relative_humidity(weather.vapour, weather.temperature),
+            leaf_temperature=self._leaf_temperature(crop_radiation, transpiration, cover),
+            cover_temperature=cover,
+            par=sun * PPFD_PER_WM2 + lamps * GROW_LIGHT_PPFD,
         )
 
 
@@ -549,9 +585,10 @@ NOISE: dict[str, tuple[float, float]] = {
     "soil_moisture": (0.4, 0.0),
     "light": (2.0, 0.02),
     "co2": (8.0, 0.01),
+    "par": (1.0, 0.02),
 }
 #: Decimal places a typical sensor reports.
-RESOLUTION: dict[str, int] = {"temperature": 1, "humidity": 1, "soil_moisture": 1, "light": 0, "co2": 0}
+RESOLUTION: dict[str, int] = {"temperature": 1, "humidity": 1, "soil_moisture": 1, "light": 0, "co2": 0, "par": 0}
 #: What a sensor can report at all (its measuring range); noise never takes a reading outside it.
 SENSOR_RANGE: dict[str, tuple[float, float]] = {
     "temperature": (-40.0, 125.0),
@@ -559,6 +596,7 @@ SENSOR_RANGE: dict[str, tuple[float, float]] = {
     "soil_moisture": (0.0, 100.0),
     "light": (0.0, 188_000.0),
     "co2": (0.0, 40_000.0),
+    "par": (0.0, 4_000.0),
 }
 
 
@@ -576,6 +614,8 @@ class SimulatedSensorConfig(SensorConfig):
     zone: str | None = Field(default=None, validate_default=True,
                              description="irrigation zone whose soil the probe sits in (soil_moisture only)")
     noise: float = Field(default=1.0, ge=0, description="multiplier on realistic sensor noise; 0 for exact values")
+    at: SimSurface = Field(default="air", description="where its temperature is taken: air, leaf (an infrared "
+                           "canopy sensor) or cover (the roof's inner surface)")
 
     @field_validator("measures")
     @classmethod
@@ -604,7 +644,7 @@ class SimulatedSensor:
     Config = SimulatedSensorConfig
 
     def __init__(self, id: str, model: GreenhouseModel, measures: list[str] | tuple[str, ...], *,
-                 zone: str | None = None, noise: float = 1.0):
+                 zone: str | None = None, noise: float = 1.0, at: str = "air"):
         problem = _zone_problem(measures, zone)
         if problem:
             raise ValueError(f"sensor {id!r}: {problem}")
@@ -613,6 +653,7 @@ class SimulatedSensor:
         self._quantities = tuple(measures)
         self._zone = zone
         self._noise = noise
+        self._at = at
         self._rng = random.Random(f"{model.config.seed}:{id}")
         self._stuck: tuple[Fault, list[Sample]] | None = None
         if zone is not None:
@@ -622,7 +663,7 @@ class SimulatedSensor:
     def from_config(cls, cfg: SimulatedSensorConfig, ctx: HardwareContext) -> "SimulatedSensor":
         if ctx.simulation is None:
             raise HardwareError(f"sensor {cfg.id!r} is simulated, but the hardware backend is not 'simulated'")
-        return cls(cfg.id, ctx.simulation, cfg.measures, zone=cfg.zone, noise=cfg.noise)
+        return cls(cfg.id, ctx.simulation, cfg.measures, zone=cfg.zone, noise=cfg.noise, at=cfg.at)
 
     def quantities(self) -> tuple[str, ...]:
         return self._quantities
@@ -665,7 +706,8 @@ class SimulatedSensor:
         if quantity == "soil_moisture":
             return state.soil_moisture[self._zone]
         if quantity == "temperature":
-            return state.air_temperature
+            return {"air": state.air_temperature, "leaf": state.leaf_temperature,
+                    "cover": state.cover_temperature}[self._at]
         return getattr(state, quantity)
 
     def _sensed(self, quantity: str, value: float) -> float:

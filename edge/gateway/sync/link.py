@@ -12,6 +12,7 @@ commands without a broker (and the shape a second broker engine's link takes).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -49,6 +50,9 @@ class Link(Protocol):
         """Connect and subscribe (QoS 1), ``will`` left with the broker for an unclean end. True once up; False when
         it gave up without a reason (``stop`` was set, or no answer in time); raises (OSError, ValueError) naming why
         the broker or the network said no."""
+
+    def probe(self, timeout: float) -> bool:
+        """Whether the broker answers at all now (cheaply: no session, no TLS), waiting at most ``timeout``."""
 
     def poll(self, timeout: float) -> list[Message]:
         """Do the link's I/O for at most ``timeout`` seconds; what arrived meanwhile. Raises :class:`LinkDown`."""
@@ -102,6 +106,16 @@ class MqttLink:
             self._drop()
             return False
         return True
+
+    def probe(self, timeout: float) -> bool:
+        """A TCP connect to the broker's port, closed at once: a refused or unanswered one costs the broker nothing
+        (no TLS handshake, no session), so a gateway may retry often while its outage is young."""
+        try:
+            login = self._login()
+            with socket.create_connection((login.host, login.port), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            return False
 
     def poll(self, timeout: float) -> list[Message]:
         if self._client is None:
@@ -173,6 +187,7 @@ class MemoryLink:
         self.subscriptions: list[str] = []
         self.will: Message | None = None
         self.connects = 0
+        self.probes = 0
         self.refuse: str | None = None
         self._incoming: deque[Message] = deque()
         self._lost: str | None = None
@@ -190,6 +205,10 @@ class MemoryLink:
         self.connects += 1
         self.subscriptions, self.will = list(subscriptions), will
         return True
+
+    def probe(self, timeout: float) -> bool:
+        self.probes += 1
+        return not self.refuse
 
     def poll(self, timeout: float) -> list[Message]:
         if not self.up:

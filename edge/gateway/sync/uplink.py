@@ -59,6 +59,22 @@ BEAT_EVERY = 10.0
 SLICE = 5.0
 
 
+#: Seconds a probe of the broker's port (a TCP connect, before a whole MQTT session) waits for an answer.
+PROBE_WAIT = 2.0
+
+
+def reconnect_delay(down_for: float, minimum: float, maximum: float, share: float, rng: random.Random) -> float:
+    """Seconds to wait before the next connection attempt, for a link down ``down_for`` seconds. Pure.
+
+    At most ``share`` of the outage so far, kept between ``minimum`` and ``maximum``: after a one-minute outage the
+    broker's return is noticed within 6 s (with the defaults), after an hour's within 2 minutes, so a gateway comes
+    back about as fast as its outage was short, and a long outage costs the broker few attempts. The jitter is
+    bounded to the upper half of that ceiling: gateways that lost the broker together spread their attempts evenly
+    over half the ceiling (a province's herd becomes a steady stream), while none waits more than the ceiling."""
+    ceiling = min(maximum, max(minimum, down_for * share))
+    return max(minimum, rng.uniform(ceiling / 2, ceiling))
+
+
 #: A pending row as the buffer hands it over: a reading (read by the buffer into the contract's type, or garbled),
 #: or an event row.
 Row = PendingReading | dict[str, Any]
@@ -114,6 +130,9 @@ class Sync:
         self._thread: threading.Thread | None = None
         self.link: Link = link if link is not None else MqttLink(self._login, self._session())
         self._failures = 0
+        self._broker = 0  # which of config.urls the link uses (the next one after a failure or a lost link)
+        self._down_since = clock.monotonic()  # when the link was last lost (or the first attempt began)
+        self._rng = random.Random()
         self._next_fill = 0.0
         self._wake = False
         self._next_status = 0.0
@@ -123,6 +142,7 @@ class Sync:
         self._beat_saved = float("-inf")  # when the heartbeat was last written for edge status (clock.monotonic)
         self._last_error: str | None = None  # the last failure of the thread's loop, while it lasts
         self._errors = 0  # failures in a row
+        self._last_refusal: str | None = None  # the last reason a connection attempt failed (logged once)
         self._ended: str | None = None  # why the thread ended, if it did without being stopped
         self.state = SyncState(buffer)
 
@@ -242,7 +262,13 @@ class Sync:
         subscriptions = [protocol.topic(self.gateway_id, protocol.DOWN_ACK),
                          protocol.topic(self.gateway_id, protocol.DOWN_CMD), protocol.PRESENCE_TOPIC]
         try:
+            if self._failures and not self.link.probe(PROBE_WAIT):  # the broker is still away: no session tried
+                self._failures += 1
+                log.debug("sync: %s still does not answer (attempt %d)%s", _redact(self._url()), self._failures,
+                          self._next_broker())  # with several brokers, the next attempt probes the next one
+                return False
             if not self.link.connect(subscriptions, will, self._stop):
+                self._failures += 1
                 return False
             self.connected = True
             self._failures = 0
@@ -254,16 +280,30 @@ class Sync:
                 raise OSError(f"could not take up the connection ({_reason(exc, named=True)})") from None
         except Exception as exc:
             self._failures += 1
-            log.warning("sync: cannot connect to %s (%s); retrying", _redact(self.config.url), exc,
-                        exc_info=not isinstance(exc, (OSError, ValueError)))
+            log.log(logging.WARNING if self._failures == 1 or str(exc) != self._last_refusal else logging.DEBUG,
+                    "sync: cannot connect to %s (%s); retrying%s", _redact(self._url()), exc, self._next_broker(),
+                    exc_info=not isinstance(exc, (OSError, ValueError)))
+            self._last_refusal = str(exc)
             self.link.close()
             self._save_state(link="down", error=str(exc))
             return False
         return True
 
+    def _url(self) -> str:
+        urls = self.config.urls
+        return urls[self._broker % len(urls)] if urls else ""
+
+    def _next_broker(self) -> str:
+        """Move to the next broker of the list (any node of a cluster serves the same session); words for the log."""
+        urls = self.config.urls
+        if len(urls) < 2:
+            return ""
+        self._broker = (self._broker + 1) % len(urls)
+        return f" with {_redact(urls[self._broker])}"
+
     def _login(self) -> mqtt.BrokerLogin:
         cfg = self.config
-        return mqtt.BrokerLogin(cfg.url, cfg.mqtt_version, cfg.username or self.gateway_id, cfg.password_file,
+        return mqtt.BrokerLogin(self._url(), cfg.mqtt_version, cfg.username or self.gateway_id, cfg.password_file,
                                 cfg.ca_file, cfg.cert_file, cfg.key_file)
 
     def _session(self) -> mqtt.Session:
@@ -272,8 +312,11 @@ class Sync:
                             session_expiry=86400)
 
     def _lost(self, why: str) -> None:
-        log.warning("sync: link to the broker lost (%s); everything unacknowledged stays buffered", why)
+        log.warning("sync: link to %s lost (%s); everything unacknowledged stays buffered; reconnecting%s",
+                    _redact(self._url()), why, self._next_broker())
         self.connected = False
+        self._down_since = self.clock.monotonic()
+        self._failures = 1  # the broker just went away: the next attempt probes first
         self.link.close()
         self._link_changed(False, why)
 
@@ -285,7 +328,7 @@ class Sync:
         if up:
             self._open_lanes()
             self._next_status = 0.0
-            log.info("sync: connected to %s", _redact(self.config.url))
+            log.info("sync: connected to %s", _redact(self._url()))
         self._save_state(link="up" if up else "down", error=why)
         if self.on_link is not None:
             try:
@@ -294,9 +337,10 @@ class Sync:
                 log.exception("sync: link listener failed")
 
     def _backoff(self) -> float:
-        """Exponential backoff with full jitter, so a province of gateways does not reconnect in step."""
-        ceiling = min(self.config.reconnect_max, self.config.reconnect_min * 2 ** min(self._failures, 16))
-        return random.uniform(self.config.reconnect_min, max(self.config.reconnect_min, ceiling))
+        """The wait before the next attempt: see :func:`reconnect_delay`."""
+        cfg = self.config
+        return reconnect_delay(self.clock.monotonic() - self._down_since, cfg.reconnect_min, cfg.reconnect_max,
+                               cfg.reconnect_share, self._rng)
 
     def _goodbye(self) -> None:
         """On a clean stop: say offline (the will is only for unclean ends) and disconnect."""
@@ -345,10 +389,7 @@ class Sync:
                     return
             found = self._read(lane.stream, "(epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
                                (*lane.after, limit), lambda: self._pending(lane.stream, limit, lane.after))
-            rows = [r for r in found if _key(r)[0] == _key(found[0])[0]] if found else found
-            if lane.until is not None:
-                rows = [r for r in rows if _key(r) <= lane.until]
-            rows = [r for r in rows if (lane.stream, *_key(r)) not in self.inflight]
+            rows = self._sendable(lane, found)
             if not rows:
                 return
             sent = self._publish(lane.stream, rows, lane.name)
@@ -358,6 +399,25 @@ class Sync:
                 lane.after = _key(sent[-1])
                 if lane.rate is not None:
                     lane.budget -= len(sent)
+
+    def _sendable(self, lane: Lane, found: list[Row]) -> list[Row]:
+        """Of the rows a lane read (in key order): those of the first one's epoch, up to the lane's bound, not in a
+        batch awaiting its ack. One pass, stopping at the first row past the epoch or the bound (a backlog batch is
+        thousands of rows)."""
+        if not found:
+            return found
+        epoch = _key(found[0])[0]
+        until = lane.until
+        busy = {key[2] for key in self.inflight if key[0] == lane.stream and key[1] == epoch}
+        rows = []
+        for row in found:
+            key = (row.epoch, row.seq) if isinstance(row, PendingReading) else _key(row)
+            if key[0] != epoch or (until is not None and key > until):
+                break
+            if busy and key[1] in busy:
+                continue
+            rows.append(row)
+        return rows
 
     def _publish(self, stream: str, rows: list[Row], lane: str) -> list[Row]:
         """Publish ``rows`` (one epoch, seq order), or as many of them as fit one payload; rows that cannot be
