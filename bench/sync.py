@@ -110,7 +110,8 @@ def start_collector(broker: Broker, database, name: str) -> subprocess.Popen:
                              "warning"], env=env)
 
 
-def drain(path: Path, broker: Broker) -> float:
+def drain(path: Path, broker: Broker) -> tuple[float, float]:
+    """(seconds the drain took, CPU seconds the gateway's sync thread used meanwhile)."""
     buffer, _ = Buffer.open(path, now=time.time(), boot_id="bench")
     config = SyncConfig(url=broker.url, batch_size=BATCH, max_inflight=int(os.environ.get("BENCH_INFLIGHT", "32")), backlog_rate=1_000_000)
     sync = Sync(config, "bench-gw", buffer, Clock("synced"))
@@ -119,9 +120,13 @@ def drain(path: Path, broker: Broker) -> float:
     while buffer.pending(limit=1):  # the partial index answers at once (a COUNT would scan the table)
         time.sleep(0.2)
     elapsed = time.perf_counter() - began
+    import psutil
+
+    busy = next((t.user_time + t.system_time for t in psutil.Process().threads()
+                 if t.id == sync._thread.native_id), float("nan"))
     sync.stop()
     buffer.close()
-    return elapsed
+    return elapsed, busy
 
 
 def steady_state(broker: Broker, database, seconds: float, tmp: Path) -> list[float]:
@@ -159,13 +164,20 @@ def main() -> None:
             raw_cp = raw_copy(server.create_database(), batches)
             collector = start_collector(broker, database, "bench-c1")
             time.sleep(2)
-            ours = drain(path, broker)
+            import psutil
+
+            collector_cpu = sum(psutil.Process(collector.pid).cpu_times()[:2])
+            ours, busy = drain(path, broker)
+            collector_cpu = sum(psutil.Process(collector.pid).cpu_times()[:2]) - collector_cpu
             n = args.readings
             print(f"drain of {n:,} buffered readings to committed-and-acknowledged (batches of {BATCH}):")
             print(f"  edge sync + collector   {n / ours:10,.0f} readings/s   ({ours:.1f} s)   target >= 50,000: "
                   f"{'ok' if n / ours >= 50_000 else 'MISSED'}")
             print(f"  raw paho QoS 1 publish  {n / raw_pub:10,.0f} readings/s   ratio {raw_pub / ours:4.2f}x")
-            print(f"  raw PostgreSQL COPY     {n / raw_cp:10,.0f} readings/s   ratio {raw_cp / ours:4.2f}x")
+            print(f"  raw PostgreSQL COPY     {n / raw_cp:10,.0f} readings/s   ratio {raw_cp / ours:4.2f}x   "
+                  f"target >= 0.5x: {'ok' if raw_cp / ours >= 0.5 else 'MISSED'}")
+            print(f"  where the time went: the gateway's sync thread used {busy:.1f} s of CPU, the collector "
+                  f"{collector_cpu:.1f} s, in the {ours:.1f} s of the drain")
             print(f"bytes on the wire: {wire / n:.2f} per reading ({wire:,} bytes in {len(data)} batches)")
             latencies = steady_state(broker, database, args.seconds, tmp)
             collector.terminate()

@@ -146,7 +146,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="edge-writes-") as tmp:
         directory = Path(tmp)
         env = {k: v for k, v in os.environ.items() if k != "EDGE_MQTT_URL"}  # the demo offline, as shipped
-        config, window = demo_config(directory, args.commit_every)
+        config, commit_window = demo_config(directory, args.commit_every)
         daemon = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(config), "--for", f"{int(total)}s"],
                                   cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -164,20 +164,20 @@ def main() -> None:
             sys.exit(f"edge run failed ({daemon.returncode}): {err.decode()[-2000:]}")
         readings, raw = csv_bytes(buffer_path, begin_wall, end_wall)
         per_hour = 3600 / seconds
-        base_bytes, base_fsyncs = csv_baseline(directory, raw * per_hour, window)
+        base_bytes, base_fsyncs = csv_baseline(directory, raw * per_hour, commit_window)
 
     disk = (end_bytes - begin_bytes) * per_hour
     print(f"demo load (config/demo.yaml, offline), steady state over {seconds:.0f} s of a {total:.0f} s run:")
-    print(f"  commit window          buffer.commit_every {window:g} s: "
-          + (f"a power cut or kill -9 loses at most the last {window + 5:g} s of readings (recorded at the next "
-             f"start)" if window else "every round committed at once: a power cut loses nothing committed"))
+    print(f"  commit window          buffer.commit_every {commit_window:g} s: "
+          + (f"a power cut or kill -9 loses at most the last {commit_window + 5:g} s of readings (recorded at the "
+             f"next start)" if commit_window else "every round committed at once: a power cut loses nothing committed"))
     print(f"  readings stored        {readings * per_hour:10.0f} per hour")
     print(f"  the readings as CSV    {raw * per_hour / 1e6:10.3f} MB/h   (baseline: the information itself)")
     print(f"  daemon write_bytes     {disk / 1e6:10.3f} MB/h   {disk / max(raw * per_hour, 1):.0f}x the baseline;"
           f" {disk * 24 / 1e6:.0f} MB/day, {disk * 24 * 365 / 1e9:.1f} GB/year")
     print(f"  database growth        {(end_db - begin_db) * per_hour / 1e6:10.3f} MB/h   (what the budget holds;"
           f" {(end_db - begin_db) * per_hour * 24 * 7 / 1e6:.0f} MB a week)")
-    every = f"once per {window:g} s window" if window else "once per 10 s round"
+    every = f"once per {commit_window:g} s window" if commit_window else "once per 10 s round"
     print(f"  baseline: the same readings as CSV, appended and fsynced {every}: {base_bytes / 1e6:.3f} MB/h, "
           f"{base_fsyncs} fsyncs/h   (daemon: {disk / max(base_bytes, 1):.1f}x the bytes)")
     if fsyncs is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -164,9 +165,11 @@ def run(config_path: str | None, duration: float | None, log_level: str | None) 
 
     Example: edge run -c config/demo.yaml --for 1m
     """
-    # sqlite-utils imports numpy whenever it is installed (Raspberry Pi OS ships it, and the gateway's venv sees
-    # system packages): 20 MB of RSS the daemon never uses. Keep it out of this process.
+    # Nothing of the daemon uses numpy, but a library that imports it whenever it is installed (Raspberry Pi OS ships
+    # it, and the gateway's venv sees system packages) would cost 20 MB of RSS: keep it out of this process. And no
+    # pydantic plugin is used: without this pydantic reads every installed package's metadata to look for one.
     sys.modules.setdefault("numpy", None)
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from edge.gateway.daemon import StopRequest
 
     stopping = StopRequest()  # a SIGTERM while the daemon loads still stops it cleanly, not half-started

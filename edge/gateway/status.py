@@ -167,8 +167,8 @@ def read_status(config: Any, now: float | None = None, wall: Callable[[], float]
 
 
 def _link_status(config: Any, link: LinkRecord, running: bool, now: float) -> LinkStatus:
-    """The uplink as its thread last recorded it. The thread records a heartbeat (``beat``) at least every 10 s
-    while it makes progress; an older one means it is wedged or failing at every turn: ``stalled``, whatever the
+    """The uplink as its thread last recorded it. The thread records a heartbeat (``beat``) at least every minute
+    (twice within ``sync.stall_after``) while it makes progress; an older one means it is wedged or failing at every turn: ``stalled``, whatever the
     link was. A thread that ended records ``down`` and why (and no heartbeat)."""
     state = link.link if running else "daemon not running"
     error = link.error

@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-import jdatetime
 
 from edge.gateway.alerts.names import Names, persian_digits
 from edge.gateway.alerts.numbers import normalize_digits
@@ -312,6 +311,8 @@ def local_time(ts: float, style: Style, with_date: bool = True) -> str:
     moment = datetime.fromtimestamp(ts, ZoneInfo(style.timezone))
     clock = f"{moment.hour:02d}:{moment.minute:02d}"
     if style.language == "fa":
+        import jdatetime  # here: a daemon that sends no Persian text never loads it
+
         jalali = jdatetime.datetime.fromgregorian(datetime=moment)
         text = f"{jalali.day} {_JALALI_MONTHS[jalali.month - 1]} {clock}" if with_date else clock
         return to_persian_digits(text)

@@ -124,7 +124,10 @@ def open_hardware(config: Any, clock: Any, sensors: bool = True, skip_failed: bo
     first failure closes what was opened, off, and raises."""
     from edge.gateway.hardware.base import HardwareContext
 
-    hw = Hardware(pin_factory=pin_factory_for(config.hardware.backend, config.hardware.pin_factory))
+    simulated_only = config.hardware.backend == "simulated" and not config.actuators and all(
+        cfg.type == "simulated" for cfg in config.sensors)  # nothing on a pin: gpiozero is not even imported
+    hw = Hardware(pin_factory=None if simulated_only else pin_factory_for(config.hardware.backend,
+                                                                          config.hardware.pin_factory))
     if config.hardware.backend == "simulated":
         from edge.gateway.hardware.sim import GreenhouseModel
 

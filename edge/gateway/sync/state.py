@@ -40,7 +40,7 @@ class LinkRecord:
     link: str | None = None  # offline | connecting | up | down
     since: float | None = None  # when the link last changed (UTC seconds)
     last_ack: float | None = None  # the data center's last ack
-    beat: float | None = None  # the thread's last heartbeat: it records one at least every 10 s while it works
+    beat: float | None = None  # the thread's last heartbeat: it records one at least every minute (and twice within stall_after) while it works
     error: str | None = None  # the last failure, while it lasts
 
 

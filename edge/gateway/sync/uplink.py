@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The thread writes its heartbeat (``beat`` in ``sync_state``, for ``edge status``) at most this often.
-BEAT_EVERY = 10.0
+#: The thread writes its heartbeat (``beat`` in ``sync_state``, for ``edge status``) at most this often (and at least
+#: twice within ``sync.stall_after``): each one is a commit, a write to the SD card, so not every 10 s as it was.
+BEAT_EVERY = 60.0
 #: Longest single sleep of the thread (reconnect backoff is cut into slices this long, each one a heartbeat).
 SLICE = 5.0
 
@@ -225,7 +226,7 @@ class Sync:
             log.info("sync: working again after %d failed turns", self._errors)
             self._errors, self._last_error = 0, None
             self._save_state(error=None)
-        if self._beat_mono - self._beat_saved >= BEAT_EVERY:
+        if self._beat_mono - self._beat_saved >= min(BEAT_EVERY, self.config.stall_after / 2):
             self._save_state()
 
     def _failed(self, exc: Exception) -> None:

@@ -1,0 +1,43 @@
+"""What `edge run` keeps out of its process (issue 19: a smaller daemon): libraries a config does not use are not
+imported. Checked in a subprocess that starts a daemon on a simulated greenhouse without outputs, alerts or uplink,
+and reads its sys.modules while it runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+CHECK = textwrap.dedent("""
+    import json, sys, threading
+    from edge.cli import main
+    out = sys.argv[1]
+
+    def look():
+        import time
+        time.sleep(3)
+        with open(out, "w") as handle:
+            json.dump(sorted(name for name, module in list(sys.modules.items()) if module is not None), handle)
+
+    threading.Thread(target=look, daemon=True).start()
+    sys.argv = ["edge", "run", "-c", sys.argv[2], "--for", "4s"]
+    main()
+""")
+
+
+def test_a_daemon_loads_only_what_its_config_uses(tmp_path):
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"gateway: {{id: small}}\nhardware: {{backend: simulated}}\nclock: {{trust: synced}}\n"
+                      f"buffer: {{path: {tmp_path / 'buffer.db'}}}\ncontrol: {{socket: {tmp_path / 'c.sock'}}}\n"
+                      "sensors:\n  - {id: air, type: simulated, measures: [temperature], interval: 1s}\n")
+    out = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", CHECK, str(out), str(config)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = {name.split(".")[0] for name in json.loads(out.read_text())}
+    assert "edge" in loaded and "apscheduler" in loaded  # it ran
+    # sqlite-utils (and pluggy, dateutil) replaced by a few lines in the buffer; gpiozero only for pins; Persian
+    # dates only for a Persian text; MQTT and TLS only with an uplink; numpy never
+    assert loaded & {"sqlite_utils", "pluggy", "dateutil", "gpiozero", "colorzero", "jdatetime", "paho",
+                         "numpy", "httpx", "serial", "astral"} == set()
