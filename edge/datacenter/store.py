@@ -303,7 +303,7 @@ _INSERT_STAGED = f"""
         INSERT INTO readings ({', '.join(_STAGE_COLUMNS)})
         SELECT gateway_id, epoch, seq, to_timestamp(ts), sensor, quantity, value, unit, quality, reason, clock,
                boot_id, mono
-        FROM readings_stage ORDER BY gateway_id, epoch, seq
+        FROM readings_stage ORDER BY gateway_id, epoch, seq, batch
         ON CONFLICT (gateway_id, epoch, seq) DO NOTHING
         RETURNING gateway_id, ts, quality
     ), hours AS (
@@ -350,7 +350,7 @@ _EVENT_STAGE_TYPES = ["text", "int8", "int8", "float8", "text", "text", "text", 
 _INSERT_STAGED_EVENTS = f"""
     INSERT INTO events ({', '.join(_EVENT_COLUMNS)})
     SELECT gateway_id, epoch, seq, to_timestamp(ts), kind, source, data::jsonb FROM events_stage
-    ORDER BY gateway_id, epoch, seq
+    ORDER BY gateway_id, epoch, seq, batch
     ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"""
 #: Staged events whose key is held with another event. Runs only for rounds that met keys already stored.
 _CONFLICTING_STAGED_EVENTS = """
@@ -372,7 +372,6 @@ _INSERT_GAPS = """
     SELECT g, s, e, f, l, n, to_timestamp(ft), to_timestamp(lt), to_timestamp(r)
     FROM unnest(%s::text[], %s::text[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::float8[],
                 %s::float8[]) AS x(g, s, e, f, l, n, ft, lt, r)
-    ORDER BY g, s, e, f
     ON CONFLICT (gateway_id, stream, epoch, first_seq) DO NOTHING"""
 #: In gateway order, the same for every collector, so that two rounds never wait on each other's rows.
 _SEEN = """
