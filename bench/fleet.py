@@ -359,6 +359,7 @@ def scenarios(args: argparse.Namespace) -> None:
                 if wanted(name):
                     emit(name, _scenario(server, gateways, collectors, steady_seconds, args))
         storm_gateways, down = (1000, 60) if quick else (5000, 600)
+        storm_gateways, down = args.storm_gateways or storm_gateways, args.storm_down or down
         name = f"reconnect storm: {storm_gateways} gateways, broker down {down} s"
         if wanted(name):  # sampling goes on until every backlog is drained, then 30 s more
             emit(name, _scenario(server, storm_gateways, 2, 20 + down + 30, args,
@@ -495,6 +496,8 @@ def main() -> None:
     parser.add_argument("--no-collector", action="store_true", help="collectors are already running")
     parser.add_argument("--scenarios", action="store_true", help="every scenario, with the baseline")
     parser.add_argument("--quick", action="store_true", help="with --scenarios: short runs (a busy machine)")
+    parser.add_argument("--storm-gateways", type=int, help="gateways of the reconnect storm (1,000 quick, 5,000)")
+    parser.add_argument("--storm-down", type=float, help="seconds the broker is down in the storm (60 quick, 600)")
     parser.add_argument("--only", help="with --scenarios: only those whose name contains this (e.g. storm)")
     parser.add_argument("--engines", action="store_true", help="what a simulated connection costs, two ways")
     args = parser.parse_args()

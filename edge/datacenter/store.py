@@ -303,7 +303,7 @@ _INSERT_STAGED = f"""
         INSERT INTO readings ({', '.join(_STAGE_COLUMNS)})
         SELECT gateway_id, epoch, seq, to_timestamp(ts), sensor, quantity, value, unit, quality, reason, clock,
                boot_id, mono
-        FROM readings_stage
+        FROM readings_stage ORDER BY gateway_id, epoch, seq, batch
         ON CONFLICT (gateway_id, epoch, seq) DO NOTHING
         RETURNING gateway_id, ts, quality
     ), hours AS (
@@ -350,6 +350,7 @@ _EVENT_STAGE_TYPES = ["text", "int8", "int8", "float8", "text", "text", "text", 
 _INSERT_STAGED_EVENTS = f"""
     INSERT INTO events ({', '.join(_EVENT_COLUMNS)})
     SELECT gateway_id, epoch, seq, to_timestamp(ts), kind, source, data::jsonb FROM events_stage
+    ORDER BY gateway_id, epoch, seq, batch
     ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"""
 #: Staged events whose key is held with another event. Runs only for rounds that met keys already stored.
 _CONFLICTING_STAGED_EVENTS = """
