@@ -177,7 +177,12 @@ def test_a_greenhouse_view_charts_the_databases_readings_with_gaps_on_periods_an
     assert refused == 403
 
 
-def send_from_the_console(driver, op: str, output: str = "", action: str = "on", duration: str = "") -> None:
+def send_from_the_console(browser, op: str, output: str = "", action: str = "on", duration: str = "",
+                          expect: str | None = "done"):
+    """Fill and send the command form; with ``expect``, wait for the new command's row in that state and return it
+    (the gateway may have earlier commands listed)."""
+    driver = browser.driver
+    before = {r.get_attribute("data-command") for r in driver.find_elements(By.CSS_SELECTOR, "#command-rows tr")}
     Select(driver.find_element(By.ID, "cmd-op")).select_by_value(op)
     if op == "actuate":
         driver.find_element(By.ID, "cmd-output").clear()
@@ -186,6 +191,15 @@ def send_from_the_console(driver, op: str, output: str = "", action: str = "on",
         driver.find_element(By.ID, "cmd-for").clear()
         driver.find_element(By.ID, "cmd-for").send_keys(duration)
     driver.find_element(By.ID, "cmd-send").click()
+    if expect is None:
+        return None
+
+    def new_row(d):
+        rows = [r for r in d.find_elements(By.CSS_SELECTOR, f"#command-rows tr[data-state={expect}]")
+                if r.get_attribute("data-command") not in before]
+        return rows[0] if rows else None
+
+    return until(browser, new_row, what=f"a new command {expect}")
 
 
 def test_a_command_from_the_console_switches_the_gateways_output_and_shows_its_result(browser, chain, fleet):
@@ -194,33 +208,25 @@ def test_a_command_from_the_console_switches_the_gateways_output_and_shows_its_r
     until(browser, lambda d: d.find_element(By.ID, "command-box").is_displayed(), what="the command form")
     until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#charts path.series"), what="the live chart")
     assert chain.heater() == "off"
-    send_from_the_console(driver, "actuate", "heater-1", "on", "10m")
-    row = until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#command-rows tr[data-state=done]"),
-                what="the command's answer")[0]
+    row = send_from_the_console(browser, "actuate", "heater-1", "on", "10m")
     assert "heater-1: on" in row.find_element(By.CLASS_NAME, "answer").text
     assert chain.heater() == "on"
     driver.execute_script("document.getElementById('command-box').scrollIntoView()")
     browser.screenshot("console-greenhouse-command-phone")
-    send_from_the_console(driver, "actuate", "heater-1", "on", "2h")  # past its max_manual: the gateway says no
-    refused = until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#command-rows tr[data-state=refused]"),
-                    what="the refusal")[0]
+    refused = send_from_the_console(browser, "actuate", "heater-1", "on", "2h", expect="refused")  # past max_manual
     assert "30m" in refused.find_element(By.CLASS_NAME, "answer").text
-    send_from_the_console(driver, "actuate", "heater-1", "auto")
-    until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#command-rows tr[data-state=done]")) == 2,
-          what="auto")
-    send_from_the_console(driver, "actuate", "heater-1", "on", "30d")  # past commands.max_duration: never sent
+    send_from_the_console(browser, "actuate", "heater-1", "auto")
+    send_from_the_console(browser, "actuate", "heater-1", "on", "30d", expect=None)  # past commands.max_duration
     until(browser, lambda d: "commands.max_duration" in d.find_element(By.ID, "cmd-error").text, what="the bound")
 
 
 def test_a_command_to_an_offline_gateway_shows_pending_then_expired(browser, chain, fleet):
     log_in(browser, chain, fleet["operator"], hash_=f"#/g/{HISTORIC}")
-    driver = browser.driver
     until(browser, lambda d: d.find_element(By.ID, "command-box").is_displayed(), what="the command form")
-    send_from_the_console(driver, "ping")
-    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#command-rows tr[data-state=pending]"),
-          what="pending")
-    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#command-rows tr[data-state=expired]"), timeout=20,
-          what="expired")
+    row = send_from_the_console(browser, "ping", expect="pending")
+    command_id = row.get_attribute("data-command")
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"#command-rows tr[data-command='{command_id}']"
+                                                                "[data-state=expired]"), timeout=20, what="expired")
 
 
 def test_the_docs_page_loads_swagger_ui_from_the_package_only(browser, chain):
