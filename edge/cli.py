@@ -534,10 +534,11 @@ dc_config_option = click.option("-c", "--config", "config_path", required=True, 
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
               help="Override the config's log.level.")
 def api(config_path: str, listen: tuple[str, int], log_level: str | None) -> None:
-    """Serve the history API for agronomists (readings, events, coverage; tokens from edge dc token).
+    """Serve the history API for agronomists (readings, events, coverage; tokens from edge dc token) and the console.
 
     Migrates the database schema first, then serves until SIGTERM/SIGINT. The OpenAPI document is at
-    /openapi.json; see docs/history.md.
+    /openapi.json and its docs page at /docs (no CDN); the console at /console/ (docs/datacenter.md); see
+    docs/history.md.
 
     Example: edge dc api -c config/datacenter.yaml --listen 127.0.0.1:8080
     """
