@@ -115,3 +115,16 @@ def test_the_fleet_query_reads_clock_alerts_and_coverage(postgres):
             "SELECT last_seen FROM gateway_status WHERE gateway_id = 'gh-a'").fetchone()[0])
     finally:
         store.close()
+
+
+def test_a_command_that_cannot_be_sent_is_settled_as_refused_with_the_reason(postgres, tmp_path):
+    from edge.datacenter.config import BrokerConfig, CommandsConfig
+
+    with postgres.connect(autocommit=True) as conn:
+        migrate(conn)
+        missing = tmp_path / "commander.pw"
+        with pytest.raises(commands.CommandError, match="cannot read commands.password_file"):
+            commands.send(conn, BrokerConfig(url="mqtt://127.0.0.1:1"), CommandsConfig(password_file=missing),
+                          "gh-a", "ping", {}, "cli:test", 60)
+        state, result = conn.execute("SELECT state, result FROM commands").fetchone()
+    assert state == "refused" and result["error"].startswith("not sent: cannot read commands.password_file")

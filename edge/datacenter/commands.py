@@ -232,6 +232,10 @@ def publish(broker: BrokerConfig, commands: CommandsConfig, sent: Sent, timeout:
     payload = protocol.encode_command(protocol.Command(sent.id, sent.sent_at.timestamp(), sent.op, sent.args))
     login = mqtt.BrokerLogin(broker.url, "mqttv5", commands.username, commands.password_file, broker.ca_file,
                              broker.cert_file, broker.key_file)
+    try:
+        login.password()
+    except OSError as exc:
+        raise CommandError(f"cannot read commands.password_file {commands.password_file}: {exc.strerror}") from None
     last = "no attempt"
     with _PUBLISH_LOCK:
         for attempt in range(3):
