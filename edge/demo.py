@@ -155,6 +155,15 @@ class Demo:
         if subprocess.run([*edge, "web", "--help"], capture_output=True).returncode == 0:
             self.spawn("web", [*edge, "web", "-c", demo_config], cwd=here, env=env)
             page = GREENHOUSE_PAGE
+            pin_file = here / "var" / "web.pin"  # config/demo.yaml's web.pin_file, made up by edge web at its first run
+            try:
+                wait_for(lambda: pin_file.exists() and pin_file.read_text().strip(), 15, "the greenhouse page's PIN",
+                         self.tmp / "web.log")
+                pin = pin_file.read_text().strip()
+                shown = f"PIN {pin}" if pin.isdigit() else "the PIN set for it"  # not a hash someone set meanwhile
+                page = f"{GREENHOUSE_PAGE}   ({shown}, kept in {pin_file})"
+            except (RuntimeError, OSError):
+                pass  # the page says why in its log; the rest of the chain runs on
         lines = ["", "The whole chain is running (Ctrl-C stops everything):",
                  f"  console       {console}/console/   (log in with the token below)",
                  f"  API docs      {console}/docs",
