@@ -9,6 +9,7 @@ answered). Commands raise; none of them prints an error and exits by itself.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import os
@@ -239,12 +240,37 @@ def readings(config_path: str | None, sensor_ids: tuple[str, ...], since: float,
     if unknown:
         raise click.BadParameter(f"unknown sensor {unknown[0]!r} (sensors: {', '.join(known)})",
                                  param_hint="--sensor")
+    chosen, start = list(sensor_ids or known), time.time() - since
     buffer = _open_reader(config)
     try:
-        rows = ({**r, "ts": _iso(r["ts"])} for r in buffer.readings(sensor_ids or known, time.time() - since))
-        _print_rows(rows, fmt)
+        held = _held_readings(config, buffer, chosen, start)  # first: what the daemon commits meanwhile is in the file
+        rows = buffer.readings(chosen, start)
+        if held:
+            by_epoch: dict[int, list[int]] = {}
+            for r in held:
+                by_epoch.setdefault(r["epoch"], []).append(r["seq"])
+            committed = {(epoch, seq) for epoch, seqs in by_epoch.items()
+                         for seq in buffer.committed_keys(epoch, min(seqs), max(seqs))}
+            rows = itertools.chain(rows, (r for r in held if (r["epoch"], r["seq"]) not in committed))
+        _print_rows(({**r, "ts": _iso(r["ts"])} for r in rows), fmt)
     finally:
         buffer.close()
+
+
+def _held_readings(config, buffer, sensors: list[str], since: float) -> list[dict]:
+    """The readings the running daemon holds for its commit window (``buffer.commit_every``), asked over its
+    control socket; none when there is no window, no daemon, or it does not answer (the file is then all there is)."""
+    if not config.buffer.commit_every or not buffer.owned_by_a_running_daemon():
+        return []
+    from edge.gateway import control_socket
+
+    try:
+        answer = control_socket.call(config.control.socket, {"op": "held", "sensors": sensors, "since": since},
+                                     timeout=5.0)
+    except (OSError, ValueError):
+        return []
+    held = answer.get("held")
+    return held if isinstance(held, list) else []
 
 
 def _print_rows(rows, fmt: str) -> None:

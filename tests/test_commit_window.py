@@ -199,9 +199,10 @@ def test_kill_9_loses_at_most_the_window_and_the_next_start_records_it(tmp_path,
     assert json.loads(data) == {"epoch": 1, "after_seq": last_seq, "after_ts": last_ts, "window": float(WINDOW)}
 
 
-def test_edge_status_beside_the_daemon_shows_the_readings_its_window_holds(tmp_path, start_daemon):
+def test_edge_status_and_readings_beside_the_daemon_show_the_readings_its_window_holds(tmp_path, start_daemon):
     """With an hour's window nothing reaches the file for an hour; `edge status` (and the greenhouse page, which reads
-    the same report) asks the daemon for what it holds, so a farmer never sees «no data» for a sensor that reads."""
+    the same report) and `edge readings` ask the daemon for what it holds, so a farmer never sees «no data» for a
+    sensor that reads, and a newcomer's first `edge readings` is not empty."""
     buffer_path = tmp_path / "buffer.db"
     config = tmp_path / "gateway.yaml"
     config.write_text(SMALL_GATEWAY.format(buffer=buffer_path, socket=tmp_path / "control.sock").replace(
@@ -223,4 +224,13 @@ def test_edge_status_beside_the_daemon_shows_the_readings_its_window_holds(tmp_p
     assert set(report["sensors"]["air"]["quantities"]) == {"temperature", "humidity"}
     with sqlite3.connect(buffer_path) as conn:  # held, not in the file: only the daemon could tell
         assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
+    listed = subprocess.run([sys.executable, "-m", "edge", "readings", "-c", str(config), "--format", "json"],
+                            capture_output=True, text=True, timeout=60)
+    rows = json.loads(listed.stdout)
+    assert {r["quantity"] for r in rows if r["sensor"] == "air"} == {"temperature", "humidity"}
+    assert len({(r["epoch"], r["seq"]) for r in rows}) == len(rows)  # each once
     assert daemon.stop()[0] == 0
+    after = subprocess.run([sys.executable, "-m", "edge", "readings", "-c", str(config), "--format", "json"],
+                           capture_output=True, text=True, timeout=60)
+    committed = {(r["epoch"], r["seq"]) for r in json.loads(after.stdout)}  # the clean stop committed the window
+    assert {(r["epoch"], r["seq"]) for r in rows} <= committed

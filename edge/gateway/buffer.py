@@ -1554,6 +1554,19 @@ class Buffer:
             result.setdefault(sensor, []).append(dict(zip(_HELD_COLUMNS, row)))
         return result
 
+    def held_readings(self, sensors: Iterable[str], since: float) -> list[dict[str, Any]]:
+        """The readings of ``sensors`` taken at or after ``since`` among those held for the commit window, in time
+        order, as :meth:`readings` gives rows."""
+        wanted = set(sensors)
+        with self._write_lock:
+            held = [row for row in self._held if row[3] in wanted and row[2] >= since]
+        return [dict(zip(_HELD_COLUMNS, row)) for row in sorted(held, key=lambda r: (r[2], r[0], r[1]))]
+
+    def committed_keys(self, epoch: int, first: int, last: int) -> set[int]:
+        """The readings seqs of ``epoch`` between ``first`` and ``last`` that are in the file."""
+        return {seq for (seq,) in self._db.execute(
+            "SELECT seq FROM readings WHERE epoch = ? AND seq BETWEEN ? AND ?", (epoch, first, last))}
+
     def _commit_for_readers(self) -> None:
         if self._held:
             try:

@@ -432,6 +432,8 @@ class Daemon:
     def _local_command(self, request: dict, user: str) -> dict:
         """A control-socket request: read by the commands' parser, carried out by the supervisor or the alerts."""
         command = self.supervisor.commands.parse(request, user)
+        if isinstance(command, commands.Held):
+            return {"held": self.buffer.held_readings(command.sensors, command.since)}
         answer = commands.serve(command, self.supervisor, self.alerts)
         if isinstance(command, commands.Status):  # readings held for the commit window: not in the file yet
             answer["held"] = self.buffer.held_latest()

@@ -35,7 +35,11 @@ FIELDS: dict[str, frozenset[str]] = {
     "actuate": frozenset({"actuator", "action", "for", "who"}),
     "ack_alert": frozenset({"code", "who"}),
     "status": frozenset({"who"}),
+    "held": frozenset({"who", "sensors", "since"}),
 }
+
+#: Sensors a ``held`` request may name at most.
+MAX_HELD_SENSORS = 1000
 
 
 # ------------------------------------------------------------------------------------------------------ refusals
@@ -101,7 +105,16 @@ class Status:
     """Every actuator as the supervisor holds it now."""
 
 
-Command = Union[Actuate, AckAlert, Status]
+@dataclass(frozen=True)
+class Held:
+    """The readings the daemon holds in memory for its commit window (not in the file yet) of these sensors, taken at
+    or after ``since``: what ``edge readings`` adds to the file's."""
+
+    sensors: tuple[str, ...]
+    since: float
+
+
+Command = Union[Actuate, AckAlert, Status, Held]
 
 
 class CommandParser:
@@ -130,6 +143,14 @@ class CommandParser:
         label = label if isinstance(label, str) and label.isidentifier() else None
         if op == "status":
             return Status()
+        if op == "held":
+            sensors, since = request.get("sensors"), request.get("since", 0.0)
+            if (not isinstance(sensors, list) or len(sensors) > MAX_HELD_SENSORS
+                    or not all(isinstance(x, str) for x in sensors)):
+                raise BadRequest(f'held needs "sensors", a list of at most {MAX_HELD_SENSORS} sensor ids')
+            if isinstance(since, bool) or not isinstance(since, (int, float)) or since != since:
+                raise BadRequest('held: "since" must be a number of seconds (UTC)')
+            return Held(tuple(sensors), float(since))
         if op == "ack_alert":
             code = request.get("code")
             if not isinstance(code, str) or not code.strip():
@@ -201,6 +222,8 @@ def serve(command: Command, supervisor: Executor, alerts: Alerts | None) -> dict
         return {"actuators": supervisor.snapshot()}
     if isinstance(command, Actuate):
         return {"result": supervisor.execute(command)}
+    if isinstance(command, Held):
+        raise Refused("held readings are the daemon's buffer's to give")  # the daemon answers it (daemon.py)
     if alerts is None:
         raise Refused("alerts are not running: the buffer has no room (see edge status)")
     if not alerts.engine.acknowledge(command.code, command.who):
