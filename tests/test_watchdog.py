@@ -100,7 +100,16 @@ def test_health_names_a_late_sampling_group_stalled_control_and_a_locked_buffer(
     daemon = Daemon(config, clock=clock)
     daemon.start()
     try:
-        wait_until(lambda: not daemon.health(), timeout=10, what="the first sampling round")
+        last: list[list[str]] = []
+
+        def healthy() -> bool:
+            last[:] = [daemon.health()]
+            return not last[0]
+
+        try:
+            wait_until(healthy, timeout=30, what="the first sampling round")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the daemon's health said {last}") from None
         clock.advance(200)
         assert daemon.health() == ["sampling every 60s: last round completed 200s ago",
                                    "control (schedules, rules, safety limits): last evaluated 200s ago"]
