@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from services import _postgres_bin, free_port
+from services import _port_open, _postgres_bin, free_port
 
 PG_AUTOCTL = Path(os.environ.get("EDGE_TEST_PG_AUTOCTL", "/usr/bin/pg_autoctl"))
 
@@ -237,16 +237,6 @@ class FailoverCluster:
         logs = "\n".join(f"--- {n.name}\n{n.log.read_text(errors='replace')[-1500:]}"
                          for n in [self.monitor, *self.nodes] if n.log.exists())
         raise RuntimeError(f"timed out after {timeout}s waiting for {what}; states {self.states()}\n{logs}")
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
