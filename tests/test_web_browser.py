@@ -146,7 +146,6 @@ def submit(browser, css: str) -> None:
     it starts). A page that reloaded itself between finding the button and clicking it (its 30 s refresh, on a
     slow machine) is searched again."""
     from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     for attempt in range(3):
@@ -158,9 +157,25 @@ def submit(browser, css: str) -> None:
             if attempt == 2 or not isinstance(exc, StaleElementReferenceException) and \
                     "does not belong to the document" not in str(exc):
                 raise
-    WebDriverWait(browser.driver, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser.driver, 30).until(lambda _driver: gone(old))
     WebDriverWait(browser.driver, 30).until(
         lambda driver: driver.execute_script("return document.readyState") == "complete")
+
+
+def gone(old) -> bool:
+    """True once the page ``old`` belongs to has been replaced. Mid-navigation chromedriver may answer "does not
+    belong to the document" instead of a stale reference; both mean the old page is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        old.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def log_in(browser, url: str, pin: str = PIN) -> None:
