@@ -17,15 +17,14 @@ Usage:  .venv/bin/python bench/web.py [--loads 5] [--kbps 400] [--latency 300] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import os
-import http.server
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -44,6 +43,8 @@ def fill_a_day(config_path: Path) -> int:
     from edge.gateway.buffer import Buffer, NewReading
     from edge.gateway.config import load_config
 
+    from edge.gateway.hardware.base import UNITS
+
     config = load_config(config_path, env={})
     now = time.time()
     buffer, _ = Buffer.open(config.buffer.path, now=now - 86400, boot_id="bench")
@@ -54,8 +55,7 @@ def fill_a_day(config_path: Path) -> int:
             ts = now - 86400
             while ts < now - 60:
                 for quantity in sensor.quantities():
-                    unit = {"temperature": "°C", "humidity": "%", "soil_moisture": "%", "light": "lx",
-                            "co2": "ppm"}[quantity]
+                    unit = UNITS[quantity]
                     phase = (ts % 86400) / 86400
                     rows.append(NewReading(ts, sensor.id, quantity, 20 + 8 * abs(phase - 0.5), unit))
                 ts += sensor.interval
@@ -118,19 +118,6 @@ def render_times(driver, url: str, loads: int, kbps: int, latency: int, cold: bo
     return (statistics.median(paints) if paints else float("nan")), statistics.median(loaded)
 
 
-class _Baseline(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the stdlib's name
-        body = BASELINE.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def rss_of(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
@@ -144,7 +131,7 @@ def main() -> None:
                         help="glibc's default arenas (one per thread), not MALLOC_ARENA_MAX=2 as the unit sets")
     args = parser.parse_args()
 
-    from browser import Browser
+    from browser import Browser, static_page
     from test_web_browser import WebProcess
 
     if not args.default_malloc:
@@ -164,8 +151,8 @@ def main() -> None:
         web = WebProcess(config)
         idle_rss = rss_of(web.proc.pid)
         bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        baseline = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Baseline)
-        threading.Thread(target=baseline.serve_forever, daemon=True).start()
+        baseline = contextlib.ExitStack()
+        baseline_url = baseline.enter_context(static_page(BASELINE))
         browser = Browser()
         try:
             time.sleep(2)  # the daemon's first round, so the page shows it running
@@ -177,8 +164,7 @@ def main() -> None:
             print(f"  {'total':<10} {packed:>7,} / {raw:>7,}   (baseline page {len(BASELINE.encode()):,} raw)")
 
             browser.driver.set_window_size(360, 740)
-            base_paint, base_load = render_times(browser.driver, f"http://127.0.0.1:{baseline.server_address[1]}/",
-                                                 args.loads, args.kbps, args.latency)
+            base_paint, base_load = render_times(browser.driver, baseline_url, args.loads, args.kbps, args.latency)
             page_paint, page_load = render_times(browser.driver, web.url, args.loads, args.kbps, args.latency)
             print(f"\nfirst render at {args.kbps} kbit/s, {args.latency} ms latency, cache off (median of "
                   f"{args.loads} loads)")
@@ -201,7 +187,7 @@ def main() -> None:
             print(f"  edge run (for scale)        {daemon_rss / 1e6:6.1f} MB")
         finally:
             browser.close()
-            baseline.shutdown()
+            baseline.close()
             bare.kill()
             web.stop()
             daemon.terminate()

@@ -8,12 +8,17 @@ Fixtures:
 
 - ``browser``: a ``Browser`` (``open(url, size="phone"|"desktop")``, ``screenshot(name)``, the Selenium ``driver``).
 
+``static_page(html)`` serves one page on loopback (the smoke test's page, the benchmark's baseline page).
+
 Screenshots go to ``$EDGE_SCREENSHOTS`` (default ``tests/screenshots/``, not committed), named by the test.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +86,28 @@ def browser(_browser_session: Browser) -> Iterator[Browser]:
     _browser_session.reset()
     yield _browser_session
     _browser_session.driver.get("about:blank")
+
+
+@contextlib.contextmanager
+def static_page(html: str) -> Iterator[str]:
+    """Serve ``html`` at every path of a server on a free loopback port; yields the page's URL."""
+    body = html.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
