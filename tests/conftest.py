@@ -51,6 +51,24 @@ actuators:
 
 
 @pytest.fixture
+def clock():
+    """A FakeClock (a module that needs another start overrides this fixture)."""
+    from edge.gateway.clock import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture
+def buffer(tmp_path, clock):
+    """A fresh buffer under tmp_path, opened at the clock's time."""
+    from edge.gateway.buffer import Buffer
+
+    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=clock.time(), boot_id=clock.boot_id)
+    yield buffer
+    buffer.close()
+
+
+@pytest.fixture
 def gateway_config(tmp_path) -> Path:
     """A small simulated gateway sampling every second, buffering under tmp_path."""
     path = tmp_path / "gateway.yaml"

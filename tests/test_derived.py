@@ -54,13 +54,6 @@ def clock():
     return FakeClock(start=TEHRAN_MIDNIGHT + 12 * 3600)
 
 
-@pytest.fixture
-def buffer(tmp_path, clock):
-    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=clock.time(), boot_id=clock.boot_id)
-    yield buffer
-    buffer.close()
-
-
 def sampler_of(buffer, clock, deriver, *sensors, intervals=None):
     slots = [SensorSlot(s, (intervals or {}).get(s.id, 10.0)) for s in sensors]
     return Sampler(slots, buffer, clock, derive=[deriver])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from edge.gateway.clock import FakeClock
 from edge.gateway.hardware.base import PLAUSIBLE
 from edge.gateway.hardware.common import crc8, soil_percent
 from edge.gateway.hardware.fakes import (BOSCH_EXAMPLE, FakeAds1115, FakeBh1750, FakeBme280, FakeI2CBus, FakeScd4x,
@@ -15,11 +14,6 @@ from edge.gateway.hardware.i2c import (Ads1115, Ads1115Config, Bh1750, Bme280, S
                                        bme280_pressure, bme280_temperature, decode_words, scd4x_humidity,
                                        scd4x_temperature, sht3x_humidity, sht4x_humidity, sht_temperature)
 from edge.gateway.sampler import judge
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture

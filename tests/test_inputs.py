@@ -6,7 +6,6 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockSPIDevice
 
 from edge.errors import HardwareError
-from edge.gateway.clock import FakeClock
 from edge.gateway.hardware.base import HardwareContext
 from edge.gateway.hardware.inputs import FloatSwitch, FlowMeter, RainSwitch, RainSwitchConfig
 from edge.gateway.hardware.spi import Mcp3008, mcp3008_volts
@@ -15,11 +14,6 @@ from edge.gateway.hardware.spi import Mcp3008, mcp3008_volts
 @pytest.fixture
 def factory():
     return MockFactory()
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 def level(sensor) -> float:

@@ -31,11 +31,6 @@ sensors:
 
 
 @pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
 def bus(clock):
     bus = FakeI2CBus(clock)
     bus.attach(0x44, FakeSht3x(temperature=21.5, humidity=55.0))

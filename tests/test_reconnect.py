@@ -9,8 +9,7 @@ from collections import Counter
 
 import pytest
 
-from edge.gateway.buffer import Buffer, NewReading
-from edge.gateway.clock import FakeClock
+from edge.gateway.buffer import NewReading
 from edge.gateway.sync import Sync, SyncConfig
 from edge.gateway.sync.link import MemoryLink, MqttLink
 from edge.gateway.sync.uplink import reconnect_delay
@@ -37,18 +36,6 @@ def test_five_thousand_gateways_losing_the_broker_together_come_back_as_a_stream
     per_half_second = Counter(int(d * 2) for d in fleet)
     assert set(per_half_second) == {6, 7, 8, 9, 10, 11}  # 3.0 .. 5.99 s; 6.0 exactly is possible but rare
     assert max(per_half_second.values()) < 5000 / 6 * 1.15
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def buffer(tmp_path, clock):
-    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=clock.time(), boot_id="b")
-    yield buffer
-    buffer.close()
 
 
 def test_retries_probe_the_broker_and_wait_a_share_of_the_outage_measured_on_the_clock(buffer, clock):

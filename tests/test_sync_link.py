@@ -9,24 +9,12 @@ import json
 import pytest
 
 from edge.contract import protocol
-from edge.gateway.buffer import Buffer, NewReading
+from edge.gateway.buffer import NewReading
 from edge.gateway.clock import FakeClock
 from edge.gateway.sync import Sync, SyncConfig
 from edge.gateway.sync.link import MemoryLink
 
 GW = "gh-link"
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def buffer(tmp_path, clock):
-    buffer, _ = Buffer.open(tmp_path / "buffer.db", now=clock.time(), boot_id="b")
-    yield buffer
-    buffer.close()
 
 
 @pytest.fixture
