@@ -4,6 +4,7 @@ and reads its sys.modules while it runs."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -26,6 +27,17 @@ CHECK = textwrap.dedent("""
 """)
 
 
+def test_pydantics_plugin_loader_still_answers_none_when_plugins_are_off(monkeypatch):
+    """`edge run` stands in for pydantic's plugin loader with plugins off (edge/cli.py): the loader must still be
+    asked by that name, and answer no plugins, for the stand-in to change nothing."""
+    from pydantic.plugin import _loader, _schema_validator
+
+    assert "from ._loader import get_plugins" in inspect.getsource(_schema_validator.create_schema_validator)
+    for off in ("__all__", "1", "true"):
+        monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", off)
+        assert tuple(_loader.get_plugins()) == ()
+
+
 def test_a_daemon_loads_only_what_its_config_uses(tmp_path):
     config = tmp_path / "gateway.yaml"
     config.write_text(f"gateway: {{id: small}}\nhardware: {{backend: simulated}}\nclock: {{trust: synced}}\n"
@@ -41,6 +53,11 @@ def test_a_daemon_loads_only_what_its_config_uses(tmp_path):
     # the daemon's own scheduler, not APScheduler's (and the asyncio, ssl, multiprocessing, pickle and tzlocal it
     # brought); APScheduler only reads cron lines, for a config that has one
     assert loaded & {"apscheduler", "asyncio", "ssl", "multiprocessing", "pickle", "tzlocal"} == set()
+    # pydantic's plugin loader, with plugins off, without importlib.metadata and email, zipfile, csv, bz2, lzma; the
+    # clock asks the kernel through ctypes only when its trust is auto, and never through ctypes.util (which imports
+    # subprocess, shutil and tempfile, and runs ldconfig)
+    assert modules & {"importlib.metadata", "email", "zipfile", "csv", "bz2", "lzma", "ctypes", "ctypes.util",
+                      "subprocess", "shutil", "tempfile"} == set()
     # sqlite-utils (and pluggy, dateutil) replaced by a few lines in the buffer; gpiozero only for pins; Persian
     # dates only for a Persian text; MQTT and TLS only with an uplink; numpy never
     assert loaded & {"sqlite_utils", "pluggy", "dateutil", "gpiozero", "colorzero", "jdatetime", "paho",
