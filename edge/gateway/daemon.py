@@ -276,7 +276,7 @@ class Daemon:
         self.sampler = Sampler(slots, self.buffer, self.clock,
                                listeners=[latest, self._after_round, self.alert_feed], derive=derive)
 
-        # Who runs what (docs/architecture.md, "Threads and locks"): sampling rounds have executor workers of their
+        # Who runs what (docs/architecture.md, "Threads and locks"): sampling rounds have pool workers of their
         # own, one per interval group, so nothing else ever waits for a sensor and no sensor waits for anything
         # else; the watchdog has one worker, so a slow housekeeping job never delays its ping; housekeeping (the
         # disk budget and its WAL checkpoint, pruning, storage) and the alert and SMS jobs share the rest. Control
