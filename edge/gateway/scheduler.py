@@ -202,7 +202,8 @@ class Scheduler:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Started and not shut down (even if its thread died: a shutdown still waits for the runs handed out)."""
+        return self._thread is not None and not self._stopping
 
     def start(self) -> None:
         """Hand out runs on a thread of its own (``scheduler``) on this scheduler's clock."""
