@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 CHECK = textwrap.dedent("""
     import json, sys, threading
@@ -30,9 +31,13 @@ CHECK = textwrap.dedent("""
 def test_pydantics_plugin_loader_still_answers_none_when_plugins_are_off(monkeypatch):
     """`edge run` stands in for pydantic's plugin loader with plugins off (edge/cli.py): the loader must still be
     asked by that name, and answer no plugins, for the stand-in to change nothing."""
+    import pydantic
     from pydantic.plugin import _loader, _schema_validator
 
     assert "from ._loader import get_plugins" in inspect.getsource(_schema_validator.create_schema_validator)
+    asked = {line.strip() for source in Path(pydantic.__file__).parent.rglob("*.py")
+             for line in source.read_text(encoding="utf-8").splitlines() if "_loader import" in line}
+    assert asked == {"from ._loader import get_plugins"}  # the stand-in has nothing else to offer
     for off in ("__all__", "1", "true"):
         monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", off)
         assert tuple(_loader.get_plugins()) == ()
