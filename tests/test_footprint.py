@@ -56,7 +56,7 @@ def test_a_daemon_loads_only_what_its_config_uses(tmp_path):
     loaded = {name.split(".")[0] for name in modules}
     assert "edge.gateway.scheduler" in modules  # it ran
     # the daemon's own scheduler, not APScheduler's (and the asyncio, ssl, multiprocessing, pickle and tzlocal it
-    # brought); APScheduler only reads cron lines, for a config that has one
+    # brought); APScheduler reads only cron lines with names, `last` or a mistake (control/cron.py)
     assert loaded & {"apscheduler", "asyncio", "ssl", "multiprocessing", "pickle", "tzlocal"} == set()
     # pydantic's plugin loader, with plugins off, without importlib.metadata and email, zipfile, csv, bz2, lzma; the
     # clock asks the kernel through ctypes only when its trust is auto, and never through ctypes.util (which imports
