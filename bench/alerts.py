@@ -32,6 +32,7 @@ from edge.gateway.buffer import Buffer
 from edge.gateway.clock import Clock
 from edge.gateway.hardware.base import Sample
 from edge.gateway.sampler import Sampler, SensorSlot
+from edge.gateway.scheduler import Scheduler
 
 THRESHOLD = 40.0
 
@@ -103,8 +104,6 @@ class FirstAbove:
 
 
 def trial(interval: float, hold: float) -> tuple[float, float]:
-    from apscheduler.schedulers.background import BackgroundScheduler
-
     with tempfile.TemporaryDirectory() as tmp:
         config = parse_config(CONFIG.format(buffer=Path(tmp) / "b.db", interval=interval, threshold=THRESHOLD,
                                             hold=hold))
@@ -113,10 +112,10 @@ def trial(interval: float, hold: float) -> tuple[float, float]:
         recorder, sensor, first = Recorder(), StepSensor(), FirstAbove()
         service = build(config, buffer, clock, transports=[recorder])
         sampler = Sampler([SensorSlot(sensor, interval)], buffer, clock, listeners=[first, service.listener])
-        scheduler = BackgroundScheduler(executors={"default": {"type": "threadpool", "max_workers": 4}})
-        sampler.schedule(scheduler)
+        scheduler = Scheduler({"jobs": 4})
+        sampler.schedule(scheduler, "jobs")
         for job, seconds, job_id in service.jobs():
-            scheduler.add_job(job, "interval", seconds=seconds, id=job_id, coalesce=True, max_instances=1)
+            scheduler.add(job, seconds, id=job_id, pool="jobs")
         scheduler.start()
         try:
             time.sleep(2 * interval + random.uniform(0, interval))  # settle, then cross at a random phase

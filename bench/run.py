@@ -5,16 +5,21 @@
    Targets: RSS <= 40 MB, CPU <= 1 % (issue 19; were 60 MB and 2 %).
    Also the time from `edge run` to the first reading stored (polled in the buffer), beside the time a bare
    interpreter takes to start and exit.
+   The daemon runs as installed: the project's modules compiled to bytecode first (pip compiles a wheel's modules
+   when it installs them; a checkout run with PYTHONDONTWRITEBYTECODE=1 compiles every module at each start, about
+   2 MB more and a slower start), into ``edge/**/__pycache__`` (ignored by git). ``--source-only`` removes that
+   bytecode and measures without it.
 2. Buffer append throughput: `Buffer.append_readings` in rounds of N readings (one transaction each) against raw
    `sqlite3.executemany` into the same schema with the same pragmas and the same transaction size.
    Target: >= 0.5x raw.
 
-Usage:  .venv/bin/python bench/run.py [--seconds 60] [--sensors 40] [--rows 200000]
+Usage:  .venv/bin/python bench/run.py [--seconds 60] [--sensors 40] [--rows 200000] [--source-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import sqlite3
 import subprocess
@@ -92,6 +97,14 @@ def first_reading(sensors: int) -> tuple[float, float]:
     return took, time.monotonic() - began
 
 
+def compiled() -> None:
+    """The project's modules compiled to bytecode next to them (``__pycache__``, ignored by git), as a wheel install
+    has them: the standard library and the installed packages have theirs already."""
+    package = Path(__file__).resolve().parent.parent / "edge"
+    if not compileall.compile_dir(package, quiet=1):
+        sys.exit(f"cannot compile {package}")
+
+
 def bench_daemon(seconds: float, sensors: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = gateway_config(Path(tmp), sensors)
@@ -152,10 +165,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--sensors", type=int, default=40)
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--source-only", action="store_true",
+                        help="run the daemon without compiled bytecode (as a checkout under PYTHONDONTWRITEBYTECODE)")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, sqlite {sqlite3.sqlite_version}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, sqlite {sqlite3.sqlite_version}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     bench_append(args.rows, args.sensors)
+    if args.source_only:
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # and none written: each start compiles from source
+        for stale in (Path(__file__).resolve().parent.parent / "edge").rglob("__pycache__"):
+            for pyc in stale.glob("*.pyc"):
+                pyc.unlink()
+    else:
+        compiled()
+    print("the project's modules", "from source (no bytecode)" if args.source_only else "compiled to bytecode first")
     bench_daemon(args.seconds, args.sensors)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ answered). Commands raise; none of them prints an error and exits by itself.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import logging
@@ -124,7 +123,6 @@ def _setup_logging(level: str) -> None:
     if sys.stderr.isatty():
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _iso(ts: float | None) -> str | None:
@@ -171,6 +169,7 @@ def run(config_path: str | None, duration: float | None, log_level: str | None) 
     # pydantic plugin is used: without this pydantic reads every installed package's metadata to look for one.
     sys.modules.setdefault("numpy", None)
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _no_pydantic_plugin_loader()
     from edge.gateway.daemon import StopRequest
 
     stopping = StopRequest()  # a SIGTERM while the daemon loads still stops it cleanly, not half-started
@@ -180,6 +179,25 @@ def run(config_path: str | None, duration: float | None, log_level: str | None) 
     config = _load(config_path, files=True)  # a missing key file stops it here, before an epoch is used
     _setup_logging(log_level or config.log.level)
     sys.exit(Daemon(config, stopping=stopping).run(duration))
+
+
+#: The values of PYDANTIC_DISABLE_PLUGINS with which pydantic's plugin loader answers "no plugins" at once.
+_PLUGINS_OFF = ("__all__", "1", "true")
+
+
+def _no_pydantic_plugin_loader() -> None:
+    """With plugins off, pydantic's plugin loader answers "none" to the one question pydantic asks it
+    (``get_plugins()``), but importing the loader imports ``importlib.metadata`` (and email, zipfile, csv, shutil, bz2,
+    lzma, tempfile with it): 2.7 MB of the daemon's memory for nothing. Give pydantic a loader that gives the same
+    answer without them. Only when plugins are off, and only if pydantic has not loaded its own yet;
+    ``tests/test_footprint.py`` checks that pydantic's loader still offers ``get_plugins`` and answers () when off."""
+    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") not in _PLUGINS_OFF or "pydantic.plugin._loader" in sys.modules:
+        return
+    import types
+
+    loader = types.ModuleType("pydantic.plugin._loader", "pydantic's plugin loader with plugins off (edge run)")
+    loader.get_plugins = lambda: ()
+    sys.modules["pydantic.plugin._loader"] = loader
 
 
 def _open_reader(config):
@@ -276,6 +294,8 @@ def _held_readings(config, buffer, sensors: list[str], since: float) -> list[dic
 def _print_rows(rows, fmt: str) -> None:
     out = sys.stdout
     if fmt == "csv":
+        import csv
+
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(READING_COLUMNS)
         for row in rows:

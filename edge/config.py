@@ -9,7 +9,6 @@ it, ``edge.datacenter.config`` the data center's; loading one imports nothing of
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import types
@@ -362,6 +361,8 @@ def _did_you_mean(given: Any, choices: Any) -> str:
     """`` (did you mean 'interval'?)`` when ``given`` is a near miss of one of ``choices``, else ``""``."""
     if not isinstance(given, str) or not choices:
         return ""
+    import difflib  # only for a config with a mistake in it
+
     close = difflib.get_close_matches(given, [str(choice) for choice in choices], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

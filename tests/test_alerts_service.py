@@ -43,7 +43,7 @@ def test_the_daemon_feeds_its_readings_to_the_alerts_and_sends_over_the_console(
 
         [(text,)] = wait_until(sent, timeout=20, what="the alert SMS")
         assert text.startswith("گلخانه: هشدار فوری ۱۰، رطوبت هوا")  # no name: «گلخانه», never the Latin id
-        assert {job.id for job in daemon.scheduler.get_jobs()} >= {"alerts-tick", "sms-outbox", "sms-replies"}
+        assert {job.id for job in daemon.scheduler.jobs()} >= {"alerts-tick", "sms-outbox", "sms-replies"}
     finally:
         daemon.stop("test over")
 

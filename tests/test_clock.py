@@ -36,3 +36,18 @@ def test_fake_clock_moves_only_when_told():
     clock.advance(5)
     clock.set_wall(1000.0)
     assert (clock.time(), clock.monotonic(), clock.is_synced()) == (1000.0, 1005.0, False)
+
+
+def test_asking_the_kernel_runs_no_program_and_imports_no_subprocess():
+    """The C library is the one this process has loaded (not looked up by name: ctypes.util runs ldconfig in a
+    subprocess, at every round until the clock syncs), and ctypes is imported at the first question only."""
+    import subprocess
+    import sys
+
+    check = ("import sys; from edge.gateway.clock import Clock, kernel_clock_synced; "
+             "assert 'ctypes' not in sys.modules; Clock('auto').is_synced(); kernel_clock_synced(); "
+             "assert 'ctypes' in sys.modules; "
+             "print(sorted(m for m in ('subprocess', 'ctypes.util', 'shutil') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

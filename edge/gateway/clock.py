@@ -6,8 +6,7 @@ shutdown. Readings taken then are flagged (with boot id and monotonic time) so t
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
 import time
 import uuid
 from pathlib import Path
@@ -18,28 +17,41 @@ _STA_UNSYNC = 0x0040
 _TIME_ERROR = 5
 
 
-class _Timex(ctypes.Structure):
-    # struct timex from <sys/timex.h>: we only read ``status`` and the return value, but the size must be right.
-    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
-                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
-                ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
-                ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long), ("tick", ctypes.c_long),
-                ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
-                ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
-                ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
-                ("_padding", ctypes.c_int * 11)]
+@functools.lru_cache(maxsize=1)
+def _adjtimex():
+    """``(adjtimex, Timex, byref)`` from the C library this process has loaded, or None; loaded at the first question
+    only (a clock set to ``synced`` or ``unsynced`` never asks, and ctypes is 0.2 MB), and once: looking the library up
+    by name (``ctypes.util.find_library``) would run ``ldconfig`` in a subprocess at every sampling round until the
+    clock syncs, and import subprocess, shutil and tempfile into the daemon."""
+    import ctypes
+
+    class Timex(ctypes.Structure):
+        # struct timex from <sys/timex.h>: we only read ``status`` and the return value, but the size must be right.
+        _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+                    ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+                    ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
+                    ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long), ("tick", ctypes.c_long),
+                    ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
+                    ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
+                    ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
+                    ("_padding", ctypes.c_int * 11)]
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).adjtimex, Timex, ctypes.byref
+    except (OSError, AttributeError):
+        return None
 
 
 def kernel_clock_synced() -> bool | None:
     """Ask the kernel (adjtimex) whether NTP discipline says the clock is synced; ``None`` if it cannot be asked."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
+    call = _adjtimex()
+    if call is None:
         return None
+    adjtimex, timex, byref = call
+    tx = timex()
     try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        tx = _Timex()
-        state = libc.adjtimex(ctypes.byref(tx))
-    except (OSError, AttributeError):
+        state = adjtimex(byref(tx))
+    except OSError:
         return None
     if state < 0:
         return None

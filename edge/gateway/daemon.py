@@ -18,7 +18,6 @@ import signal
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
 
 from edge import __version__
 from edge.contract.events import DaemonStart, DaemonStop
@@ -35,6 +34,7 @@ from edge.gateway.derived import derivers
 from edge.gateway.hardware import Hardware, open_hardware
 from edge.gateway.notify import sd_notify, watchdog_interval
 from edge.gateway.sampler import Sampler, SensorSlot
+from edge.gateway.scheduler import Scheduler
 from edge.gateway.sync.uplink import Sync
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,10 @@ WATCHDOG_GRACE = 1.0
 BUFFER_WRITE_TIMEOUT = 2.0
 #: Seconds between attempts to finish a start that had no room, and to store what waits for room.
 STORAGE_INTERVAL = 5.0
-#: The scheduler's executor for housekeeping and alert jobs, and its workers.
+#: The scheduler's pools: sampling (a worker per interval group), the watchdog (its own worker), and housekeeping
+#: and alert jobs (sharing HOUSEKEEPING_WORKERS).
+SAMPLING = "sampling"
+WATCHDOG = "watchdog"
 HOUSEKEEPING = "housekeeping"
 HOUSEKEEPING_WORKERS = 3
 #: Seconds a stop waits for the control thread's evaluation in hand before making the outputs safe anyway.
@@ -239,8 +242,6 @@ class Daemon:
     # ----------------------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        from apscheduler.schedulers.background import BackgroundScheduler
-
         cfg = self.config
         now = self.clock.time()
         self.buffer, report = Buffer.open(cfg.buffer.path, now=now, boot_id=self.clock.boot_id,
@@ -275,30 +276,24 @@ class Daemon:
         self.sampler = Sampler(slots, self.buffer, self.clock,
                                listeners=[latest, self._after_round, self.alert_feed], derive=derive)
 
-        # Who runs what (docs/architecture.md, "Threads and locks"): sampling rounds have executor workers of their
+        # Who runs what (docs/architecture.md, "Threads and locks"): sampling rounds have pool workers of their
         # own, one per interval group, so nothing else ever waits for a sensor and no sensor waits for anything
         # else; the watchdog has one worker, so a slow housekeeping job never delays its ping; housekeeping (the
         # disk budget and its WAL checkpoint, pruning, storage) and the alert and SMS jobs share the rest. Control
         # runs on its own thread (ControlWorker), so an output's hardware I/O never holds up a sampling round.
-        self.scheduler = BackgroundScheduler(timezone=timezone.utc, executors={
-            "default": {"type": "threadpool", "max_workers": max(1, len(self.sampler.groups))},
-            "watchdog": {"type": "threadpool", "max_workers": 1},
-            HOUSEKEEPING: {"type": "threadpool", "max_workers": HOUSEKEEPING_WORKERS}})
-        self.sampler.schedule(self.scheduler)  # on "default"
-        self.scheduler.add_job(self._tolerant(self.maintain), "interval", seconds=MAINTENANCE_INTERVAL,
-                               id="maintenance", next_run_time=datetime.now(timezone.utc), coalesce=True,
-                               max_instances=1, executor=HOUSEKEEPING)
+        self.scheduler = Scheduler({SAMPLING: max(1, len(self.sampler.groups)), WATCHDOG: 1,
+                                    HOUSEKEEPING: HOUSEKEEPING_WORKERS})
+        self.sampler.schedule(self.scheduler, SAMPLING)
+        self.scheduler.add(self._tolerant(self.maintain), MAINTENANCE_INTERVAL, id="maintenance", first=0,
+                           pool=HOUSEKEEPING)
         self._control_ran = self.clock.monotonic()
         self.control_worker = ControlWorker(self.control, cfg.control.interval)
         self.alert_feed.start()
         ping = watchdog_interval()
         if ping:  # late rather than skipped when its worker is busy; a hung scheduler sends nothing at all
-            self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog", coalesce=True,
-                                   max_instances=1, misfire_grace_time=max(1, int(ping)), executor="watchdog")
-        self.scheduler.add_job(self._tolerant(self.enforce_budget), "interval", seconds=BUDGET_INTERVAL,
-                               id="budget", coalesce=True, max_instances=1, executor=HOUSEKEEPING)
-        self.scheduler.add_job(self.storage, "interval", seconds=STORAGE_INTERVAL, id="storage", coalesce=True,
-                               max_instances=1, executor=HOUSEKEEPING)
+            self.scheduler.add(self.watchdog, ping, id="watchdog", grace=max(1, int(ping)), pool=WATCHDOG)
+        self.scheduler.add(self._tolerant(self.enforce_budget), BUDGET_INTERVAL, id="budget", pool=HOUSEKEEPING)
+        self.scheduler.add(self.storage, STORAGE_INTERVAL, id="storage", pool=HOUSEKEEPING)
         self._add_alert_jobs()
         self.sync = self._build("uplink", self._make_sync)
         self.control_worker.start()
@@ -337,8 +332,7 @@ class Daemon:
 
     def _add_alert_jobs(self) -> None:
         for job, seconds, job_id in self.alerts.jobs() if self.alerts is not None else ():
-            self.scheduler.add_job(self._tolerant(job), "interval", seconds=seconds, id=job_id, coalesce=True,
-                                   max_instances=1, executor=HOUSEKEEPING)
+            self.scheduler.add(self._tolerant(job), seconds, id=job_id, pool=HOUSEKEEPING)
 
     def _alert_readings(self, readings) -> None:
         if self.alerts is not None:
@@ -366,8 +360,8 @@ class Daemon:
 
     def stop(self, reason: str) -> bool:
         """Stop every part, each tried whatever the others did; True when every output reached its safe state."""
-        if self.scheduler is not None and self.scheduler.get_job("watchdog"):
-            self.scheduler.remove_job("watchdog")  # no WATCHDOG=1 after STOPPING=1
+        if self.scheduler is not None:
+            self.scheduler.remove("watchdog")  # no WATCHDOG=1 after STOPPING=1
         sd_notify("STOPPING=1")
         log.info("stopping (%s)", reason)
         if self.control_server is not None:

@@ -79,17 +79,12 @@ class Sampler:
         self.last_round: dict[float, float] = {}  # interval -> monotonic time the last round finished
         self._clock_synced = clock.is_synced()
 
-    def schedule(self, scheduler, start: float | None = None) -> None:
-        """Add one job per interval to an APScheduler scheduler; the first round runs at once."""
-        from datetime import datetime, timezone
-
-        first = datetime.fromtimestamp(start if start is not None else self.clock.time(), timezone.utc)
+    def schedule(self, scheduler, pool: str) -> None:
+        """Add one job per interval group to ``scheduler`` (``edge.gateway.scheduler``) on ``pool``; the first
+        rounds run at once. A round may start up to its interval late (waiting for a worker) before it is skipped."""
         for interval in sorted(self.groups):
-            scheduler.add_job(
-                self.run_round, "interval", seconds=interval, args=[interval], id=f"sample-{interval:g}s",
-                name=f"sample sensors every {interval:g}s", next_run_time=first, max_instances=1, coalesce=True,
-                misfire_grace_time=max(1, int(interval)),
-            )
+            scheduler.add(self.run_round, interval, args=(interval,), id=f"sample-{interval:g}s", pool=pool, first=0,
+                          grace=max(1, int(interval)))
 
     def read_slot(self, slot: SensorSlot) -> list[Reading]:
         """Read one sensor; whatever it does, return one reading per quantity."""

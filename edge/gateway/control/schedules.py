@@ -2,8 +2,8 @@
 
 A schedule is *level-triggered*: ``window(schedule, now)`` says whether a window is open at ``now`` and when it ends.
 So a daemon restarted in the middle of a 10-minute irrigation only waters for what is left of those 10 minutes, and
-one that was down through a whole window does not water late. Cron lines are read by ``cron.py`` (APScheduler's
-trigger); sunrise and sunset come from astral.
+one that was down through a whole window does not water late. Cron lines are read by ``cron.py`` (as APScheduler's
+trigger reads them); sunrise and sunset come from astral.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ The registry maps a config ``type:`` to ``module:Class``. Importing this package
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import logging
 from dataclasses import dataclass, field
@@ -41,6 +40,8 @@ def _load(table: dict[str, str], kind: str, type_name: str) -> Any:
     try:
         target = table[type_name]
     except KeyError:
+        import difflib  # only for a config with a mistake in it
+
         known = ", ".join(sorted(table))
         close = difflib.get_close_matches(type_name, table, n=1)
         guess = f": did you mean {close[0]!r}?" if close else ""
