@@ -315,3 +315,45 @@ def test_series_span_hot_and_compacted_days(store, maintenance, postgres):
     assert soil.unit == "m3/m3"
     assert soil.first == datetime.fromtimestamp(readings[2].ts, UTC)
     assert soil.last == datetime.fromtimestamp(readings[-1].ts, UTC)
+
+
+# --------------------------------------------------------------------------------------------- in the collector
+
+
+def test_the_collector_rolls_up_and_compacts_what_it_stored(db, postgres):
+    """A running collector (one writer, no broker) does the maintenance on its own: readings 40 days old that it
+    stores are rolled up and compacted; a collector configured not to maintain leaves them alone."""
+    from conftest import wait_until
+
+    from edge.contract.protocol import encode_readings, topic, UP_READINGS
+    from edge.datacenter.collector import Collector
+    from edge.datacenter.config import DataCenterConfig
+    from edge.datacenter.source import MemorySource
+
+    old = datetime.now(UTC).timestamp() - 40 * 86400
+    readings = day_of_readings(start=old - old % 86400, rounds=6)
+
+    def collector(maintain: bool) -> tuple[Collector, MemorySource]:
+        config = DataCenterConfig(mqtt={"url": "mqtt://127.0.0.1:1"}, database={"url": postgres.url},
+                                  collector={"writers": 1},
+                                  storage={"maintain": maintain, "maintain_every": "0.1s"})
+        source = MemorySource()
+        return Collector(config, client_id="memory", source=source), source
+
+    idle, source = collector(maintain=False)
+    assert idle.maintenance is None
+    idle.start()
+    try:
+        source.put(topic(GATEWAY, UP_READINGS), encode_readings(GATEWAY, 1, readings))
+        wait_until(lambda: len(source.settled) == 1, timeout=20, what="the batch stored")
+    finally:
+        idle.stop()
+    assert hot_rows(db) == len(readings)
+    running, _ = collector(maintain=True)
+    running.start()
+    try:
+        wait_until(lambda: hot_rows(db) == 0, timeout=30, what="the readings compacted")
+    finally:
+        running.stop()
+    assert db.execute("SELECT sum(n) FROM readings_compact").fetchone()[0] == len(readings)
+    assert db.execute("SELECT sum(readings) FROM rollup_1h").fetchone()[0] == len(readings)

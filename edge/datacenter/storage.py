@@ -20,6 +20,7 @@ one collector at a time (a session advisory lock) every ``storage.maintain_every
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -384,13 +385,18 @@ class Maintenance:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+
+    def _clock(self) -> float:
+        """The maintenance's clock: past every deadline once the collector stops (it ends after the step in hand)."""
+        return math.inf if self._stop.is_set() else time.monotonic()
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                with psycopg.connect(self.url, connect_timeout=10) as conn:
-                    done = maintain(conn, self.settings)
+                with psycopg.connect(self.url, connect_timeout=10, application_name="edge-maintenance") as conn:
+                    done = maintain(conn, self.settings, clock=self._clock)
                 if not done.busy and (done.hours_rolled or done.days_compacted or done.partitions_dropped):
                     log.info("storage: %s", done)
             except psycopg.Error as exc:
