@@ -163,15 +163,18 @@ def compacted(conn, url: str) -> list[tuple[str, int]]:
 
     with psycopg.connect(url) as work:
         began = time.perf_counter()
-        done = storage.maintain(work, storage.Settings(raw_days=0), now=datetime.now(timezone.utc))
+        done = storage.maintain(work, storage.Settings(raw_days=0, budget=float("inf")),
+                                now=datetime.now(timezone.utc))
         took = time.perf_counter() - began
     conn.execute("VACUUM ANALYZE")
     print(f"maintenance: {done} in {took:.1f} s (busy machine)")
     rows = [("compacted: readings_compact (chunks, TOAST, index) + compacted key ranges",
              total_size(conn, *storage.COMPACT_TABLES))] if hasattr(storage, "COMPACT_TABLES") else []
-    rows.append(("left in the hot table after maintenance: readings", total_size(conn, "readings")))
-    for table in storage.ROLLUP_TABLES:
-        rows.append((f"roll-ups: {table}", total_size(conn, table)))
+    for table in ("rollup_1h", "rollup_1d"):
+        rows.append((f"roll-ups, kept for ever: {table}", total_size(conn, table)))
+    for table in ("readings", "rollup_1m"):  # rows deleted: the files keep their space for the next rows
+        left = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        rows.append((f"left: {table} ({left} rows; the rest free space reused by new rows)", total_size(conn, table)))
     return rows
 
 

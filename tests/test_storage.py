@@ -236,6 +236,11 @@ def test_a_late_resend_of_a_compacted_key_is_not_stored_twice(db, store, mainten
     assert hot_rows(db) == 0
     assert exports(postgres) == before
     assert not db.execute("SELECT count(*) FROM gateway_hours WHERE dirty OR raw").fetchone()[0]
+    unsynced = next(r for r in readings if r.clock == 0)  # sent again with the time corrected once the clock synced
+    corrected = Reading(unsynced.seq, NOW.timestamp(), unsynced.sensor, unsynced.quantity, unsynced.value,
+                        unsynced.unit, clock=2, boot_id=unsynced.boot_id, mono=unsynced.mono)
+    assert write(store, [corrected]).readings_duplicate == 1
+    assert hot_rows(db) == 0
 
 
 def test_a_new_late_reading_for_a_compacted_day_is_stored_merged_and_counted(db, store, maintenance, postgres):

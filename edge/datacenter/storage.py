@@ -44,7 +44,7 @@ MAINTENANCE_LOCK = 0x726F6C6C
 #: Gateway-hours recomputed in one transaction.
 ROLLUP_BATCH = 200
 ROLLUP_TABLES = ("rollup_1m", "rollup_1h", "rollup_1d")
-COMPACT_TABLES = ("readings_compact", "readings_compacted")
+COMPACT_TABLES = ("readings_compact", "readings_compacted", "compaction_horizon")
 
 
 @dataclass(frozen=True)
@@ -295,6 +295,8 @@ def compact_day(conn: psycopg.Connection, gateway_id: str, day: datetime, touche
         conn.execute(_ENCODE, values)
         runs = conn.execute(_RUNS).fetchall()
         _add_ranges(conn, gateway_id, runs)
+        conn.execute("UPDATE compaction_horizon SET before = greatest(before, %s)",
+                     ((day + DAY).timestamp(),))
         kept = conn.execute("SELECT count(*) FROM compact_rows WHERE hot").fetchone()[0]
         if touched is not None and kept:
             touched.add(conn.execute(_PARTITION, values).fetchone()[0])

@@ -270,6 +270,10 @@ MIGRATIONS = [
             last_seq    bigint NOT NULL,
             PRIMARY KEY (gateway_id, epoch, first_seq)
         );
+        -- Every compacted reading is older than this (UTC seconds; the end of the latest day compacted): the
+        -- collector looks up the compacted keys only for readings older than it, or re-timed (clock 2).
+        CREATE TABLE compaction_horizon (before double precision NOT NULL);
+        INSERT INTO compaction_horizon VALUES ('-Infinity');
         -- Running sums of a list of deltas (a NULL stays NULL and adds nothing).
         CREATE FUNCTION edge_cumsum(deltas bigint[]) RETURNS bigint[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
             SELECT array_agg(CASE WHEN d IS NOT NULL THEN s END ORDER BY i)
@@ -417,14 +421,16 @@ _STAGE_TYPES = ["text", "int8", "int8", "float8", "text", "text", "float8", "tex
 #: The new readings are counted per gateway and hour in the same statement (``gateway_hours``: the fleet's coverage),
 #: in key order, the same for every collector, so that two rounds never wait on each other's rows; the hour is
 #: marked ``dirty`` (its roll-ups are stale) and ``raw`` (it has rows in this table) for the maintenance
-#: (``edge/datacenter/storage.py``). A key already compacted (``readings_compacted``) is not stored again.
+#: (``edge/datacenter/storage.py``). A key already compacted (``readings_compacted``) is not stored again; only
+#: readings older than every day not compacted yet (``compaction_horizon``), or re-timed ones, need the look-up.
 _INSERT_STAGED = f"""
     WITH new AS (
         INSERT INTO readings ({', '.join(_STAGE_COLUMNS)})
         SELECT gateway_id, epoch, seq, to_timestamp(ts), sensor, quantity, value, unit, quality, reason, clock,
                boot_id, mono
         FROM readings_stage AS s
-        WHERE NOT EXISTS (SELECT FROM readings_compacted AS k WHERE k.gateway_id = s.gateway_id
+        WHERE (s.ts >= (SELECT before FROM compaction_horizon) AND s.clock <> 2)
+           OR NOT EXISTS (SELECT FROM readings_compacted AS k WHERE k.gateway_id = s.gateway_id
                           AND k.epoch = s.epoch AND k.first_seq <= s.seq AND k.last_seq >= s.seq)
         ORDER BY gateway_id, epoch, seq, batch
         ON CONFLICT (gateway_id, epoch, seq) DO NOTHING
