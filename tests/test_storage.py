@@ -362,3 +362,21 @@ def test_the_collector_rolls_up_and_compacts_what_it_stored(db, postgres):
         running.stop()
     assert db.execute("SELECT sum(n) FROM readings_compact").fetchone()[0] == len(readings)
     assert db.execute("SELECT sum(readings) FROM rollup_1h").fetchone()[0] == len(readings)
+
+
+def test_the_hot_table_reuses_the_space_compacted_rows_leave(db, store, maintenance):
+    """Day after day, rows come in and rows older than raw_days leave: once the window is full the hot table's files
+    stop growing (the maintenance vacuums what it deleted from), instead of growing with every day stored."""
+    def partition_size() -> int:
+        return db.execute("SELECT pg_total_relation_size(tableoid) FROM readings LIMIT 1").fetchone()[0]
+
+    sizes, seq = [], 1
+    for day in range(6):
+        start = T0 + day * 86400
+        readings = day_of_readings(start=start, rounds=24 * 20, every=180.0, epoch_seq=seq)
+        seq += len(readings)
+        write(store, readings)
+        maintenance(storage.Settings(raw_days=2), now=DAY0 + timedelta(days=day + 1, hours=1))
+        sizes.append(partition_size())
+    assert hot_rows(db) == 2 * 24 * 20 * 3  # two days hot
+    assert sizes[-1] <= sizes[3] * 1.1, sizes  # steady, not growing by a day's rows each day
