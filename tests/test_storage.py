@@ -380,3 +380,26 @@ def test_the_hot_table_reuses_the_space_compacted_rows_leave(db, store, maintena
         sizes.append(partition_size())
     assert hot_rows(db) == 2 * 24 * 20 * 3  # two days hot
     assert sizes[-1] <= sizes[3] * 1.1, sizes  # steady, not growing by a day's rows each day
+
+
+def test_whatever_an_older_collector_stored_the_maintenance_rolls_up_compacts_or_leaves_alone(db, store,
+                                                                                               maintenance, postgres):
+    """Rows stored by hand or by an older collector (times in 32 BC and AD 33658, values of 1e308, NaN, infinity)
+    neither stop the maintenance nor come back changed: what a Python datetime holds is compacted (values kept as
+    their text), the rest stays in the hot table."""
+    write(store, day_of_readings(rounds=12))
+    lies = [("0032-07-01 00:00:00+00 BC", 1.0), ("33658-07-01 00:00:00+00", 2.0), ("2025-07-01 05:00:00+00", 1e308),
+            ("2025-07-01 05:01:00+00", float("nan")), ("2025-07-01 05:02:00+00", float("-inf")),
+            ("2025-07-01 05:03:00+00", 5e-324)]
+    for seq, (ts, value) in enumerate(lies, 10_000):
+        db.execute("INSERT INTO readings (gateway_id, epoch, seq, ts, sensor, quantity, value, unit, quality, clock) "
+                   "VALUES (%s, 1, %s, %s, 'liar', 'temperature', %s, '°C', 'good', 1)", (GATEWAY, seq, ts, value))
+        db.execute("INSERT INTO gateway_hours (gateway_id, hour, readings, good) VALUES (%s, date_bin('1 hour', "
+                   "%s::timestamptz, '2000-01-01 00:00:00+00'), 1, 1) ON CONFLICT (gateway_id, hour) DO UPDATE "
+                   "SET dirty = true, raw = true", (GATEWAY, ts))
+    before = export(postgres, queries.RAW, DAY0, DAY0 + timedelta(days=1))
+    done = maintenance()
+    assert done.days_compacted == 1 and not done.failed
+    assert hot_rows(db) == 2  # 32 BC and AD 33658
+    assert export(postgres, queries.RAW, DAY0, DAY0 + timedelta(days=1)) == before
+    assert b"1e+308" in before and b"NaN" in before and b"-Infinity" in before and b"5e-324" in before

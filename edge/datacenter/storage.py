@@ -63,6 +63,7 @@ class Done:
     days_compacted: int = 0
     readings_compacted: int = 0
     partitions_dropped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, datetime]] = field(default_factory=list)  # gateway-days that could not be compacted
     busy: bool = False  # another collector holds the maintenance
 
     def __str__(self) -> str:
@@ -101,9 +102,16 @@ def maintain(conn: psycopg.Connection, settings: Settings, now: datetime | None 
         touched: set[str] = set()
         while clock() < deadline and (rolled := roll_up(conn, now)):
             done.hours_rolled += rolled
-        while clock() < deadline and (day := _next_raw_day(conn, cutoff)) is not None:
-            done.readings_compacted += compact_day(conn, *day, touched)
-            done.days_compacted += 1
+        failed: list[tuple[str, datetime]] = []
+        while clock() < deadline and (day := _next_raw_day(conn, cutoff, failed)) is not None:
+            try:
+                done.readings_compacted += compact_day(conn, *day, touched)
+                done.days_compacted += 1
+            except psycopg.DataError as exc:  # one day's data PostgreSQL refuses: the others go on
+                failed.append(day)
+                done.failed.append(day)
+                log.error("storage: gateway %s's readings of %s stay in the hot table, they cannot be compacted: "
+                          "%s", day[0], day[1].date().isoformat(), str(exc).strip().splitlines()[0])
         while clock() < deadline and (rolled := roll_up(conn, now)):  # days a compaction found re-sends in
             done.hours_rolled += rolled
         if settings.compacted_days is not None:
@@ -122,9 +130,11 @@ def _floor(ts: datetime, size: timedelta) -> datetime:
 
 # ----------------------------------------------------------------------------------------------------- roll-ups
 
-_DIRTY = """
+#: Hours a Python datetime holds (rows an older collector stored in 32 BC or AD 33658 stay as they are).
+HANDLED = "hour >= '0001-01-02 00:00:00+00' AND hour < '9999-12-30 00:00:00+00'"
+_DIRTY = f"""
     SELECT gateway_id, hour, xmin::text FROM gateway_hours
-    WHERE dirty AND hour <= %(settled)s ORDER BY hour, gateway_id LIMIT %(limit)s"""
+    WHERE dirty AND hour <= %(settled)s AND {HANDLED} ORDER BY hour, gateway_id LIMIT %(limit)s"""
 _ROWS = f"""
     CREATE TEMPORARY TABLE rollup_rows ON COMMIT DROP AS
     WITH d AS (SELECT * FROM unnest(%(gateways)s::text[], %(hours)s::timestamptz[]) AS d(gateway_id, hour)),
@@ -160,10 +170,14 @@ _ROLL_DAYS = """
     GROUP BY 1, 2, 3, 4, 5"""
 #: Cleared only where the row is still the version read: a collector that added readings to the hour meanwhile made
 #: a new version (its update waits for ours, or ours re-reads its), and the hour stays dirty for the next run.
+#: Rows are locked in key order, as the collector's upsert locks them, so that the two never deadlock.
 _CLEAN = """
-    UPDATE gateway_hours AS h SET dirty = false
-    FROM unnest(%s::text[], %s::timestamptz[], %s::text[]) AS d(gateway_id, hour, version)
-    WHERE h.gateway_id = d.gateway_id AND h.hour = d.hour AND h.xmin::text = d.version"""
+    UPDATE gateway_hours AS h SET dirty = false FROM (
+        SELECT g.gateway_id, g.hour FROM gateway_hours AS g
+        JOIN unnest(%s::text[], %s::timestamptz[], %s::text[]) AS d(gateway_id, hour, version)
+        ON g.gateway_id = d.gateway_id AND g.hour = d.hour AND g.xmin::text = d.version
+        ORDER BY g.gateway_id, g.hour FOR UPDATE OF g) AS l
+    WHERE h.gateway_id = l.gateway_id AND h.hour = l.hour"""
 
 
 def roll_up(conn: psycopg.Connection, now: datetime, limit: int = ROLLUP_BATCH) -> int:
@@ -190,9 +204,11 @@ def roll_up(conn: psycopg.Connection, now: datetime, limit: int = ROLLUP_BATCH) 
 
 # --------------------------------------------------------------------------------------------------- compaction
 
-_RAW_DAY = """
+_RAW_DAY = f"""
     SELECT gateway_id, date_bin('1 day', hour, %(origin)s) FROM gateway_hours
-    WHERE raw AND hour < %(cutoff)s ORDER BY hour, gateway_id LIMIT 1"""
+    WHERE raw AND hour < %(cutoff)s AND {HANDLED} AND (gateway_id, date_bin('1 day', hour, %(origin)s))
+          NOT IN (SELECT * FROM unnest(%(failed_gateways)s::text[], %(failed_days)s::timestamptz[]))
+    ORDER BY hour, gateway_id LIMIT 1"""
 _RAW_HOURS = """
     SELECT hour, xmin::text FROM gateway_hours
     WHERE gateway_id = %(gateway)s AND raw AND hour >= %(day)s AND hour < %(day)s + interval '1 day'"""
@@ -269,14 +285,19 @@ _RUNS = """
                                            AS run FROM compact_rows) AS t
     GROUP BY epoch, run"""
 _CLEAR_RAW = """
-    UPDATE gateway_hours AS h SET raw = false
-    FROM unnest(%s::timestamptz[], %s::text[]) AS d(hour, version)
-    WHERE h.gateway_id = %s AND h.hour = d.hour AND h.xmin::text = d.version"""
+    UPDATE gateway_hours AS h SET raw = false FROM (
+        SELECT g.gateway_id, g.hour FROM gateway_hours AS g
+        JOIN unnest(%s::timestamptz[], %s::text[]) AS d(hour, version)
+        ON g.gateway_id = %s AND g.hour = d.hour AND g.xmin::text = d.version
+        ORDER BY g.hour FOR UPDATE OF g) AS l
+    WHERE h.gateway_id = l.gateway_id AND h.hour = l.hour"""
 
 
-def _next_raw_day(conn: psycopg.Connection, cutoff: datetime) -> tuple[str, datetime] | None:
+def _next_raw_day(conn: psycopg.Connection, cutoff: datetime, failed: list[tuple[str, datetime]]
+                  ) -> tuple[str, datetime] | None:
     with conn.transaction():
-        row = conn.execute(_RAW_DAY, {"cutoff": cutoff, "origin": ORIGIN}).fetchone()
+        row = conn.execute(_RAW_DAY, {"cutoff": cutoff, "origin": ORIGIN, "failed_gateways": [g for g, _ in failed],
+                                      "failed_days": [d for _, d in failed]}).fetchone()
     return (row[0], row[1]) if row else None
 
 
