@@ -403,3 +403,12 @@ def test_whatever_an_older_collector_stored_the_maintenance_rolls_up_compacts_or
     assert hot_rows(db) == 2  # 32 BC and AD 33658
     assert export(postgres, queries.RAW, DAY0, DAY0 + timedelta(days=1)) == before
     assert b"1e+308" in before and b"NaN" in before and b"-Infinity" in before and b"5e-324" in before
+
+
+def test_the_fleet_shows_the_last_reading_of_a_gateway_whose_readings_are_all_compacted(db, store, maintenance):
+    write(store, day_of_readings())
+    before = [row for row in queries.fleet(db) if row[0] == GATEWAY]
+    maintenance()
+    assert hot_rows(db) == 0
+    after = [row for row in queries.fleet(db) if row[0] == GATEWAY]
+    assert after == before and after[0][queries.FLEET_FIELDS.index("last_reading")].startswith("2025-07-02T23:50")

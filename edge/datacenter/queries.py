@@ -97,8 +97,8 @@ def _clamped(column: str) -> str:
 
 
 #: The fleet in one query (the console's fleet view, ``GET /v1/fleet``): each gateway's status; the clock flag and
-#: time of its newest reading (one primary-key probe per gateway); its alerts whose latest event is ``alert.fired``
-#: (by alert key, the event's source); and its readings of the last 24 full hours (``gateway_hours``, kept by the
+#: time of its newest reading (one primary-key probe per gateway; for a gateway whose readings are all compacted, its
+#: latest compacted day's); its alerts whose latest event is ``alert.fired`` (by alert key, the event's source); and its readings of the last 24 full hours (``gateway_hours``, kept by the
 #: collector) against 24 times its fullest hour among them: a gateway that sent all day reads 1.0, one that was
 #: silent for six hours 0.75, one never heard in those hours null.
 _FLEET = f"""
@@ -115,13 +115,16 @@ WITH alerts AS (
     GROUP BY gateway_id
 )
 SELECT g.gateway_id, g.name, g.state, {_iso_sql("g.state_since")}, {_iso_sql("g.last_seen")}, g.version, g.backlog,
-       r.clock, {_iso_sql(_clamped("r.ts"))}, coalesce(a.active, 0),
+       coalesce(r.clock, c.clock), {_iso_sql(_clamped("coalesce(r.ts, c.ts)"))}, coalesce(a.active, 0),
        round((h.readings::float8 / nullif(24 * h.fullest, 0))::numeric, 3)::float8
 FROM gateway_status AS g
 LEFT JOIN alerts AS a USING (gateway_id)
 LEFT JOIN hours AS h USING (gateway_id)
 LEFT JOIN LATERAL (SELECT clock, ts FROM readings WHERE readings.gateway_id = g.gateway_id
                    ORDER BY epoch DESC, seq DESC LIMIT 1) AS r ON true
+LEFT JOIN LATERAL (SELECT k.clocks[k.n] AS clock, k.last_ts AS ts FROM readings_compact AS k
+                   WHERE r.ts IS NULL AND k.gateway_id = g.gateway_id
+                   ORDER BY k.day DESC, k.last_ts DESC LIMIT 1) AS c ON true
 ORDER BY g.gateway_id"""
 FLEET_FIELDS = ("id", "name", "state", "state_since", "last_seen", "version", "backlog", "clock", "last_reading",
                 "alerts", "coverage_24h")
