@@ -59,7 +59,7 @@ def _rollup_tables() -> str:
             min         double precision,
             max         double precision,
             sum         double precision,
-            PRIMARY KEY (gateway_id, sensor, quantity, bucket, unit)
+            PRIMARY KEY (gateway_id, bucket, sensor, quantity, unit)
         );""" for width in ("1m", "1h", "1d"))
 
 
