@@ -11,7 +11,9 @@ its TOAST table):
   columns in a plain table without any index (what a row costs PostgreSQL at the least);
 - fresh: the hot ``readings`` table (both indexes) and ``gateway_hours``;
 - compacted: once ``edge.datacenter.storage.maintain`` has run with ``raw_days`` 0 (every day older than today is
-  compacted): the compacted chunks with their index and their key ranges, and the roll-ups beside them.
+  compacted): the compacted chunks with their index and their key ranges, and the roll-ups beside them;
+- what the look-up of compacted keys costs the collector's insert: Store.write's rate with nothing compacted, with
+  15,000 compacted runs and live readings (which skip it), and with every reading looked up.
 
 Usage:  .venv/bin/python bench/storage.py [--gateways 4] [--days 3] [--interval 60]
 Needs Debian's postgresql (scripts/test installs it). Target: compacted <= 10 bytes per reading, indexes included.
@@ -24,7 +26,7 @@ import math
 import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +123,44 @@ def plain_copy(conn) -> int:
     return total_size(conn, "plain")
 
 
+def ingest(server: PostgresServer, rounds: int = 60) -> list[tuple[str, float]]:
+    """Store.write's rate (100 batches of 200 readings a round, the three databases' rounds interleaved): nothing
+    compacted; 15,000 compacted runs held (5,000 gateways) with live readings newer than every compacted day; the
+    same runs with every reading looked up (a backlog older than the compacted days)."""
+    stores = {}
+    for name, horizon in [("nothing compacted", None), ("15,000 compacted runs, live readings", 0.0),
+                          ("15,000 compacted runs, every reading looked up", float("inf"))]:
+        store = Store.connect(server.create_database().url)
+        if horizon is not None:
+            store.conn.execute("INSERT INTO readings_compacted SELECT 'gh-' || lpad(g::text, 4, '0'), 1, "
+                               "r * 1000000 + 1, r * 1000000 + 500000 FROM generate_series(0, 4999) g, "
+                               "generate_series(0, 2) r")
+            store.conn.execute("UPDATE compaction_horizon SET before = %s", (horizon,))
+            store.conn.commit()
+        stores[name] = store
+    took = dict.fromkeys(stores, 0.0)
+    rng, seqs, count = random.Random(7), {}, 0
+    for n in range(rounds):
+        batches = []
+        for g in range(100):
+            gateway_id = f"gh-{(n * 100 + g) % 5000:04d}"
+            first = seqs.get(gateway_id, 3_000_000)
+            seqs[gateway_id] = first + 200
+            batches.append(ReadingBatch(gateway_id, 1, tuple(
+                Reading(first + i, START.timestamp() + n * 10 + i / 1000, f"s{i % 40}", "temperature",
+                        20.0 + i % 7, "°C") for i in range(1, 201))))
+        count += 200 * 100
+        order = list(stores.items())
+        rng.shuffle(order)
+        for name, store in order:
+            began = time.perf_counter()
+            store.write(Work(readings=batches))
+            took[name] += time.perf_counter() - began
+    for store in stores.values():
+        store.close()
+    return [(name, count / seconds) for name, seconds in took.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gateways", type=int, default=4)
@@ -149,6 +189,10 @@ def main() -> None:
             print(f"  {name:<{width}}  {size / 2**20:9.2f} MiB  {size / count:7.2f} bytes/reading")
         store.close()
         conn.close()
+        rates = ingest(server)
+        print("ingest, Store.write (rounds interleaved, busy machine):")
+        for name, rate in rates:
+            print(f"  {name:<{width}}  {rate:9,.0f} readings/s  {rate / rates[0][1]:5.2f}x the first")
     finally:
         server.stop()
 

@@ -314,7 +314,8 @@ _OF_SERIES = "gateway_id = %(gateway)s AND sensor = ANY(%(sensors)s) AND quantit
 #: Compacted days count too (a chunk overlapping ``start`` gives ``start``).
 _READINGS_PROBE = """
 SELECT least(
-    (SELECT min(x.ts) FROM unnest(%(sensors)s::text[]) AS s(sensor) CROSS JOIN unnest(%(quantities)s::text[]) AS q(quantity)
+    (SELECT min(x.ts) FROM unnest(%(sensors)s::text[]) AS s(sensor)
+     CROSS JOIN unnest(%(quantities)s::text[]) AS q(quantity)
      CROSS JOIN LATERAL (SELECT ts FROM readings WHERE gateway_id = %(gateway)s AND sensor = s.sensor
                          AND quantity = q.quantity AND ts >= %(start)s AND ts < %(end)s ORDER BY ts LIMIT 1) AS x),
     (SELECT min(greatest(first_ts, %(start)s)) FROM readings_compact
@@ -345,7 +346,7 @@ RAW = Shape(
     probe=_READINGS_PROBE,
 )
 
-def _physical_sql() -> str:
+def physical_sql() -> str:
     """``value`` within the physical range of its quantity (what the collector believes; older rows may not be)."""
     cases = " ".join(f"WHEN '{quantity}' THEN value BETWEEN {low!r} AND {high!r}"
                      for quantity, (low, high) in PHYSICAL.items())
@@ -378,7 +379,8 @@ _COMPACTED_HOURS = """
                          AND day >= (%(start)s AT TIME ZONE 'UTC')::date AND day <= (%(end)s AT TIME ZONE 'UTC')::date
                          AND sensor = ANY(%(sensors)s) AND quantity = ANY(%(quantities)s)) AS c
     CROSS JOIN LATERAL generate_series(c.day::timestamp AT TIME ZONE 'UTC',
-                                       c.day::timestamp AT TIME ZONE 'UTC' + interval '23 hours', interval '1 hour') AS h
+                                       c.day::timestamp AT TIME ZONE 'UTC' + interval '23 hours',
+                                       interval '1 hour') AS h
     WHERE h >= date_bin('1 hour', %(start)s, %(origin)s) AND h < %(end)s"""
 #: Hot rows an hour at a time (an index range each), compacted ones a window at a time (decoded once).
 _RAW_PARTIALS = """
@@ -423,7 +425,7 @@ def _aggregate_source(bucket_sql: str, partials: str) -> str:
             f"FROM ({_RAW_PARTIALS} UNION ALL {_ROLLUP_PARTIALS[partials]}) AS p GROUP BY 1, 2, 3, 4, 5")
 
 
-_AGGREGATE_WHERE = (_OF_SERIES, _IN_WINDOW, "quality = 'good' AND value IS NOT NULL", _physical_sql())
+_AGGREGATE_WHERE = (_OF_SERIES, _IN_WINDOW, "quality = 'good' AND value IS NOT NULL", physical_sql())
 #: Per width asked for (``every``), in UTC: from the roll-ups of that width.
 AGGREGATES = {
     every: Shape(contract.AGGREGATES, source=_aggregate_source("date_bin(%(bucket)s, p.bucket, %(origin)s)", every),

@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 
-from edge.contract.protocol import PHYSICAL, PHYSICAL_DEFAULT
+from edge.datacenter.queries import physical_sql
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,9 @@ class Done:
                 f"({self.readings_compacted} readings){dropped}")
 
 
-def _good_sql() -> str:
-    """A reading that counts in the roll-ups: good, with a value within the physical range of its quantity."""
-    cases = " ".join(f"WHEN '{quantity}' THEN value BETWEEN {low!r} AND {high!r}"
-                     for quantity, (low, high) in PHYSICAL.items())
-    low, high = PHYSICAL_DEFAULT
-    return f"(quality = 'good' AND value IS NOT NULL AND CASE quantity {cases} ELSE value BETWEEN {low!r} AND {high!r} END)"
-
-
-GOOD = _good_sql()
+#: A reading that counts in the roll-ups, as in the history API's aggregates: good, with a value within the physical
+#: range of its quantity.
+GOOD = f"(quality = 'good' AND value IS NOT NULL AND {physical_sql()})"
 
 
 def maintain(conn: psycopg.Connection, settings: Settings, now: datetime | None = None,
@@ -138,7 +132,8 @@ _DIRTY = f"""
 _ROWS = f"""
     CREATE TEMPORARY TABLE rollup_rows ON COMMIT DROP AS
     WITH d AS (SELECT * FROM unnest(%(gateways)s::text[], %(hours)s::timestamptz[]) AS d(gateway_id, hour)),
-    days AS (SELECT gateway_id, date_bin('1 day', hour, %(origin)s) AS day, array_agg(hour) AS hours FROM d GROUP BY 1, 2)
+    days AS (SELECT gateway_id, date_bin('1 day', hour, %(origin)s) AS day, array_agg(hour) AS hours
+             FROM d GROUP BY 1, 2)
     SELECT d.gateway_id, r.sensor, r.quantity, r.unit, r.ts, r.value, {GOOD} AS good
     FROM d CROSS JOIN LATERAL readings_hot(d.gateway_id, d.hour, d.hour + interval '1 hour') AS r
     UNION ALL
@@ -250,7 +245,8 @@ _ENCODE = """
         SELECT m.*, first_value(mantissa) OVER (PARTITION BY sensor, quantity, unit, filled ORDER BY i) AS carried
         FROM (SELECT m.*, count(mantissa) OVER (PARTITION BY sensor, quantity, unit ORDER BY i) AS filled FROM m) m
     ), d1 AS (
-        SELECT f.*, seq - lag(seq, 1, 0::bigint) OVER w AS seq_d, us / unit_us - lag(us / unit_us, 1, 0::bigint) OVER w AS t_d,
+        SELECT f.*, seq - lag(seq, 1, 0::bigint) OVER w AS seq_d,
+               us / unit_us - lag(us / unit_us, 1, 0::bigint) OVER w AS t_d,
                mantissa - lag(carried, 1, 0::bigint) OVER w AS v_d
         FROM f WINDOW w AS (PARTITION BY sensor, quantity, unit ORDER BY i)
     ), d2 AS (
@@ -343,7 +339,8 @@ def _add_ranges(conn: psycopg.Connection, gateway_id: str, runs: list[tuple[int,
         else:
             merged.append([epoch, first, last])
     with conn.cursor() as cur:
-        cur.executemany("INSERT INTO readings_compacted (gateway_id, epoch, first_seq, last_seq) VALUES (%s, %s, %s, %s)",
+        cur.executemany("INSERT INTO readings_compacted (gateway_id, epoch, first_seq, last_seq) "
+                        "VALUES (%s, %s, %s, %s)",
                         [(gateway_id, *m) for m in merged])
 
 
