@@ -12,6 +12,7 @@ its TOAST table):
 - fresh: the hot ``readings`` table (both indexes) and ``gateway_hours``;
 - compacted: once ``edge.datacenter.storage.maintain`` has run with ``raw_days`` 0 (every day older than today is
   compacted): the compacted chunks with their index and their key ranges, and the roll-ups beside them;
+- a gateway's raw CSV export (the history API's query) before and after the compaction: time and bytes;
 - what the look-up of compacted keys costs the collector's insert: Store.write's rate with nothing compacted, with
   15,000 compacted runs and live readings (which skip it), and with every reading looked up.
 
@@ -26,7 +27,7 @@ import math
 import random
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,18 +184,39 @@ def main() -> None:
                 ("baseline: plain table, same columns, no index", plain_copy(conn)),
                 ("fresh: readings (hot, 16 partitions, both indexes) + gateway_hours",
                  total_size(conn, "readings", "gateway_hours"))]
+        hot_export = export_seconds(database.url, "gh-0000", args.days)
         rows.extend(compacted(conn, database.url))
+        cold_export = export_seconds(database.url, "gh-0000", args.days)
         width = max(len(name) for name, _ in rows)
         for name, size in rows:
             print(f"  {name:<{width}}  {size / 2**20:9.2f} MiB  {size / count:7.2f} bytes/reading")
         store.close()
         conn.close()
+        print(f"raw CSV export of gh-0000 ({count // args.gateways:,} readings): hot {hot_export[0]:.2f} s, compacted "
+              f"{cold_export[0]:.2f} s ({hot_export[0] / cold_export[0]:.2f}x the hot rate), "
+              f"{'the same bytes' if hot_export[1] == cold_export[1] else 'OTHER BYTES'}")
         rates = ingest(server)
         print("ingest, Store.write (rounds interleaved, busy machine):")
         for name, rate in rates:
             print(f"  {name:<{width}}  {rate:9,.0f} readings/s  {rate / rates[0][1]:5.2f}x the first")
     finally:
         server.stop()
+
+
+def export_seconds(url: str, gateway_id: str, days: float) -> tuple[float, int]:
+    """Seconds and bytes of one gateway's raw CSV export over the whole load, as the history API streams it."""
+    import psycopg
+
+    from edge.datacenter import queries
+    from edge.datacenter.api import series_params
+
+    with psycopg.connect(url) as conn:
+        chosen = queries.series(conn, gateway_id)
+    export = queries.Export(queries.RAW, START, START + timedelta(days=days + 1),
+                            {"gateway": gateway_id, **series_params(chosen)})
+    began = time.perf_counter()
+    size = sum(len(block) for block in queries.stream(lambda: psycopg.connect(url), export, "csv"))
+    return time.perf_counter() - began, size
 
 
 def compacted(conn, url: str) -> list[tuple[str, int]]:

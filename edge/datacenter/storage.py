@@ -247,7 +247,7 @@ _ENCODE = """
     ), d1 AS (
         SELECT f.*, seq - lag(seq, 1, 0::bigint) OVER w AS seq_d,
                us / unit_us - lag(us / unit_us, 1, 0::bigint) OVER w AS t_d,
-               mantissa - lag(carried, 1, 0::bigint) OVER w AS v_d
+               mantissa - coalesce(lag(carried) OVER w, 0) AS v_d
         FROM f WINDOW w AS (PARTITION BY sensor, quantity, unit ORDER BY i)
     ), d2 AS (
         SELECT d1.*, seq_d - lag(seq_d, 1, 0::bigint) OVER w AS seq_dd, t_d - lag(t_d, 1, 0::bigint) OVER w AS t_dd
