@@ -449,3 +449,17 @@ def test_any_readings_come_back_from_compaction_exactly(db, store, maintenance, 
     done = maintenance()
     assert done.days_compacted == 2 and hot_rows(db) == 0
     assert export(postgres, queries.RAW) == before
+
+
+def test_a_reading_re_timed_after_the_clock_synced_moves_between_hours_in_the_roll_ups(db, store, maintenance):
+    unsynced = Reading(1, T0 + 60, "air", "temperature", 21.0, "°C", clock=0, boot_id="boot-1", mono=100.0)
+    write(store, [unsynced, Reading(2, T0 + 5 * 3600, "air", "temperature", 22.0, "°C")])
+    maintenance(KEEP_ALL)
+    corrected = Reading(1, T0 + 5 * 3600 + 60, "air", "temperature", 21.0, "°C", clock=2, boot_id="boot-1",
+                        mono=100.0)
+    write(store, [corrected])
+    assert db.execute("SELECT hour FROM gateway_hours WHERE dirty ORDER BY hour").fetchall() == [
+        (DAY0,), (DAY0 + timedelta(hours=5),)]
+    maintenance(KEEP_ALL)
+    assert db.execute("SELECT bucket, readings FROM rollup_1h ORDER BY bucket").fetchall() == [
+        (DAY0 + timedelta(hours=5), 2)]
