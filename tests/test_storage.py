@@ -308,6 +308,7 @@ def test_old_partitions_of_compacted_readings_are_dropped_whole(db, store, maint
     done = maintenance(storage.Settings(raw_days=30, compacted_days=60), now=DAY0 + timedelta(days=92))
     assert done.partitions_dropped == ["readings_compact_202507"]
     assert not db.execute("SELECT count(*) FROM readings_compact").fetchone()[0]
+    assert not db.execute("SELECT count(*) FROM compacted_series").fetchone()[0]
     assert db.execute("SELECT count(*) FROM rollup_1h").fetchone()[0] == rolled  # roll-ups stay
 
 

@@ -180,7 +180,7 @@ ORDER BY s.sensor, s.quantity"""
 _COLD_SERIES = f"""
 SELECT sensor, quantity, (array_agg(unit ORDER BY last_ts DESC))[1], {_clamped("min(first_ts)")},
        {_clamped("max(last_ts)")}
-FROM readings_compact WHERE gateway_id = %(gateway)s GROUP BY sensor, quantity"""
+FROM compacted_series WHERE gateway_id = %(gateway)s GROUP BY sensor, quantity"""
 
 
 def series(conn: psycopg.Connection, gateway_id: str) -> list[Series]:

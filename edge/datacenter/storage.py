@@ -44,7 +44,7 @@ MAINTENANCE_LOCK = 0x726F6C6C
 #: Gateway-hours recomputed in one transaction.
 ROLLUP_BATCH = 200
 ROLLUP_TABLES = ("rollup_1m", "rollup_1h", "rollup_1d")
-COMPACT_TABLES = ("readings_compact", "readings_compacted", "compaction_horizon")
+COMPACT_TABLES = ("readings_compact", "readings_compacted", "compacted_series", "compaction_horizon")
 
 
 @dataclass(frozen=True)
@@ -272,6 +272,12 @@ _PARTITION = """
     JOIN (SELECT epoch, seq FROM compact_rows WHERE hot LIMIT 1) AS c
     ON r.gateway_id = %(gateway)s AND r.epoch = c.epoch AND r.seq = c.seq"""
 #: Every hot row of the day's keys: those compacted now, and re-sends of keys compacted before.
+_SERIES = """
+    INSERT INTO compacted_series AS s (gateway_id, sensor, quantity, unit, first_ts, last_ts)
+    SELECT gateway_id, sensor, quantity, unit, first_ts, last_ts FROM readings_compact
+    WHERE gateway_id = %(gateway)s AND day = %(date)s ORDER BY sensor, quantity, unit
+    ON CONFLICT (gateway_id, sensor, quantity, unit) DO UPDATE
+    SET first_ts = least(s.first_ts, excluded.first_ts), last_ts = greatest(s.last_ts, excluded.last_ts)"""
 _DELETE_HOT = """
     DELETE FROM readings AS r USING compact_rows AS c
     WHERE r.gateway_id = %(gateway)s AND r.epoch = c.epoch AND r.seq = c.seq"""
@@ -310,6 +316,7 @@ def compact_day(conn: psycopg.Connection, gateway_id: str, day: datetime, touche
         conn.execute("DELETE FROM rollup_1m WHERE gateway_id = %(gateway)s AND bucket >= %(day)s "
                      "AND bucket < %(day)s + interval '1 day'", values)
         conn.execute(_ENCODE, values)
+        conn.execute(_SERIES, values)
         runs = conn.execute(_RUNS).fetchall()
         _add_ranges(conn, gateway_id, runs)
         conn.execute("UPDATE compaction_horizon SET before = greatest(before, %s)",
@@ -371,6 +378,10 @@ def drop_old_partitions(conn: psycopg.Connection, before: datetime) -> list[str]
                 conn.execute(f"DROP TABLE {name}")
                 dropped.append(name)
                 log.info("storage: dropped %s (compacted readings older than storage.compacted_days)", name)
+        if dropped:  # the series' first times are later now, or gone
+            conn.execute("DELETE FROM compacted_series")
+            conn.execute("INSERT INTO compacted_series SELECT gateway_id, sensor, quantity, unit, min(first_ts), "
+                         "max(last_ts) FROM readings_compact GROUP BY 1, 2, 3, 4")
     return dropped
 
 

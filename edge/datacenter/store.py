@@ -263,6 +263,16 @@ MIGRATIONS = [
             monos       double precision[],
             PRIMARY KEY (gateway_id, day, sensor, quantity, unit)
         ) PARTITION BY RANGE (day);
+        -- Each series' first and last compacted time per unit (the history API's series list, one row each).
+        CREATE TABLE compacted_series (
+            gateway_id  text        NOT NULL,
+            sensor      text        NOT NULL,
+            quantity    text        NOT NULL,
+            unit        text        NOT NULL,
+            first_ts    timestamptz NOT NULL,
+            last_ts     timestamptz NOT NULL,
+            PRIMARY KEY (gateway_id, sensor, quantity, unit)
+        );
         CREATE TABLE readings_compacted (
             gateway_id  text   NOT NULL,
             epoch       bigint NOT NULL,
