@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from edge.datacenter.config import (ApiConfig, BrokerConfig, CollectorConfig, CommandsConfig, DatabaseConfig, LogConfig,
-                                    load_datacenter_config)
+                                    StorageConfig, load_datacenter_config)
 from edge.errors import ConfigError
 from test_docs import assert_every_field_at_default
 
@@ -41,6 +41,7 @@ def test_every_option_is_shown_at_its_default():
     assert_every_field_at_default(CollectorConfig, doc["collector"], "collector")
     assert_every_field_at_default(ApiConfig, doc["api"], "api")
     assert_every_field_at_default(CommandsConfig, doc["commands"], "commands")
+    assert_every_field_at_default(StorageConfig, doc["storage"], "storage")
     assert_every_field_at_default(LogConfig, doc["log"], "log")
 
 
@@ -63,3 +64,26 @@ def test_bad_urls_and_unknown_keys_are_named(tmp_path):
         f"{path}:3: mqtt.colour: unknown key",
         f"{path}:5: database.url: the database url must start with postgresql://",
     ]
+
+
+def test_storage_periods_are_checked_and_named(tmp_path):
+    path = tmp_path / "dc.yaml"
+    path.write_text("mqtt:\n  url: mqtt://broker\ndatabase:\n  url: postgresql://db/edge\n"
+                    "storage:\n  raw_days: 0\n  maintain_every: 0s\n")
+    with pytest.raises(ConfigError) as caught:
+        load_datacenter_config(path, env={})
+    assert caught.value.problems == [
+        f"{path}:6: storage.raw_days: Input should be greater than or equal to 1",
+        f"{path}:7: storage.maintain_every: invalid duration '0s': must be greater than zero",
+    ]
+    path.write_text("mqtt:\n  url: mqtt://broker\ndatabase:\n  url: postgresql://db/edge\n"
+                    "storage:\n  raw_days: 30\n  compacted_days: 30\n")
+    with pytest.raises(ConfigError) as caught:
+        load_datacenter_config(path, env={})
+    assert caught.value.problems == [
+        f"{path}:5: storage: compacted_days (30) must be longer than raw_days (30): readings are compacted only once "
+        "raw_days have passed"]
+    path.write_text("mqtt:\n  url: mqtt://broker\ndatabase:\n  url: postgresql://db/edge\n"
+                    "storage:\n  raw_days: 7\n  compacted_days: 730\n")
+    storage = load_datacenter_config(path, env={}).storage
+    assert (storage.raw_days, storage.compacted_days, storage.maintain, storage.maintain_every) == (7, 730, True, 60)

@@ -449,7 +449,7 @@ async def get_readings(request: Request, gateway_id: GatewayId, token: Token, st
                        format: Format = "csv", after: After = None):
     first, last = parse_range(start, end, _max_range(request))
     zone = parse_zone(tz)
-    shape = (queries.LOCAL_AGGREGATE if zone else queries.AGGREGATE) if every else queries.RAW
+    shape = (queries.LOCAL_AGGREGATE if zone else queries.AGGREGATES[every]) if every else queries.RAW
     cursor = parse_after(after, shape)
     sensors, quantities = parse_names("sensor", sensor), parse_names("quantity", quantity)
 

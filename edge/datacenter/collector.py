@@ -40,6 +40,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from edge.contract import protocol
+from edge.datacenter import storage
 from edge.datacenter.config import DataCenterConfig
 from edge.datacenter.source import STATUS, UPLINK, Incoming, Source, open_source
 from edge.datacenter.store import Rejected, StatusUpdate, Store, Work, Written
@@ -302,6 +303,10 @@ class Collector:
         self.writers = [Writer(self, i, self.source.get if count == 1 else None) for i in range(count)]
         self._dispatcher = (threading.Thread(target=self._dispatch, name="collector-dispatch", daemon=True)
                             if count > 1 else None)
+        kept = config.storage
+        self.maintenance = storage.Maintenance(
+            config.database.url, storage.Settings(raw_days=kept.raw_days, compacted_days=kept.compacted_days),
+            kept.maintain_every) if kept.maintain else None
 
     # ------------------------------------------------------------------------------------------------ lifecycle
 
@@ -313,13 +318,18 @@ class Collector:
             writer.thread.start()
         if self._dispatcher is not None:
             self._dispatcher.start()
+        if self.maintenance is not None:
+            self.maintenance.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the rounds in hand (commit, acks), leave the rest unacknowledged with the broker, disconnect."""
         self._stop.set()
         deadline = time.monotonic() + timeout
-        for thread in [self._dispatcher, *(w.thread for w in self.writers)]:
+        if self.maintenance is not None:
+            self.maintenance.stop(timeout=0)  # it ends after the transaction in hand; joined below
+        for thread in [self._dispatcher, *(w.thread for w in self.writers),
+                       self.maintenance.thread if self.maintenance is not None else None]:
             if thread is not None and thread.is_alive():
                 thread.join(max(0.1, deadline - time.monotonic()))
         self.source.stop()

@@ -174,6 +174,26 @@ class CommandsConfig(StrictModel):
     wait: Duration = Field(default=30.0, gt=0, description="how long edge dc command waits for the answer at most")
 
 
+class StorageConfig(StrictModel):
+    """What the data center keeps and for how long (docs/datacenter.md, "Storage"): raw readings in the hot table for
+    ``raw_days``, then compacted per series and day; roll-ups (minute, hour, day) for ever."""
+
+    raw_days: int = Field(default=30, ge=1, le=3660, description="whole days a reading stays a row of the hot table "
+                          "(older days are compacted); a re-send of a key held either way is never stored twice")
+    compacted_days: int | None = Field(default=None, ge=1, description="whole days compacted readings are kept "
+                                       "(older months are dropped whole); null: for ever. Roll-ups stay for ever")
+    maintain: bool = Field(default=True, description="this collector takes its turn at the maintenance (roll-ups, "
+                           "compaction, retention); one collector at a time does it")
+    maintain_every: Duration = Field(default=60.0, gt=0, description="how often the maintenance runs")
+
+    @model_validator(mode="after")
+    def _compacted_outlive_raw(self) -> StorageConfig:
+        if self.compacted_days is not None and self.compacted_days <= self.raw_days:
+            raise ValueError(f"compacted_days ({self.compacted_days}) must be longer than raw_days "
+                             f"({self.raw_days}): readings are compacted only once raw_days have passed")
+        return self
+
+
 class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -187,6 +207,7 @@ class DataCenterConfig(StrictModel):
     collector: CollectorConfig = CollectorConfig()
     api: ApiConfig = ApiConfig()
     commands: CommandsConfig = CommandsConfig()
+    storage: StorageConfig = StorageConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")

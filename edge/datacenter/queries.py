@@ -97,8 +97,8 @@ def _clamped(column: str) -> str:
 
 
 #: The fleet in one query (the console's fleet view, ``GET /v1/fleet``): each gateway's status; the clock flag and
-#: time of its newest reading (one primary-key probe per gateway); its alerts whose latest event is ``alert.fired``
-#: (by alert key, the event's source); and its readings of the last 24 full hours (``gateway_hours``, kept by the
+#: time of its newest reading (one primary-key probe per gateway; for a gateway whose readings are all compacted, its
+#: latest compacted day's); its alerts whose latest event is ``alert.fired`` (by alert key, the event's source); and its readings of the last 24 full hours (``gateway_hours``, kept by the
 #: collector) against 24 times its fullest hour among them: a gateway that sent all day reads 1.0, one that was
 #: silent for six hours 0.75, one never heard in those hours null.
 _FLEET = f"""
@@ -115,13 +115,16 @@ WITH alerts AS (
     GROUP BY gateway_id
 )
 SELECT g.gateway_id, g.name, g.state, {_iso_sql("g.state_since")}, {_iso_sql("g.last_seen")}, g.version, g.backlog,
-       r.clock, {_iso_sql(_clamped("r.ts"))}, coalesce(a.active, 0),
+       coalesce(r.clock, c.clock), {_iso_sql(_clamped("coalesce(r.ts, c.ts)"))}, coalesce(a.active, 0),
        round((h.readings::float8 / nullif(24 * h.fullest, 0))::numeric, 3)::float8
 FROM gateway_status AS g
 LEFT JOIN alerts AS a USING (gateway_id)
 LEFT JOIN hours AS h USING (gateway_id)
 LEFT JOIN LATERAL (SELECT clock, ts FROM readings WHERE readings.gateway_id = g.gateway_id
                    ORDER BY epoch DESC, seq DESC LIMIT 1) AS r ON true
+LEFT JOIN LATERAL (SELECT k.clocks[k.n] AS clock, k.last_ts AS ts FROM readings_compact AS k
+                   WHERE r.ts IS NULL AND k.gateway_id = g.gateway_id
+                   ORDER BY k.day DESC, k.last_ts DESC LIMIT 1) AS c ON true
 ORDER BY g.gateway_id"""
 FLEET_FIELDS = ("id", "name", "state", "state_since", "last_seen", "version", "backlog", "clock", "last_reading",
                 "alerts", "coverage_24h")
@@ -172,10 +175,28 @@ CROSS JOIN LATERAL (SELECT ts, unit FROM readings r WHERE r.gateway_id = %(gatew
 ORDER BY s.sensor, s.quantity"""
 
 
+#: The series of the compacted days (``edge/datacenter/storage.py``): first and last time, and the unit of the
+#: latest chunk.
+_COLD_SERIES = f"""
+SELECT sensor, quantity, (array_agg(unit ORDER BY last_ts DESC))[1], {_clamped("min(first_ts)")},
+       {_clamped("max(last_ts)")}
+FROM compacted_series WHERE gateway_id = %(gateway)s GROUP BY sensor, quantity"""
+
+
 def series(conn: psycopg.Connection, gateway_id: str) -> list[Series]:
+    """Every series of the gateway, hot and compacted, by sensor and quantity."""
     row = conn.execute("SELECT names FROM gateway_status WHERE gateway_id = %s", (gateway_id,)).fetchone()
     names = row[0] if row and isinstance(row[0], dict) else {}
-    return [Series(*row, name=names.get(row[0])) for row in conn.execute(_SERIES, {"gateway": gateway_id})]
+    found: dict[tuple[str, str], tuple[str, datetime, datetime]] = {}
+    for sensor, quantity, unit, first, last in [*conn.execute(_COLD_SERIES, {"gateway": gateway_id}),
+                                                *conn.execute(_SERIES, {"gateway": gateway_id})]:
+        held = found.get((sensor, quantity))
+        if held is not None:  # compacted days come first: the hot table holds the later readings
+            unit = unit if last >= held[2] else held[0]
+            first, last = min(first, held[1]), max(last, held[2])
+        found[(sensor, quantity)] = (unit, first, last)
+    return [Series(sensor, quantity, *found[(sensor, quantity)], name=names.get(sensor))
+            for sensor, quantity in sorted(found, key=lambda k: (k[0].encode(), k[1].encode()))]
 
 
 def event_extent(conn: psycopg.Connection, gateway_id: str) -> tuple[datetime, datetime] | None:
@@ -290,10 +311,25 @@ _IN_WINDOW = "ts >= %(start)s AND ts < %(end)s"
 _OF_SERIES = "gateway_id = %(gateway)s AND sensor = ANY(%(sensors)s) AND quantity = ANY(%(quantities)s)"
 
 #: One index probe per chosen series (the sensors x quantities asked for): the earliest row in the window.
+#: Compacted days count too (a chunk overlapping ``start`` gives ``start``).
 _READINGS_PROBE = """
-SELECT min(x.ts) FROM unnest(%(sensors)s::text[]) AS s(sensor) CROSS JOIN unnest(%(quantities)s::text[]) AS q(quantity)
-CROSS JOIN LATERAL (SELECT ts FROM readings WHERE gateway_id = %(gateway)s AND sensor = s.sensor
-                    AND quantity = q.quantity AND ts >= %(start)s AND ts < %(end)s ORDER BY ts LIMIT 1) AS x"""
+SELECT least(
+    (SELECT min(x.ts) FROM unnest(%(sensors)s::text[]) AS s(sensor)
+     CROSS JOIN unnest(%(quantities)s::text[]) AS q(quantity)
+     CROSS JOIN LATERAL (SELECT ts FROM readings WHERE gateway_id = %(gateway)s AND sensor = s.sensor
+                         AND quantity = q.quantity AND ts >= %(start)s AND ts < %(end)s ORDER BY ts LIMIT 1) AS x),
+    (SELECT min(greatest(first_ts, %(start)s)) FROM readings_compact
+     WHERE gateway_id = %(gateway)s AND day >= (%(start)s AT TIME ZONE 'UTC')::date
+       AND day <= (%(end)s AT TIME ZONE 'UTC')::date AND sensor = ANY(%(sensors)s)
+       AND quantity = ANY(%(quantities)s) AND last_ts >= %(start)s AND first_ts < %(end)s))"""
+
+#: The readings of the chosen series in the window, hot and compacted, with ``columns``; ``{{where}}`` applies to
+#: both (the compacted rows are decoded for the days the window touches only).
+def _all_readings(columns: str) -> str:
+    return f"""(SELECT {columns} FROM readings WHERE {{where}}
+        UNION ALL
+        SELECT {columns} FROM readings_cold(%(gateway)s, %(sensors)s, %(quantities)s, %(start)s, %(end)s)
+        WHERE {{where}})"""
 _EVENTS_PROBE = "SELECT min(ts) FROM events WHERE gateway_id = %(gateway)s AND ts >= %(start)s AND ts < %(end)s"
 
 #: The stored clock flag (0, 1, 2) in the contract's words; another value (none is stored) as its number.
@@ -303,12 +339,14 @@ _CLOCK_SQL = "CASE clock " + " ".join(f"WHEN {i} THEN '{word}'" for i, word in e
 RAW = Shape(
     contract.READINGS,
     source="SELECT date_trunc('milliseconds', ts) AS ts, gateway_id AS gateway, sensor, quantity, value, unit, "
-           f"quality, {_CLOCK_SQL} AS clock, epoch, seq FROM readings WHERE {{where}}",
+           f"quality, {_CLOCK_SQL} AS clock, epoch, seq FROM "
+           + _all_readings("gateway_id, epoch, seq, ts, sensor, quantity, value, unit, quality, clock")
+           + " AS readings",
     where=(_OF_SERIES, _IN_WINDOW),
     probe=_READINGS_PROBE,
 )
 
-def _physical_sql() -> str:
+def physical_sql() -> str:
     """``value`` within the physical range of its quantity (what the collector believes; older rows may not be)."""
     cases = " ".join(f"WHEN '{quantity}' THEN value BETWEEN {low!r} AND {high!r}"
                      for quantity, (low, high) in PHYSICAL.items())
@@ -322,18 +360,83 @@ def _significant_sql(expression: str, digits: int) -> str:
            f"{digits - 1} - floor(log(abs({expression})))::int)::float8 END"
 
 
-AGGREGATE = Shape(
-    contract.AGGREGATES,
-    source="SELECT date_bin(%(bucket)s, ts, %(origin)s) AS ts, gateway_id AS gateway, sensor, quantity, unit, "
-           f"count(*) AS count, min(value) AS min, {_significant_sql('avg(value)', contract.MEAN_DIGITS)} AS mean, "
-           "max(value) AS max FROM readings WHERE {where} GROUP BY 1, 2, 3, 4, 5",
-    where=(_OF_SERIES, _IN_WINDOW, "quality = 'good' AND value IS NOT NULL", _physical_sql()),
-    probe=_READINGS_PROBE,
-)
+#: Aggregates are read from the roll-ups (``edge/datacenter/storage.py``), except in the hours that are read from
+#: the rows (hot and compacted) instead, ``raw_hours``: those the window covers only in part, and every hour whose
+#: roll-ups the maintenance has not marked up to date (``gateway_hours.dirty`` false): the current hour, late
+#: readings, rows written by anything but the collector. Partial aggregates
+#: (count, min, max and sum of the good readings within the physical range) per roll-up bucket, or per minute from
+#: the rows, are then merged into the buckets asked for.
+_RAW_HOURS = """raw_hours AS (
+    SELECT hour FROM generate_series(date_bin('1 hour', %(start)s, %(origin)s), %(end)s - interval '1 microsecond',
+                                     interval '1 hour') AS h(hour)
+    WHERE hour < %(start)s OR hour + interval '1 hour' > %(end)s
+       OR NOT EXISTS (SELECT FROM gateway_hours AS g WHERE g.gateway_id = %(gateway)s AND g.hour = h.hour
+                      AND NOT g.dirty){more}
+)"""
+#: Minutes' roll-ups are kept while a day is hot: the hours of compacted days are read from their chunks.
+_COMPACTED_HOURS = """
+    UNION SELECT h FROM (SELECT DISTINCT day FROM readings_compact WHERE gateway_id = %(gateway)s
+                         AND day >= (%(start)s AT TIME ZONE 'UTC')::date AND day <= (%(end)s AT TIME ZONE 'UTC')::date
+                         AND sensor = ANY(%(sensors)s) AND quantity = ANY(%(quantities)s)) AS c
+    CROSS JOIN LATERAL generate_series(c.day::timestamp AT TIME ZONE 'UTC',
+                                       c.day::timestamp AT TIME ZONE 'UTC' + interval '23 hours',
+                                       interval '1 hour') AS h
+    WHERE h >= date_bin('1 hour', %(start)s, %(origin)s) AND h < %(end)s"""
+#: Hot rows an hour at a time (an index range each), compacted ones a window at a time (decoded once).
+_RAW_PARTIALS = """
+    SELECT date_bin('1 minute', r.ts, %(origin)s) AS bucket, r.sensor, r.quantity, r.unit, count(*) AS good,
+           min(r.value) AS min, max(r.value) AS max, sum(r.value) AS sum
+    FROM (SELECT r.ts, r.sensor, r.quantity, r.unit, r.value FROM raw_hours AS h CROSS JOIN LATERAL (
+              SELECT ts, sensor, quantity, unit, value FROM readings WHERE {where}
+                  AND ts >= h.hour AND ts < h.hour + interval '1 hour') AS r
+          UNION ALL
+          SELECT ts, sensor, quantity, unit, value
+          FROM readings_cold(%(gateway)s, %(sensors)s, %(quantities)s, %(start)s, %(end)s) WHERE {where}
+              AND date_bin('1 hour', ts, %(origin)s) IN (SELECT hour FROM raw_hours)) AS r
+    GROUP BY 1, 2, 3, 4"""
+_OF_ROLLUP = ("gateway_id = %(gateway)s AND sensor = ANY(%(sensors)s) AND quantity = ANY(%(quantities)s) "
+              "AND good > 0")
+_ROLLUP_COLUMNS = "bucket, sensor, quantity, unit, good, min, max, sum"
+#: Roll-up rows of the hours not read from the rows, by the width of the partials.
+_ROLLUP_PARTIALS = {
+    "1m": f"""SELECT {_ROLLUP_COLUMNS} FROM rollup_1m WHERE {_OF_ROLLUP} AND bucket >= %(start)s AND bucket < %(end)s
+              AND date_bin('1 hour', bucket, %(origin)s) NOT IN (SELECT hour FROM raw_hours)""",
+    "1h": f"""SELECT {_ROLLUP_COLUMNS} FROM rollup_1h WHERE {_OF_ROLLUP} AND bucket >= %(start)s AND bucket < %(end)s
+              AND bucket NOT IN (SELECT hour FROM raw_hours)""",
+    # whole days without a raw hour from rollup_1d; the other hours of the window from rollup_1h
+    "1d": f"""SELECT {_ROLLUP_COLUMNS} FROM rollup_1d WHERE {_OF_ROLLUP} AND bucket >= %(start)s
+              AND bucket + interval '1 day' <= %(end)s AND NOT EXISTS (SELECT FROM raw_hours
+              WHERE hour >= bucket AND hour < bucket + interval '1 day')
+              UNION ALL
+              SELECT {_ROLLUP_COLUMNS} FROM rollup_1h WHERE {_OF_ROLLUP} AND bucket >= %(start)s AND bucket < %(end)s
+              AND bucket NOT IN (SELECT hour FROM raw_hours) AND NOT (
+                  date_bin('1 day', bucket, %(origin)s) >= %(start)s
+                  AND date_bin('1 day', bucket, %(origin)s) + interval '1 day' <= %(end)s
+                  AND NOT EXISTS (SELECT FROM raw_hours WHERE hour >= date_bin('1 day', bucket, %(origin)s)
+                                  AND hour < date_bin('1 day', bucket, %(origin)s) + interval '1 day'))""",
+}
 
-#: The same in a time zone (``%(tz)s``): buckets are its minutes, hours and days (``LOCAL_BUCKETS``).
-LOCAL_AGGREGATE = replace(AGGREGATE, source=AGGREGATE.source.replace("date_bin(%(bucket)s, ts, %(origin)s)",
-                                                                     "date_trunc(%(unit)s, ts, %(tz)s)"))
+
+def _aggregate_source(bucket_sql: str, partials: str) -> str:
+    raw_hours = _RAW_HOURS.format(more=_COMPACTED_HOURS if partials == "1m" else "")
+    return (f"WITH {raw_hours} SELECT {bucket_sql} AS ts, %(gateway)s::text AS gateway, sensor, quantity, unit, "
+            f"sum(good)::bigint AS count, min(min) AS min, "
+            f"{_significant_sql('sum(sum) / sum(good)::float8', contract.MEAN_DIGITS)} AS mean, max(max) AS max "
+            f"FROM ({_RAW_PARTIALS} UNION ALL {_ROLLUP_PARTIALS[partials]}) AS p GROUP BY 1, 2, 3, 4, 5")
+
+
+_AGGREGATE_WHERE = (_OF_SERIES, _IN_WINDOW, "quality = 'good' AND value IS NOT NULL", physical_sql())
+#: Per width asked for (``every``), in UTC: from the roll-ups of that width.
+AGGREGATES = {
+    every: Shape(contract.AGGREGATES, source=_aggregate_source("date_bin(%(bucket)s, p.bucket, %(origin)s)", every),
+                 where=_AGGREGATE_WHERE, probe=_READINGS_PROBE)
+    for every in BUCKETS}
+AGGREGATE = AGGREGATES["1m"]
+
+#: The same in a time zone (``%(tz)s``): buckets are its minutes, hours and days (``LOCAL_BUCKETS``), merged from
+#: the minutes' roll-ups (a zone's hours need not start on UTC hours: Iran's start at :30).
+LOCAL_AGGREGATE = Shape(contract.AGGREGATES, source=_aggregate_source("date_trunc(%(unit)s, p.bucket, %(tz)s)", "1m"),
+                        where=_AGGREGATE_WHERE, probe=_READINGS_PROBE)
 
 EVENTS = Shape(
     contract.EVENTS,
@@ -360,7 +463,8 @@ CROSS JOIN LATERAL (SELECT round(greatest(extract(epoch FROM least(h.hour + inte
                                  - greatest(h.hour, %(start)s, s.first_ts)), 0) / s.interval)::bigint) AS e(expected)
 LEFT JOIN (SELECT date_bin('1 hour', ts, %(origin)s) AS hour, sensor, quantity, count(*) AS received,
                   count(*) FILTER (WHERE quality = 'good') AS good
-           FROM readings WHERE {where} GROUP BY 1, 2, 3) AS g USING (hour, sensor, quantity)""",
+           FROM """ + _all_readings("ts, sensor, quantity, quality") + """ AS r
+           GROUP BY 1, 2, 3) AS g USING (hour, sensor, quantity)""",
     where=(_OF_SERIES, _IN_WINDOW),
 )
 

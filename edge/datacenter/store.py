@@ -46,6 +46,23 @@ def _readings_partitions() -> str:
         f"REMAINDER {i});" for i in range(READING_PARTITIONS))
 
 
+def _rollup_tables() -> str:
+    return "\n".join(f"""
+        CREATE TABLE rollup_{width} (
+            gateway_id  text             NOT NULL,
+            sensor      text             NOT NULL,
+            quantity    text             NOT NULL,
+            unit        text             NOT NULL,
+            bucket      timestamptz      NOT NULL,
+            readings    integer          NOT NULL,
+            good        integer          NOT NULL,
+            min         double precision,
+            max         double precision,
+            sum         double precision,
+            PRIMARY KEY (gateway_id, bucket, sensor, quantity, unit)
+        );""" for width in ("1m", "1h", "1d"))
+
+
 MIGRATIONS = [
     Migration(1, "readings, events, gateway status, gaps, rejected messages", f"""
         CREATE TABLE readings (
@@ -185,6 +202,121 @@ MIGRATIONS = [
                count(*) FILTER (WHERE quality = 'good')
         FROM readings WHERE ts >= now() - interval '2 days' AND ts < now() + interval '1 day' GROUP BY 1, 2;
     """),
+    # Roll-ups (edge/datacenter/storage.py): per series (gateway, sensor, quantity, unit) and minute, hour and UTC day,
+    # every reading counted, and count, min, max and sum of the good ones within the physical range of their
+    # quantity; kept for ever. The collector marks a gateway-hour dirty (roll-ups stale) and raw (rows in the hot
+    # table) in the upsert that counts its readings; the maintenance recomputes dirty hours that have ended. Every
+    # hour already held is counted and marked here, so the first maintenance rolls the whole history up.
+    Migration(20, "roll-ups per minute, hour and day; dirty and raw gateway-hours", f"""
+        ALTER TABLE gateway_hours ADD COLUMN dirty boolean NOT NULL DEFAULT true,
+                                  ADD COLUMN raw boolean NOT NULL DEFAULT true;
+        CREATE INDEX gateway_hours_dirty ON gateway_hours (hour) WHERE dirty;
+        CREATE INDEX gateway_hours_raw ON gateway_hours (hour) WHERE raw;
+        INSERT INTO gateway_hours AS h (gateway_id, hour, readings, good)
+        SELECT gateway_id, date_bin('1 hour', ts, '2000-01-01 00:00:00+00'), count(*),
+               count(*) FILTER (WHERE quality = 'good')
+        FROM readings GROUP BY 1, 2
+        ON CONFLICT (gateway_id, hour) DO UPDATE SET dirty = true, raw = true;
+        {_rollup_tables()}
+        -- Every reading of a gateway in [first, last) held in the hot table: one index probe per series of the
+        -- gateway (a loose scan of (gateway_id, sensor, quantity, ts)), then each series' rows in the range.
+        CREATE FUNCTION readings_hot(in_gateway text, in_first timestamptz, in_last timestamptz)
+        RETURNS SETOF readings LANGUAGE sql STABLE AS $$
+            WITH RECURSIVE s AS (
+                (SELECT r.sensor, r.quantity FROM readings r WHERE r.gateway_id = in_gateway
+                 ORDER BY r.sensor, r.quantity LIMIT 1)
+                UNION ALL
+                SELECT n.sensor, n.quantity FROM s CROSS JOIN LATERAL (
+                    SELECT r.sensor, r.quantity FROM readings r
+                    WHERE r.gateway_id = in_gateway AND (r.sensor, r.quantity) > (s.sensor, s.quantity)
+                    ORDER BY r.sensor, r.quantity LIMIT 1) n
+            )
+            SELECT r.* FROM s CROSS JOIN LATERAL (
+                SELECT * FROM readings r WHERE r.gateway_id = in_gateway AND r.sensor = s.sensor
+                AND r.quantity = s.quantity AND r.ts >= in_first AND r.ts < in_last) r
+        $$;
+    """),
+    # Compaction (edge/datacenter/storage.py): raw readings older than storage.raw_days leave the hot table for one
+    # row per series and UTC day, partitioned by month, whose columns are delta-encoded lists and arrays that
+    # PostgreSQL compresses (TOAST). readings_compacted holds the keys compacted, as seq ranges per gateway and
+    # epoch: the collector stores no key found there again. readings_cold() reads the chunks back as rows.
+    Migration(21, "compacted readings: chunks per series and day, partitioned by month; compacted key ranges", """
+        CREATE TABLE readings_compact (
+            gateway_id  text        NOT NULL,
+            sensor      text        NOT NULL,
+            quantity    text        NOT NULL,
+            day         date        NOT NULL,
+            unit        text        NOT NULL,
+            n           integer     NOT NULL,
+            first_ts    timestamptz NOT NULL,
+            last_ts     timestamptz NOT NULL,
+            epochs      bigint[]    NOT NULL,
+            seqs        text        NOT NULL,
+            times       text        NOT NULL,
+            time_unit   integer     NOT NULL,
+            vals        text        NOT NULL,
+            value_scale smallint,
+            qualities   text[]      NOT NULL,
+            reasons     text[],
+            clocks      smallint[]  NOT NULL,
+            boot_ids    text[],
+            monos       double precision[],
+            PRIMARY KEY (gateway_id, day, sensor, quantity, unit)
+        ) PARTITION BY RANGE (day);
+        -- Each series' first and last compacted time per unit (the history API's series list, one row each).
+        CREATE TABLE compacted_series (
+            gateway_id  text        NOT NULL,
+            sensor      text        NOT NULL,
+            quantity    text        NOT NULL,
+            unit        text        NOT NULL,
+            first_ts    timestamptz NOT NULL,
+            last_ts     timestamptz NOT NULL,
+            PRIMARY KEY (gateway_id, sensor, quantity, unit)
+        );
+        CREATE TABLE readings_compacted (
+            gateway_id  text   NOT NULL,
+            epoch       bigint NOT NULL,
+            first_seq   bigint NOT NULL,
+            last_seq    bigint NOT NULL,
+            PRIMARY KEY (gateway_id, epoch, first_seq)
+        );
+        -- Every compacted reading is older than this (UTC seconds; the end of the latest day compacted): the
+        -- collector looks up the compacted keys only for readings older than it, or re-timed (clock 2).
+        CREATE TABLE compaction_horizon (before double precision NOT NULL);
+        INSERT INTO compaction_horizon VALUES ('-Infinity');
+        -- Running sums of a list of deltas (a NULL stays NULL and adds nothing).
+        CREATE FUNCTION edge_cumsum(deltas bigint[]) RETURNS bigint[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+            SELECT array_agg(CASE WHEN d IS NOT NULL THEN s END ORDER BY i)
+            FROM (SELECT d, i, (sum(d) OVER (ORDER BY i))::bigint AS s
+                  FROM unnest(deltas) WITH ORDINALITY AS u(d, i)) AS t
+        $$;
+        -- The compacted readings of a gateway on the UTC days from in_first to in_last (the caller filters ts),
+        -- of the sensors and quantities given (NULL: all), as the hot table's rows (received_at is not kept).
+        CREATE FUNCTION readings_cold(in_gateway text, in_sensors text[], in_quantities text[],
+                                      in_first timestamptz, in_last timestamptz)
+        RETURNS TABLE (gateway_id text, epoch bigint, seq bigint, ts timestamptz, sensor text, quantity text,
+                       value double precision, unit text, quality text, reason text, clock smallint, boot_id text,
+                       mono double precision)
+        LANGUAGE sql STABLE AS $$
+            SELECT c.gateway_id, u.epoch, u.seq,
+                   timestamptz 'epoch' + (u.t * c.time_unit / 1000000) * interval '1 second'
+                                       + (u.t * c.time_unit % 1000000) * interval '1 microsecond',
+                   c.sensor, c.quantity, u.v, c.unit, u.q, u.why, u.clock, u.boot, u.mono
+            FROM readings_compact c CROSS JOIN LATERAL unnest(
+                c.epochs,
+                edge_cumsum(edge_cumsum(string_to_array(c.seqs, ',')::bigint[])),
+                edge_cumsum(edge_cumsum(string_to_array(c.times, ',')::bigint[])),
+                CASE WHEN c.value_scale IS NULL THEN string_to_array(c.vals, ',', '')::float8[]
+                     ELSE (SELECT array_agg(m / 10::float8 ^ c.value_scale ORDER BY i)
+                           FROM unnest(edge_cumsum(string_to_array(c.vals, ',', '')::bigint[]))
+                                WITH ORDINALITY AS x(m, i)) END,
+                c.qualities, c.reasons, c.clocks, c.boot_ids, c.monos) AS u(epoch, seq, t, v, q, why, clock, boot, mono)
+            WHERE c.gateway_id = in_gateway
+              AND (in_sensors IS NULL OR c.sensor = ANY(in_sensors))
+              AND (in_quantities IS NULL OR c.quantity = ANY(in_quantities))
+              AND c.day >= (in_first AT TIME ZONE 'UTC')::date AND c.day <= (in_last AT TIME ZONE 'UTC')::date
+        $$;
+    """),
 ]
 
 
@@ -297,13 +429,20 @@ _STAGE_TYPES = ["text", "int8", "int8", "float8", "text", "text", "float8", "tex
                 "float8", "int4"]
 
 #: The new readings are counted per gateway and hour in the same statement (``gateway_hours``: the fleet's coverage),
-#: in key order, the same for every collector, so that two rounds never wait on each other's rows.
+#: in key order, the same for every collector, so that two rounds never wait on each other's rows; the hour is
+#: marked ``dirty`` (its roll-ups are stale) and ``raw`` (it has rows in this table) for the maintenance
+#: (``edge/datacenter/storage.py``). A key already compacted (``readings_compacted``) is not stored again; only
+#: readings older than every day not compacted yet (``compaction_horizon``), or re-timed ones, need the look-up.
 _INSERT_STAGED = f"""
     WITH new AS (
         INSERT INTO readings ({', '.join(_STAGE_COLUMNS)})
         SELECT gateway_id, epoch, seq, to_timestamp(ts), sensor, quantity, value, unit, quality, reason, clock,
                boot_id, mono
-        FROM readings_stage ORDER BY gateway_id, epoch, seq, batch
+        FROM readings_stage AS s
+        WHERE (s.ts >= (SELECT before FROM compaction_horizon) AND s.clock <> 2)
+           OR NOT EXISTS (SELECT FROM readings_compacted AS k WHERE k.gateway_id = s.gateway_id
+                          AND k.epoch = s.epoch AND k.first_seq <= s.seq AND k.last_seq >= s.seq)
+        ORDER BY gateway_id, epoch, seq, batch
         ON CONFLICT (gateway_id, epoch, seq) DO NOTHING
         RETURNING gateway_id, ts, quality
     ), hours AS (
@@ -312,7 +451,7 @@ _INSERT_STAGED = f"""
                count(*) FILTER (WHERE quality = 'good')
         FROM new GROUP BY 1, 2 ORDER BY 1, 2
         ON CONFLICT (gateway_id, hour) DO UPDATE SET readings = h.readings + excluded.readings,
-                                                     good = h.good + excluded.good
+                                                     good = h.good + excluded.good, dirty = true, raw = true
     )
     SELECT count(*) FROM new"""
 #: The same reading sent again: same series and value, and the same time, except that a reading first stored
@@ -327,12 +466,23 @@ _SAME_READING = """
 #: A re-send may carry a timestamp the gateway corrected after its clock synced (clock 2) for a reading first stored
 #: unsynced (clock 0): the key stays, the better time wins, and with it the quality the collector judged for it (a
 #: reading flagged for its unsynced 1970 time is good again at its corrected time). Runs only for batches holding
-#: corrected readings, and only for the same reading.
+#: corrected readings, and only for the same reading; the hours it left and the hours it came to are marked dirty.
 _RETIME_STAGED = f"""
-    UPDATE readings AS r SET ts = to_timestamp(s.ts), clock = s.clock, quality = s.quality, reason = s.reason
-    FROM readings_stage AS s
-    WHERE s.clock = 2 AND r.clock = 0
-      AND r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq AND {_SAME_READING}"""
+    WITH before AS (
+        SELECT r.gateway_id, r.ts FROM readings AS r JOIN readings_stage AS s
+        ON r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq
+        WHERE s.clock = 2 AND r.clock = 0 AND {_SAME_READING}
+    ), moved AS (
+        UPDATE readings AS r SET ts = to_timestamp(s.ts), clock = s.clock, quality = s.quality, reason = s.reason
+        FROM readings_stage AS s
+        WHERE s.clock = 2 AND r.clock = 0
+          AND r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq AND {_SAME_READING}
+        RETURNING r.gateway_id, r.ts
+    )
+    INSERT INTO gateway_hours AS h (gateway_id, hour, readings, good)
+    SELECT DISTINCT gateway_id, date_bin('1 hour', ts, '2000-01-01 00:00:00+00'), 0, 0
+    FROM (SELECT * FROM before UNION ALL SELECT * FROM moved) AS t ORDER BY 1, 2
+    ON CONFLICT (gateway_id, hour) DO UPDATE SET dirty = true, raw = true"""
 #: Staged rows whose key is held with other content. Runs only for rounds that met keys already stored.
 _CONFLICTING_STAGED = f"""
     SELECT s.batch, s.seq FROM readings_stage AS s
