@@ -18,11 +18,13 @@ import logging
 import os
 import re
 import socket
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import psycopg
+from psycopg import errors
 
 from edge.contract.events import BufferGap, CommandResult, DaemonStart
 from edge.contract.protocol import EventBatch, ReadingBatch, seq_ranges
@@ -610,6 +612,30 @@ class Store:
         return written
 
     def _write_readings(self, batches: list[ReadingBatch], written: Written) -> None:
+        """Every reading of the round. The usual round holds only keys the database has never seen: its rows go
+        straight into ``readings`` in one binary ``COPY`` (:func:`copy_readings`), in a savepoint, and the hours
+        they fall in are counted from the batches. A ``COPY`` that meets a key already held (a re-send after a lost
+        ack, a redelivery, another collector's write, a batch twice in the round) fails as a whole on the primary
+        key, is rolled back to the savepoint, and the round takes the staged path, which sorts out duplicates,
+        conflicts and re-timed readings (:meth:`_write_readings_staged`). With every key new there is nothing to
+        sort out: no duplicate, no conflict, and no stored reading to re-time."""
+        batches = sorted(batches, key=lambda b: (b.gateway_id, b.epoch, b.readings[0].seq if b.readings else 0))
+        data, count, hours = copy_readings(batches)
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                with cur.copy(_COPY_DIRECT) as copy:
+                    copy.write(data)
+                if hours:
+                    cur.execute(_COUNT_HOURS, [list(column) for column in zip(*sorted(
+                        (gateway_id, hour, n, good) for (gateway_id, hour), (n, good) in hours.items()))])
+        except errors.UniqueViolation:
+            self._write_readings_staged(batches, written)
+            return
+        written.readings_new += count
+
+    def _write_readings_staged(self, batches: list[ReadingBatch], written: Written) -> None:
+        """The round's readings through the staging table: one insert that skips the keys already held (counted as
+        duplicates), then the conflicts among them and the re-timed readings."""
         staged, retimed = 0, False
         with self.conn.cursor() as cur:
             with cur.copy(_COPY) as copy:
@@ -685,6 +711,91 @@ class Store:
                     log.error("gateway %s sent %s %d..%d of epoch %d with other content than the data center holds "
                               "under those keys (a lost buffer?); not stored, the gateway is told to re-key them",
                               batch.gateway_id, stream, first, last, batch.epoch)
+
+
+#: The direct write's ``COPY``: the columns in the order :func:`copy_readings` writes them (the batch's and the
+#: series' constant cells first); ``received_at`` takes its default.
+_DIRECT_COLUMNS = ("gateway_id", "epoch", "sensor", "quantity", "unit", "seq", "ts", "value", "quality", "reason",
+                   "clock", "boot_id", "mono")
+_COPY_DIRECT = f"COPY readings ({', '.join(_DIRECT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+#: The hours of the direct write's readings, counted by :func:`copy_readings`: the same upsert as
+#: ``_INSERT_STAGED``'s, in the same order.
+_COUNT_HOURS = """
+    INSERT INTO gateway_hours AS h (gateway_id, hour, readings, good)
+    SELECT g, to_timestamp(t), n, o FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[]) AS x(g, t, n, o)
+    ORDER BY 1, 2
+    ON CONFLICT (gateway_id, hour) DO UPDATE SET readings = h.readings + excluded.readings,
+                                                 good = h.good + excluded.good"""
+#: PostgreSQL's binary ``COPY``: signature, flags and header extension (none), then the rows, then -1.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
+_NULL = struct.pack(">i", -1)
+_KEY_TS_VALUE = struct.Struct(">iqiqid")  # seq, ts, value: each an int32 length and the big-endian value
+_KEY_TS = struct.Struct(">iqiq")
+_CLOCK = [struct.pack(">ih", 2, clock) for clock in range(3)]
+_FLOAT = struct.Struct(">id")
+#: A binary ``timestamptz`` counts microseconds from 2000-01-01 UTC; ``to_timestamp()`` converts seconds the same
+#: way (subtract this in floating point, then round to the microsecond), so both paths store the same instant.
+_PG_EPOCH = 946_684_800.0
+_HOUR = 3600
+_HOUR_US = _HOUR * 1_000_000
+_PG_EPOCH_HOURS = 946_684_800 // _HOUR  # 2000-01-01 is a whole hour: date_bin's origin in the staged path
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return struct.pack(">i", len(data)) + data
+
+
+def _tail(quality: str, reason: str | None, clock: int, boot_id: str | None, mono: float | None) -> bytes:
+    """The cells after the value: quality, reason, clock, boot id, monotonic time."""
+    return b"".join((_text(quality), _NULL if reason is None else _text(reason), _CLOCK[clock],
+                     _NULL if boot_id is None else _text(boot_id), _NULL if mono is None else _FLOAT.pack(8, mono)))
+
+
+_GOOD_SYNCED = _tail("good", None, 1, None, None)
+
+
+def copy_readings(batches: Iterable[ReadingBatch]) -> tuple[bytes, int, dict[tuple[str, int], list[int]]]:
+    """The binary ``COPY`` data of every reading of ``batches`` (columns of ``_DIRECT_COLUMNS``), their count, and
+    per gateway and hour (Unix seconds of its start, as ``date_bin('1 hour', ts, '2000-01-01')`` gives it) the
+    readings and the good ones among them. The collector's hot path: the cells every row of a series shares are
+    encoded once, and the usual row (good, from a synced clock) is three numbers between them."""
+    out = [_BINARY_HEADER]
+    append = out.append
+    count = 0
+    hours: dict[tuple[str, int], list[int]] = {}
+    for batch in batches:
+        head = b"\x00\x0d" + _text(batch.gateway_id) + struct.pack(">iq", 8, batch.epoch)
+        prefixes: dict[tuple[str, str, str], bytes] = {}
+        counts: dict[int, list[int]] = {}
+        for r in batch.readings:
+            prefix = prefixes.get((r.sensor, r.quantity, r.unit))
+            if prefix is None:
+                prefix = prefixes[(r.sensor, r.quantity, r.unit)] = b"".join(
+                    (head, _text(r.sensor), _text(r.quantity), _text(r.unit)))
+            ts = round((r.ts - _PG_EPOCH) * 1_000_000)
+            if r.quality == "good" and r.clock == 1 and r.reason is None and r.boot_id is None and r.mono is None:
+                tail = _GOOD_SYNCED
+            else:
+                tail = _tail(r.quality, r.reason, r.clock, r.boot_id, r.mono)
+            if r.value is None:
+                append(prefix + _KEY_TS.pack(8, r.seq, 8, ts) + _NULL + tail)
+            else:
+                append(prefix + _KEY_TS_VALUE.pack(8, r.seq, 8, ts, 8, r.value) + tail)
+            hour = counts.get(ts // _HOUR_US)
+            if hour is None:
+                hour = counts[ts // _HOUR_US] = [0, 0]
+            hour[0] += 1
+            if r.quality == "good":
+                hour[1] += 1
+        count += len(batch.readings)
+        for hour, (n, good) in counts.items():
+            total = hours.setdefault((batch.gateway_id, (hour + _PG_EPOCH_HOURS) * _HOUR), [0, 0])
+            total[0] += n
+            total[1] += good
+    append(_BINARY_TRAILER)
+    return b"".join(out), count, hours
 
 
 def staged_readings(batch: ReadingBatch, number: int) -> Iterator[tuple[Any, ...]]:

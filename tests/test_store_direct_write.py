@@ -1,0 +1,141 @@
+"""The collector's usual round goes straight into ``readings`` with one binary COPY; a round that meets a key already
+held takes the staged path. Both store the same rows and count the same hours, and the exactly-once key still
+decides: a re-send is a duplicate, another collector's write of the same keys too."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from edge.contract import protocol
+from edge.datacenter.store import Store, Work, copy_readings
+
+pytestmark = pytest.mark.slow
+
+HOUR = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a whole hour
+READING_COLUMNS = "gateway_id, epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono"
+
+
+@pytest.fixture
+def store(postgres):
+    store = Store.connect(postgres.url)
+    yield store
+    store.close()
+
+
+def mixed_batch(gateway_id: str = "gh-a", epoch: int = 7) -> protocol.ReadingBatch:
+    """Every kind of row the wire carries: good and failed readings, reasons with tabs, newlines, backslashes and
+    Persian, an empty unit, unsynced and corrected clocks with their boot id and monotonic time, 1970 times from a
+    Pi without its clock (before the hours' origin, one exactly on an hour), hour boundaries and milliseconds."""
+    R = protocol.Reading
+    readings = [
+        R(1, HOUR, "air", "temperature", 21.5, "°C"),
+        R(2, HOUR - 0.001, "air", "temperature", -3.25, "°C"),
+        R(3, HOUR + 3599.999, "air", "humidity", 55.0, "%"),
+        R(4, HOUR + 3600.0, "air", "humidity", None, "%", "error", "no answer (CRC)\tretry\nagain \\ دوباره"),
+        R(5, HOUR + 1.5, "soil-1", "soil_moisture", 31.123456, "", "implausible", "data center: out of range"),
+        R(6, 1_000.25, "air", "temperature", 19.0, "°C", "good", None, 0, "boot-1", 1_000.25),
+        R(7, -3600.0, "air", "temperature", 19.1, "°C", "good", None, 0, "boot-1", None),
+        R(8, 946_684_799.999, "air", "temperature", 1e300, "°C", "implausible", "x", 0, None, 12.5),
+        R(9, HOUR + 7.777, "air", "temperature", 0.0, "°C", "good", None, 2, "boot-2", 7.777),
+        R(10, 253_402_300_799.999, "lux", "light", 120_000.0, "lx"),
+        R(12, HOUR + 2.0, "نور", "light", 5.0, "lx", "good", None, 1, "boot-3", None),
+    ]
+    return protocol.ReadingBatch(gateway_id, epoch, tuple(readings))
+
+
+def stored(store: Store) -> tuple[list, list]:
+    readings = store.conn.execute(f"SELECT {READING_COLUMNS} FROM readings ORDER BY 1, 2, 3").fetchall()
+    hours = store.conn.execute("SELECT gateway_id, hour, readings, good FROM gateway_hours ORDER BY 1, 2").fetchall()
+    return readings, hours
+
+
+def refuse_staging(store: Store, monkeypatch) -> list:
+    """Make the staged path fail the test if it is taken; return the list of rounds it was asked for."""
+    calls: list = []
+    monkeypatch.setattr(store, "_write_readings_staged", lambda batches, written: calls.append(batches))
+    return calls
+
+
+def test_the_direct_write_and_the_staged_write_store_the_same_rows_and_hours(postgres_server, monkeypatch):
+    batches = [mixed_batch("gh-a"), mixed_batch("gh-b", epoch=1)]
+    direct = Store.connect(postgres_server.create_database().url)
+    staged = Store.connect(postgres_server.create_database().url)
+    try:
+        staging = refuse_staging(direct, monkeypatch)
+        written = direct.write(Work(readings=batches))
+        assert staging == []  # every key was new: the round went straight in
+        assert (written.readings_new, written.readings_duplicate, written.conflicts) == (22, 0, {})
+        with staged.conn.transaction():
+            staged._write_readings_staged(batches, type(written)())
+        assert stored(direct) == stored(staged)
+        readings, hours = stored(direct)
+        assert len(readings) == 22 and sum(h[2] for h in hours) == 22 and sum(h[3] for h in hours) == 16
+    finally:
+        direct.close()
+        staged.close()
+
+
+def test_a_round_that_meets_a_held_key_takes_the_staged_path_and_counts_it_once(store):
+    first = protocol.ReadingBatch("gh-a", 1, mixed_batch().readings[:4])
+    store.write(Work(readings=[first]))
+    again = store.write(Work(readings=[mixed_batch(), first]))  # a re-send of four beside seven new ones
+    assert (again.readings_new, again.readings_duplicate, again.conflicts) == (11, 4, {})
+    readings, hours = stored(store)
+    assert len(readings) == 15
+    assert sum(h[2] for h in hours) == 15  # the duplicates are not counted twice
+
+
+def test_a_batch_twice_in_one_round_is_stored_once(store):
+    work = Work(readings=[mixed_batch(), mixed_batch()])
+    written = store.write(work)
+    assert (written.readings_new, written.readings_duplicate) == (11, 11)
+    assert len(stored(store)[0]) == 11
+
+
+def test_a_conflicting_key_in_a_round_is_still_found_and_recorded(store):
+    store.write(Work(readings=[mixed_batch()]))
+    other = protocol.ReadingBatch("gh-a", 7, (protocol.Reading(1, HOUR, "air", "temperature", 99.0, "°C"),))
+    written = store.write(Work(readings=[other]))
+    assert written.conflicting(other) == [1]
+    assert store.conn.execute("SELECT value FROM readings WHERE seq = 1").fetchone() == (21.5,)
+
+
+def test_another_collector_writing_the_same_keys_makes_this_round_wait_then_count_them_as_duplicates(
+        postgres, monkeypatch):
+    one, two = Store.connect(postgres.url), Store.connect(postgres.url)
+    watcher = postgres.connect(autocommit=True)
+    try:
+        work = Work(readings=[mixed_batch()])
+        results: list = []
+        with one.conn.transaction():  # the first collector's round, not committed yet
+            assert one.write(work).readings_new == 11
+            second = threading.Thread(target=lambda: results.append(two.write(work)))
+            second.start()
+            deadline = time.monotonic() + 30
+            while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                      ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the second round never waited for the first one's keys"
+                time.sleep(0.01)
+        second.join(30)
+        assert [(w.readings_new, w.readings_duplicate) for w in results] == [(0, 11)]
+        readings, hours = stored(one)
+        assert len(readings) == 11 and sum(h[2] for h in hours) == 11
+    finally:
+        one.close()
+        two.close()
+        watcher.close()
+
+
+def test_the_copy_data_counts_rows_and_hours_per_gateway():
+    data, count, hours = copy_readings([mixed_batch("gh-a"), mixed_batch("gh-b")])
+    assert data.startswith(b"PGCOPY\n\xff\r\n\x00") and data.endswith(b"\xff\xff")
+    assert count == 22
+    assert hours[("gh-a", int(HOUR))] == [5, 4]  # seqs 1, 3, 5, 9 and 12; 5 is implausible
+    assert hours[("gh-a", int(HOUR) - 3600)] == [1, 1]  # a millisecond before the hour
+    assert hours[("gh-a", int(HOUR) + 3600)] == [1, 0]  # exactly on the next hour: that hour's
+    assert hours[("gh-a", -3600)] == [1, 1]  # before 1970 and on an hour
+    assert hours[("gh-a", 946_681_200)] == [1, 0]  # the last millisecond before the origin of the hours
+    assert sum(n for n, _ in hours.values()) == 22 and hours[("gh-b", int(HOUR))] == [5, 4]
