@@ -102,3 +102,25 @@ def test_a_row_that_cannot_be_read_as_a_reading_is_reported_garbled_with_the_rea
     assert pending[0].garbled == "quality 'bogus' is not one of good, error, implausible"
     assert (pending[2].seq, pending[2].reading, pending[2].garbled) == (3, None, "value 'inf' is not a finite number")
     assert buffer.pending_readings_range(buffer.epoch, 2, 3) == pending[1:]
+
+
+@pytest.mark.parametrize("column, cell", [
+    ("seq", "'x7'"), ("ts", "'noon'"), ("ts", "1e16"), ("sensor", "x'41'"), ("quantity", "x'00'"),
+    ("value", "'warm'"), ("value", "9e999"), ("value", "-9e999"), ("unit", "x'25'"), ("quality", "'bogus'"),
+    ("reason", "x'01'"), ("clock", "5"), ("clock", "'one'"), ("boot_id", "x'02'"), ("mono", "1e16"),
+    ("mono", "'soon'"),
+])  # blobs and texts where SQLite's column affinity would otherwise turn the cell back into its type
+def test_one_garbled_cell_among_many_sound_rows_is_found(buffer, column, cell):
+    sampler = Sampler([SensorSlot(FixedSensor(), 10.0)], buffer, FakeClock(start=T0))
+    for _ in range(20):
+        sampler.run_round(10.0)
+    conn = sqlite3.connect(buffer.path, isolation_level=None)  # behind the buffer's back, as a failing card does
+    try:
+        conn.execute(f"UPDATE readings SET {column} = {cell} WHERE seq = 31")
+    finally:
+        conn.close()
+
+    pending = buffer.pending_readings(limit=100)
+    assert [p.garbled is not None for p in pending] == [p.seq == 31 for p in pending] or column == "seq"
+    assert sum(p.reading is None for p in pending) == 1
+    assert all(type(p.reading) is protocol.Reading for p in pending if p.garbled is None)

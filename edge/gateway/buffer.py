@@ -51,6 +51,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from operator import is_not
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -159,16 +161,6 @@ NewReading = Reading.taken
 
 #: The columns of a reading row, in the order of :class:`Reading`'s fields (after ``epoch``).
 _READING_COLUMNS = "epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono"
-#: The same, and whether SQLite finds every cell as the schema promises (checked in C, so that the uplink's read of a
-#: large backlog builds each usual row's :class:`Reading` at once; a row it doubts is read cell by cell in Python).
-_SOUND_READING = (
-    f"{_READING_COLUMNS}, typeof(seq) = 'integer' AND typeof(ts) = 'real' AND abs(ts) < 1e15 "
-    "AND typeof(sensor) = 'text' AND typeof(quantity) = 'text' "
-    "AND (value IS NULL OR typeof(value) = 'real' AND abs(value) <= 1.7976931348623157e308) "
-    "AND typeof(unit) = 'text' AND quality IN ({}) AND (reason IS NULL OR typeof(reason) = 'text') "
-    "AND typeof(clock) = 'integer' AND clock BETWEEN 0 AND 2 AND (boot_id IS NULL OR typeof(boot_id) = 'text') "
-    "AND (mono IS NULL OR typeof(mono) = 'real' AND abs(mono) < 1e15)"
-).format(", ".join(f"'{q}'" for q in QUALITIES))
 
 
 class PendingReading(NamedTuple):
@@ -1302,16 +1294,16 @@ class Buffer:
         epoch, seq = after or (0, 0)
         held = self._held_pending((epoch, seq))  # first: a row committed meanwhile is then read from the file
         rows = _sound_readings(self._db.execute(
-            f"SELECT {_SOUND_READING} FROM readings WHERE acked = 0 AND (epoch, seq) > (?, ?) "
-            "ORDER BY epoch, seq LIMIT ?", (epoch, seq, limit)))
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE acked = 0 AND (epoch, seq) > (?, ?) "
+            "ORDER BY epoch, seq LIMIT ?", (epoch, seq, limit)).fetchall())
         return _merged(rows, [_pending_reading(row[:-1]) for row in held], lambda r: (r.epoch, r.seq), limit)
 
     def pending_readings_range(self, epoch: int, first: int, last: int) -> list[PendingReading]:
         """Unacknowledged readings of ``first..last`` in ``epoch`` (to re-send a batch whose ack did not come)."""
         held = self._held_pending((epoch, first - 1), (epoch, last))
         rows = _sound_readings(self._db.execute(
-            f"SELECT {_SOUND_READING} FROM readings WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
-            "ORDER BY seq", (epoch, first, last)))
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE acked = 0 AND epoch = ? AND seq BETWEEN ? AND ? "
+            "ORDER BY seq", (epoch, first, last)).fetchall())
         return _merged(rows, [_pending_reading(row[:-1]) for row in held], lambda r: (r.epoch, r.seq), None)
 
     def pending_range(self, stream: str, epoch: int, first: int, last: int) -> list[dict[str, Any]]:
@@ -1658,16 +1650,38 @@ class Buffer:
         return list(self._db.query("SELECT * FROM epochs ORDER BY epoch"))
 
 
-def _sound_readings(cursor: sqlite3.Cursor) -> list[PendingReading]:
-    """The rows of a ``_SOUND_READING`` query: a sound row becomes its :class:`Reading` at once, another is read
-    cell by cell (:func:`_pending_reading`)."""
-    out = []
-    for row in cursor:
-        if row[12]:
-            out.append(PendingReading(row[0], row[1], Reading(*row[1:12])))
-        else:
-            out.append(_pending_reading(row[:12]))
-    return out
+def _sound_readings(rows: list[tuple[Any, ...]]) -> list[PendingReading]:
+    """Rows of ``_READING_COLUMNS`` as pending readings. When every cell of every row is what the schema promises
+    (checked column by column, each check a loop in C), each row becomes its :class:`Reading` at once; otherwise
+    each row is read cell by cell (:func:`_pending_reading`), which finds the garbled ones and says why."""
+    if not rows or not _all_sound(rows):
+        return [_pending_reading(row) for row in rows]
+    new = tuple.__new__
+    return [new(PendingReading, (row[0], row[1], Reading(*row[1:]), None)) for row in rows]
+
+
+_INT, _FLOAT, _TEXT = frozenset({int}), frozenset({float}), frozenset({str})
+_FLOAT_OR_NULL, _TEXT_OR_NULL = frozenset({float, type(None)}), frozenset({str, type(None)})
+_QUALITY_SET, _CLOCKS = frozenset(QUALITIES), frozenset({0, 1, 2})
+
+
+def _all_sound(rows: list[tuple[Any, ...]]) -> bool:
+    """Whether every row passes :func:`_pending_reading`'s check of the usual row: the same conditions, column by
+    column. A False only sends the rows the slow way (a sum of finite values that overflows, say)."""
+    _, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono = zip(*rows)
+    if not (set(map(type, seq)) <= _INT and set(map(type, ts)) <= _FLOAT and -1e15 < min(ts)
+            and max(ts) < 1e15 and set(map(type, sensor)) <= _TEXT and set(map(type, quantity)) <= _TEXT
+            and set(map(type, value)) <= _FLOAT_OR_NULL and set(map(type, unit)) <= _TEXT
+            and set(quality) <= _QUALITY_SET and set(map(type, reason)) <= _TEXT_OR_NULL
+            and set(map(type, clock)) <= _INT and set(clock) <= _CLOCKS
+            and set(map(type, boot_id)) <= _TEXT_OR_NULL and set(map(type, mono)) <= _FLOAT_OR_NULL):
+        return False
+    values = list(filter(_is_number, value))
+    monos = list(filter(_is_number, mono))
+    return math.isfinite(sum(values)) and (not monos or -1e15 < min(monos) and max(monos) < 1e15)
+
+
+_is_number = partial(is_not, None)
 
 
 class _Garbled(Exception):
