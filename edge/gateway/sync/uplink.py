@@ -386,7 +386,9 @@ class Sync:
             limit = self.config.batch_size
             if lane.rate is not None:
                 limit = min(limit, int(lane.budget))
-                if limit < min(self.config.batch_size, lane.rate):
+                need = min(self.config.batch_size, lane.rate)
+                if limit < need:  # fill again as soon as the budget allows a batch, not an interval later
+                    self._next_fill = min(self._next_fill, self.clock.monotonic() + (need - lane.budget) / lane.rate)
                     return
             found = self._read(lane.stream, "(epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
                                (*lane.after, limit), lambda: self._pending(lane.stream, limit, lane.after))
@@ -400,6 +402,23 @@ class Sync:
                 lane.after = _key(sent[-1])
                 if lane.rate is not None:
                     lane.budget -= len(sent)
+                self._between_batches()
+                if not self.connected:
+                    return
+
+    def _between_batches(self) -> None:
+        """While a lane sends batch after batch (a backlog), what arrived meanwhile (acks above all) is handled
+        between two of them, as at the start of a step: the buffer's work for an ack then overlaps the data
+        center's work for the next batches instead of waiting for the last batch to go."""
+        try:
+            arrived = self.link.poll(0)
+        except LinkDown as exc:
+            self.inbox.extend((m.topic, m.payload, m.retained) for m in exc.arrived)
+            self._lost(str(exc))
+            return
+        self.inbox.extend((m.topic, m.payload, m.retained) for m in arrived)
+        while self.inbox and self.connected:
+            self._handle(*self.inbox.popleft())
 
     def _sendable(self, lane: Lane, found: list[Row]) -> list[Row]:
         """Of the rows a lane read (in key order): those of the first one's epoch, up to the lane's bound, not in a
