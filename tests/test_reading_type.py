@@ -3,7 +3,6 @@ hands the uplink and what the data center decodes are the contract's ``protocol.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 
 import pytest
@@ -59,11 +58,11 @@ def test_the_sampler_the_buffer_and_the_wire_share_one_reading_type(buffer, sync
         assert [type(r) for r in readings] == [protocol.Reading] * 3
     assert {r.seq for r in built} == {protocol.UNSTORED}
     assert [r.seq for r in returned] == [1, 2, 3]  # numbered by the buffer in the round's transaction
-    as_fields = [dataclasses.astuple(r) for r in returned]
-    assert [dataclasses.astuple(r) for r in heard] == as_fields
-    assert [dataclasses.astuple(r) for r in stored] == as_fields
-    assert [dataclasses.astuple(r) for r in batch.readings] == as_fields
-    assert [dataclasses.replace(r, seq=protocol.UNSTORED) for r in returned] == built
+    as_fields = [tuple(r) for r in returned]
+    assert [tuple(r) for r in heard] == as_fields
+    assert [tuple(r) for r in stored] == as_fields
+    assert [tuple(r) for r in batch.readings] == as_fields
+    assert [r._replace(seq=protocol.UNSTORED) for r in returned] == built
     assert [(r.quality, r.clock) for r in stored] == [
         (quality, 1 if synced else 0) for quality in ("good", "error", "implausible")]
 

@@ -1657,7 +1657,7 @@ def _sound_readings(rows: list[tuple[Any, ...]]) -> list[PendingReading]:
     if not rows or not _all_sound(rows):
         return [_pending_reading(row) for row in rows]
     new = tuple.__new__
-    return [new(PendingReading, (row[0], row[1], Reading(*row[1:]), None)) for row in rows]
+    return [new(PendingReading, (row[0], row[1], new(Reading, row[1:]), None)) for row in rows]
 
 
 _INT, _FLOAT, _TEXT = frozenset({int}), frozenset({float}), frozenset({str})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from edge.contract.events import ClockSynced
 from edge.contract.protocol import Reading
@@ -120,7 +120,7 @@ class Sampler:
             seqs = None
             log.debug("round %gs not stored: %s", interval, exc)
         if seqs is not None:
-            readings = [replace(r, seq=seq) for seq, r in enumerate(readings, seqs[0])]
+            readings = [r._replace(seq=seq) for seq, r in enumerate(readings, seqs[0])]
         self.last_round[interval] = self.clock.monotonic()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("round %gs stored seq %s: %s", interval, seqs, "; ".join(map(describe, readings)))
