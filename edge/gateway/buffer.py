@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from operator import is_not
+from operator import is_not, itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -1668,7 +1668,7 @@ _QUALITY_SET, _CLOCKS = frozenset(QUALITIES), frozenset({0, 1, 2})
 def _all_sound(rows: list[tuple[Any, ...]]) -> bool:
     """Whether every row passes :func:`_pending_reading`'s check of the usual row: the same conditions, column by
     column. A False only sends the rows the slow way (a sum of finite values that overflows, say)."""
-    _, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono = zip(*rows)
+    _, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono = _columns(rows)
     if not (set(map(type, seq)) <= _INT and set(map(type, ts)) <= _FLOAT and -1e15 < min(ts)
             and max(ts) < 1e15 and set(map(type, sensor)) <= _TEXT and set(map(type, quantity)) <= _TEXT
             and set(map(type, value)) <= _FLOAT_OR_NULL and set(map(type, unit)) <= _TEXT
@@ -1682,6 +1682,12 @@ def _all_sound(rows: list[tuple[Any, ...]]) -> bool:
 
 
 _is_number = partial(is_not, None)
+_CELL_GETTERS = tuple(itemgetter(i) for i in range(12))
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """The 12 columns of reading rows, each in one pass in C (``zip(*rows)`` is several times slower)."""
+    return [list(map(getter, rows)) for getter in _CELL_GETTERS]
 
 
 class _Garbled(Exception):
