@@ -176,3 +176,66 @@ def test_a_clean_stop_says_offline_and_closes(buffer, clock, link):
     sync._goodbye()
     last = link.taken()[-1]
     assert not link.up and last.retained and protocol.decode_status(last.payload)["state"] == "offline"
+
+
+def recording_acks(buffer, monkeypatch, fail_first: bool = False) -> list[bool]:
+    """Whether each Buffer.ack ran inside a transaction someone else opened; the first may be made to fail."""
+    inside: list[bool] = []
+    failures = [OSError("disk I/O error (injected)")] if fail_first else []
+    real = buffer.ack
+
+    def ack_rows(stream, epoch, first, last):
+        inside.append(buffer._db.conn.in_transaction)
+        if failures:
+            raise failures.pop()
+        return real(stream, epoch, first, last)
+
+    monkeypatch.setattr(buffer, "ack", ack_rows)
+    return inside
+
+
+def test_acks_that_arrive_together_are_recorded_in_one_transaction(buffer, clock, link, monkeypatch):
+    sync = make_sync(buffer, clock, link, batch_size=3)
+    sync.turn()
+    append(buffer, clock, 9)
+    tick(sync, clock)
+    assert sent(link) == [("readings", [1, 2, 3]), ("readings", [4, 5, 6]), ("readings", [7, 8, 9])]
+    inside = recording_acks(buffer, monkeypatch)
+    for first in (1, 4, 7):
+        ack(link, buffer, "readings", first, first + 2)
+    sync.turn()
+    assert inside == [True, True, True]  # one commit for the three
+    assert buffer.counts("readings")["pending"] == 0 and not sync.inflight
+
+
+def test_a_burst_of_acks_that_cannot_be_recorded_together_is_recorded_one_by_one(buffer, clock, link, monkeypatch):
+    sync = make_sync(buffer, clock, link, batch_size=3)
+    sync.turn()
+    append(buffer, clock, 6)
+    tick(sync, clock)
+    inside = recording_acks(buffer, monkeypatch, fail_first=True)
+    ack(link, buffer, "readings", 1, 3)
+    link.deliver(protocol.topic(GW, protocol.DOWN_ACK), b"not an ack")
+    ack(link, buffer, "readings", 4, 6)
+    sync.turn()  # a malformed ack in the burst: each on its own; the failing first one stays pending
+    assert inside == [False, False]
+    assert [r.seq for r in buffer.pending_readings()] == [1, 2, 3] and list(sync.inflight) == [("readings", 1, 1)]
+    for first in (1, 4):
+        ack(link, buffer, "readings", first, first + 2)
+    inside.clear()
+    sync.turn()
+    assert inside == [True, True]  # recorded together: acknowledging 4..6 again changes nothing
+    assert buffer.counts("readings")["pending"] == 0 and not sync.inflight
+
+
+def test_a_burst_whose_transaction_fails_is_recorded_ack_by_ack(buffer, clock, link, monkeypatch):
+    sync = make_sync(buffer, clock, link, batch_size=3)
+    sync.turn()
+    append(buffer, clock, 6)
+    tick(sync, clock)
+    inside = recording_acks(buffer, monkeypatch, fail_first=True)
+    for first in (1, 4):
+        ack(link, buffer, "readings", first, first + 2)
+    sync.turn()
+    assert inside == [True, False, False]  # the burst failed as a whole, then each ack went on its own
+    assert buffer.counts("readings")["pending"] == 0 and not sync.inflight

@@ -360,10 +360,9 @@ class Sync:
 
     def step(self) -> None:
         """Handle what arrived, then send what the window and the rates allow. Called by the sync thread."""
-        while self.inbox:
-            self._handle(*self.inbox.popleft())
-            if not self.connected:
-                return  # a reconnect sends everything again anyway
+        self._handle_inbox()
+        if not self.connected:
+            return  # a reconnect sends everything again anyway
         now_mono = self.clock.monotonic()
         if now_mono < self._next_fill and not self._wake:
             return  # nothing new to send before the next interval, and no ack freed the window
@@ -417,8 +416,54 @@ class Sync:
             self._lost(str(exc))
             return
         self.inbox.extend((m.topic, m.payload, m.retained) for m in arrived)
+        self._handle_inbox()
+
+    def _handle_inbox(self) -> None:
+        """Handle what arrived, in order, until the link is lost. Acks that arrived one after the other are recorded
+        together (:meth:`_handle_acks`)."""
+        ack_topic = protocol.topic(self.gateway_id, protocol.DOWN_ACK)
         while self.inbox and self.connected:
-            self._handle(*self.inbox.popleft())
+            if len(self.inbox) > 1 and self.inbox[0][0] == ack_topic and self.inbox[1][0] == ack_topic:
+                burst = []
+                while self.inbox and self.inbox[0][0] == ack_topic:
+                    burst.append(self.inbox.popleft())
+                self._handle_acks(burst)
+            else:
+                self._handle(*self.inbox.popleft())
+
+    def _handle_acks(self, burst: list[tuple[str, bytes, bool]]) -> None:
+        """Acks that arrived together (a backlog's batches are acknowledged in bursts), recorded in one buffer
+        transaction: one commit, so one write to the SD card, instead of one per batch. A burst with an ack that
+        cannot be read or that holds conflicts, or whose transaction fails, is handled one ack at a time, as any
+        message is (:meth:`_handle`)."""
+        try:
+            acks = [protocol.decode_ack(payload) for _, payload, _ in burst]
+        except protocol.ProtocolError:
+            acks = []
+        if not acks or any(ack.conflicts for ack in acks):
+            for message in burst:
+                self._handle(*message)
+            return
+        now = self.clock.time()
+        try:
+            with self.buffer.transaction():
+                for ack in acks:
+                    if ack.max_epoch is not None:
+                        self.buffer.raise_epoch_floor(ack.max_epoch, now,
+                                                      f"the data center holds epoch {ack.max_epoch}")
+                    for first, last in ack.ranges:
+                        self.buffer.ack(ack.stream, ack.epoch, first, last)
+        except Exception as exc:  # nothing of the burst was recorded: each ack on its own, with its own outcome
+            log.debug("sync: a burst of %d acks could not be recorded together (%s); one at a time", len(burst),
+                      _reason(exc, named=True))
+            for message in burst:
+                self._handle(*message)
+            return
+        for ack in acks:
+            for first, last in ack.ranges:
+                self._settled(ack.stream, ack.epoch, first, last)
+        self.last_ack = now
+        self._wake = True  # the window has room again
 
     def _sendable(self, lane: Lane, found: list[Row]) -> list[Row]:
         """Of the rows a lane read (in key order): those of the first one's epoch, up to the lane's bound, not in a
