@@ -104,6 +104,21 @@ def raw_copy(database, batches: list[list[protocol.Reading]]) -> float:
         return time.perf_counter() - began
 
 
+def postgres_cpu(server) -> float:
+    """CPU seconds used so far by the private PostgreSQL's processes (the collector's backends among them)."""
+    import psutil
+
+    postmaster = psutil.Process(int((server.datadir / "postmaster.pid").read_text().split()[0]))
+    total = 0.0
+    for process in [postmaster, *postmaster.children()]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass  # ended meanwhile
+    return total
+
+
 def start_collector(broker: Broker, database, name: str) -> subprocess.Popen:
     env = {**os.environ, "EDGE_MQTT_URL": broker.url, "EDGE_DATABASE_URL": database.url}
     return subprocess.Popen([sys.executable, "-m", "edge", "dc", "collector", "-c",
@@ -173,8 +188,10 @@ def main() -> None:
             import psutil
 
             collector_cpu = sum(psutil.Process(collector.pid).cpu_times()[:2])
+            database_cpu = postgres_cpu(server)
             ours, busy = drain(path, broker)
             collector_cpu = sum(psutil.Process(collector.pid).cpu_times()[:2]) - collector_cpu
+            database_cpu = postgres_cpu(server) - database_cpu
             n = args.readings
             print(f"drain of {n:,} buffered readings to committed-and-acknowledged (batches of {BATCH}):")
             print(f"  edge sync + collector   {n / ours:10,.0f} readings/s   ({ours:.1f} s)   target >= 50,000: "
@@ -183,7 +200,7 @@ def main() -> None:
             print(f"  raw PostgreSQL COPY     {n / raw_cp:10,.0f} readings/s   ratio {raw_cp / ours:4.2f}x   "
                   f"target >= 0.5x: {'ok' if raw_cp / ours >= 0.5 else 'MISSED'}")
             print(f"  where the time went: the gateway's sync thread used {busy:.1f} s of CPU, the collector "
-                  f"{collector_cpu:.1f} s, in the {ours:.1f} s of the drain")
+                  f"{collector_cpu:.1f} s, PostgreSQL {database_cpu:.1f} s, in the {ours:.1f} s of the drain")
             print(f"bytes on the wire: {wire / n:.2f} per reading ({wire:,} bytes in {count} batches)")
             latencies = steady_state(broker, database, args.seconds, tmp)
             collector.terminate()

@@ -1,14 +1,16 @@
 """PostgreSQL storage of the data center: schema, tracked migrations, and the one write the collector makes.
 
 Everything a gateway sends is keyed by ``(gateway_id, epoch, seq)``, so writing a batch again (a re-send after a
-lost ack, a redelivery after a collector crash) changes nothing. Readings and events go in through ``COPY`` into
-temporary staging tables and one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` each (gaps in one statement too);
-all of a collector's work for one round is a single transaction. ``docs/datacenter.md`` explains the schema.
+lost ack, a redelivery after a collector crash) changes nothing. A round's readings of keys never seen go straight
+into ``readings`` with one binary ``COPY``; a round that meets a key already held, and events always, go in through
+``COPY`` into temporary staging tables and one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` each (gaps in one
+statement too); all of a collector's work for one round is a single transaction. ``docs/datacenter.md`` explains
+the schema.
 
 The data center has one reading type, the contract's :class:`~edge.contract.protocol.Reading` in a
 :class:`~edge.contract.protocol.ReadingBatch`: the collector decodes it, and :meth:`Store.write` takes it (in a
-:class:`Work`). The tuple staged for ``COPY`` (:func:`staged_readings`) is a private detail of this writer: no other
-module builds or reads one.
+:class:`Work`). The rows written by ``COPY`` (:func:`copy_readings`, :func:`staged_readings`) are a private detail
+of this writer: no other module builds or reads one.
 """
 
 from __future__ import annotations
