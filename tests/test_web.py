@@ -9,6 +9,7 @@ import html
 import http.client
 import re
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -462,10 +463,14 @@ def test_connections_past_the_limit_are_answered_503_and_the_server_recovers(app
         httpd.server_close()
 
 
-def test_edge_web_set_secret_writes_a_hash_the_login_accepts(tmp_path):
+def test_edge_web_set_secret_writes_a_hash_the_login_accepts(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from edge.cli import main
+
+    # edge web keeps numpy out of its process (sys.modules["numpy"] = None): here that is the test process, so it is
+    # undone afterwards (later tests in it, psycopg's int dumpers and hypothesis, look for numpy in sys.modules)
+    monkeypatch.setitem(sys.modules, "numpy", sys.modules.get("numpy"))
 
     pin = tmp_path / "web.pin"
     config = tmp_path / "gateway.yaml"
