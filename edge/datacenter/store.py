@@ -622,6 +622,12 @@ class Store:
         conflicts and re-timed readings (:meth:`_write_readings_staged`). With every key new there is nothing to
         sort out: no duplicate, no conflict, and no stored reading to re-time."""
         batches = sorted(batches, key=lambda b: (b.gateway_id, b.epoch, b.readings[0].seq if b.readings else 0))
+        # Only readings newer than every compacted day, none re-timed: an older key may be held compacted (no longer
+        # a row here, so the COPY would not fail on it), which the staged insert looks up (``readings_compacted``).
+        horizon = self.conn.execute(_HORIZON).fetchone()[0]
+        if any(r.ts < horizon or r.clock == 2 for batch in batches for r in batch.readings):
+            self._write_readings_staged(batches, written)
+            return
         data, count, hours = copy_readings(batches)
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
@@ -727,7 +733,9 @@ _COUNT_HOURS = """
     SELECT g, to_timestamp(t), n, o FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[]) AS x(g, t, n, o)
     ORDER BY 1, 2
     ON CONFLICT (gateway_id, hour) DO UPDATE SET readings = h.readings + excluded.readings,
-                                                 good = h.good + excluded.good"""
+                                                 good = h.good + excluded.good, dirty = true, raw = true"""
+#: Readings older than this (Unix seconds) may have their keys compacted (``edge/datacenter/storage.py``).
+_HORIZON = "SELECT before FROM compaction_horizon"
 #: PostgreSQL's binary ``COPY``: signature, flags and header extension (none), then the rows, then -1.
 _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _BINARY_TRAILER = b"\xff\xff"
