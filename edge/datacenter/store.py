@@ -473,8 +473,9 @@ _SAME_READING = """
 #: corrected readings, and only for the same reading; the hours it left and the hours it came to are marked dirty.
 _RETIME_STAGED = f"""
     WITH before AS (
-        SELECT r.gateway_id, r.ts FROM readings AS r JOIN readings_stage AS s
-        ON r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq
+        SELECT r.gateway_id, r.ts FROM readings_stage AS s
+        CROSS JOIN LATERAL (SELECT * FROM readings AS r
+                            WHERE r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq LIMIT 1) AS r
         WHERE s.clock = 2 AND r.clock = 0 AND {_SAME_READING}
     ), moved AS (
         UPDATE readings AS r SET ts = to_timestamp(s.ts), clock = s.clock, quality = s.quality, reason = s.reason
@@ -487,10 +488,14 @@ _RETIME_STAGED = f"""
     SELECT DISTINCT gateway_id, date_bin('1 hour', ts, '2000-01-01 00:00:00+00'), 0, 0
     FROM (SELECT * FROM before UNION ALL SELECT * FROM moved) AS t ORDER BY 1, 2
     ON CONFLICT (gateway_id, hour) DO UPDATE SET dirty = true, raw = true"""
-#: Staged rows whose key is held with other content. Runs only for rounds that met keys already stored.
+#: Staged rows whose key is held with other content. Runs only for rounds that met keys already stored. Each staged
+#: row looks its key up in the primary key's index (``LATERAL ... LIMIT 1`` keeps the planner from it): a plain join
+#: was planned as a hash join over every stored reading, seconds at a few million rows and growing with the table
+#: (a reconnect storm's rounds are nearly all re-sends).
 _CONFLICTING_STAGED = f"""
     SELECT s.batch, s.seq FROM readings_stage AS s
-    JOIN readings AS r ON r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq
+    CROSS JOIN LATERAL (SELECT * FROM readings AS r
+                        WHERE r.gateway_id = s.gateway_id AND r.epoch = s.epoch AND r.seq = s.seq LIMIT 1) AS r
     WHERE NOT ({_SAME_READING})"""
 _INSERT_CONFLICT = """
     INSERT INTO conflicts (gateway_id, stream, epoch, first_seq, last_seq, count)
@@ -509,7 +514,8 @@ _INSERT_STAGED_EVENTS = f"""
 #: Staged events whose key is held with another event. Runs only for rounds that met keys already stored.
 _CONFLICTING_STAGED_EVENTS = """
     SELECT s.batch, s.seq FROM events_stage AS s
-    JOIN events AS e ON e.gateway_id = s.gateway_id AND e.epoch = s.epoch AND e.seq = s.seq
+    CROSS JOIN LATERAL (SELECT * FROM events AS e
+                        WHERE e.gateway_id = s.gateway_id AND e.epoch = s.epoch AND e.seq = s.seq LIMIT 1) AS e
     WHERE NOT (e.kind = s.kind AND e.source = s.source AND e.data = s.data::jsonb AND e.ts = to_timestamp(s.ts))"""
 #: A gateway's answer to a command from the data center settles it (``edge/datacenter/commands.py``): done or
 #: refused, with the answer, even after it expired here (the gateway did carry it out). A later answer to the same
