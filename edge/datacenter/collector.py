@@ -42,7 +42,7 @@ from psycopg.conninfo import conninfo_to_dict
 from edge.contract import protocol
 from edge.datacenter import storage
 from edge.datacenter.config import DataCenterConfig
-from edge.datacenter.source import STATUS, UPLINK, Incoming, Source, open_source
+from edge.datacenter.source import Incoming, Source, open_source
 from edge.datacenter.store import Rejected, StatusUpdate, Store, Work, Written
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edge.durations import counted, format_age as _age
-from edge.envfile import ENV_FILE, read_env_file  # noqa: F401  (where they were before edge/envfile.py)
 from edge.errors import BufferFull, ConfigError, EdgeError
 
 UNIT = "edge-gateway.service"
