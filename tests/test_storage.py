@@ -464,3 +464,26 @@ def test_a_reading_re_timed_after_the_clock_synced_moves_between_hours_in_the_ro
     maintenance(KEEP_ALL)
     assert db.execute("SELECT bucket, readings FROM rollup_1h ORDER BY bucket").fetchall() == [
         (DAY0 + timedelta(hours=5), 2)]
+
+
+def test_the_maintenance_thread_outlives_a_run_that_raises_anything(postgres, monkeypatch, caplog):
+    """Whatever a run meets (not only a database error), the thread logs it and runs again at its next turn: the
+    roll-ups and the compaction must not stop for good while the collector goes on storing."""
+    runs: list[int] = []
+    second = threading.Event()
+
+    def flaky(conn, settings, clock):
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise ValueError("a value the maintenance did not expect")
+        second.set()
+        return real(conn, settings, clock=clock)
+
+    real = storage.maintain
+    monkeypatch.setattr(storage, "maintain", flaky)
+    thread = storage.Maintenance(postgres.url, storage.Settings(), every=0.05).start()
+    try:
+        assert second.wait(30), "the maintenance did not run again after a run that raised"
+    finally:
+        thread.stop()
+    assert "a value the maintenance did not expect" in caplog.text

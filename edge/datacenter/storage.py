@@ -433,3 +433,5 @@ class Maintenance:
             except psycopg.Error as exc:
                 log.warning("storage: maintenance failed, tried again in %gs: %s", self.every,
                             str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            except Exception:  # noqa: BLE001 - whatever the data holds, the maintenance goes on at its next turn
+                log.exception("storage: maintenance failed, tried again in %gs", self.every)
