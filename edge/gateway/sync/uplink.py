@@ -209,13 +209,8 @@ class Sync:
                 self._sleep(self._backoff())
             self._alive()
             return
-        try:
-            arrived = self.link.poll(min(0.05, self.config.interval))
-        except LinkDown as exc:
-            self.inbox.extend((m.topic, m.payload, m.retained) for m in exc.arrived)
-            self._lost(str(exc))
+        if not self._poll(min(0.05, self.config.interval)):
             return
-        self.inbox.extend((m.topic, m.payload, m.retained) for m in arrived)
         self.step()
         self._alive()
 
@@ -409,14 +404,20 @@ class Sync:
         """While a lane sends batch after batch (a backlog), what arrived meanwhile (acks above all) is handled
         between two of them, as at the start of a step: the buffer's work for an ack then overlaps the data
         center's work for the next batches instead of waiting for the last batch to go."""
+        if self._poll(0):
+            self._handle_inbox()
+
+    def _poll(self, timeout: float) -> bool:
+        """Take what the link has for us into the inbox (waiting up to ``timeout``); False once the link is lost
+        (what arrived before that is kept)."""
         try:
-            arrived = self.link.poll(0)
+            arrived = self.link.poll(timeout)
         except LinkDown as exc:
             self.inbox.extend((m.topic, m.payload, m.retained) for m in exc.arrived)
             self._lost(str(exc))
-            return
+            return False
         self.inbox.extend((m.topic, m.payload, m.retained) for m in arrived)
-        self._handle_inbox()
+        return True
 
     def _handle_inbox(self) -> None:
         """Handle what arrived, in order, until the link is lost. Acks that arrived one after the other are recorded
