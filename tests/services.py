@@ -12,6 +12,7 @@ Fixtures:
   end. ``max_queued_messages=None`` keeps the project's own queue limit (with ``acl=True``: what production runs).
 - ``postgres_server``: one PostgreSQL per test session, started on first use and stopped at session end.
 - ``postgres``: a fresh, empty database on that server for one test.
+- ``store``: the collector's ``Store`` on such a database.
 
 The classes work without pytest too (``bench/`` scripts may import this module).
 """
@@ -305,3 +306,13 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres(postgres_server) -> Database:
     """A fresh, empty database for this test: ``.url``, ``.name``, ``.connect()``."""
     return postgres_server.create_database()
+
+
+@pytest.fixture
+def store(postgres):
+    """The collector's ``Store`` on a fresh database (migrated)."""
+    from edge.datacenter.store import Store
+
+    store = Store.connect(postgres.url)
+    yield store
+    store.close()

@@ -8,17 +8,10 @@ import re
 import pytest
 
 from edge.contract import protocol
-from edge.datacenter.store import (MIGRATIONS, READING_PARTITIONS, Migration, Rejected, StatusUpdate, Store, Work,
+from edge.datacenter.store import (MIGRATIONS, READING_PARTITIONS, Migration, Rejected, StatusUpdate, Work,
                                    migrate)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def store(postgres):
-    store = Store.connect(postgres.url)
-    yield store
-    store.close()
 
 
 def batch(gateway_id: str, first: int, count: int, epoch: int = 1) -> protocol.ReadingBatch:

@@ -29,13 +29,6 @@ GATEWAY = "gh-store"
 
 
 @pytest.fixture
-def store(postgres):
-    store = Store.connect(postgres.url)
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def db(postgres):
     """A connection of the test's own for its checks (the store's is the collector's: its writes commit)."""
     conn = psycopg.connect(postgres.url, autocommit=True)

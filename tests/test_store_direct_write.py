@@ -19,13 +19,6 @@ HOUR = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a whole hour
 READING_COLUMNS = "gateway_id, epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, boot_id, mono"
 
 
-@pytest.fixture
-def store(postgres):
-    store = Store.connect(postgres.url)
-    yield store
-    store.close()
-
-
 def mixed_batch(gateway_id: str = "gh-a", epoch: int = 7) -> protocol.ReadingBatch:
     """Every kind of row the wire carries: good and failed readings, reasons with tabs, newlines, backslashes and
     Persian, an empty unit, unsynced and corrected clocks with their boot id and monotonic time, 1970 times from a
