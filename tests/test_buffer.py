@@ -350,3 +350,69 @@ def test_a_long_reader_holds_up_neither_the_disk_budget_nor_the_rounds_after_it(
         export.close()
         worker.join(40)
     assert fresh_buffer.counts()["pending"] == 1
+
+
+# ------------------------------------------------------------------------------- a backlog's usual batch as columns
+
+
+def garble(path, sql: str) -> None:
+    """Change the file behind the buffer's back, as a failing SD card does."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(sql)
+    finally:
+        conn.close()
+
+
+def test_good_pending_readings_come_as_columns_within_the_bounds_asked(fresh_buffer):
+    fresh_buffer.append_readings([reading(i, "air" if i % 2 else "soil") for i in range(10)])
+    epoch = fresh_buffer.epoch
+    batch = fresh_buffer.good_readings((epoch, 0), 100)
+    assert batch.epoch == epoch and batch.seqs == list(range(1, 11))
+    assert batch.times == [T0 + i for i in range(10)] and batch.values == [20.0 + i for i in range(10)]
+    assert batch.sensors == ["soil", "air"] * 5
+    assert batch.quantities == ["temperature"] * 10 and batch.units == ["°C"] * 10
+    assert fresh_buffer.good_readings((epoch, 3), 4).seqs == [4, 5, 6, 7]  # after a key, at most a limit
+    assert fresh_buffer.good_readings((epoch, 3), 100, until=(epoch, 5)).seqs == [4, 5]
+    assert fresh_buffer.good_readings((epoch, 3), 100, until=(epoch - 1, 5)) is None
+    fresh_buffer.ack("readings", epoch, 4, 8)
+    assert fresh_buffer.good_readings((epoch, 0), 100).seqs == [1, 2, 3, 9, 10]  # only what is pending
+    assert fresh_buffer.good_readings((epoch, 10), 100) is None  # none left
+    assert fresh_buffer.good_readings((epoch + 1, 0), 100) is None  # another epoch: the row-by-row read moves on
+
+
+@pytest.mark.parametrize("change", [
+    "quality = 'error', value = NULL, reason = 'timeout'",
+    "quality = 'implausible', reason = 'too hot'",
+    "clock = 0, boot_id = 'boot-1', mono = 12.5",
+    "unit = CAST(X'C328' AS TEXT)",  # invalid UTF-8
+    "value = 9e999",  # infinity
+    "value = 'warm'",
+    "ts = 'yesterday'",
+    "sensor = X'616972'",  # a blob
+    "quantity = zeroblob(2)",
+    "seq = CAST(X'FF07' AS TEXT)",  # even the key
+])
+def test_a_row_that_is_not_a_good_sound_reading_sends_its_batch_the_row_by_row_way(fresh_buffer, change):
+    """Anything unusual among the rows (an error or an unsynced reading, a garbled cell) answers None: the uplink
+    then reads them with pending_readings, which says what is wrong with the garbled ones."""
+    fresh_buffer.append_readings([reading(i) for i in range(10)])
+    epoch = fresh_buffer.epoch
+    garble(fresh_buffer.path, f"UPDATE readings SET {change} WHERE seq = 6")
+    assert fresh_buffer.good_readings((epoch, 0), 100) is None
+    assert fresh_buffer.good_readings((epoch, 0), 5).seqs == [1, 2, 3, 4, 5]  # the rows before it still go
+    if not change.startswith("seq"):  # a key garbled to text sorts after every number
+        assert fresh_buffer.good_readings((epoch, 6), 100).seqs == [7, 8, 9, 10]
+
+
+def test_readings_held_for_the_commit_window_go_the_row_by_row_way(buffer_path):
+    buffer, _ = Buffer.open(buffer_path, now=T0, boot_id="b", commit_every=60)
+    try:
+        buffer.append_readings([reading(i) for i in range(5)])
+        buffer.commit()
+        buffer.append_readings([reading(i) for i in range(5, 8)])  # held: not in the file yet
+        assert buffer.good_readings((buffer.epoch, 0), 100).seqs == [1, 2, 3, 4, 5]  # the file's rows
+        assert buffer.good_readings((buffer.epoch, 5), 100) is None
+        assert [p.seq for p in buffer.pending_readings(after=(buffer.epoch, 5))] == [6, 7, 8]
+    finally:
+        buffer.close()

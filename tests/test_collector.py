@@ -759,3 +759,42 @@ def test_writers_work_on_disjoint_gateways_so_a_blocked_one_holds_up_only_its_ow
         collector.stop()
     assert reading_keys(migrated) == sorted([(held, 1, seq) for seq in range(1, 11)]
                                             + [(free, 1, seq) for seq in range(1, 21)])
+
+
+def test_a_writer_decodes_its_next_round_while_the_database_writes_the_last(migrated, monkeypatch):
+    """A round's Python work (decoding) overlaps the database's work on the round before, so a backlog drains at
+    the pace of the slower of the two, not their sum: while a lock in the database holds the writer in one round,
+    the next message is taken and decoded. Both are committed and acknowledged in their order once the lock goes.
+    Before, the writer decoded a round only after the last one's commit."""
+    from edge.datacenter import collector as module
+    from edge.datacenter.source import MemorySource
+
+    decoded = []
+    real = module.decode
+    monkeypatch.setattr(module, "decode", lambda message, now=None: decoded.append(message) or real(message, now))
+    source = MemorySource()
+    collector = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated, writers=1), client_id="memory",
+                          source=source)
+    topic = protocol.topic("gh-a", protocol.UP_READINGS)
+
+    def writer_waits_on_the_lock() -> bool:
+        with migrated.connect() as db:
+            return db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'memory' "
+                              "AND wait_event_type = 'Lock'").fetchone()[0] == 1
+
+    collector.start()
+    try:
+        first = source.put(topic, reading_batch("gh-a", 1, 5))
+        wait_until(lambda: source.settled == [first], timeout=20, what="the first batch (its gateway's row made)")
+        with migrated.connect() as lock:
+            lock.execute("SELECT 1 FROM gateway_status WHERE gateway_id = 'gh-a' FOR UPDATE")
+            held = source.put(topic, reading_batch("gh-a", 6, 5))
+            wait_until(writer_waits_on_the_lock, timeout=20, what="the writer to wait on the lock")
+            following = source.put(topic, reading_batch("gh-a", 11, 5))
+            wait_until(lambda: following in decoded, timeout=20, what="the next round decoded meanwhile")
+            assert source.settled == [first]
+        wait_until(lambda: len(source.settled) == 3, timeout=20, what="both rounds once the lock goes")
+        assert source.settled == [first, held, following]
+    finally:
+        collector.stop()
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 16)]

@@ -51,6 +51,30 @@ def test_reading_batches_round_trip_exactly(gateway, epoch, rows):
     assert (batch.gateway_id, batch.epoch, batch.readings) == (gateway, epoch, tuple(rows))
 
 
+@settings(max_examples=300, deadline=None)
+@given(gateway=names, epoch=st.integers(0, 2**40), rows=readings())
+def test_good_readings_given_as_columns_make_the_same_payload_as_the_readings(gateway, epoch, rows):
+    """A backlog's usual batch goes as columns read from the buffer (no Reading per row); its payload is the one
+    the readings themselves make, byte for byte, so a re-send the other way stores the same content."""
+    good = [r._replace(quality="good", reason=None, clock=1, boot_id=None, mono=None,
+                       value=float(r.seq % 97) / 10 if r.value is None else r.value) for r in rows]
+    columns = [[getattr(r, field) for r in good] for field in ("seq", "ts", "sensor", "quantity", "unit", "value")]
+    payload = protocol.encode_good_readings(gateway, epoch, *columns)
+    assert payload == encode_readings(gateway, epoch, good)
+    assert decode_readings(payload).readings == tuple(good)
+
+
+@pytest.mark.parametrize("columns, message", [
+    (([1, 2], [0.0, 1.0], ["a", "a"], ["t", "t"], ["C", "C"], [1.0, None]), "a good reading has a value"),
+    (([1, 2], [0.0], ["a", "a"], ["t", "t"], ["C", "C"], [1.0, 2.0]), "the same length"),
+    (([2, 1], [0.0, 1.0], ["a", "a"], ["t", "t"], ["C", "C"], [1.0, 2.0]), "increasing seq order"),
+    (([1, 2], [0.0, 1.0], ["a", "a"], ["t", "t"], ["C", "C"], [1.0, float("inf")]), "reading 2: value inf"),
+])
+def test_good_readings_given_as_columns_are_checked_like_readings(columns, message):
+    with pytest.raises(ValueError, match=message):
+        protocol.encode_good_readings("gh", 1, *columns)
+
+
 @settings(max_examples=100, deadline=None)
 @given(events=st.lists(st.tuples(st.integers(0, 10**6), names, names,
                                  st.dictionaries(texts, st.integers(-2**63, 2**64) | texts | st.none(),

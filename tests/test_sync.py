@@ -451,6 +451,34 @@ def test_a_garbled_buffer_row_is_set_aside_reported_and_the_rest_flows(buffer, b
     assert len([e for e in buffer.events() if e["kind"] in ("buffer.gap", "buffer.set_aside")]) == 4
 
 
+def test_a_backlog_of_good_readings_goes_as_columns_and_a_garbled_row_in_it_is_still_set_aside(
+        buffer, broker, data_center, make_sync, monkeypatch):
+    """Once the backlog lane knows its epoch, each batch of good readings is read and encoded as columns, not a
+    Reading per row (Buffer.good_readings): the drain's main cost on the gateway. A batch with a garbled row goes
+    the row-by-row way, which sets the row aside, and the batches after it go as columns again."""
+    append(buffer, 2000)
+    corrupt(buffer, "UPDATE readings SET unit = CAST(X'C328' AS TEXT) WHERE seq = 1234")  # invalid UTF-8
+    row_by_row = []
+    read = Buffer.pending_readings
+
+    def counted(self, *args, **kwargs):
+        rows = read(self, *args, **kwargs)
+        row_by_row.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(Buffer, "pending_readings", counted)
+    make_sync(broker, batch_size=250)
+    wait_until(lambda: pending(buffer) == 0, what="the backlog acknowledged")
+    assert set(data_center.readings) == {(1, seq) for seq in range(1, 2001)} - {(1, 1234)}
+    assert data_center.readings[(1, 1999)].value == 20 + 1998 % 50 / 10  # what the columns carried is the reading
+    assert data_center.readings[(1, 1999)].sensor == f"s{1998 % 7}"
+    wait_until(lambda: any(e.kind == "buffer.gap" for e in data_center.events), what="the data center to be told")
+    assert [e.data["first_seq"] for e in data_center.events if e.kind == "buffer.gap"] == [1234]
+    # row by row: the first batch (before the lane knows its epoch), and the garbled row's batch (read again once
+    # the row is set aside); the other six batches went as columns
+    assert sum(row_by_row) <= 3 * 250, row_by_row
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit below
 def test_a_dead_uplink_thread_is_a_problem_and_recorded_for_edge_status(buffer, broker, data_center, make_sync):
     sync = make_sync(broker)

@@ -1,8 +1,8 @@
 """The collector: gateway uplink from MQTT into PostgreSQL, acknowledged only after the commit.
 
-Per round, the writer thread takes up to ``collector.batch_messages`` messages from its source
-(:mod:`edge.datacenter.source`: MQTT, or in memory for tests; waiting at most ``collector.batch_wait``), decodes them,
-writes all of them in ONE transaction, commits, then sends an application-level :class:`~edge.contract.protocol.Ack`
+Per round, a writer's reader thread takes up to ``collector.batch_messages`` messages from its source
+(:mod:`edge.datacenter.source`: MQTT, or in memory for tests; waiting at most ``collector.batch_wait``) and decodes
+them while the writer thread writes the round before; the writer writes all of them in ONE transaction, commits, then sends an application-level :class:`~edge.contract.protocol.Ack`
 for every batch to ``greenhouse/v1/<gateway>/down/ack`` and only then settles the messages with the source (MQTT:
 ``manual_ack``). A crash anywhere before the MQTT ack leaves the messages with the
 broker, which delivers them again; the database's unique keys make the second write a no-op, and the ack goes out
@@ -316,6 +316,7 @@ class Collector:
         self.source.start()
         for writer in self.writers:
             writer.thread.start()
+            writer.reader.start()
         if self._dispatcher is not None:
             self._dispatcher.start()
         if self.maintenance is not None:
@@ -328,7 +329,7 @@ class Collector:
         deadline = time.monotonic() + timeout
         if self.maintenance is not None:
             self.maintenance.stop(timeout=0)  # it ends after the transaction in hand; joined below
-        for thread in [self._dispatcher, *(w.thread for w in self.writers),
+        for thread in [self._dispatcher, *(t for w in self.writers for t in (w.reader, w.thread)),
                        self.maintenance.thread if self.maintenance is not None else None]:
             if thread is not None and thread.is_alive():
                 thread.join(max(0.1, deadline - time.monotonic()))
@@ -392,8 +393,11 @@ class Writer:
         self.get = get if get is not None else self._from_inbox
         self.waiting = FairQueue(self.config.collector.gateway_rate)
         self._store: Store | None = None
+        #: the next round, taken and decoded while this one is written (or what ended the reader)
+        self._rounds: queue.Queue[list[Decoded] | BaseException] = queue.Queue(maxsize=1)
         name = "collector-writer" if index == 0 else f"collector-writer-{index}"
         self.thread = threading.Thread(target=self._write_loop, name=name, daemon=True)
+        self.reader = threading.Thread(target=self._read_loop, name=f"{name}-reader", daemon=True)
 
     def _from_inbox(self, timeout: float) -> Incoming | None:
         try:
@@ -413,7 +417,12 @@ class Writer:
             log.warning("database unavailable (%s); will retry with the first messages", _first_line(exc))
         try:
             while not self._stop.is_set():
-                decoded = self._take()
+                try:
+                    decoded = self._rounds.get(timeout=0.2)
+                except queue.Empty:
+                    decoded = []
+                if isinstance(decoded, BaseException):
+                    raise decoded
                 if decoded:
                     self._handle(decoded)
                 if self.index == 0 and time.monotonic() >= next_report:
@@ -424,6 +433,28 @@ class Writer:
             self.collector._failed(exc)
         finally:
             self.close_store()
+
+    def _read_loop(self) -> None:
+        """Take and decode the next round (:meth:`_take`) while the writer writes the one before: a round's Python
+        work (decoding) then overlaps the database's work on the last one, and a backlog drains at the pace of the
+        slower of the two instead of their sum. One round waits at most; rounds keep their order. Nothing is
+        acknowledged here: a round decoded and not yet written when the collector stops stays with the broker."""
+        try:
+            while not self._stop.is_set():
+                decoded = self._take()
+                while decoded and not self._stop.is_set():
+                    try:
+                        self._rounds.put(decoded, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        except Exception as exc:  # a bug, not input: the writer ends on it, loudly
+            while not self._stop.is_set():
+                try:
+                    self._rounds.put(exc, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
 
     def _take(self) -> list[Decoded]:
         """The next round: whatever arrived (waiting for the first message, then gathering for batch_wait) goes to

@@ -174,6 +174,19 @@ class PendingReading(NamedTuple):
     garbled: str | None = None
 
 
+class GoodReadings(NamedTuple):
+    """Pending readings of one epoch, in seq order, every one good and from a synced clock, as columns (what
+    :func:`edge.contract.protocol.encode_good_readings` takes): :meth:`Buffer.good_readings`."""
+
+    epoch: int
+    seqs: list[int]
+    times: list[float]
+    sensors: list[str]
+    quantities: list[str]
+    units: list[str]
+    values: list[float]
+
+
 @dataclass(frozen=True)
 class OpenReport:
     """What happened when the buffer was opened: for the daemon's log and events.
@@ -1297,6 +1310,39 @@ class Buffer:
             f"SELECT {_READING_COLUMNS} FROM readings WHERE acked = 0 AND (epoch, seq) > (?, ?) "
             "ORDER BY epoch, seq LIMIT ?", (epoch, seq, limit)).fetchall())
         return _merged(rows, [_pending_reading(row[:-1]) for row in held], lambda r: (r.epoch, r.seq), limit)
+
+    def good_readings(self, after: tuple[int, int], limit: int,
+                      until: tuple[int, int] | None = None) -> GoodReadings | None:
+        """The next pending readings of ``after``'s epoch, strictly after it (and up to ``until``, inclusive), at most
+        ``limit``, as columns, when every one of them is on file, good and from a synced clock, with every cell what
+        the schema promises; else None (and None when there are none). A backlog is thousands of such rows a batch:
+        read this way they become a few lists, not a :class:`Reading` each. When this answers None, the uplink reads
+        the same rows with :meth:`pending_readings`, which says what is wrong with any of them."""
+        epoch, seq = after
+        bound, params = "", [epoch, seq]
+        if until is not None:
+            if until[0] < epoch:
+                return None
+            if until[0] == epoch:
+                bound = " AND seq <= ?"
+                params.append(until[1])
+        try:
+            rows = self._db.execute(
+                "SELECT seq, ts, sensor, quantity, unit, value, quality = 'good' AND reason IS NULL AND clock = 1 "
+                "AND boot_id IS NULL AND mono IS NULL FROM readings WHERE acked = 0 AND epoch = ? AND seq > ?"
+                f"{bound} ORDER BY seq LIMIT ?", (*params, limit)).fetchall()
+        except sqlite3.Error:
+            return None  # a cell SQLite cannot decode, say: the row-by-row read finds it
+        if not rows or self._held_pending(after, (epoch, rows[-1][0])):
+            return None
+        seqs, times, sensors, quantities, units, values, usual = (list(map(getter, rows)) for getter in
+                                                                  _CELL_GETTERS[:7])
+        if not (usual.count(1) == len(rows) and set(map(type, seqs)) <= _INT and set(map(type, times)) <= _FLOAT
+                and -1e15 < min(times) and max(times) < 1e15 and set(map(type, values)) <= _FLOAT
+                and math.isfinite(sum(values)) and set(map(type, sensors)) <= _TEXT
+                and set(map(type, quantities)) <= _TEXT and set(map(type, units)) <= _TEXT):
+            return None
+        return GoodReadings(epoch, seqs, times, sensors, quantities, units, values)
 
     def pending_readings_range(self, epoch: int, first: int, last: int) -> list[PendingReading]:
         """Unacknowledged readings of ``first..last`` in ``epoch`` (to re-send a batch whose ack did not come)."""

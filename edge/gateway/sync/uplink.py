@@ -18,7 +18,9 @@ thread goes on; a buffer row that cannot be read or encoded (a garbled cell on a
 ``sync_quarantine`` with its raw cells, and the data center is told (a ``buffer.gap`` for a reading, a
 ``buffer.set_aside`` for an event); any other failure is logged and retried. The buffer reads each pending reading
 into the contract's :class:`~edge.contract.protocol.Reading`, the type the encoder takes, or reports its row garbled
-(:class:`~edge.gateway.buffer.PendingReading`); event rows are read here. :meth:`Sync.problem` says when the thread
+(:class:`~edge.gateway.buffer.PendingReading`); event rows are read here. A batch of good readings on file (a
+backlog's usual batch) is read and encoded as columns instead (:meth:`Sync._publish_good`), the same payload made
+faster. :meth:`Sync.problem` says when the thread
 has ended or made no progress for ``stall_after``: the daemon's watchdog then stops pinging and systemd restarts it,
 and ``edge status`` shows the link ``down`` or ``stalled`` with the reason (from ``beat`` in ``sync_state``).
 """
@@ -384,18 +386,21 @@ class Sync:
                 if limit < need:  # fill again as soon as the budget allows a batch, not an interval later
                     self._next_fill = min(self._next_fill, self.clock.monotonic() + (need - lane.budget) / lane.rate)
                     return
-            found = self._read(lane.stream, "(epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
-                               (*lane.after, limit), lambda: self._pending(lane.stream, limit, lane.after))
-            rows = self._sendable(lane, found)
-            if not rows:
-                return
-            sent = self._publish(lane.stream, rows, lane.name)
+            sent = self._publish_good(lane, limit) if lane.stream == "readings" else None
+            if sent is None:
+                found = self._read(lane.stream, "(epoch, seq) > (?, ?) ORDER BY epoch, seq LIMIT ?",
+                                   (*lane.after, limit), lambda: self._pending(lane.stream, limit, lane.after))
+                rows = self._sendable(lane, found)
+                if not rows:
+                    return
+                published = self._publish(lane.stream, rows, lane.name)
+                sent = (_key(published[-1]), len(published)) if published else None
             if not self.connected:
                 return
             if sent:
-                lane.after = _key(sent[-1])
+                lane.after, count = sent
                 if lane.rate is not None:
-                    lane.budget -= len(sent)
+                    lane.budget -= count
                 self._between_batches()
                 if not self.connected:
                     return
@@ -501,6 +506,35 @@ class Sync:
         item = Inflight(stream, epoch, first, _key(rows[-1])[1], len(rows), self.clock.monotonic(), lane)
         self.inflight[(stream, epoch, item.first)] = item
         return rows
+
+    def _publish_good(self, lane: Lane, limit: int) -> tuple[tuple[int, int], int] | None:
+        """The lane's next batch the quick way, when it is all good readings of the lane's epoch on file
+        (:meth:`Buffer.good_readings`, a backlog's usual batch): read and encoded as columns, no
+        :class:`~edge.contract.protocol.Reading` per row. Returns the last key sent and how many, or None when the
+        next rows are not such a batch (the row-by-row path then reads them, and sets aside any that cannot go) or
+        the link was lost."""
+        epoch, after = lane.after
+        if any(stream == "readings" and at == epoch and first > after for stream, at, first in self.inflight):
+            return None  # a batch ahead of the lane awaits its ack: the row-by-row path steps around it
+        try:
+            batch = self.buffer.good_readings(lane.after, limit, lane.until)
+            if batch is None:
+                return None
+            payload = protocol.encode_good_readings(self.gateway_id, *batch)
+        except Exception as exc:  # the row-by-row path meets the same rows, and says what is wrong with them
+            log.debug("sync: a batch could not be sent as columns (%s)", _reason(exc, named=True))
+            return None
+        if len(payload) > protocol.MAX_PAYLOAD:
+            return None  # the row-by-row path cuts it in two
+        try:
+            self.link.publish(Message(protocol.topic(self.gateway_id, protocol.UP_READINGS), payload))
+        except LinkDown as exc:
+            self._lost(str(exc))
+            return None
+        first, last = batch.seqs[0], batch.seqs[-1]
+        self.inflight[("readings", epoch, first)] = Inflight("readings", epoch, first, last, len(batch.seqs),
+                                                             self.clock.monotonic(), lane.name)
+        return (epoch, last), len(batch.seqs)
 
     def _resend(self, item: Inflight) -> None:
         rows = self._read(item.stream, "epoch = ? AND seq BETWEEN ? AND ? ORDER BY seq",
