@@ -798,3 +798,38 @@ def test_a_writer_decodes_its_next_round_while_the_database_writes_the_last(migr
     finally:
         collector.stop()
     assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 16)]
+
+
+def test_a_rounds_copy_rows_are_made_on_the_reader_thread_so_the_writer_only_waits_for_the_database(
+        migrated, monkeypatch):
+    """The binary COPY rows of a round are made with its decoding, ahead of the transaction; the writer thread, on
+    which a backlog's pace depends, only talks to the database. A round of re-sent keys still takes the staged path
+    (the rows made ahead are then not used) and is stored once."""
+    import threading
+
+    from edge.datacenter import store as store_module
+    from edge.datacenter.source import MemorySource
+
+    made_on = []
+    real = store_module.copy_readings
+
+    def recorded(batches):
+        made_on.append(threading.current_thread().name)
+        return real(batches)
+
+    monkeypatch.setattr(store_module, "copy_readings", recorded)
+    source = MemorySource()
+    collector = Collector(datacenter_config(Broker(Path("/nonexistent")), migrated, writers=1), client_id="memory",
+                          source=source)
+    topic = protocol.topic("gh-a", protocol.UP_READINGS)
+    collector.start()
+    try:
+        for n, first in enumerate((1, 11, 1), 1):  # the last one again: a re-send
+            source.put(topic, reading_batch("gh-a", first, 10))
+            wait_until(lambda: len(source.settled) == n, timeout=20, what="the round written and acknowledged")
+    finally:
+        collector.stop()
+    assert made_on == ["collector-writer-reader"] * 3
+    assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 21)]
+    assert [protocol.decode_ack(payload).ranges for _, payload in source.replies] == [((1, 10),), ((11, 20),),
+                                                                                     ((1, 10),)]

@@ -393,8 +393,8 @@ class Writer:
         self.get = get if get is not None else self._from_inbox
         self.waiting = FairQueue(self.config.collector.gateway_rate)
         self._store: Store | None = None
-        #: the next round, taken and decoded while this one is written (or what ended the reader)
-        self._rounds: queue.Queue[list[Decoded] | BaseException] = queue.Queue(maxsize=1)
+        #: the next round, taken, decoded and planned while this one is written (or what ended the reader)
+        self._rounds: queue.Queue[tuple[list[Decoded], Work] | BaseException] = queue.Queue(maxsize=1)
         name = "collector-writer" if index == 0 else f"collector-writer-{index}"
         self.thread = threading.Thread(target=self._write_loop, name=name, daemon=True)
         self.reader = threading.Thread(target=self._read_loop, name=f"{name}-reader", daemon=True)
@@ -418,13 +418,13 @@ class Writer:
         try:
             while not self._stop.is_set():
                 try:
-                    decoded = self._rounds.get(timeout=0.2)
+                    taken = self._rounds.get(timeout=0.2)
                 except queue.Empty:
-                    decoded = []
-                if isinstance(decoded, BaseException):
-                    raise decoded
-                if decoded:
-                    self._handle(decoded)
+                    taken = None
+                if isinstance(taken, BaseException):
+                    raise taken
+                if taken is not None:
+                    self._handle(*taken)
                 if self.index == 0 and time.monotonic() >= next_report:
                     log.info("collector: %s", self.collector._summary())
                     next_report = time.monotonic() + _REPORT_EVERY
@@ -435,16 +435,18 @@ class Writer:
             self.close_store()
 
     def _read_loop(self) -> None:
-        """Take and decode the next round (:meth:`_take`) while the writer writes the one before: a round's Python
-        work (decoding) then overlaps the database's work on the last one, and a backlog drains at the pace of the
-        slower of the two instead of their sum. One round waits at most; rounds keep their order. Nothing is
-        acknowledged here: a round decoded and not yet written when the collector stops stays with the broker."""
+        """Take, decode and plan the next round (:meth:`_take`, :meth:`_prepare`) while the writer writes the one
+        before: a round's Python work then overlaps the database's work on the last one, and a backlog drains at the
+        pace of the slower of the two instead of their sum. One round waits at most; rounds keep their order.
+        Nothing is acknowledged here: a round taken and not yet written when the collector stops stays with the
+        broker."""
         try:
             while not self._stop.is_set():
                 decoded = self._take()
-                while decoded and not self._stop.is_set():
+                taken = (decoded, self._prepare(decoded)) if decoded else None
+                while taken is not None and not self._stop.is_set():
                     try:
-                        self._rounds.put(decoded, timeout=0.2)
+                        self._rounds.put(taken, timeout=0.2)
                         break
                     except queue.Full:
                         continue
@@ -455,6 +457,17 @@ class Writer:
                     return
                 except queue.Full:
                     continue
+
+    @staticmethod
+    def _prepare(decoded: list[Decoded]) -> Work:
+        """The round's write, with its readings' ``COPY`` rows made (:meth:`Work.with_copy`). Rows that cannot be
+        made here are made by the writer, whose failure handling then rejects the message at fault."""
+        work = plan(decoded)
+        try:
+            return work.with_copy()
+        except Exception as exc:  # noqa: BLE001 - the writer meets the same error and deals with it
+            log.debug("the rows of a round could not be made ahead (%s)", _describe(exc))
+            return work
 
     def _take(self) -> list[Decoded]:
         """The next round: whatever arrived (waiting for the first message, then gathering for batch_wait) goes to
@@ -479,13 +492,14 @@ class Writer:
         """One round of these messages, in this order: decode, commit, acks to the gateways, then MQTT acks."""
         self._handle([decode(m) for m in messages])
 
-    def _handle(self, decoded: list[Decoded]) -> None:
-        """Commit, then acks to the gateways, then MQTT acks. Nothing is acked uncommitted."""
+    def _handle(self, decoded: list[Decoded], work: Work | None = None) -> None:
+        """Commit, then acks to the gateways, then MQTT acks. Nothing is acked uncommitted. ``work``: the round's
+        write, when planned ahead (:meth:`_prepare`)."""
         for d in decoded:
             if isinstance(d.item, Rejected):
                 log.warning("rejected a message on %s (%d bytes): %s", d.message.topic, len(d.message.payload),
                             d.item.reason)
-        result = self._commit(decoded)
+        result = self._commit(decoded, work)
         if result is None:
             return  # stopping during a database outage: the broker keeps the messages
         decoded, written = result
@@ -501,12 +515,12 @@ class Writer:
         log.debug("round: %d messages, %d new readings, %d duplicates, %d acks", len(decoded), written.readings_new,
                   written.readings_duplicate, len(outgoing))
 
-    def _commit(self, decoded: list[Decoded]) -> tuple[list[Decoded], Written] | None:
+    def _commit(self, decoded: list[Decoded], work: Work | None = None) -> tuple[list[Decoded], Written] | None:
         """Write the round, retrying with backoff while the database is unavailable; None if stopped meanwhile."""
         delay = self.config.database.retry_min
         while not self._stop.is_set():
             try:
-                return self._write(self._open_store(), decoded)
+                return self._write(self._open_store(), decoded, work)
             except Exception as exc:
                 if not isinstance(exc, psycopg.Error) and not self._database_unavailable(exc):
                     raise  # writing a rejection failed: a bug; end loudly, nothing of the round was acked
@@ -530,7 +544,8 @@ class Writer:
             return not (exc.sqlstate or "").startswith(_MESSAGE_FAULTS)
         return False
 
-    def _write(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
+    def _write(self, store: Store, decoded: list[Decoded], work: Work | None = None
+               ) -> tuple[list[Decoded], Written]:
         """The round's writing and commit, within ``database.round_timeout``: a database that never answers (its
         machine froze; its TCP stack still acknowledges, so no socket option notices) gets its connection shut down
         from a timer, which makes the waiting call fail like a lost connection, and the round is retried."""
@@ -538,7 +553,7 @@ class Writer:
         timer.daemon = True
         timer.start()
         try:
-            return self._write_round(store, decoded)
+            return self._write_round(store, decoded, work)
         finally:
             timer.cancel()
 
@@ -547,9 +562,10 @@ class Writer:
                     self.config.database.round_timeout)
         store.abandon()  # the waiting call fails, and _commit counts the error and retries
 
-    def _write_round(self, store: Store, decoded: list[Decoded]) -> tuple[list[Decoded], Written]:
+    def _write_round(self, store: Store, decoded: list[Decoded], work: Work | None = None
+                     ) -> tuple[list[Decoded], Written]:
         try:
-            return decoded, store.write(plan(decoded))
+            return decoded, store.write(work if work is not None else plan(decoded))
         except Exception as exc:
             if self._database_unavailable(exc):
                 raise

@@ -23,6 +23,7 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import psycopg
@@ -382,9 +383,19 @@ class Work:
     events: list[EventBatch] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    #: the readings' rows for the direct ``COPY`` (:func:`copy_readings`), when made ahead of the transaction
+    #: (:meth:`with_copy`); None: :meth:`Store.write` makes them
+    copy: tuple[bytes, int, dict[tuple[str, int], list[int]]] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.events or self.statuses or self.rejected)
+
+    def with_copy(self) -> Work:
+        """This work with its readings' ``COPY`` rows made now, outside the transaction: the collector makes them
+        while the round before is written, so the writer only waits for the database."""
+        if self.readings and self.copy is None:
+            self.copy = copy_readings(_in_key_order(self.readings))
+        return self
 
 
 @dataclass
@@ -600,7 +611,7 @@ class Store:
         written = Written()
         with self.conn.transaction():
             if work.readings:
-                self._write_readings(work.readings, written)
+                self._write_readings(work.readings, written, work.copy)
             if work.events:
                 self._write_events(work.events, written)
             if written.conflicts:
@@ -619,22 +630,25 @@ class Store:
                                             item.payload[:REJECTED_PAYLOAD_LIMIT], len(item.payload)))
         return written
 
-    def _write_readings(self, batches: list[ReadingBatch], written: Written) -> None:
+    def _write_readings(self, batches: list[ReadingBatch], written: Written,
+                        made: tuple[bytes, int, dict[tuple[str, int], list[int]]] | None = None) -> None:
         """Every reading of the round. The usual round holds only keys the database has never seen: its rows go
         straight into ``readings`` in one binary ``COPY`` (:func:`copy_readings`), in a savepoint, and the hours
         they fall in are counted from the batches. A ``COPY`` that meets a key already held (a re-send after a lost
         ack, a redelivery, another collector's write, a batch twice in the round) fails as a whole on the primary
         key, is rolled back to the savepoint, and the round takes the staged path, which sorts out duplicates,
         conflicts and re-timed readings (:meth:`_write_readings_staged`). With every key new there is nothing to
-        sort out: no duplicate, no conflict, and no stored reading to re-time."""
-        batches = sorted(batches, key=lambda b: (b.gateway_id, b.epoch, b.readings[0].seq if b.readings else 0))
+        sort out: no duplicate, no conflict, and no stored reading to re-time. ``made``: the rows of the ``COPY``,
+        made ahead (:meth:`Work.with_copy`)."""
+        batches = _in_key_order(batches)
         # Only readings newer than every compacted day, none re-timed: an older key may be held compacted (no longer
         # a row here, so the COPY would not fail on it), which the staged insert looks up (``readings_compacted``).
         horizon = self.conn.execute(_HORIZON).fetchone()[0]
-        if any(r.ts < horizon or r.clock == 2 for batch in batches for r in batch.readings):
+        if any(batch.readings and (min(map(_TS, batch.readings)) < horizon or 2 in map(_CLOCK_OF, batch.readings))
+               for batch in batches):
             self._write_readings_staged(batches, written)
             return
-        data, count, hours = copy_readings(batches)
+        data, count, hours = made if made is not None else copy_readings(batches)
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 with cur.copy(_COPY_DIRECT) as copy:
@@ -812,6 +826,14 @@ def copy_readings(batches: Iterable[ReadingBatch]) -> tuple[bytes, int, dict[tup
             total[1] += good
     append(_BINARY_TRAILER)
     return b"".join(out), count, hours
+
+
+def _in_key_order(batches: list[ReadingBatch]) -> list[ReadingBatch]:
+    """A round's reading batches in the order of their keys, the order they are written in."""
+    return sorted(batches, key=lambda b: (b.gateway_id, b.epoch, b.readings[0].seq if b.readings else 0))
+
+
+_TS, _CLOCK_OF = itemgetter(1), itemgetter(8)  # a Reading's ts and clock
 
 
 def staged_readings(batch: ReadingBatch, number: int) -> Iterator[tuple[Any, ...]]:
