@@ -413,8 +413,14 @@ def test_a_daemon_started_on_a_full_disk_controls_outputs_and_starts_its_epoch_o
     assert gateway.proc.poll() is None
 
     small_disk.free()
-    wait_until(lambda: gateway.query("SELECT 1 FROM readings WHERE epoch = 2"), what="epoch 2's first readings")
-    wait_until(lambda: gateway.query("SELECT 1 FROM events WHERE kind = 'buffer.gap'"), what="the gap record")
+    try:
+        wait_until(lambda: gateway.query("SELECT 1 FROM readings WHERE epoch = 2"), what="epoch 2's first readings")
+        wait_until(lambda: gateway.query("SELECT 1 FROM events WHERE kind = 'buffer.gap'"), what="the gap record")
+    except AssertionError as exc:  # seen once in a CI run and not since: say what the daemon saw
+        stats = os.statvfs(small_disk.mount)
+        raise AssertionError(f"{exc}; {stats.f_bavail * stats.f_frsize} bytes free, files "
+                             f"{sorted(p.name for p in small_disk.mount.iterdir())}; the daemon's log ends:\n"
+                             f"{gateway.logged()[-4000:]}") from None
     assert gateway.stop() == 0
     assert set(committed) <= set(gateway.readings())
     assert gateway.query("SELECT epoch FROM epochs ORDER BY epoch") == [(1,), (2,)]
