@@ -374,6 +374,25 @@ def test_bad_parameters_get_a_400_problem_naming_them(system, query, kind, detai
     assert detail in problem["detail"]
 
 
+def test_a_request_that_is_not_valid_http_is_answered_with_a_problem_too(system):
+    """A malformed header never reaches the app: the server answers it, and as the API answers every error (a
+    schema fuzzer sent ``Content-Length: b`` and got uvicorn's plain text)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(system.url)
+    with socket.create_connection((where.hostname, where.port), timeout=10) as conn:
+        conn.sendall(f"GET /v1/gateways/{NORTH}/sensors HTTP/1.1\r\nHost: x\r\nContent-Length: b\r\n\r\n".encode())
+        answer = b""
+        while chunk := conn.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/problem+json" in head.lower()
+    problem = json.loads(body)
+    assert problem["type"].endswith("/malformed-request") and problem["status"] == 400
+    assert problem["detail"] == "Invalid HTTP request received."
+
+
 def test_an_unknown_sensor_is_a_404_that_names_the_known_ones(system):
     response = system.get(f"/v1/gateways/{NORTH}/readings?from={FROM}&to={TO}&sensor=roof", system.north)
     assert response.status_code == 404

@@ -15,6 +15,7 @@ database holds, the answer is never a 500 (``queries``).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -822,4 +823,24 @@ def serve(config: DataCenterConfig, host: str, port: int) -> None:
         migrate(conn)
     # on SIGTERM, exports still running get 10 s, then are cut off (their clients resume them later)
     uvicorn.run(create_app(config), host=host, port=port, log_config=None, server_header=False,
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, http=_problem_protocol())
+
+
+def _problem_protocol() -> type:
+    """uvicorn's HTTP/1.1 protocol (h11), answering a request it cannot even parse (a malformed header, say: the
+    request never reaches the app) as the API answers every error, with a problem, not uvicorn's plain text."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class ProblemH11Protocol(H11Protocol):
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"type": PROBLEM_BASE + "malformed-request", "title": "Malformed request",
+                               "status": 400, "detail": msg}).encode()
+            headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return ProblemH11Protocol
