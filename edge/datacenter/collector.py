@@ -2,8 +2,8 @@
 
 Per round, a writer's reader thread takes up to ``collector.batch_messages`` messages from its source
 (:mod:`edge.datacenter.source`: MQTT, or in memory for tests; waiting at most ``collector.batch_wait``) and decodes
-them while the writer thread writes the round before; the writer writes all of them in ONE transaction, commits, then sends an application-level :class:`~edge.contract.protocol.Ack`
-for every batch to ``greenhouse/v1/<gateway>/down/ack`` and only then settles the messages with the source (MQTT:
+them while the writer thread writes the round before; the writer writes all of them in ONE transaction, commits,
+then sends an application-level :class:`~edge.contract.protocol.Ack` for every batch to ``greenhouse/v1/<gateway>/down/ack`` and only then settles the messages with the source (MQTT:
 ``manual_ack``). A crash anywhere before the MQTT ack leaves the messages with the
 broker, which delivers them again; the database's unique keys make the second write a no-op, and the ack goes out
 again. A gateway deletes a batch only on that ack.
@@ -443,20 +443,19 @@ class Writer:
         try:
             while not self._stop.is_set():
                 decoded = self._take()
-                taken = (decoded, self._prepare(decoded)) if decoded else None
-                while taken is not None and not self._stop.is_set():
-                    try:
-                        self._rounds.put(taken, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                if decoded:
+                    self._hand_over((decoded, self._prepare(decoded)))
         except Exception as exc:  # a bug, not input: the writer ends on it, loudly
-            while not self._stop.is_set():
-                try:
-                    self._rounds.put(exc, timeout=0.2)
-                    return
-                except queue.Full:
-                    continue
+            self._hand_over(exc)
+
+    def _hand_over(self, item: tuple[list[Decoded], Work] | BaseException) -> None:
+        """Put ``item`` for the writer, waiting for room (one round waits at most) until the collector stops."""
+        while not self._stop.is_set():
+            try:
+                self._rounds.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     @staticmethod
     def _prepare(decoded: list[Decoded]) -> Work:
@@ -499,7 +498,7 @@ class Writer:
             if isinstance(d.item, Rejected):
                 log.warning("rejected a message on %s (%d bytes): %s", d.message.topic, len(d.message.payload),
                             d.item.reason)
-        result = self._commit(decoded, work)
+        result = self._commit(decoded, work if work is not None else plan(decoded))
         if result is None:
             return  # stopping during a database outage: the broker keeps the messages
         decoded, written = result
@@ -515,7 +514,7 @@ class Writer:
         log.debug("round: %d messages, %d new readings, %d duplicates, %d acks", len(decoded), written.readings_new,
                   written.readings_duplicate, len(outgoing))
 
-    def _commit(self, decoded: list[Decoded], work: Work | None = None) -> tuple[list[Decoded], Written] | None:
+    def _commit(self, decoded: list[Decoded], work: Work) -> tuple[list[Decoded], Written] | None:
         """Write the round, retrying with backoff while the database is unavailable; None if stopped meanwhile."""
         delay = self.config.database.retry_min
         while not self._stop.is_set():
@@ -544,8 +543,7 @@ class Writer:
             return not (exc.sqlstate or "").startswith(_MESSAGE_FAULTS)
         return False
 
-    def _write(self, store: Store, decoded: list[Decoded], work: Work | None = None
-               ) -> tuple[list[Decoded], Written]:
+    def _write(self, store: Store, decoded: list[Decoded], work: Work) -> tuple[list[Decoded], Written]:
         """The round's writing and commit, within ``database.round_timeout``: a database that never answers (its
         machine froze; its TCP stack still acknowledges, so no socket option notices) gets its connection shut down
         from a timer, which makes the waiting call fail like a lost connection, and the round is retried."""
@@ -562,10 +560,9 @@ class Writer:
                     self.config.database.round_timeout)
         store.abandon()  # the waiting call fails, and _commit counts the error and retries
 
-    def _write_round(self, store: Store, decoded: list[Decoded], work: Work | None = None
-                     ) -> tuple[list[Decoded], Written]:
+    def _write_round(self, store: Store, decoded: list[Decoded], work: Work) -> tuple[list[Decoded], Written]:
         try:
-            return decoded, store.write(work if work is not None else plan(decoded))
+            return decoded, store.write(work)
         except Exception as exc:
             if self._database_unavailable(exc):
                 raise

@@ -496,16 +496,20 @@ class Sync:
         payload, rows = self._encode(stream, rows)
         if not rows:
             return []
+        epoch, first = _key(rows[0])
+        return rows if self._send(stream, epoch, first, _key(rows[-1])[1], len(rows), payload, lane) else []
+
+    def _send(self, stream: str, epoch: int, first: int, last: int, count: int, payload: bytes, lane: str) -> bool:
+        """Publish one batch's payload and await its ack; False if the link was lost."""
         leaf = protocol.UP_READINGS if stream == "readings" else protocol.UP_EVENTS
         try:
             self.link.publish(Message(protocol.topic(self.gateway_id, leaf), payload))
         except LinkDown as exc:
             self._lost(str(exc))
-            return []
-        epoch, first = _key(rows[0])
-        item = Inflight(stream, epoch, first, _key(rows[-1])[1], len(rows), self.clock.monotonic(), lane)
-        self.inflight[(stream, epoch, item.first)] = item
-        return rows
+            return False
+        self.inflight[(stream, epoch, first)] = Inflight(stream, epoch, first, last, count, self.clock.monotonic(),
+                                                         lane)
+        return True
 
     def _publish_good(self, lane: Lane, limit: int) -> tuple[tuple[int, int], int] | None:
         """The lane's next batch the quick way, when it is all good readings of the lane's epoch on file
@@ -526,15 +530,9 @@ class Sync:
             return None
         if len(payload) > protocol.MAX_PAYLOAD:
             return None  # the row-by-row path cuts it in two
-        try:
-            self.link.publish(Message(protocol.topic(self.gateway_id, protocol.UP_READINGS), payload))
-        except LinkDown as exc:
-            self._lost(str(exc))
+        if not self._send("readings", epoch, batch.seqs[0], batch.seqs[-1], len(batch.seqs), payload, lane.name):
             return None
-        first, last = batch.seqs[0], batch.seqs[-1]
-        self.inflight[("readings", epoch, first)] = Inflight("readings", epoch, first, last, len(batch.seqs),
-                                                             self.clock.monotonic(), lane.name)
-        return (epoch, last), len(batch.seqs)
+        return (epoch, batch.seqs[-1]), len(batch.seqs)
 
     def _resend(self, item: Inflight) -> None:
         rows = self._read(item.stream, "epoch = ? AND seq BETWEEN ? AND ? ORDER BY seq",
