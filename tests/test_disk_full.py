@@ -63,6 +63,13 @@ class SmallDisk:
         for filler in self.mount.glob("filler-*"):
             filler.unlink()
 
+    def give_back_a_page(self) -> None:
+        """Room comes back one page at a time (a log rotated, a file deleted): the largest filler loses its last."""
+        page = os.sysconf("SC_PAGE_SIZE")
+        filler = max(self.mount.glob("filler-*"), key=lambda p: p.stat().st_size)
+        size = filler.stat().st_size
+        os.truncate(filler, max(0, (size - 1) // page * page))
+
 
 @pytest.fixture
 def small_disk(tmp_path):
@@ -159,6 +166,62 @@ def test_a_buffer_opened_on_a_full_disk_is_not_damaged_and_starts_its_epoch_once
         assert rows(buffer, "SELECT * FROM readings WHERE epoch = 1 ORDER BY seq") == before
         [gap] = gaps(buffer)
         assert (gap["epoch"], gap["count"], gap["first_ts"], gap["sensor"]) == (2, 1, T0 + 21, "air")
+    finally:
+        buffer.close()
+
+
+def test_a_start_given_room_a_page_at_a_time_takes_the_next_epoch_and_reports_nothing_lost(small_disk):
+    """The sidecar's epoch is written before the file's, so there is a moment with room for the one and not the
+    other: the start fails after the sidecar says epoch 2. No row of epoch 2 was ever stored. The start that goes
+    through gives epoch 2, and does not take the sidecar for the trace of a file that went back in time."""
+    path = small_disk.mount / "buffer.db"
+    buffer, _ = Buffer.open(path, now=T0, boot_id="b")
+    buffer.append_readings([reading(i) for i in range(10)])
+    buffer.mark_clean_stop(T0 + 10)
+    buffer.close()
+    small_disk.fill()
+
+    buffer, report = Buffer.open(path, now=T0 + 20, boot_id="b")
+    try:
+        said_while_failing = set()
+        for step in range(300):
+            if report.epoch is not None:
+                break
+            said_while_failing.add(buffer.floor_path.read_text().strip())
+            small_disk.give_back_a_page()
+            report = buffer.resume(T0 + 21 + step)
+        assert said_while_failing == {"1", "2"}  # the moment this is about came, and passed
+        assert (report.epoch, report.rolled_back_to) == (2, None)
+        assert buffer.floor_path.read_text().strip() == "2"
+        assert [e["kind"] for e in buffer.events() if e["kind"].startswith("buffer.")] == []
+        small_disk.free()
+        assert buffer.append_readings([reading(400)]) is not None
+    finally:
+        buffer.close()
+
+
+def test_a_new_epoch_the_disk_had_no_room_for_leaves_readings_stored_in_the_current_one(small_disk):
+    """The data center says it holds a later epoch, and the disk has room for the sidecar but not for the file's
+    commit: the move fails and the buffer stays in the epoch it is in, whose counters are on disk. It moves once
+    there is room."""
+    path = small_disk.mount / "buffer.db"
+    buffer, _ = Buffer.open(path, now=T0, boot_id="b")
+    try:
+        buffer.append_readings([reading(i) for i in range(10)])
+        small_disk.fill()
+        said_while_failing = set()
+        for _ in range(300):
+            try:
+                moved = buffer.raise_epoch_floor(5, T0 + 20, "the data center holds epoch 5")
+                break
+            except BufferFull:
+                said_while_failing.add(buffer.floor_path.read_text().strip())
+                small_disk.give_back_a_page()
+        assert "6" in said_while_failing and moved is not None and moved > 5  # the moment this is about came
+        small_disk.free()
+        assert buffer.append_readings([reading(30)]) is not None
+        assert rows(buffer, "SELECT epoch, seq FROM readings WHERE ts = %r" % (T0 + 30)) == [
+            {"epoch": moved, "seq": 1}]
     finally:
         buffer.close()
 

@@ -540,6 +540,8 @@ class Buffer:
         self._start_error: BufferWriteError | None = None  # why the epoch is not started yet
         self._report: OpenReport | None = None
         self._epochs_before = (0, 0)  # the file's last epoch and the sidecar's, before this start
+        # (the epoch a start of this process wrote to the sidecar but could not commit, the sidecar's before it)
+        self._unstarted: tuple[int, int] | None = None
         # While writes are refused (see _writing): since when, why, and what waits for room.
         self.refused_since: float | None = None
         self.refusal: str | None = None
@@ -623,7 +625,10 @@ class Buffer:
                 self._move_damaged(now, reason)
             self._checked = True
         self.migrate()
-        self._epochs_before = self._last_epochs()
+        in_file, used = self._last_epochs()
+        if self._unstarted is not None and used == self._unstarted[0]:
+            used = self._unstarted[1]  # not an epoch used and lost: this process wrote it, and its start failed
+        self._epochs_before = (in_file, used)
         floor = _last_epoch_in(self._set_aside[0]) if self._set_aside else 0
         return self._start_epoch(now, self._boot_id, floor)
 
@@ -802,14 +807,15 @@ class Buffer:
         with self._write_lock, self._writing():
             db = self._db
             outermost = not db.conn.in_transaction
-            written, given = self._held_written, self._given
+            written, given, epoch = self._held_written, self._given, self.epoch
             try:
                 with db.atomic():
                     waiting = outermost and self._report is not None and self._store_waiting(db)
                     yield db
             except BaseException:
-                # rolled back: the held rows it wrote are held still, and the seqs it gave are free again
-                self._held_written, self._given = written, given
+                # rolled back: the held rows it wrote are held still, the seqs it gave are free again, and an epoch
+                # it began is not on disk (new rows keep the one that is)
+                self._held_written, self._given, self.epoch = written, given, epoch
                 raise
             if outermost and self._held_written:
                 self._forget_held()
@@ -874,13 +880,29 @@ class Buffer:
         return (row[0] or 0), self._read_floor()
 
     def _start_epoch(self, now: float, boot_id: str, floor: int = 0) -> bool | None:
-        """Start the epoch after every one this gateway may have used: the file's last, the sidecar's, ``floor``."""
-        with self._transaction() as db:
-            last = db.execute("SELECT epoch, stopped_ts, commit_every FROM epochs ORDER BY epoch DESC LIMIT 1"
-                              ).fetchone()
-            self._begin_epoch(db, max((last[0] if last else 0), self._read_floor(), floor) + 1, now, boot_id)
-            if last is not None and last[1] is None and last[2]:
-                self._record_window_lost(db, last[0], last[2], now)
+        """Start the epoch after every one this gateway may have used: the file's last, the sidecar's, ``floor``.
+
+        The sidecar is written first. When the file system then refuses the start (a disk with room for the sidecar
+        but not for the file's commit), the epoch written was never used: this process gives it again at its next
+        try, instead of skipping it and taking the gap for a file that went back in time. A new process cannot
+        know that, and skips it."""
+        trying = None
+        try:
+            with self._transaction() as db:
+                last = db.execute("SELECT epoch, stopped_ts, commit_every FROM epochs ORDER BY epoch DESC LIMIT 1"
+                                  ).fetchone()
+                sidecar = self._read_floor()
+                if self._unstarted is not None and sidecar == self._unstarted[0]:
+                    sidecar = self._unstarted[1]
+                trying = (max((last[0] if last else 0), sidecar, floor) + 1, sidecar)
+                self._begin_epoch(db, trying[0], now, boot_id)
+                if last is not None and last[1] is None and last[2]:
+                    self._record_window_lost(db, last[0], last[2], now)
+        except BaseException:
+            if trying is not None and self._read_floor() == trying[0]:
+                self._unstarted = trying
+            raise
+        self._unstarted = None
         # synchronous=FULL: the epoch is on disk before the first reading of it is taken.
         return None if last is None else last[1] is not None
 
@@ -949,6 +971,8 @@ class Buffer:
         above it, so that new rows never reuse a key. Returns the new epoch, or None when ours is not below it."""
         with self._transaction() as db:
             if self.epoch is None:  # not started yet (no room): the start will begin above it
+                if self._unstarted is not None and held >= self._unstarted[0]:
+                    self._unstarted = None  # the data center holds it: never give it
                 self._write_floor(held)
                 return None
             if self.epoch >= held:
