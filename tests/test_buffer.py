@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from edge.gateway.buffer import CLOCK_CORRECTED, CLOCK_UNSYNCED, MIGRATIONS, Buffer, NewReading
 
 T0 = 1_752_562_800.0
@@ -324,6 +326,65 @@ def test_sampling_rounds_go_on_between_the_chunks_of_the_disk_budget(fresh_buffe
     assert gaps and fresh_buffer.used_bytes() <= budget
     soil = [r for r in fresh_buffer.pending(limit=100_000) if r["sensor"] == "soil"]
     assert len(soil) == rounds["done"]  # the rounds' readings are newer than anything the budget dropped
+
+
+def test_a_reader_leaves_a_file_the_daemon_has_just_created_as_it_is(tmp_path):
+    """A reader never writes: on a file the daemon has created but not yet set to WAL, a reader that set the journal
+    mode raced the daemon for the file's locks (see the next test)."""
+    from edge.errors import BufferUnavailable
+
+    path = tmp_path / "buffer.db"
+    sqlite3.connect(path).close()  # what the daemon's first connection leaves for an instant: an empty file
+    with pytest.raises(BufferUnavailable, match="no such table: epochs"):
+        Buffer.reader(path)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    finally:
+        conn.close()
+    assert path.stat().st_size == 0 and not Path(f"{path}-wal").exists()
+
+
+def _poll_readers(path: str, polls, stop) -> None:
+    from edge.errors import BufferUnavailable
+
+    while not stop.is_set():
+        try:
+            Buffer.reader(path).close()
+        except BufferUnavailable:
+            pass  # not created yet, or no tables yet
+        with polls.get_lock():
+            polls.value += 1
+
+
+def test_a_fresh_buffer_starts_while_other_processes_poll_it(tmp_path):
+    """`edge status`, the page and a technician's queries read the buffer while a daemon starts on a fresh file
+    (the first start after an install). Their readers once made 15 starts in 100 fail with "database is locked",
+    and the daemon then ran without an epoch."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    path = tmp_path / "buffer.db"
+    polls, stop = context.Value("l", 0), context.Event()
+    readers = [context.Process(target=_poll_readers, args=(str(path), polls, stop)) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    failed = []
+    try:
+        for _ in range(25):
+            seen = polls.value
+            wait_until(lambda: polls.value > seen + 4, what="the readers to poll")
+            buffer, report = Buffer.open(path, now=T0, boot_id="b")
+            buffer.close()
+            if report.epoch is None:
+                failed.append(report.not_started)
+            for leftover in tmp_path.glob("buffer.db*"):  # the next start is on a fresh file again
+                leftover.unlink()
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(30)
+    assert failed == []
 
 
 def test_a_long_reader_holds_up_neither_the_disk_budget_nor_the_rounds_after_it(fresh_buffer, buffer_path):

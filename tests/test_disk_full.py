@@ -493,6 +493,68 @@ def test_a_daemon_started_on_a_full_disk_controls_outputs_and_starts_its_epoch_o
     assert log.count("cannot start a new epoch") == 1 and "Traceback" not in log, log
 
 
+@pytest.mark.slow
+def test_a_daemon_whose_first_start_is_on_a_full_disk_runs_without_its_tables_and_starts_epoch_1_once_there_is_room(
+        gateway, small_disk):
+    """The first start after an install, on a card that is already full: not even the buffer's tables can be
+    created. Sampling, control and the alerts' start must not trip over their absence (they once logged a traceback
+    a round, "no such table: counters")."""
+    small_disk.fill()
+    gateway.start()
+    wait_until(lambda: "cannot start a new epoch" in gateway.logged(), what="the start on a full disk")
+    wait_until(gateway.lines.exists, what="the pins")  # the hardware opens after the buffer said so
+    gateway.pump_switches()
+    assert gateway.proc.poll() is None
+
+    small_disk.free()
+    wait_until(lambda: gateway.query("SELECT 1 FROM readings WHERE epoch = 1"), what="epoch 1's first readings")
+    wait_until(lambda: gateway.query("SELECT 1 FROM events WHERE kind = 'buffer.gap'"), what="the gap record")
+    assert gateway.stop() == 0
+    assert gateway.query("SELECT epoch, stopped_ts IS NOT NULL FROM epochs") == [(1, 1)]
+    kinds = [k for (k,) in gateway.query("SELECT kind FROM events ORDER BY seq")]
+    assert kinds[0] == "daemon.start" and "actuator.change" in kinds and kinds[-1] == "daemon.stop"
+    log = gateway.logged()
+    assert "Traceback" not in log and "no such table" not in log, log
+
+
+LOCKED_ONCE = """\
+import sqlite3, sys
+from edge.gateway.buffer import Buffer
+from edge.cli import main
+
+start, tries = Buffer._start, []
+
+
+def locked_once(self, now):  # what a reader racing the daemon for a fresh file's locks once did
+    tries.append(now)
+    if len(tries) == 1:
+        error = sqlite3.OperationalError("database is locked")
+        error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+        raise error
+    return start(self, now)
+
+
+Buffer._start = locked_once
+sys.exit(main(["run", "-c", sys.argv[1], "--for", "9s"]))
+"""
+
+
+@pytest.mark.slow
+def test_a_daemon_whose_first_start_is_refused_by_a_lock_runs_and_starts_epoch_1_at_its_next_try(gateway):
+    """A lock is not a full disk, but a fresh file whose start it refused has no tables either, and the parts that
+    read them as they start (the alerts, control's state, pruning) once stopped the daemon: "start failed: no such
+    table: epochs". The lock is injected (a real one is a race: test_buffer.py's readers)."""
+    done = subprocess.run([sys.executable, "-c", LOCKED_ONCE, str(gateway.config)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, STATE_DIR_ENV: str(gateway.lines)})
+    assert done.returncode == 0, done.stderr
+    assert "cannot start a new epoch" in done.stderr and "database is locked" in done.stderr
+    assert "Traceback" not in done.stderr and "no such table" not in done.stderr, done.stderr
+    assert gateway.query("SELECT epoch, stopped_ts IS NOT NULL FROM epochs") == [(1, 1)]
+    assert gateway.query("SELECT COUNT(*) FROM readings WHERE epoch = 1")[0][0] > 0
+    [[gap]] = gateway.query("SELECT data FROM events WHERE kind = 'buffer.gap'")
+    assert json.loads(gap)["reason"] == UNSTORED_REASON  # the readings of the seconds before it started
+
+
 # -------------------------------------------------------------------------------------- what the technician sees
 
 

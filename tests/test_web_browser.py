@@ -119,8 +119,17 @@ def greenhouse(tmp_path_factory):
     """One daemon and one page for the module's tests (each starts in ~2 s; the tests share them)."""
     config = make_greenhouse(tmp_path_factory.mktemp("web"))
     daemon = DaemonProcess(config)
-    web = WebProcess(config)
-    wait_until(lambda: every_sensor_read(config), 60, "every sensor to be read once")
+    try:
+        web = WebProcess(config)
+    except BaseException:
+        daemon.stop()
+        raise
+    try:
+        wait_until(lambda: every_sensor_read(config), 60, "every sensor to be read once")
+    except AssertionError as exc:  # say what the daemon said, and leave no process behind
+        web.stop()
+        code, err = daemon.stop()
+        raise AssertionError(f"{exc}; the daemon (exit {code}) logged:\n{err[-4000:]}") from None
     yield config, web
     web.stop()
     daemon.stop()

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from functools import partial
 from operator import is_not, itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from edge import __version__
 from edge.errors import BufferFull, BufferUnavailable, BufferWriteError
@@ -377,10 +377,14 @@ class Access:
         return self._buffer._migrate(self, migrations)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, reader: bool = False) -> sqlite3.Connection:
+    """A connection to the buffer file. A reader's leaves the journal mode alone: the daemon sets it (WAL, kept in
+    the file) as it creates the file, and a reader that set it too, on a file just created, would race the daemon
+    for the file's locks and make its start fail with "database is locked"."""
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        if not reader:
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
     except BaseException:
@@ -531,6 +535,7 @@ class Buffer:
         self._connections_lock = threading.Lock()
         self._write_lock = threading.RLock()  # re-entrant: a transaction may append an event
         self._owner_lock = None  # the open lock file while this process owns the buffer
+        self._reader = False  # opened by Buffer.reader: queries only, beside the daemon
         self._owners: dict[str, frozenset[str]] = {"buffer": frozenset(BUFFER_TABLES)}  # component -> its tables
         self._own = Access(self, "buffer", self._owners["buffer"])
         # Starting (Buffer.open, then Buffer.resume while the file system has no room):
@@ -643,6 +648,7 @@ class Buffer:
     def reader(cls, path: str | os.PathLike[str]) -> "Buffer":
         """Open an existing buffer for queries only (no epoch, no migration): safe while the daemon runs."""
         buffer = cls(path)
+        buffer._reader = True
         if not buffer.path.exists():
             raise BufferUnavailable(f"no buffer at {buffer.path} (has the gateway run yet?)")
         try:
@@ -710,7 +716,7 @@ class Buffer:
         db = getattr(self._local, "db", None)
         if db is None:
             try:
-                conn = _connect(self.path)
+                conn = _connect(self.path, reader=self._reader)
             except sqlite3.Error as exc:
                 error = _write_error(exc, self.path)
                 if error is None:
@@ -1022,7 +1028,10 @@ class Buffer:
         return mapping
 
     def mark_clean_stop(self, now: float) -> None:
-        """Commit what the window holds, and mark this epoch stopped cleanly (in one transaction)."""
+        """Commit what the window holds, and mark this epoch stopped cleanly (in one transaction). Nothing to mark
+        when no epoch was started (a fresh file may not even have its tables)."""
+        if self.epoch is None:
+            return
         with self._transaction() as db:
             self._write_held(db)
             db.execute("UPDATE epochs SET stopped_ts = ? WHERE epoch = ?", (now, self.epoch))
@@ -1060,6 +1069,8 @@ class Buffer:
     def _allocate(self, db: _Db, stream: str, count: int) -> int:
         """Reserve ``count`` seqs in the open transaction; return the first. Readings held for the commit window are
         written first (their seqs come before)."""
+        if self.epoch is None:  # not started: a fresh file may not even have its tables yet
+            self._not_started()
         given = 0
         if stream == "readings":
             self._write_held(db)
@@ -1069,12 +1080,15 @@ class Buffer:
             (given, count, stream, self.epoch),
         ).fetchone()
         if row is None:
-            if self._start_error is not None:  # Buffer.open could not start the epoch: no room, or writes refused
-                raise type(self._start_error)(f"no epoch started yet ({self._start_error})")
-            raise BufferUnavailable(f"buffer {self.path} has no epoch started (use Buffer.open)")
+            self._not_started()
         if stream == "readings":
             self._given = (self.epoch, row[0])
         return row[0] - count + 1
+
+    def _not_started(self) -> NoReturn:
+        if self._start_error is not None:  # Buffer.open could not start the epoch: no room, or writes refused
+            raise type(self._start_error)(f"no epoch started yet ({self._start_error})")
+        raise BufferUnavailable(f"buffer {self.path} has no epoch started (use Buffer.open)")
 
     def append_readings(self, readings: Sequence[Reading]) -> tuple[int, int] | None:
         """Store readings (their ``seq`` is ignored) in one transaction; return the ``(first, last)`` seq given to
@@ -1649,6 +1663,7 @@ class Buffer:
         held = list(self._held)
         if held:
             return max(row[2] for row in held)
+        self._tables_or_unavailable()
         return self._db.execute("SELECT MAX(ts) FROM readings").fetchone()[0]
 
     def counts(self, stream: str = "readings") -> dict[str, Any]:
@@ -1717,7 +1732,14 @@ class Buffer:
         return _rows(self._db.execute("SELECT * FROM events WHERE ts >= ? ORDER BY epoch, seq", (since,)))
 
     def epochs(self) -> list[dict[str, Any]]:
+        self._tables_or_unavailable()
         return list(self._db.query("SELECT * FROM epochs ORDER BY epoch"))
+
+    def _tables_or_unavailable(self) -> None:
+        """Before its epoch is on disk, a fresh file may not have the buffer's tables yet (the start that creates
+        them was refused: no room, a read-only card, a lock): what reads them as it starts waits, as on a full disk."""
+        if self._report is None and not self._reader and not self._own.exists("epochs"):
+            raise BufferUnavailable(f"buffer {self.path} has no tables yet ({self.refusal or 'not started'})")
 
 
 def _sound_readings(rows: list[tuple[Any, ...]]) -> list[PendingReading]:

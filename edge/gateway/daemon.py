@@ -303,16 +303,17 @@ class Daemon:
         self.control_server = ControlServer(cfg.control.socket, self._local_command, cfg.control.socket_group)
         self.control_server.start()
         log.info("gateway %s started: epoch %s, %d sensors, %d actuators, %s backend, buffer %s",
-                 cfg.gateway.id, report.epoch or "not started yet (no room)", len(cfg.sensors),
+                 cfg.gateway.id, report.epoch or "not started yet", len(cfg.sensors),
                  len(cfg.actuators), cfg.hardware.backend, cfg.buffer.path)
-        self._status = (f"epoch {report.epoch or 'not started (no room)'}, "
+        self._status = (f"epoch {report.epoch or 'not started yet'}, "
                         f"sampling {counted(len(cfg.sensors), 'sensor')}")
         self._shown_status = self.degraded() or self._status
         sd_notify(f"READY=1\nSTATUS={self._shown_status}")
 
     def _build(self, what: str, make):
         """A part that reads the buffer as it is built (alerts, uplink): None, and built later by the ``storage``
-        job, while the buffer cannot be read for lack of room."""
+        job, while the buffer cannot be read for lack of room, or has no tables yet (a fresh file whose start the
+        file system refused: no room, read-only, a lock)."""
         try:
             part = make()
         except BufferUnavailable as exc:
@@ -439,7 +440,10 @@ class Daemon:
         self.control_worker.wake()
 
     def maintain(self) -> None:
-        """Hourly: drop acknowledged rows past the retention."""
+        """Hourly: drop acknowledged rows past the retention (none to drop before the epoch is on disk: a fresh
+        file may not even have its tables)."""
+        if not self.buffer.started:
+            return
         cutoff = self.clock.time() - self.config.buffer.retention
         deleted = self.buffer.prune(cutoff)
         if deleted:
