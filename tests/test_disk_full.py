@@ -63,6 +63,10 @@ class SmallDisk:
         for filler in self.mount.glob("filler-*"):
             filler.unlink()
 
+    def remount(self, mode: str) -> None:
+        """``ro``: what the kernel does to an SD card after I/O errors; ``rw``: the card after a repair."""
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.mount)], check=True)
+
     def give_back_a_page(self) -> None:
         """Room comes back one page at a time (a log rotated, a file deleted): the largest filler loses its last."""
         page = os.sysconf("SC_PAGE_SIZE")
@@ -515,6 +519,35 @@ def test_a_daemon_whose_first_start_is_on_a_full_disk_runs_without_its_tables_an
     assert kinds[0] == "daemon.start" and "actuator.change" in kinds and kinds[-1] == "daemon.stop"
     log = gateway.logged()
     assert "Traceback" not in log and "no such table" not in log, log
+
+
+@pytest.mark.slow
+def test_a_daemon_on_a_card_gone_read_only_controls_its_outputs_and_the_file_is_not_taken_for_damaged(
+        gateway, small_disk):
+    """The commonest failure of a Pi's SD card: the kernel remounts it read-only. `edge run` once stopped at its
+    first step (the lock file) with a traceback, so systemd restarted it in a loop and nothing drove the outputs.
+    The card goes read-only under a running daemon, which dies with it (its write-ahead log is left behind)."""
+    gateway.start()
+    wait_until(lambda: len(gateway.readings()) >= 4, what="the first readings")
+    gateway.proc.kill()
+    gateway.proc.wait(30)
+    committed = gateway.readings()
+    small_disk.remount("ro")
+
+    gateway.start()
+    wait_until(lambda: "cannot start a new epoch" in gateway.logged(), what="the start on a read-only card")
+    gateway.pump_switches()
+    assert gateway.proc.poll() is None
+    assert gateway.stop() == 0
+    log = gateway.logged()
+    assert "Traceback" not in log and "failed its integrity check" not in log, log
+
+    small_disk.remount("rw")
+    gateway.start("--for", "2s")
+    assert gateway.proc.wait(30) == 0
+    assert [p.name for p in small_disk.mount.iterdir() if "corrupt" in p.name] == []
+    assert gateway.query("SELECT epoch FROM epochs ORDER BY epoch") == [(1,), (2,)]
+    assert set(committed) <= set(gateway.readings())
 
 
 LOCKED_ONCE = """\

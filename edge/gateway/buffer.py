@@ -665,8 +665,21 @@ class Buffer:
         return Path(f"{self.path}.lock")
 
     def _take_owner_lock(self) -> None:
-        """One daemon per buffer: a second ``edge run`` on the same file (say, beside systemd's) is refused."""
-        handle = open(self.lock_path, "a+")
+        """One daemon per buffer: a second ``edge run`` on the same file (say, beside systemd's) is refused. On a
+        read-only file system (an SD card the kernel remounted read-only after errors) the lock is taken on the
+        existing file opened for reading, or not at all when there is none: nothing can be written there anyway,
+        and the daemon must still start and control its outputs."""
+        try:
+            handle = open(self.lock_path, "a+")
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                raise
+            try:
+                handle = open(self.lock_path)  # flock needs a descriptor, not one open for writing
+            except FileNotFoundError:
+                log.warning("buffer %s: its file system is read-only and it has no lock file: started without the "
+                            "lock that keeps a second daemon off it", self.path)
+                return
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

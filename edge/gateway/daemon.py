@@ -318,7 +318,7 @@ class Daemon:
             part = make()
         except BufferUnavailable as exc:
             if what not in self._waiting_for:
-                log.warning("%s not started: the buffer cannot be read (%s); starting it once there is room",
+                log.warning("%s not started: the buffer cannot be read (%s); starting it once it can be",
                             what, exc)
             self._waiting_for.add(what)
             return None
