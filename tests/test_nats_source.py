@@ -4,10 +4,12 @@ MQTT sessions; the scenarios of tests/test_collector.py that concern the source.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -86,6 +88,12 @@ def test_the_ack_arrives_only_after_the_rows_are_visible(start_collector, gatewa
     assert gateway.seen_at_ack == [100] * 10
 
 
+def mqtt_clients(server) -> set[str]:
+    """The client ids of the MQTT connections a NATS node holds, from its monitoring endpoint."""
+    with urllib.request.urlopen(f"http://{server.host}:{server.monitor_port}/connz?limit=4096", timeout=5) as answer:
+        return {c["mqtt_client"] for c in json.load(answer).get("connections", []) if c.get("mqtt_client")}
+
+
 def test_the_ack_reaches_a_gateway_that_was_away_when_it_was_sent(start_collector, gateways, nats_node, migrated):
     """The ack goes into the gateway's MQTT session (QoS 1, stored by the cluster), not only to a live socket."""
     hold = threading.Event()
@@ -93,7 +101,12 @@ def test_the_ack_reaches_a_gateway_that_was_away_when_it_was_sent(start_collecto
     gateway = gateways("gh-a")
     gateway.publish(reading_batch("gh-a", first=1, count=10))
     wait_for_rows(migrated, "readings", 10)
+    server = nats_node.nodes[0]
+    assert "test-gh-a" in mqtt_clients(server)
     gateway.close()  # away while the collector answers
+    # ... once the server knows it: an ack sent to a connection it has not yet seen go is given to that connection,
+    # and comes again only after the server's ack_wait (30 s), which a loaded machine once showed
+    wait_until(lambda: "test-gh-a" not in mqtt_clients(server), 15, "the server to see the gateway go")
     hold.set()
     wait_until(lambda: count(migrated, "SELECT count(*) FROM readings") == 10, 5, "the rows")
     back = gateways("gh-a")  # the same client id, its session kept (clean_session false)
