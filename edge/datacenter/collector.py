@@ -265,7 +265,7 @@ class Stats:
     acks: int = 0
     database_errors: int = 0
 
-    def add(self, decoded: list[Decoded], written: Written, acks_sent: int) -> None:
+    def add(self, decoded: list[Decoded], written: Written, acks: int) -> None:
         self.rounds += 1
         self.messages += len(decoded)
         self.readings_new += written.readings_new
@@ -274,7 +274,7 @@ class Stats:
         self.gaps_new += written.gaps_new
         self.rejected += sum(isinstance(d.item, Rejected) for d in decoded)
         self.conflicts += sum(len(seqs) for _, seqs in written.conflicts.values())
-        self.acks += acks_sent
+        self.acks += acks
 
 
 class Collector:
@@ -366,9 +366,9 @@ class Collector:
             if self.failure is None:
                 self.failure = exc
 
-    def _add_stats(self, decoded: list[Decoded], written: Written, acks_sent: int) -> None:
+    def _add_stats(self, decoded: list[Decoded], written: Written, acks: int) -> None:
         with self._stats_lock:
-            self.stats.add(decoded, written, acks_sent)
+            self.stats.add(decoded, written, acks)
 
     def _database_error(self) -> None:
         with self._stats_lock:
@@ -502,15 +502,16 @@ class Writer:
         if result is None:
             return  # stopping during a database outage: the broker keeps the messages
         decoded, written = result
+        outgoing = acks(decoded, written)
+        # counted before a gateway can see its ack: whoever saw an ack finds its round in the counters
+        self.collector._add_stats(decoded, written, len(outgoing))
         if self.collector.after_commit is not None:
             self.collector.after_commit()
         source = self.collector.source
-        outgoing = acks(decoded, written)
         for topic, payload in outgoing:
             source.reply(topic, payload)
         for d in decoded:
             source.settle(d.message)
-        self.collector._add_stats(decoded, written, len(outgoing))
         log.debug("round: %d messages, %d new readings, %d duplicates, %d acks", len(decoded), written.readings_new,
                   written.readings_duplicate, len(outgoing))
 
