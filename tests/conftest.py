@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -88,17 +89,34 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
 
 
 class DaemonProcess:
+    """`edge run` as a child process. Its log goes to a file, not a pipe: a pipe nobody reads until the end would
+    stop a daemon that logs more than the pipe holds (64 KiB), and the file can be read while the daemon runs."""
+
     def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge", "run", "-c", str(config), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
-        )
+        fd, name = tempfile.mkstemp(prefix="edge-run-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(name)
+        with open(self.log_path, "ab") as log:  # O_APPEND: the child's writes always land at the end
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edge", "run", "-c", str(config), *args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**os.environ, **(env or {})},
+            )
+
+    def log(self) -> str:
+        """What the daemon has logged so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait(self, timeout: float = 30.0) -> tuple[int, str]:
+        """Its exit code and whole log, once it has exited by itself."""
+        self.proc.wait(timeout=timeout)
+        err = self.log()
+        self.log_path.unlink(missing_ok=True)
+        return self.proc.returncode, err
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> tuple[int, str]:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, err
+        return self.wait(timeout)
 
 
 @pytest.fixture
@@ -114,4 +132,4 @@ def start_daemon():
     for daemon in started:
         if daemon.proc.poll() is None:
             daemon.proc.kill()
-            daemon.proc.communicate()
+        daemon.stop()

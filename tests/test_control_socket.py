@@ -149,7 +149,7 @@ def test_safe_state_after_kill_9_leaves_every_pin_at_its_safe_level(gateway_conf
     assert edge("actuate", "-c", str(gateway_config), "pump", "on").returncode == 0
     assert read_lines(lines) == {"GPIO18": "output 1", "GPIO27": "output 1"}
     proc.proc.send_signal(signal.SIGKILL)
-    proc.proc.communicate()
+    proc.wait()
     assert read_lines(lines) == {"GPIO18": "output 1", "GPIO27": "output 1"}  # the lines stay driven after a crash
 
     out = edge("safe-state", "-c", str(gateway_config), env={STATE_DIR_ENV: str(lines)})

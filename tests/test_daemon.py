@@ -45,7 +45,7 @@ def test_kill_9_then_restart_gives_a_new_epoch_and_keeps_every_committed_reading
     wait_until(lambda: len(keys(buffer_path)) >= 9, what="readings from the first run")
     committed = keys(buffer_path)
     first.proc.kill()  # SIGKILL: no cleanup at all
-    first.proc.communicate()
+    first.wait()
 
     second = start_daemon(gateway_config)
     wait_until(lambda: any(epoch == 2 for epoch, _ in keys(buffer_path)), what="readings of epoch 2")
@@ -99,7 +99,7 @@ def test_a_clean_stop_with_a_broker_logs_no_error(gateway_config, tmp_path, star
 
 def test_run_for_stops_by_itself(gateway_config, start_daemon):
     daemon = start_daemon(gateway_config, "--for", "2s")
-    _, err = daemon.proc.communicate(timeout=60)
+    _, err = daemon.wait(60)
     assert daemon.proc.returncode == 0, err
     assert "stopping (duration elapsed)" in err
 
@@ -128,7 +128,7 @@ def test_a_bad_config_stops_run_before_anything_starts(tmp_path, start_daemon):
     path = tmp_path / "bad.yaml"
     path.write_text("gateway: {id: x}\nsensors: 3\n")
     daemon = start_daemon(path)
-    _, err = daemon.proc.communicate(timeout=60)
+    _, err = daemon.wait(60)
     assert daemon.proc.returncode == 2
     assert err.strip() == f"{path}:2: sensors: must be a list"
 
@@ -139,7 +139,7 @@ def test_a_second_daemon_on_the_same_buffer_is_refused_and_the_first_keeps_runni
     first = start_daemon(gateway_config)
     wait_until(lambda: len(keys(buffer_path)) >= 3, what="first readings")
     second = start_daemon(gateway_config)
-    _, err = second.proc.communicate(timeout=60)
+    _, err = second.wait(60)
     assert second.proc.returncode == 1
     assert f"buffer {buffer_path} is in use by another edge process (pid {first.proc.pid})" in err
     before = len(keys(buffer_path))
