@@ -146,6 +146,8 @@ def drain(path: Path, broker: Broker) -> tuple[float, float]:
 
 
 def steady_state(broker: Broker, database, seconds: float, tmp: Path) -> list[float]:
+    """Seconds from each reading to its commit, past the first few seconds of the run (the daemon's start)."""
+    warm_up = min(5.0, seconds / 4)
     config = tmp / "steady.yaml"
     sensors = "\n".join(f"  - {{id: s{i:02d}, type: simulated, measures: [temperature], interval: 1s}}"
                         for i in range(SENSORS))
@@ -157,7 +159,7 @@ def steady_state(broker: Broker, database, seconds: float, tmp: Path) -> list[fl
     with database.connect() as conn:
         rows = conn.execute("SELECT EXTRACT(EPOCH FROM received_at - ts) FROM readings WHERE gateway_id = "
                             "'steady-gw' AND ts > (SELECT MIN(ts) FROM readings WHERE gateway_id = 'steady-gw') "
-                            "+ interval '5 seconds'").fetchall()
+                            "+ make_interval(secs => %s)", (warm_up,)).fetchall()
     return sorted(float(r[0]) for r in rows)
 
 
@@ -205,6 +207,9 @@ def main() -> None:
             latencies = steady_state(broker, database, args.seconds, tmp)
             collector.terminate()
             collector.wait(30)
+            if not latencies:
+                print(f"steady state: no reading was committed in {args.seconds:g} s (the broker or the collector?)")
+                return
             p50 = latencies[len(latencies) // 2]
             p99 = latencies[int(len(latencies) * 0.99)]
             print(f"steady state, {SENSORS} sensors at 1 s for {args.seconds:g} s ({len(latencies)} readings), "
