@@ -66,6 +66,29 @@ def test_edge_actuate_without_a_daemon_says_so(gateway_config):
     assert out.returncode == 1 and "is `edge run` running?" in out.stderr
 
 
+def test_the_socket_appears_at_its_path_only_once_it_listens(tmp_path, monkeypatch):
+    """A client that finds the socket file is served, never refused: a script may run `edge actuate` as soon as the
+    file is there (between bind and listen, a connect is refused with ECONNREFUSED)."""
+    import socket
+
+    from edge.gateway.control_socket import ControlServer
+
+    path = tmp_path / "control.sock"
+    at_listen: list[bool] = []
+    listen = socket.socket.listen
+    monkeypatch.setattr(socket.socket, "listen", lambda self, *a: at_listen.append(path.exists()) or listen(self, *a))
+    server = ControlServer(path, lambda request, who: {"echo": request["op"]})
+    server.start()
+    try:
+        assert at_listen == [False] and path.is_socket()
+        assert not path.with_name("control.sock.new").exists()
+        assert oct(path.stat().st_mode & 0o777) == "0o660"
+        assert call(path, {"op": "status"})["echo"] == "status"
+    finally:
+        server.stop()
+    assert not path.exists()
+
+
 @pytest.mark.parametrize("payload, error", [
     (b"this is not json\n", "malformed request: not JSON"),
     (b'["op"]\n', 'malformed request: expected a JSON object with "op"'),

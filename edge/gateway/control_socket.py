@@ -40,6 +40,7 @@ MAX_REQUEST = 16 * 1024
 TIMEOUT = 5.0
 MAX_CONNECTIONS = 64
 BACKLOG = 128
+UNIX_PATH_MAX = 108  # a socket path's bytes on Linux, its terminating NUL included
 WORKERS = 4
 
 #: ``handle(request, user)``: a decoded JSON object and the sender's account name -> the answer's fields; raises
@@ -126,16 +127,26 @@ class ControlServer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_socket():
             self.path.unlink()  # left by a daemon that did not stop cleanly (one daemon per buffer is enforced)
+        # The socket appears at its path only once it listens, with its group set: a client that finds the file (a
+        # script running `edge actuate` right after the start) is never refused. It is made under a name of its own
+        # and renamed into place; a path too long for that name is bound where it is.
+        staged = self.path.with_name(self.path.name + ".new")
+        if len(os.fsencode(staged)) >= UNIX_PATH_MAX:
+            staged = self.path
+        if staged.is_socket():
+            staged.unlink()  # left by a start that did not finish
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o117)  # the socket is created 0660
         try:
-            listener.bind(str(self.path))
+            listener.bind(str(staged))
         finally:
             os.umask(old_umask)
         listener.listen(BACKLOG)
         listener.setblocking(False)
         if self.group_id is not None:
-            os.chown(self.path, -1, self.group_id)
+            os.chown(staged, -1, self.group_id)
+        if staged != self.path:
+            os.rename(staged, self.path)
         self._listener = listener
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
