@@ -110,6 +110,9 @@ def test_health_names_a_late_sampling_group_stalled_control_and_a_locked_buffer(
             wait_until(healthy, timeout=30, what="the first sampling round")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the daemon's health said {last}") from None
+        # the round woke the control thread: its evaluation, still running under load, would record the time after
+        # the advance below. Stopped here (the evaluation in hand finished), control runs only when called.
+        daemon.control_worker.stop()
         clock.advance(200)
         assert daemon.health() == ["sampling every 60s: last round completed 200s ago",
                                    "control (schedules, rules, safety limits): last evaluated 200s ago"]
@@ -140,6 +143,50 @@ def test_a_deleted_buffer_file_does_not_accept_writes(tmp_path):
         assert not (tmp_path / "buffer.db").exists()  # the check never creates a file
     finally:
         buffer.close()
+
+
+def test_systemd_hears_ready_first_and_stopping_last_even_with_a_watchdog_run_in_hand(tmp_path, monkeypatch):
+    """The watchdog's first run may come before the start has sent READY=1, and a run already in hand when the
+    daemon stops once sent WATCHDOG=1 after STOPPING=1. Both are held here at the worst moment."""
+    from edge.gateway.control_socket import ControlServer
+
+    sent: list[str] = []
+    monkeypatch.setattr("edge.gateway.daemon.sd_notify", sent.append)
+    monkeypatch.setattr("edge.gateway.daemon.watchdog_interval", lambda: 0.05)
+    serve = ControlServer.start
+
+    def start_late(server):  # the last step before READY=1: the watchdog runs meanwhile
+        deadline = time.monotonic() + 2
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        serve(server)
+
+    monkeypatch.setattr(ControlServer, "start", start_late)
+    daemon = Daemon(load_config(write_config(tmp_path), env={}))
+    holding, in_health, release = threading.Event(), threading.Event(), threading.Event()
+    health = daemon.health
+
+    def held_health():
+        problems = health()
+        if holding.is_set():
+            in_health.set()
+            release.wait(10)
+        return problems
+
+    daemon.health = held_health
+    daemon.start()
+    try:
+        wait_until(lambda: "WATCHDOG=1" in sent, 20, "a watchdog ping")
+        holding.set()
+        assert in_health.wait(10)
+        stopping = threading.Thread(target=daemon.stop, args=("test",))
+        stopping.start()
+        wait_until(lambda: "STOPPING=1" in sent, 10, "STOPPING=1")
+    finally:
+        release.set()
+    stopping.join(30)
+    assert sent[0].startswith("READY=1\nSTATUS=epoch 1"), sent
+    assert sent[-1] == "STOPPING=1", sent
 
 
 # --------------------------------------------------------------------------------- the real process and socket

@@ -237,6 +237,9 @@ class Daemon:
         self._status = "starting"  # systemd's STATUS= line while healthy
         self._shown_status = None  # the STATUS= line last sent
         self._unhealthy = False
+        self._notify_lock = threading.Lock()  # READY=1, the watchdog's lines and STOPPING=1 go out in that order
+        self._ready = False
+        self._stopping = False
         self._waiting_for: set[str] = set()  # parts not started yet for want of a readable buffer (no room)
 
     # ----------------------------------------------------------------------------------------------- lifecycle
@@ -307,8 +310,11 @@ class Daemon:
                  len(cfg.actuators), cfg.hardware.backend, cfg.buffer.path)
         self._status = (f"epoch {report.epoch or 'not started yet'}, "
                         f"sampling {counted(len(cfg.sensors), 'sensor')}")
-        self._shown_status = self.degraded() or self._status
-        sd_notify(f"READY=1\nSTATUS={self._shown_status}")
+        shown = self.degraded() or self._status
+        with self._notify_lock:  # nothing of the watchdog's before READY=1 (its first run may come first)
+            self._shown_status = shown
+            sd_notify(f"READY=1\nSTATUS={shown}")
+            self._ready = True
 
     def _build(self, what: str, make):
         """A part that reads the buffer as it is built (alerts, uplink): None, and built later by the ``storage``
@@ -362,8 +368,10 @@ class Daemon:
     def stop(self, reason: str) -> bool:
         """Stop every part, each tried whatever the others did; True when every output reached its safe state."""
         if self.scheduler is not None:
-            self.scheduler.remove("watchdog")  # no WATCHDOG=1 after STOPPING=1
-        sd_notify("STOPPING=1")
+            self.scheduler.remove("watchdog")  # no more runs of it; one in hand sends nothing now (below)
+        with self._notify_lock:  # no WATCHDOG=1 nor STATUS= after STOPPING=1
+            self._stopping = True
+            sd_notify("STOPPING=1")
         log.info("stopping (%s)", reason)
         if self.control_server is not None:
             self._step("control socket", self.control_server.stop)
@@ -527,11 +535,17 @@ class Daemon:
         """Ping systemd's watchdog only while healthy, so that a hung daemon is restarted (and its outputs made safe
         by the unit's ExecStopPost) instead of sitting there."""
         problems = self.health()
+        status = None if problems else self.degraded() or self._status  # the buffer's lock: not under ours
+        with self._notify_lock:  # held only to send: a stop waits for no check
+            if not self._ready or self._stopping:
+                return  # systemd hears READY=1 first and STOPPING=1 last
+            self._notify_health(problems, status)
+
+    def _notify_health(self, problems: list[str], status: str | None) -> None:
         if not problems:
             if self._unhealthy:
                 log.warning("healthy again; the watchdog is fed")
                 self._unhealthy = False
-            status = self.degraded() or self._status
             if status != self._shown_status:
                 sd_notify(f"STATUS={status}")
                 self._shown_status = status
