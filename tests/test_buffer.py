@@ -387,6 +387,40 @@ def test_a_fresh_buffer_starts_while_other_processes_poll_it(tmp_path):
     assert failed == []
 
 
+def test_a_write_during_a_late_start_waits_for_it_and_what_waited_is_stored_first(tmp_path, monkeypatch):
+    """A start finished late (:meth:`Buffer.resume`, after a full disk or a lock) holds other threads' writes until
+    its epoch is on disk AND reported, so the first write after it stores what waited in memory (the daemon's start
+    event, gap records) ahead of anything newer. A switch recorded in between once took the epoch's first event."""
+    from edge.gateway.buffer import BufferWriteError
+
+    real_start, writers = Buffer._start, []
+
+    def start(self, now):
+        if not writers:
+            writers.append(None)
+            raise BufferWriteError("writes refused (injected)")
+        started = real_start(self, now)
+        # the epoch is on disk and not yet reported: the control thread records a switch right now
+        writer = threading.Thread(target=self.append_event, args=("actuator.switched", "pump"), kwargs={"ts": now})
+        writer.start()
+        writer.join(1.0)  # it waits for the start (the old code let it write at once)
+        writers.append(writer)
+        return started
+
+    monkeypatch.setattr(Buffer, "_start", start)
+    buffer, report = Buffer.open(tmp_path / "buffer.db", now=T0, boot_id="b")
+    try:
+        assert report.epoch is None
+        assert buffer.append_event("daemon.start", "daemon", ts=T0) is None  # waits in memory
+        assert buffer.resume(T0 + 5).epoch == 1
+        writers[-1].join(10)
+        with sqlite3.connect(tmp_path / "buffer.db") as conn:
+            kinds = [kind for (kind,) in conn.execute("SELECT kind FROM events ORDER BY epoch, seq")]
+    finally:
+        buffer.close()
+    assert kinds == ["daemon.start", "actuator.switched"]
+
+
 def test_a_long_reader_holds_up_neither_the_disk_budget_nor_the_rounds_after_it(fresh_buffer, buffer_path):
     """Emptying the write-ahead log waits for readers while holding SQLite's write lock: the budget waits for a long
     reader (an export in progress) only briefly, leaves the log for its next run, and rounds go on."""

@@ -593,6 +593,26 @@ class Buffer:
         if self._report is not None:
             return self._report
         try:
+            with self._writing():
+                self._check(now)  # before the write lock: a big file's check holds up no other thread's writes
+        except BufferWriteError as exc:
+            return self._start_refused(exc)
+        # Another thread's write (a round, a switch) waits until the epoch is on disk AND reported: the first
+        # transaction after that stores what waited in memory (daemon.start, gap records) ahead of anything newer.
+        with self._write_lock:
+            return self._finish_start(now)
+
+    def _start_refused(self, exc: BufferWriteError) -> OpenReport:
+        self.epoch = None  # _start_epoch may have chosen it before its transaction failed
+        if self._start_error is None:
+            self.refused_since = None  # said once, with what it means for the start
+            self._refused(exc, starting=True)
+        self._start_error = exc
+        moved, reason = self._set_aside or (None, None)
+        return OpenReport(None, None, moved, reason, not_started=str(exc))
+
+    def _finish_start(self, now: float) -> OpenReport:
+        try:
             with self._writing():  # whatever the start writes (files beside the buffer too) may find no room
                 try:
                     previous_clean = self._start(now)
@@ -602,13 +622,7 @@ class Buffer:
                     self._move_damaged(now, f"{_text(exc)} (found while opening it)")  # quick_check missed it
                     previous_clean = self._start(now)
         except BufferWriteError as exc:
-            self.epoch = None  # _start_epoch may have chosen it before its transaction failed
-            if self._start_error is None:
-                self.refused_since = None  # said once, with what it means for the start
-                self._refused(exc, starting=True)
-            self._start_error = exc
-            moved, reason = self._set_aside or (None, None)
-            return OpenReport(None, None, moved, reason, not_started=str(exc))
+            return self._start_refused(exc)
         self._start_error = None
         moved, reason = self._set_aside or (None, None)
         if moved:
@@ -623,12 +637,17 @@ class Buffer:
         self._report = OpenReport(self.epoch, previous_clean, moved, reason, rolled_back_to=rolled_back)
         return self._report
 
-    def _start(self, now: float) -> bool | None:
+    def _check(self, now: float) -> None:
+        """The integrity check, once: a damaged file is moved aside. Raises BufferWriteError when it cannot tell
+        (no room, locked)."""
         if not self._checked:
-            reason = _integrity_problem(self.path)  # raises BufferWriteError when it cannot tell (no room, locked)
+            reason = _integrity_problem(self.path)
             if reason:
                 self._move_damaged(now, reason)
             self._checked = True
+
+    def _start(self, now: float) -> bool | None:
+        self._check(now)
         self.migrate()
         in_file, used = self._last_epochs()
         if self._unstarted is not None and used == self._unstarted[0]:
@@ -1121,21 +1140,22 @@ class Buffer:
             return None
         if self.commit_every > 0 and self.epoch is not None and self.refused_since is None:
             return self._hold(readings)
-        try:
-            with self._transaction() as db:
-                first = self._allocate(db, "readings", len(readings))
-                db.conn.executemany(
-                    "INSERT INTO readings (epoch, seq, ts, sensor, quantity, value, unit, quality, reason, clock, "
-                    "boot_id, mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (self.epoch, first + i, r.ts, r.sensor, r.quantity, r.value, r.unit, r.quality, r.reason,
-                         r.clock, r.boot_id, r.mono)
-                        for i, r in enumerate(readings)
-                    ],
-                )
-        except BufferWriteError:
-            self._count_unstored((r.sensor, r.ts, r.quantity) for r in readings)
-            raise
+        with self._write_lock:  # counted before another write can store the gap record: all in one record
+            try:
+                with self._transaction() as db:
+                    first = self._allocate(db, "readings", len(readings))
+                    db.conn.executemany(
+                        "INSERT INTO readings (epoch, seq, ts, sensor, quantity, value, unit, quality, reason, "
+                        "clock, boot_id, mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (self.epoch, first + i, r.ts, r.sensor, r.quantity, r.value, r.unit, r.quality,
+                             r.reason, r.clock, r.boot_id, r.mono)
+                            for i, r in enumerate(readings)
+                        ],
+                    )
+            except BufferWriteError:
+                self._count_unstored((r.sensor, r.ts, r.quantity) for r in readings)
+                raise
         self._accepted(readings=True)
         return first, first + len(readings) - 1
 
@@ -1223,14 +1243,15 @@ class Buffer:
         caller's transaction the error is raised instead: that transaction failed, and its caller decides."""
         text = json.dumps(data or {}, ensure_ascii=False, sort_keys=True)
         nested = self._in_transaction()
-        try:
-            with self._transaction() as db:
-                return self._insert_event(db, kind, source, text, ts)
-        except BufferWriteError:
-            if nested:
-                raise
-            self._defer_event(kind, source, text, ts)
-            return None
+        with self._write_lock:  # kept in memory before another write can store what waits: the order is kept
+            try:
+                with self._transaction() as db:
+                    return self._insert_event(db, kind, source, text, ts)
+            except BufferWriteError:
+                if nested:
+                    raise
+                self._defer_event(kind, source, text, ts)
+                return None
 
     def flush(self) -> bool:
         """Store what waits for room (gap records, events kept in memory); True if nothing waits any more."""
