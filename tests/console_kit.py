@@ -82,8 +82,11 @@ class Chain:
             gateway=GATEWAY, buffer=self.tmp / "gateway.db", socket=self.tmp / "control.sock", url=self.broker.url,
             password=_secret_file(self.tmp / "gateway.pw", self.broker.users[GATEWAY])))
         self._spawn("gateway", "run", "-c", str(config))
-        wait_until(lambda: self.sql("SELECT count(*) FROM readings WHERE gateway_id = %s", GATEWAY) > 0, 60,
-                   "the gateway's first readings in PostgreSQL")
+        # online: the status it publishes once subscribed to its downlink (after stop_gateway the row says offline,
+        # and the readings of the run before are already there)
+        wait_until(lambda: self.sql("SELECT state FROM gateway_status WHERE gateway_id = %s", GATEWAY) == "online"
+                   and self.sql("SELECT count(*) FROM readings WHERE gateway_id = %s", GATEWAY) > 0, 60,
+                   "the gateway online and its first readings in PostgreSQL")
 
     def stop_gateway(self) -> None:
         proc = self.procs.pop("gateway")

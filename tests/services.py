@@ -50,11 +50,19 @@ _OVERRIDDEN = {"listener", "port", "bind_address", "persistence_location", "pers
                "acl_file", "log_dest", "pid_file", "user", "include_dir", "max_queued_messages"}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and never one this process handed out before:
+    a cluster takes a dozen before its servers bind any, and the kernel may pick a just-closed port again."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _port_open(port: int) -> bool:

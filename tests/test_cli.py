@@ -94,10 +94,13 @@ def test_a_bad_duration_on_the_command_line_is_refused(gateway_config):
 
 
 def test_status_tells_a_clean_stop_from_a_crash(gateway_config, start_daemon):
-    for stop_signal, expected in ((signal.SIGTERM, "stopped"), (signal.SIGKILL, "stopped uncleanly")):
+    for epoch, (stop_signal, expected) in enumerate(((signal.SIGTERM, "stopped"),
+                                                     (signal.SIGKILL, "stopped uncleanly")), start=1):
         daemon = start_daemon(gateway_config)
+        # running (its lock taken) and its epoch started: a kill before that leaves the last epoch the clean one
         wait_until(lambda: edge("status", "-c", str(gateway_config), "--json").returncode == 0
-                   and status_json(gateway_config)["daemon"] == "running", what="the daemon to run")
+                   and status_json(gateway_config)["daemon"] == "running"
+                   and status_json(gateway_config)["epoch"] == epoch, what=f"the daemon to run epoch {epoch}")
         daemon.stop(stop_signal)
         assert status_json(gateway_config)["daemon"] == expected
 

@@ -140,6 +140,14 @@ def system(tmp_path_factory, postgres_server):
         assert collector.subscribed.wait(10)
         sync_gateway(tmp / "gateway.db", broker)
         another_gateway(broker)
+
+        def north_state():
+            with database.connect() as conn:
+                row = conn.execute("SELECT state FROM gateway_status WHERE gateway_id = %s", (NORTH,)).fetchone()
+                return row and row[0]
+
+        # the gateway's goodbye goes out as its sync stops, and its writer may store it after south's ack
+        wait_until(lambda: north_state() == "offline", 15, "the north gateway's goodbye to be stored")
     finally:
         collector.stop()
         broker.kill()

@@ -146,9 +146,11 @@ def test_two_collectors_share_the_consumer_and_store_everything_once(start_colle
             gateway.publish(reading_batch(gateway.gateway_id, first=batch * 40 + 1, count=40))
     wait_for_rows(migrated, "readings", 4 * 25 * 40, timeout=30)
     assert reading_keys(migrated) == sorted((g.gateway_id, 1, seq) for g in senders for seq in range(1, 1001))
-    wait_until(lambda: sum(len(g.acks) for g in senders) == 100, 15, "an ack for every batch")
+    wait_until(lambda: all(len(set(g.acked())) == 25 for g in senders), 15, "an ack for every batch")
     assert first.stats.messages > 0 and second.stats.messages > 0
-    assert first.stats.messages + second.stats.messages == 100
+    # each reading new once across both (a message held past the test's 3 s ack_wait on a loaded machine comes again,
+    # to either collector: a duplicate, counted as such, and acked again)
+    assert first.stats.readings_new + second.stats.readings_new == 4 * 25 * 40
 
 
 def test_a_collector_killed_between_commit_and_ack_loses_and_duplicates_nothing(nats_node, migrated, gateways,
@@ -188,7 +190,9 @@ def test_a_database_outage_delays_acks_but_loses_nothing(start_collector, gatewa
             assert gateway.acks == []
         finally:
             conn.execute("ALTER TABLE readings_away RENAME TO readings")
-    wait_until(lambda: gateway.acked() == [(1, 1, 10)], 15, "the ack after the outage")
+    # held past the test's 3 s ack_wait (a loaded machine), the message comes again: then acked twice, harmless
+    wait_until(lambda: gateway.acked(), 15, "the ack after the outage")
+    assert set(gateway.acked()) == {(1, 1, 10)}
     assert reading_keys(migrated) == [("gh-a", 1, seq) for seq in range(1, 11)]
 
 
