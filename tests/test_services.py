@@ -11,18 +11,20 @@ pytestmark = pytest.mark.slow
 
 
 def retained(broker, topic: str) -> bytes | None:
-    """The retained message on ``topic``, or None."""
-    got: list[bytes] = []
+    """The retained message on ``topic``, or None. A marker published once subscribed comes after anything the
+    subscription delivered (one client's messages keep their order): no guess at how long to wait."""
+    got: list[tuple[str, bytes]] = []
+    subscribed = []
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = lambda _c, _u, message: got.append(message.payload)
-    client.on_subscribe = lambda *_: got.append(b"")  # the SUBACK: retained messages come before it
+    client.on_message = lambda _c, _u, message: got.append((message.topic, message.payload))
+    client.on_subscribe = lambda *_: subscribed.append(True)
     client.connect(broker.host, broker.port)
-    client.subscribe(topic, qos=1)
-    wait_until(lambda: client.loop(0.05) != 0 or got, 5, "the subscription")
-    for _ in range(5):
-        client.loop(0.02)
+    client.subscribe([(topic, 1), ("test/marker", 1)])
+    wait_until(lambda: client.loop(0.05) != 0 or subscribed, 5, "the subscription")
+    client.publish("test/marker", b"end", qos=1)
+    wait_until(lambda: client.loop(0.05) != 0 or ("test/marker", b"end") in got, 5, "the marker")
     client.disconnect()
-    return next((p for p in got if p), None)
+    return next((payload for t, payload in got if t == topic), None)
 
 
 def publish_retained(broker, topic: str, payload: bytes) -> None:
