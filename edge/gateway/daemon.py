@@ -55,6 +55,8 @@ HOUSEKEEPING = "housekeeping"
 HOUSEKEEPING_WORKERS = 3
 #: Seconds a stop waits for the control thread's evaluation in hand before making the outputs safe anyway.
 CONTROL_STOP_WAIT = 5.0
+#: Seconds the main thread waits at most before it runs the handler of a signal another thread received.
+SIGNAL_POLL = 0.5
 #: Readings waiting for the alert engine at most (a wedged engine must not grow the daemon without bound).
 MAX_ALERT_WAITING = 100_000
 
@@ -423,12 +425,25 @@ class Daemon:
             except Exception as exc:
                 self.stop(f"start failed: {exc}")
                 raise
-            stopped = self.stopping.wait(duration)
+            stopped = self._wait_for_stop(duration)
             safe = self.stop(self.stopping.reason if stopped else "duration elapsed")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0 if safe else 1  # an output left unsafe shows as a failed stop (systemd: the unit failed)
+
+    def _wait_for_stop(self, duration: float | None) -> bool:
+        """Wait for SIGTERM/SIGINT (True) or ``duration`` seconds (False), in waits of at most SIGNAL_POLL. A signal's
+        Python handler runs only on the main thread, between two steps of Python code: when the kernel hands the
+        signal to another thread (any thread may take it; under load it often is one), a wait without a timeout on
+        the main thread never wakes, and a SIGTERM went unheard until systemd's SIGKILL."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while True:
+            left = SIGNAL_POLL if deadline is None else min(SIGNAL_POLL, deadline - time.monotonic())
+            if left <= 0:
+                return self.stopping.is_set()
+            if self.stopping.wait(left):
+                return True
 
     # --------------------------------------------------------------------------------------------------- jobs
 
