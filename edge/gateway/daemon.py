@@ -75,6 +75,19 @@ class StopRequest(threading.Event):
         """Handle SIGTERM and SIGINT; return the previous handlers."""
         return {sig: signal.signal(sig, self.request) for sig in (signal.SIGTERM, signal.SIGINT)}
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """As Event.wait, in waits of at most SIGNAL_POLL. A signal's Python handler runs only on the main thread,
+        between two steps of Python code: when the kernel hands the signal to another thread (any thread may take
+        it; under load one often does), a wait without a timeout on the main thread never wakes, and a SIGTERM went
+        unheard until systemd's SIGKILL."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = SIGNAL_POLL if deadline is None else min(SIGNAL_POLL, deadline - time.monotonic())
+            if left <= 0:
+                return self.is_set()
+            if super().wait(left):
+                return True
+
 
 class ControlWorker:
     """The control thread: the one place outputs are switched from (schedules, rules, safety limits), so their
@@ -425,25 +438,12 @@ class Daemon:
             except Exception as exc:
                 self.stop(f"start failed: {exc}")
                 raise
-            stopped = self._wait_for_stop(duration)
+            stopped = self.stopping.wait(duration)
             safe = self.stop(self.stopping.reason if stopped else "duration elapsed")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0 if safe else 1  # an output left unsafe shows as a failed stop (systemd: the unit failed)
-
-    def _wait_for_stop(self, duration: float | None) -> bool:
-        """Wait for SIGTERM/SIGINT (True) or ``duration`` seconds (False), in waits of at most SIGNAL_POLL. A signal's
-        Python handler runs only on the main thread, between two steps of Python code: when the kernel hands the
-        signal to another thread (any thread may take it; under load it often is one), a wait without a timeout on
-        the main thread never wakes, and a SIGTERM went unheard until systemd's SIGKILL."""
-        deadline = None if duration is None else time.monotonic() + duration
-        while True:
-            left = SIGNAL_POLL if deadline is None else min(SIGNAL_POLL, deadline - time.monotonic())
-            if left <= 0:
-                return self.stopping.is_set()
-            if self.stopping.wait(left):
-                return True
 
     # --------------------------------------------------------------------------------------------------- jobs
 
