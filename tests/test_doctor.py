@@ -316,6 +316,18 @@ def test_every_line_fits_100_columns_with_long_hints_wrapped_under_their_check()
         "1 failed, 1 warning"]).split())  # wrapped, not cut
 
 
+def test_a_path_too_long_for_a_line_stays_on_the_line_of_its_check():
+    """A technician's long home directory, or pytest's temp root under a long user name: the path runs past the
+    line rather than leaving a line that says "WARN  buffer" and nothing else."""
+    from edge.gateway.doctor import Report
+
+    long_path = "/home/a-technician-with-a-long-name/" + "gateway-configs-of-the-province/" * 3 + "buffer.db"
+    lines = format_report(Report("/etc/edge/gateway.yaml", (
+        Check("buffer", "WARN", f"{long_path}: no buffer yet", "the daemon creates it at its first start"),)))
+    assert lines[1] == f"WARN  buffer   {long_path}:"
+    assert lines[2] == " " * 15 + "no buffer yet"
+
+
 def run_on_a_terminal(args: list[str], env: dict[str, str]) -> str:
     """``python -m edge ARGS`` with its stdout on a pseudo-terminal, as a technician's shell gives it."""
     import os

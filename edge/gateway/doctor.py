@@ -96,7 +96,9 @@ def format_report(report: Report, colour: bool = False) -> list[str]:
     lines = [f"edge doctor: {report.source}"]
     for check in report.checks:
         status = f"{COLOURS[check.status]}{check.status}\x1b[0m" if colour and check.status in COLOURS else check.status
-        first, *rest = _wrap(f"{check.status:<5} {check.name:<8} {check.summary}", INDENT)
+        # The status, the name and the summary's first word share the first line, even when that word is a path too
+        # long for it: a line that reads "WARN  buffer" and nothing else would be cut from what it is about.
+        first, *rest = _wrap(check.summary, INDENT, first=f"{check.status:<5} {check.name:<8} ")
         lines.append(status + first[len(check.status):])
         lines.extend(rest)
         for line in check.lines:
