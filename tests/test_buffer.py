@@ -378,8 +378,10 @@ def test_a_fresh_buffer_starts_while_other_processes_poll_it(tmp_path):
             buffer.close()
             if report.epoch is None:
                 failed.append(report.not_started)
-            for leftover in tmp_path.glob("buffer.db*"):  # the next start is on a fresh file again
-                leftover.unlink()
+            # The next start is on a fresh file again. A reader that closes last removes the -wal and -shm files
+            # itself, so one listed here may be gone by the time it is unlinked.
+            for leftover in tmp_path.glob("buffer.db*"):
+                leftover.unlink(missing_ok=True)
     finally:
         stop.set()
         for reader in readers:
