@@ -18,6 +18,5 @@ def die() -> None:
 
 if __name__ == "__main__":
     collector = Collector(load_datacenter_config(sys.argv[1]), client_id=sys.argv[2], after_commit=die).start()
-    collector.subscribed.wait(10)
-    print("subscribed", flush=True)
+    print("subscribed" if collector.subscribed.wait(60) else "not subscribed within 60 s", flush=True)
     threading.Event().wait()

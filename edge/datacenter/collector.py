@@ -179,9 +179,11 @@ class FairQueue:
     ``DECODE_ROWS_PER_SECOND``). Nothing is ever dropped: a gateway over its rate is only served after the others.
     """
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
+                 timer: Callable[[], float] = time.perf_counter):
         self.rate = rate
-        self.clock = clock
+        self.clock = clock  # refills the budgets
+        self.timer = timer  # times each decoding
         self._lanes: dict[str, _Lane] = {}
         self._count = 0
         self._turn = 0  # rotates which gateway goes first among equals
@@ -214,11 +216,11 @@ class FairQueue:
                 if len(taken) >= max_messages or rows >= max_rows:
                     break
                 lane = self._lanes[gateway]
-                started = time.perf_counter()
+                started = self.timer()
                 d = decode(lane.messages.popleft())
                 self._count -= 1
                 cost = rows_of(d.item)
-                lane.budget -= cost + (time.perf_counter() - started) * DECODE_ROWS_PER_SECOND
+                lane.budget -= cost + (self.timer() - started) * DECODE_ROWS_PER_SECOND
                 taken.append(d)
                 rows += cost
         self._forget_idle()
